@@ -1,0 +1,45 @@
+# Set-up is part of every target: `make demo` and `make test` create .venv when it is missing or
+# stale (the stamp names a hash of pyproject.toml, this Makefile and TORCH_SPEC), install torch
+# first, then the package under a constraint that keeps that torch.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)-$(shell echo '$(TORCH_SPEC)' | sha1sum | cut -c1-8)
+STAMP := $(VENV)/.installed-$(HASH)
+
+DATA_DIR := $(abspath ../shared/data)
+ifneq ($(wildcard $(DATA_DIR)),)
+export MMKGREC_DATA ?= $(DATA_DIR)
+endif
+
+.PHONY: install demo test bench-core docs clean-venv
+
+install: $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	rm -f $(VENV)/.installed-*
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q '$(TORCH_SPEC)'
+	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	$(PY) -c "import torch; open('$(VENV)/torch-build.txt','w').write(torch.__version__)"
+	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e '.[test]'
+	@$(PY) -c "import torch; b=open('$(VENV)/torch-build.txt').read(); assert torch.__version__ == b, f'a dependency replaced torch {b} with {torch.__version__}'; print('torch', torch.__version__, 'kept')"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mmkgrec demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MMKGREC_CACHE=$$(mktemp -d) \
+	  $(PY) -m pytest -q --durations=15 -p no:cacheprovider
+
+bench-core: $(STAMP)
+	$(PY) benchmarks/core.py
+
+docs: $(STAMP)
+	$(PY) benchmarks/report.py
+
+clean-venv:
+	rm -rf $(VENV)

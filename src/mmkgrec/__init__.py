@@ -1,0 +1,23 @@
+"""mmkgrec: multimodal, knowledge-graph-enhanced recommendation.
+
+    import mmkgrec
+    run = mmkgrec.train("LightGCN", "ml-100k", out="runs/lgcn", overrides={"epochs": 50})
+    run = mmkgrec.load("runs/lgcn")
+    run.recommend("196", k=10)
+"""
+
+__version__ = "0.1.0"
+
+
+def train(*args, **kwargs):
+    """See :func:`mmkgrec.api.train`."""
+    from .api import train as _train
+
+    return _train(*args, **kwargs)
+
+
+def load(run_dir):
+    """See :func:`mmkgrec.api.load`."""
+    from .api import load as _load
+
+    return _load(run_dir)

@@ -1,0 +1,218 @@
+"""Named datasets resolved under ``$MMKGREC_DATA``, and loading any dataset from a config.
+
+Names: ``ml-100k`` (atomic), ``lastfm-kg`` (KGCN format), ``amazon-book`` (KGAT format),
+``synthetic`` (generated), or a path to any folder of atomic files ``<name>.inter`` (+ optional
+``.item``, ``.user``, ``.kg``, ``.link``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataFormatError, MMKGRecError
+from .dataset import Dataset, Interactions, align_table, build_dataset
+from .readers import read_atomic, read_int_triples, read_kgat_interactions, read_named_triples
+
+log = logging.getLogger(__name__)
+
+KNOWN = {"ml-100k": "atomic", "lastfm-kg": "kgcn", "amazon-book": "kgat", "synthetic": "synthetic"}
+
+
+def data_root() -> Path | None:
+    root = os.environ.get("MMKGREC_DATA")
+    return Path(root) if root else None
+
+
+def resolve_path(name: str, data_path: str | None = None) -> Path:
+    """The folder of dataset ``name``: ``data_path`` if given, a path if ``name`` is one, else
+    ``$MMKGREC_DATA/<name>``."""
+    if data_path:
+        return Path(data_path)
+    p = Path(name)
+    if p.is_dir():
+        return p
+    root = data_root()
+    if root is None:
+        raise MMKGRecError(f"dataset '{name}': MMKGREC_DATA is not set and '{name}' is not a folder; "
+                           f"set MMKGREC_DATA to the folder holding {sorted(KNOWN)} or run "
+                           f"`mmkgrec data download {name}`")
+    path = root / name
+    if not path.is_dir():
+        raise MMKGRecError(f"dataset '{name}' not found at {path}")
+    return path
+
+
+def detect_format(path: Path) -> str:
+    name = path.name
+    if (path / f"{name}.inter").is_file():
+        return "atomic"
+    if (path / "train.txt").is_file() and (path / "test.txt").is_file():
+        return "kgat"
+    if any(path.glob("*ratings_final*")):
+        return "kgcn"
+    raise MMKGRecError(f"cannot tell the format of {path}: expected {name}.inter (atomic), "
+                       "train.txt + test.txt (KGAT) or ratings_final (KGCN)")
+
+
+def load_dataset(name: str, config=None) -> Dataset:
+    """Load and preprocess a dataset with the data keys of ``config`` (a Config or dict)."""
+    cfg = dict(config or {})
+    fmt = cfg.get("data_format", "auto")
+    base = Path(str(name)).name
+    if fmt == "auto":
+        fmt = KNOWN.get(base) or detect_format(resolve_path(name, cfg.get("data_path")))
+    pre = dict(rating_threshold=cfg.get("rating_threshold"), dedup=cfg.get("dedup", "first"),
+               user_min_inter=cfg.get("user_min_inter", 0), item_min_inter=cfg.get("item_min_inter", 0))
+    load_kg = cfg.get("load_kg", True)
+    if fmt == "synthetic":
+        from .synthetic import make_synthetic
+
+        ds = make_synthetic(seed=0, **pre)
+    else:
+        path = resolve_path(name, cfg.get("data_path"))
+        loader = {"atomic": load_atomic, "kgat": load_kgat, "kgcn": load_kgcn}[fmt]
+        ds = loader(path, load_kg=load_kg, **pre)
+    n_sub = cfg.get("subsample_users")
+    if n_sub:
+        ds = subsample_users(ds, int(n_sub), pre)
+    return ds
+
+
+def subsample_users(ds: Dataset, n: int, pre: dict) -> Dataset:
+    """Keep ``n`` users chosen with a fixed seed (0); items re-indexed to those still used."""
+    if n >= ds.n_users:
+        return ds
+    users = np.sort(np.random.default_rng(0).choice(ds.n_users, n, replace=False))
+    rows = np.flatnonzero(np.isin(ds.inter.user, users))
+    inter = ds.inter.take(rows)
+    sub = build_dataset(ds.name, ds.user_ids[inter.user], ds.item_ids[inter.item], inter.rating,
+                        inter.timestamp, **{**pre, "rating_threshold": None}, source=ds.source)
+    _carry_item_side(ds, sub)
+    sub.stats = {**ds.stats, "subsample_users": n}
+    return sub
+
+
+def _carry_item_side(src: Dataset, dst: Dataset) -> None:
+    """Copy item-aligned side information from ``src`` to ``dst`` (a subset of its items)."""
+    pos = {str(r): k for k, r in enumerate(src.item_ids)}
+    idx = np.asarray([pos[str(r)] for r in dst.item_ids], dtype=np.int64)
+    for name, col in src.item_features.items():
+        dst.item_features[name] = col[idx] if isinstance(col, np.ndarray) else [col[k] for k in idx]
+    dst.item_feature_types = dict(src.item_feature_types)
+    dst.kg = src.kg
+    dst.item_entity = None if src.item_entity is None else src.item_entity[idx]
+
+
+def load_atomic(path: Path, load_kg: bool = True, **pre) -> Dataset:
+    name = path.name
+    inter_path = path / f"{name}.inter"
+    t = read_atomic(inter_path)
+    t.require("user_id", "item_id")
+    for col in ("rating", "timestamp"):
+        if col in t.types and t.types[col] != "float":
+            raise DataFormatError(inter_path, f"column '{col}' must be of type float, header says "
+                                  f"'{t.types[col]}'", line=1)
+    ds = build_dataset(name, t.columns["user_id"], t.columns["item_id"], t.columns.get("rating"),
+                       t.columns.get("timestamp"), source=str(path), **pre)
+    item_path = path / f"{name}.item"
+    if item_path.is_file():
+        it = read_atomic(item_path)
+        it.require("item_id")
+        cols = {k: v for k, v in it.columns.items() if k != "item_id"}
+        types = {k: it.types[k] for k in cols}
+        ds.item_features, unknown = align_table(ds.item_ids, it.columns["item_id"], cols, types,
+                                                "item", str(item_path))
+        ds.item_feature_types = types
+        ds.stats["item_rows_unknown"] = unknown
+    user_path = path / f"{name}.user"
+    if user_path.is_file():
+        ut = read_atomic(user_path)
+        ut.require("user_id")
+        cols = {k: v for k, v in ut.columns.items() if k != "user_id"}
+        types = {k: ut.types[k] for k in cols}
+        ds.user_features, unknown = align_table(ds.user_ids, ut.columns["user_id"], cols, types,
+                                                "user", str(user_path))
+        ds.user_feature_types = types
+        ds.stats["user_rows_unknown"] = unknown
+    kg_path, link_path = path / f"{name}.kg", path / f"{name}.link"
+    if load_kg and kg_path.is_file() and link_path.is_file():
+        kg = read_atomic(kg_path)
+        kg.require("head_id", "relation_id", "tail_id")
+        ds.kg = np.stack([kg.columns["head_id"], kg.columns["relation_id"], kg.columns["tail_id"]], 1)
+        link = read_atomic(link_path)
+        link.require("item_id", "entity_id")
+        _set_links(ds, link.columns["item_id"], link.columns["entity_id"], str(link_path))
+    return ds
+
+
+def _set_links(ds: Dataset, items, entities, path: str) -> None:
+    aligned, unknown = align_table(ds.item_ids, items, {"entity": entities}, {"entity": "token"},
+                                   "item", path)
+    ds.item_entity = aligned["entity"]
+    ds.stats["link_rows_unknown_item"] = unknown
+
+
+def load_kgat(path: Path, load_kg: bool = True, **pre) -> Dataset:
+    """KGAT's ``train.txt`` / ``test.txt``; the test file becomes ``Dataset.given_test``.
+
+    Preprocessing filters apply to the training file; test rows whose user is unknown after it
+    are dropped and counted; items seen only in the test file join the catalogue."""
+    tu, ti = read_kgat_interactions(path / "train.txt")
+    su, si = read_kgat_interactions(path / "test.txt")
+    ds = build_dataset(path.name, tu, ti, source=str(path), **pre)
+    upos = {str(r): k for k, r in enumerate(ds.user_ids)}
+    ipos = {str(r): k for k, r in enumerate(ds.item_ids)}
+    # items that only appear in the test file are still part of the catalogue (ranked, never
+    # trained on), as in KGAT's own evaluation; they are appended after the training items
+    new_items = [t for t in dict.fromkeys(str(x) for x in si) if t not in ipos]
+    if new_items:
+        for t in new_items:
+            ipos[t] = len(ipos)
+        ds.item_ids = np.concatenate([ds.item_ids, np.asarray(new_items, dtype=object)])
+    ds.stats["test_only_items"] = len(new_items)
+    u = np.asarray([upos.get(str(x), -1) for x in su], dtype=np.int64)
+    i = np.asarray([ipos.get(str(x), -1) for x in si], dtype=np.int64)
+    ok = (u >= 0) & (i >= 0)
+    ds.stats["test_rows_unknown"] = int((~ok).sum())
+    test = Interactions(u[ok], i[ok])
+    # de-duplicate the given test and drop pairs already in train (KGAT files have none)
+    n_items = ds.n_items
+    key = test.user * n_items + test.item
+    _, first = np.unique(key, return_index=True)
+    first = np.sort(first)
+    in_train = np.isin(key[first], ds.inter.keys(n_items))
+    ds.stats["test_rows_in_train"] = int(in_train.sum())
+    ds.given_test = test.take(first[~in_train])
+    kg_path = path / "kg_final.txt"
+    if load_kg and kg_path.is_file():
+        kg = read_int_triples(kg_path).astype(str).astype(object)
+        ds.kg = kg
+        # KGAT: item ids are the first entity ids
+        ds.item_entity = ds.item_ids.copy()
+    return ds
+
+
+def load_kgcn(path: Path, load_kg: bool = True, **pre) -> Dataset:
+    """KGCN/RippleNet format: ``*ratings_final*`` (user item label), ``*kg_final*``.
+
+    Labels become the ``rating`` column (0/1); top-N use keeps label 1 via rating_threshold."""
+    rf = sorted(path.glob("*ratings_final*"))
+    if not rf:
+        raise DataFormatError(path, "no ratings_final file")
+    r = read_int_triples(rf[0])
+    ds = build_dataset(path.name, r[:, 0], r[:, 1], r[:, 2].astype(np.float32), source=str(path),
+                       **pre)
+    kf = sorted(p for p in path.glob("*kg_final*"))
+    if load_kg and kf:
+        kg = read_int_triples(kf[0]).astype(str).astype(object)
+        ds.kg = kg
+        # KGCN's preprocessing numbers items 0..n_items-1 and gives item k entity k
+        ds.item_entity = ds.item_ids.copy()
+    named = path / "kg.txt"
+    if named.is_file():
+        ds.stats["kg_named_relations"] = len(np.unique(read_named_triples(named)[:, 1]))
+    return ds

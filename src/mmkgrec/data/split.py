@@ -1,0 +1,178 @@
+"""Deterministic, seeded train/validation/test splits, all vectorised over users.
+
+* ``random_ratio``: per user, interactions shuffled and cut by ratio (RecBole's ``RS`` with
+  ``group_by: user``; the same rounding: each non-train part gets ``floor(ratio * n)``, raised to
+  one while the train part keeps more than one).
+* ``time_ratio``: the same cut on each user's interactions ordered by time (equal timestamps keep
+  file order).
+* ``leave_one_out``: last interaction by time to test, the one before to validation.
+* ``given``: a train/test pair from the data (KGAT); validation carved from train by ``valid_ratio``
+  per user, at random.
+
+Users with fewer interactions than a split needs are dropped and counted in ``Split.stats``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MMKGRecError
+from .dataset import Dataset, Interactions
+
+SPLITS = ("random_ratio", "time_ratio", "leave_one_out", "given")
+
+
+@dataclass
+class Split:
+    dataset: Dataset
+    train: Interactions
+    valid: Interactions
+    test: Interactions
+    method: str = ""
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return self.dataset.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.dataset.n_items
+
+    def part(self, name: str) -> Interactions:
+        if name not in ("train", "valid", "test"):
+            raise ValueError(f"unknown split part '{name}'")
+        return getattr(self, name)
+
+    def csr(self, name: str):
+        return self.part(name).csr(self.n_users, self.n_items)
+
+    def describe(self) -> dict:
+        return {"method": self.method, "train": len(self.train), "valid": len(self.valid),
+                "test": len(self.test), **self.stats}
+
+    def export_recbole(self, folder: str | Path, name: str | None = None) -> Path:
+        """Write ``NAME.train.inter``, ``NAME.valid.inter``, ``NAME.test.inter`` (RecBole's
+        ``benchmark_filename``) with raw ids, plus ``NAME.kg`` / ``NAME.link`` when the dataset has
+        a KG. Files are written to a temporary name and renamed, so no half-written file remains."""
+        name = name or self.dataset.name
+        out = Path(folder) / name
+        out.mkdir(parents=True, exist_ok=True)
+        ds = self.dataset
+        for part in ("train", "valid", "test"):
+            inter = self.part(part)
+            has_r, has_t = inter.rating is not None, inter.timestamp is not None
+            header = ["user_id:token", "item_id:token"] + (["rating:float"] if has_r else []) + (
+                ["timestamp:float"] if has_t else [])
+            cols = [ds.user_ids[inter.user], ds.item_ids[inter.item]]
+            if has_r:
+                cols.append([_num(x) for x in inter.rating])
+            if has_t:
+                cols.append([_num(x) for x in inter.timestamp])
+            lines = ["\t".join(header)] + ["\t".join(map(str, row)) for row in zip(*cols)]
+            _write_atomic(out / f"{name}.{part}.inter", "\n".join(lines) + "\n")
+        if ds.kg is not None:
+            kg_lines = ["head_id:token\trelation_id:token\ttail_id:token"] + [
+                "\t".join(t) for t in ds.kg]
+            _write_atomic(out / f"{name}.kg", "\n".join(kg_lines) + "\n")
+            link = ["item_id:token\tentity_id:token"] + [
+                f"{i}\t{e}" for i, e in zip(ds.item_ids, ds.item_entity) if e is not None]
+            _write_atomic(out / f"{name}.link", "\n".join(link) + "\n")
+        return out
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _group_positions(users: np.ndarray, order: np.ndarray):
+    """For interactions in ``order`` (grouped by user): per-row position in its user's group and
+    the group's size."""
+    u = users[order]
+    counts = np.bincount(u)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(len(u)) - starts[u]
+    return pos, counts[u]
+
+
+def ratio_counts(n: np.ndarray, ratios: list[float]) -> np.ndarray:
+    """Per-user part sizes for ratio splits, RecBole's rounding rule, vectorised.
+
+    Non-train parts get ``floor(ratio * n)``; then each empty one takes one interaction from the
+    train part while that part has more than one."""
+    ratios = np.asarray(ratios, dtype=np.float64) / np.sum(ratios)
+    cnt = np.floor(ratios[None, :] * n[:, None] + 1e-9).astype(np.int64)
+    cnt[:, 0] = n - cnt[:, 1:].sum(1)
+    for j in range(1, len(ratios)):
+        move = (cnt[:, 0] > 1) & (cnt[:, j] == 0)
+        cnt[move, 0] -= 1
+        cnt[move, j] += 1
+    return cnt
+
+
+def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0.1),
+                  seed: int = 2020, valid_ratio: float = 0.1) -> Split:
+    if method not in SPLITS:
+        raise MMKGRecError(f"unknown split '{method}'; choose one of {SPLITS}")
+    inter = ds.inter
+    rng = np.random.default_rng(seed)
+    n = len(inter)
+    if method == "given":
+        if ds.given_test is None:
+            raise MMKGRecError(f"dataset '{ds.name}' has no given test file; split 'given' needs "
+                               "one (KGAT train.txt/test.txt)")
+        order = np.lexsort((rng.random(n), inter.user))
+        pos, size = _group_positions(inter.user, order)
+        n_valid = np.floor(size * valid_ratio + 1e-9).astype(np.int64)
+        n_valid = np.where((n_valid == 0) & (size > 1) & (valid_ratio > 0), 1, n_valid)
+        is_valid = pos >= size - n_valid
+        valid_rows, train_rows = np.sort(order[is_valid]), np.sort(order[~is_valid])
+        test = ds.given_test
+        test_has_train = np.isin(test.user, inter.user)
+        dropped = int(len(np.unique(test.user[~test_has_train])))
+        test = test.take(np.flatnonzero(test_has_train))
+        return Split(ds, inter.take(train_rows), inter.take(valid_rows), test, method,
+                     {"dropped_users": dropped, "seed": seed, "valid_ratio": valid_ratio})
+    if method == "random_ratio":
+        order = np.lexsort((rng.random(n), inter.user))
+    else:
+        if inter.timestamp is None:
+            raise MMKGRecError(f"split '{method}' needs timestamps; dataset '{ds.name}' has none")
+        order = np.lexsort((np.arange(n), inter.timestamp, inter.user))
+    counts = np.bincount(inter.user, minlength=ds.n_users)
+    if method == "leave_one_out":
+        cnt = np.stack([counts - 2, np.ones_like(counts), np.ones_like(counts)], 1)
+        need = 3
+    else:
+        ratios = list(ratios)
+        if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
+            raise MMKGRecError(f"split_ratio must be three non-negative numbers with a positive "
+                               f"train share, got {ratios}")
+        cnt = ratio_counts(counts, ratios)
+        need = 1 + sum(r > 0 for r in ratios[1:])
+    ok_user = (counts >= need) & (cnt.min(1) >= 0)
+    # a user must have at least one interaction in each part with a positive share
+    for j in range(3):
+        if method == "leave_one_out" or j == 0 or ratios[j] > 0:
+            ok_user &= cnt[:, j] >= 1
+    pos, _ = _group_positions(inter.user, order)
+    u = inter.user[order]
+    part = np.where(pos < cnt[u, 0], 0, np.where(pos < cnt[u, 0] + cnt[u, 1], 1, 2))
+    part[~ok_user[u]] = -1
+    rows = [np.sort(order[part == j]) for j in range(3)]
+    dropped = int((~ok_user & (counts > 0)).sum())
+    if not len(rows[0]):
+        raise MMKGRecError(f"split '{method}' left no training data for dataset '{ds.name}'")
+    return Split(ds, inter.take(rows[0]), inter.take(rows[1]), inter.take(rows[2]), method,
+                 {"dropped_users": dropped, "dropped_interactions": int((part == -1).sum()),
+                  "seed": seed})

@@ -1,0 +1,1 @@
+"""Graphs: the user-item graph, knowledge graphs, normalised adjacency."""

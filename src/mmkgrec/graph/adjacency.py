@@ -1,0 +1,63 @@
+"""Normalised adjacency matrices of the user-item graph, as torch sparse CSR tensors."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..data.dataset import Interactions
+
+
+def bipartite_adjacency(inter: Interactions, n_users: int, n_items: int) -> sp.csr_matrix:
+    """Binary symmetric adjacency of the user-item graph over ``n_users + n_items`` nodes
+    (users first, then items), duplicates collapsed."""
+    n = n_users + n_items
+    rows = np.concatenate([inter.user, inter.item + n_users])
+    cols = np.concatenate([inter.item + n_users, inter.user])
+    a = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n))
+    a.sum_duplicates()
+    a.data[:] = 1.0
+    return a
+
+
+def sym_normalize(a: sp.spmatrix) -> sp.csr_matrix:
+    """``D^-1/2 A D^-1/2``; isolated nodes keep an all-zero row."""
+    deg = np.asarray(a.sum(1)).ravel()
+    inv = np.zeros_like(deg, dtype=np.float32)
+    nz = deg > 0
+    inv[nz] = deg[nz] ** -0.5
+    d = sp.diags(inv)
+    return (d @ a @ d).tocsr().astype(np.float32)
+
+
+def to_torch_csr(a: sp.spmatrix, device="cpu") -> torch.Tensor:
+    a = a.tocsr()
+    a.sort_indices()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(a.indptr.astype(np.int64)), torch.from_numpy(a.indices.astype(np.int64)),
+            torch.from_numpy(a.data.astype(np.float32)), size=a.shape, device=device,
+            check_invariants=False)
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """``A @ X`` for a symmetric sparse ``A``: the backward pass reuses ``A`` (``A^T = A``)
+    instead of transposing a CSR tensor on every call."""
+
+    @staticmethod
+    def forward(ctx, adj, x):
+        ctx.adj = adj
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, ctx.adj @ grad
+
+
+def sym_spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Multiply by a symmetric sparse matrix with gradients to ``x``."""
+    return _SymmetricSpMM.apply(adj, x)

@@ -1,0 +1,224 @@
+"""The one trainer: mini-batches, negatives, validation, early stopping, checkpoints and resume.
+
+Every source of randomness in an epoch is seeded from ``(seed, epoch)``, and a checkpoint is
+written after every epoch, so a run killed at any point and resumed repeats the interrupted epoch
+exactly and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..evaluation.evaluator import make_evaluator
+from .sampling import sample_negatives
+
+log = logging.getLogger("mmkgrec.train")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31)
+
+
+def make_optimizer(params, config) -> torch.optim.Optimizer:
+    kw = dict(lr=config["learning_rate"], weight_decay=config["weight_decay"])
+    try:
+        return torch.optim.Adam(params, fused=True, **kw)
+    except (RuntimeError, TypeError):  # fused kernels missing for this device/build
+        return torch.optim.Adam(params, **kw)
+
+
+class PairwiseBatches:
+    """One epoch of (user, positive, negatives) mini-batches over the training interactions:
+    shuffled, with ``num_neg`` uniform negatives per positive excluding the user's training items."""
+
+    def __init__(self, train, n_items: int, batch_size: int, num_neg: int = 1):
+        self.users, self.items = train.user, train.item
+        self.n_items, self.batch_size, self.num_neg = n_items, batch_size, num_neg
+        self.known = train.keys(n_items)
+
+    def __len__(self):
+        return (len(self.users) + self.batch_size - 1) // self.batch_size
+
+    def epoch(self, rng: np.random.Generator, device="cpu"):
+        perm = rng.permutation(len(self.users))
+        users, pos = self.users[perm], self.items[perm]
+        neg = sample_negatives(users, self.n_items, self.known, rng, self.num_neg)
+        if self.num_neg == 1:
+            neg = neg[:, 0]
+        users_t, pos_t, neg_t = (torch.from_numpy(a).to(device) for a in (users, pos, neg))
+        for s in range(0, len(users), self.batch_size):
+            sl = slice(s, s + self.batch_size)
+            yield {"users": users_t[sl], "pos_items": pos_t[sl], "neg_items": neg_t[sl]}
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_valid: dict
+    history: list = field(default_factory=list)
+    train_epoch_s: list = field(default_factory=list)
+    eval_s: list = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Train ``model`` on ``split`` with the training keys of ``config``.
+
+    ``ckpt_dir`` (optional) receives a checkpoint after every epoch; ``fit(resume=True)`` continues
+    from the newest one."""
+
+    def __init__(self, model, split, config, ckpt_dir: str | Path | None = None, device="cpu"):
+        self.model, self.split, self.config = model, split, config
+        self.device = device
+        self.ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
+        self.valid_metric = config["valid_metric"]
+        self.evaluator = make_evaluator(split, "valid", config)
+        if self.valid_metric not in self.evaluator.metrics:
+            self.evaluator.metrics.append(self.valid_metric)
+            from ..evaluation.metrics import parse_metric
+
+            if hasattr(self.evaluator, "max_k"):
+                self.evaluator.max_k = max(self.evaluator.max_k, parse_metric(self.valid_metric)[1])
+        self.optimizer = None
+        if model.input_type == "pairwise":
+            self.optimizer = make_optimizer(model.parameters(), config)
+            self.batches = PairwiseBatches(split.train, split.n_items, config["train_batch_size"],
+                                           config["num_neg"])
+
+    # ---- checkpoints ---------------------------------------------------------------------
+    def _save(self, state: dict, best_state: dict | None) -> None:
+        if self.ckpt_dir is None:
+            return
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        epoch = state["epoch"]
+        tmp = self.ckpt_dir / f".epoch-{epoch}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file(_contiguous(self.model.state_dict()), str(tmp / "model.safetensors"))
+        if best_state is not None:
+            save_file(best_state, str(tmp / "best.safetensors"))
+        if self.optimizer is not None:
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(state))
+        final = self.ckpt_dir / f"epoch-{epoch}"
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        _write_text_atomic(self.ckpt_dir / "LATEST", final.name)
+        for old in self.ckpt_dir.glob("epoch-*"):
+            if old.name != final.name:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _load_latest(self):
+        if self.ckpt_dir is None or not (self.ckpt_dir / "LATEST").is_file():
+            return None
+        d = self.ckpt_dir / (self.ckpt_dir / "LATEST").read_text().strip()
+        state = json.loads((d / "state.json").read_text())
+        self.model.load_state_dict(load_file(str(d / "model.safetensors")))
+        if self.optimizer is not None and (d / "optimizer.pt").is_file():
+            self.optimizer.load_state_dict(torch.load(d / "optimizer.pt", weights_only=True))
+        best = load_file(str(d / "best.safetensors")) if (d / "best.safetensors").is_file() else None
+        return state, best
+
+    # ---- training -----------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        cfg = self.config
+        model = self.model
+        if model.input_type == "none" or cfg["epochs"] == 0:
+            metrics, _, secs = self.evaluator.evaluate(model, self.device)
+            log.info("no training epochs | eval %.2fs | valid %s", secs, _fmt(metrics))
+            return TrainResult(0, metrics, [{"epoch": 0, "valid": metrics}], [], [secs])
+        state = {"epoch": -1, "best_epoch": -1, "best_score": -float("inf"), "bad": 0,
+                 "history": [], "best_valid": {}, "train_epoch_s": [], "eval_s": []}
+        best_state = None
+        if resume:
+            loaded = self._load_latest()
+            if loaded is not None:
+                state, best_state = loaded
+                log.info("resumed after epoch %d", state["epoch"])
+        stopped = False
+        for epoch in range(state["epoch"] + 1, cfg["epochs"]):
+            if state["bad"] >= cfg["stopping_step"] > 0:
+                stopped = True
+                break
+            seed = epoch_seed(cfg["seed"], epoch)
+            torch.manual_seed(seed)
+            rng = np.random.default_rng(seed)
+            model.train()
+            t0 = time.perf_counter()
+            total, n = 0.0, 0
+            batches = self.batches.epoch(rng, self.device)
+            if cfg["show_progress"]:
+                from tqdm import tqdm
+
+                batches = tqdm(batches, total=len(self.batches), desc=f"epoch {epoch}", leave=False)
+            for batch in batches:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = model.loss(batch)
+                loss.backward()
+                if cfg["clip_grad_norm"]:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad_norm"])
+                self.optimizer.step()
+                total += float(loss.detach())
+                n += 1
+            train_s = time.perf_counter() - t0
+            state["train_epoch_s"].append(train_s)
+            entry = {"epoch": epoch, "loss": total / max(n, 1), "train_s": train_s}
+            if (epoch + 1) % cfg["eval_step"] == 0 or epoch == cfg["epochs"] - 1:
+                metrics, _, eval_s = self.evaluator.evaluate(model, self.device)
+                state["eval_s"].append(eval_s)
+                score = metrics[self.valid_metric]
+                entry.update(valid=metrics, eval_s=eval_s)
+                improved = score > state["best_score"]
+                if improved:
+                    state.update(best_score=score, best_epoch=epoch, best_valid=metrics, bad=0)
+                    best_state = {k: v.detach().clone() for k, v in _contiguous(model.state_dict()).items()}
+                else:
+                    state["bad"] += 1
+                log.info("epoch %d | loss %.4f | train %.2fs | eval %.2fs | valid %s=%.4f%s", epoch,
+                         entry["loss"], train_s, eval_s, self.valid_metric, score,
+                         " *" if improved else "")
+            else:
+                log.info("epoch %d | loss %.4f | train %.2fs", epoch, entry["loss"], train_s)
+            state["history"].append(entry)
+            state["epoch"] = epoch
+            self._save(state, best_state)
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        return TrainResult(state["best_epoch"], state["best_valid"], state["history"],
+                           state["train_epoch_s"], state["eval_s"], stopped)
+
+
+def median(xs) -> float | None:
+    return float(statistics.median(xs)) if xs else None
+
+
+def _contiguous(sd: dict) -> dict:
+    return {k: v.detach().contiguous() for k, v in sd.items()}
+
+
+def _fmt(metrics: dict) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,105 @@
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmkgrec.cli import main
+from mmkgrec.data import load_dataset
+
+Q = ["--set", "show_progress=false"]
+
+
+def test_train_writes_a_complete_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "BPR", "--dataset", "synthetic", "--out", str(out),
+                 "--set", "epochs=3", *Q]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("model", "dataset", "seed", "best_epoch", "valid", "test", "timing", "peak_rss_mb",
+                "versions", "git_sha", "command"):
+        assert key in m, key
+    for k in ("recall", "ndcg", "mrr", "hit", "precision"):
+        assert f"{k}@10" in m["test"] and f"{k}@20" in m["test"]
+    assert set(m["timing"]) == {"train_epoch_s", "eval_s", "total_s"}
+    assert "--set epochs=3" in m["command"]
+    assert {p.name for p in out.iterdir()} >= {"config.yaml", "log.txt", "model.safetensors",
+                                              "metrics.json", "per_user_test.npz"}
+    with np.load(out / "per_user_test.npz", allow_pickle=False) as z:
+        assert len(z["user_ids"]) == m["n_test_users"]
+        assert np.isclose(np.nanmean(z["ndcg@10"]), m["test"]["ndcg@10"])
+    assert "ndcg@10" in capsys.readouterr().out
+
+    assert main(["evaluate", str(out)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["ndcg@10"] == pytest.approx(m["test"]["ndcg@10"])
+
+    assert main(["recommend", str(out), "--user", "0", "-k", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("1\t")
+    ds = load_dataset("synthetic", {"data_format": "synthetic"})
+    seen = set(ds.item_ids[ds.inter.item[ds.inter.user == ds.user_index("0")]])
+    assert not {l.split("\t")[1] for l in lines} & seen
+
+    pop = tmp_path / "pop"
+    assert main(["train", "--model", "Pop", "--dataset", "synthetic", "--out", str(pop)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(out), str(pop), "--metric", "NDCG@10"]) == 0
+    table = capsys.readouterr().out
+    assert "p vs best (ndcg@10)" in table and "Pop" in table and "BPR" in table
+
+
+def test_bad_config_key_fails_cleanly(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "BPR", "--dataset", "synthetic", "--out", str(out),
+                 "--set", "learning_rat=0.1"]) == 2
+    assert "config key 'learning_rat'" in capsys.readouterr().err
+    assert not out.exists() and not out.with_name("run.partial").exists()
+
+
+def test_bad_data_fails_cleanly(tmp_path, capsys):
+    d = tmp_path / "broken"
+    d.mkdir()
+    (d / "broken.inter").write_text("user_id:token\titem_id:token\trating:float\nu\ti\tx\n")
+    out = tmp_path / "run"
+    assert main(["train", "--model", "BPR", "--dataset", str(d), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "broken.inter, line 2" in err and "non-numeric value 'x'" in err
+    assert not out.exists() and not out.with_name("run.partial").exists()
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    assert main(["train", "--model", "Pop", "--dataset", "synthetic", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_data_info_and_export(tmp_path, capsys):
+    assert main(["data", "info", "synthetic"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dataset"]["n_users"] == 300 and info["split"]["method"] == "random_ratio"
+    assert main(["data", "export-recbole", "synthetic", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "synthetic" / "synthetic.train.inter").is_file()
+
+
+def test_download_recipe_converts_and_checks(tmp_path, monkeypatch):
+    from mmkgrec.data.download import download, md5sum
+    from mmkgrec.errors import MMKGRecError
+
+    z = tmp_path / "ml-100k.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("ml-100k/u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
+        f.writestr("ml-100k/u.item", "242|Kolya (1996)|24-Jan-1997||http://x|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
+                   "302|L.A. Confidential (1997)|01-Jan-1997||http://x|0|0|0|0|0|0|1|0|0|0|0|0|0|1|0|0|1|0|0\n")
+        f.writestr("ml-100k/u.user", "196|49|M|writer|55105\n186|39|F|executive|00000\n")
+    dest = tmp_path / "data"
+    with pytest.raises(MMKGRecError, match="checksum mismatch"):
+        download("ml-100k", dest, url=z.as_uri(), md5="0" * 32)
+    assert not (dest / "ml-100k").exists() and not list(dest.iterdir())
+    path = download("ml-100k", dest, url=z.as_uri(), md5=md5sum(z))
+    ds = load_dataset(str(path))
+    assert ds.n_users == 2 and ds.item_features["movie_title"][ds.item_index("302")] == ["L.A.", "Confidential"]
+    assert ds.item_features["class"][ds.item_index("302")] == ["Crime", "Mystery", "Thriller"]
+    assert ds.item_features["release_year"][ds.item_index("242")] == "1996"

@@ -1,0 +1,103 @@
+import math
+
+import numpy as np
+import torch
+
+from mmkgrec.data import build_dataset, split_dataset
+from mmkgrec.data.dataset import Interactions
+from mmkgrec.data.split import Split
+from mmkgrec.evaluation.evaluator import FullRankingEvaluator, SampledEvaluator, metric_names
+
+
+class FixedScores(torch.nn.Module):
+    input_type = "none"
+
+    def __init__(self, scores):
+        super().__init__()
+        self.s = torch.as_tensor(scores, dtype=torch.float32)
+
+    def prepare_eval(self):
+        pass
+
+    def score_all(self, users):
+        return self.s[users]
+
+    def score(self, users, items):
+        return self.s[users, items]
+
+
+def _split(train, valid, test, n_users, n_items):
+    ds = build_dataset("t", [str(u) for u in range(n_users)], [str(i) for i in range(n_users)])
+    ds.user_ids = np.asarray([str(u) for u in range(n_users)], dtype=object)
+    ds.item_ids = np.asarray([str(i) for i in range(n_items)], dtype=object)
+
+    def it(pairs):
+        a = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        return Interactions(a[:, 0], a[:, 1])
+
+    return Split(ds, it(train), it(valid), it(test))
+
+
+def test_full_ranking_masks_history_and_counts_only_users_with_targets():
+    # 2 users, 5 items. user 0: train {0}, valid {1}, test {2}; user 1: train {3}, no valid/test.
+    split = _split([(0, 0), (1, 3)], [(0, 1)], [(0, 2)], 2, 5)
+    # user 0 scores: item0 (train, masked) 9, item1 (valid, masked at test) 8, item4 7, item2 6
+    scores = [[9, 8, 6, 0, 7], [0, 0, 0, 0, 0]]
+    ev = FullRankingEvaluator(split, "test", ["hit@1", "mrr@2", "ndcg@2", "recall@2"])
+    m, acc, _ = ev.evaluate(FixedScores(scores))
+    # ranking after masking: item4, item2 -> first hit at rank 2
+    assert m["hit@1"] == 0.0 and m["mrr@2"] == 0.5 and m["recall@2"] == 1.0
+    assert math.isclose(m["ndcg@2"], 1 / math.log2(3))  # DCG 1/log2(3), IDCG 1
+    assert acc.user_ids.tolist() == [0]  # user 1 has no test item: not evaluated
+    # validation masks only training items: item1 is ranked first
+    mv, _, _ = FullRankingEvaluator(split, "valid", ["hit@1"]).evaluate(FixedScores(scores))
+    assert mv["hit@1"] == 1.0
+
+
+def test_full_ranking_matches_naive_loop_over_chunks():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 37, 50
+    pairs = {(u, i) for u in range(n_users) for i in rng.choice(n_items, 12, replace=False)}
+    pairs = sorted(pairs)
+    rng.shuffle(pairs)
+    train, test = pairs[: len(pairs) * 3 // 4], pairs[len(pairs) * 3 // 4:]
+    split = _split(train, [], test, n_users, n_items)
+    scores = rng.integers(0, 5, (n_users, n_items)).astype(np.float32)  # many ties
+    names = metric_names(["recall", "ndcg", "mrr", "hit", "precision"], [3, 10])
+    m, acc, _ = FullRankingEvaluator(split, "test", names, batch_size=8).evaluate(FixedScores(scores))
+    naive = {k: [] for k in names}
+    for u in range(n_users):
+        rel = {i for uu, i in test if uu == u}
+        if not rel:
+            continue
+        seen = {i for uu, i in train if uu == u}
+        cand = [i for i in range(n_items) if i not in seen]
+        ranked = sorted(cand, key=lambda i: (-scores[u, i], i))
+        for k in (3, 10):
+            top = ranked[:k]
+            hits = [i in rel for i in top]
+            dcg = sum(1 / math.log2(r + 2) for r, h in enumerate(hits) if h)
+            idcg = sum(1 / math.log2(r + 2) for r in range(min(k, len(rel))))
+            first = next((r for r, h in enumerate(hits) if h), None)
+            naive[f"recall@{k}"].append(sum(hits) / len(rel))
+            naive[f"ndcg@{k}"].append(dcg / idcg)
+            naive[f"mrr@{k}"].append(0 if first is None else 1 / (first + 1))
+            naive[f"hit@{k}"].append(float(any(hits)))
+            naive[f"precision@{k}"].append(sum(hits) / k)
+    for k in names:
+        assert math.isclose(m[k], np.mean(naive[k]), rel_tol=1e-9), k
+
+
+def test_sampled_evaluator_is_fixed_and_excludes_known_items():
+    ds = build_dataset("t", np.repeat(np.arange(20), 10).astype(str),
+                       np.tile(np.arange(10), 20).astype(str))
+    ds.item_ids = np.asarray([str(i) for i in range(300)], dtype=object)  # 290 never-seen items
+    split = split_dataset(ds, "random_ratio")
+    a = SampledEvaluator(split, "test", ["hit@5", "ndcg@5"], n_negatives=20, seed=0)
+    b = SampledEvaluator(split, "test", ["hit@5", "ndcg@5"], n_negatives=20, seed=0)
+    assert torch.equal(a.negatives, b.negatives)
+    assert bool((a.negatives >= 10).all())  # the only items any user knows are 0..9
+    scores = torch.zeros(20, 300)
+    scores[:, :10] = 1.0  # positives above every negative
+    m, _, _ = a.evaluate(FixedScores(scores))
+    assert m["hit@5"] == 1.0 and m["ndcg@5"] == 1.0
