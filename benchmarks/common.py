@@ -1,0 +1,131 @@
+"""Shared pieces of the benchmark queues: the job queue, running mmkgrec and RecBole in their own
+processes, and writing one JSON per run.
+
+A queue is a list of jobs with stable ids; a job whose JSON already exists is skipped, so a killed
+benchmark is resumed by running it again. Every JSON holds the config, metrics, per-user metrics,
+versions, the git SHA and the command that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / "work"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def git_sha() -> str:
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return sha + ("-dirty" if dirty else "")
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=_default))
+    os.replace(tmp, path)
+
+
+def _default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None) -> None:
+    """Run every job of ``suite`` whose result file is missing. ``runner(job) -> dict``."""
+    out_dir = RESULTS / suite
+    todo = [j for j in jobs if not (out_dir / f"{j['id']}.json").exists()
+            and (only is None or only in j["id"])]
+    print(f"[{suite}] {len(jobs)} jobs, {len(jobs) - len(todo)} done, {len(todo)} to run", flush=True)
+    for k, job in enumerate(todo, 1):
+        t0 = time.time()
+        print(f"[{suite}] ({k}/{len(todo)}) {job['id']} ...", flush=True)
+        try:
+            result = runner(job)
+        except subprocess.CalledProcessError as e:
+            print(f"[{suite}] {job['id']} FAILED (exit {e.returncode}); see {e.cmd}", flush=True)
+            continue
+        result = {"job": job["id"], "suite": suite, **result, "git_sha": git_sha(),
+                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "wall_s": time.time() - t0}
+        write_json(out_dir / f"{job['id']}.json", result)
+        print(f"[{suite}] {job['id']} done in {time.time() - t0:.0f} s", flush=True)
+
+
+def run_cmd(cmd: list[str], log: Path, env: dict | None = None) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        f.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
+        f.flush()
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True,
+                       env={**os.environ, **(env or {})})
+
+
+def mmkgrec_run(model: str, dataset: str, overrides: dict, run_dir: Path, log: Path,
+                per_user_keys: list[str] | None = None) -> dict:
+    """Train with the mmkgrec CLI in its own process; return the result fields."""
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(run_dir.with_name(run_dir.name + ".partial"), ignore_errors=True)
+    sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    cmd = [sys.executable, "-m", "mmkgrec.cli", "train", "--model", model, "--dataset", dataset,
+           "--out", str(run_dir), *sets]
+    run_cmd(cmd, log)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with np.load(run_dir / "per_user_test.npz", allow_pickle=False) as z:
+        keys = per_user_keys or [k for k in z.files if k != "user_ids"]
+        per_user = {"user_ids": z["user_ids"].tolist(),
+                    **{k: np.round(z[k], 6).tolist() for k in keys}}
+    config = __import__("yaml").safe_load((run_dir / "config.yaml").read_text())
+    return {"library": "mmkgrec", "model": model, "dataset": dataset, "config": config,
+            "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+            "valid": metrics["valid"], "test": metrics["test"], "per_user": per_user,
+            "timing": metrics["timing"], "peak_rss_mb": metrics["peak_rss_mb"],
+            "versions": metrics["versions"], "command": " ".join(shlex.quote(c) for c in cmd)}
+
+
+def recbole_python() -> str:
+    out = subprocess.run(["bash", str(ROOT / "benchmarks" / "recbole_env.sh")], capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()
+    return out[-1]
+
+
+def recbole_run(model: str, export_dir: Path, dataset: str, overrides: dict, out_json: Path,
+                log: Path, per_user_keys: list[str] | None = None) -> dict:
+    py = recbole_python()
+    sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    cmd = [py, str(ROOT / "benchmarks" / "recbole_runner.py"), "--data-dir", str(export_dir),
+           "--dataset", dataset, "--model", model, "--out", str(out_json), *sets]
+    run_cmd(cmd, log)
+    r = json.loads(out_json.read_text())
+    if per_user_keys and "per_user" in r:
+        r["per_user"] = {k: v for k, v in r["per_user"].items() if k == "user_ids" or k in per_user_keys}
+    r["command"] = " ".join(shlex.quote(c) for c in cmd)
+    r.setdefault("versions", {"recbole": r.get("recbole_version"), "torch": r.get("torch_version")})
+    return r
+
+
+def export_split(dataset: str, out_dir: Path, overrides: dict) -> Path:
+    """Export mmkgrec's split of ``dataset`` as RecBole benchmark files (cached by folder)."""
+    target = out_dir / dataset
+    if (target / f"{dataset}.test.inter").exists():
+        return out_dir
+    sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    run_cmd([sys.executable, "-m", "mmkgrec.cli", "data", "export-recbole", dataset, "--out",
+             str(out_dir), *sets], out_dir.with_suffix(".log"))
+    return out_dir
