@@ -21,6 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "work"
 RESULTS = ROOT / "benchmarks" / "results"
+if (ROOT.parent / "shared" / "data").is_dir():  # as the Makefile does
+    os.environ.setdefault("MMKGREC_DATA", str(ROOT.parent / "shared" / "data"))
 
 
 def git_sha() -> str:

@@ -3,10 +3,11 @@
 Accuracy: ML-100K, random 8:1:1 per user split by mmkgrec and exported as RecBole benchmark files,
 BPR and LightGCN with identical hyper-parameters (embedding 64, batch 2048, same learning rate,
 L2 and patience, best epoch on valid MRR@10), 3 seeds.
-Speed and memory: Amazon-Book (KGAT's train/test, validation carved from train), 2 epochs each,
+Speed and memory (jobs named *-speed; run them on a quiet machine): ML-100K 10 epochs and
+Amazon-Book (KGAT's train/test, validation carved from train) 2 epochs, one full validation and
 one full test evaluation, peak RSS, and the bare matmul + top-20 bound in the same run.
 
-    python benchmarks/core.py [--only SUBSTRING] [--seeds N]
+    python benchmarks/core.py [--only SUBSTRING] [--seeds N] [--kind accuracy|speed|bound ...]
 Resumable: a job whose JSON exists in benchmarks/results/core/ is skipped.
 """
 
@@ -25,7 +26,10 @@ HP = {  # identical for both libraries
                  "reg_weight": 1e-5},
 }
 COMMON = {"embedding_size": 64, "train_batch_size": 2048, "valid_metric": "mrr@10"}
-SPEED = {"epochs": 2, "eval_step": 2, "stopping_step": 0}
+SPEED = {  # a fixed number of epochs, one evaluation at the end
+    "ml-100k": {"epochs": 10, "eval_step": 10, "stopping_step": 0},
+    "amazon-book": {"epochs": 2, "eval_step": 2, "stopping_step": 0},
+}
 PER_USER_BOOK = ["ndcg@20", "recall@20"]
 
 
@@ -37,10 +41,11 @@ def jobs(n_seeds: int) -> list[dict]:
                 out.append({"id": f"ml-100k-{model}-{lib}-s{seed}", "kind": "accuracy", "lib": lib,
                             "model": model, "dataset": "ml-100k", "seed": seed})
     out.append({"id": "amazon-book-bound", "kind": "bound"})
-    for model in HP:
-        for lib in ("mmkgrec", "recbole"):
-            out.append({"id": f"amazon-book-{model}-{lib}-speed", "kind": "speed", "lib": lib,
-                        "model": model, "dataset": "amazon-book", "seed": 2020})
+    for ds in SPEED:
+        for model in HP:
+            for lib in ("mmkgrec", "recbole"):
+                out.append({"id": f"{ds}-{model}-{lib}-speed", "kind": "speed", "lib": lib,
+                            "model": model, "dataset": ds, "seed": 2020})
     return out
 
 
@@ -55,7 +60,7 @@ def run(job: dict) -> dict:
     model, seed, ds = job["model"], job["seed"], job["dataset"]
     hp = dict(HP[model])
     if job["kind"] == "speed":
-        hp.update(SPEED)
+        hp.update(SPEED[ds])
     split_cfg = {"seed": seed, "split_seed": seed}
     export_dir = export_split(ds, WORK / "splits" / f"{ds}-s{seed}", split_cfg)
     log = WORK / "logs" / f"{job['id']}.log"
@@ -79,5 +84,8 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--only")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--kind", choices=["accuracy", "speed", "bound"], action="append",
+                   help="run only jobs of these kinds (default: all)")
     a = p.parse_args()
-    run_queue("core", jobs(a.seeds), run, a.only)
+    todo = [j for j in jobs(a.seeds) if not a.kind or j["kind"] in a.kind]
+    run_queue("core", todo, run, a.only)

@@ -41,6 +41,16 @@ def test_file_errors_name_the_file(tmp_path):
         load_config("NoSuch")
 
 
+def test_exponent_without_dot_is_a_float(tmp_path):
+    # YAML 1.1 reads 1e-5 as a string; float keys accept it from files and --set alike
+    f = tmp_path / "c.yaml"
+    f.write_text("reg_weight: 1e-4\n")
+    assert load_config("LightGCN", None, f)["reg_weight"] == 1e-4
+    assert load_config("LightGCN", overrides=["reg_weight=1e-05"])["reg_weight"] == 1e-5
+    with pytest.raises(ConfigError, match="reg_weight"):
+        load_config("LightGCN", overrides=["reg_weight=1e-5x"])
+
+
 def test_reading_unknown_key_raises():
     c = load_config("BPR")
     with pytest.raises(ConfigError):

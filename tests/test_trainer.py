@@ -12,21 +12,26 @@ from safetensors.torch import load_file
 
 import mmkgrec
 from mmkgrec.data import load_dataset, split_dataset
+from mmkgrec.training import sampling
 from mmkgrec.training.sampling import sample_negatives
 
 QUIET = {"show_progress": False}
 
 
-def test_negative_sampling_excludes_positives():
+def test_negative_sampling_excludes_positives(monkeypatch):
     rng = np.random.default_rng(0)
     n_items = 6
     users = np.repeat(np.arange(3), 200)
-    known = np.unique(np.array([0 * 6 + 0, 0 * 6 + 1, 0 * 6 + 2, 0 * 6 + 3, 0 * 6 + 4, 1 * 6 + 5]))
-    neg = sample_negatives(users, n_items, known, rng, n=2)
-    assert neg.shape == (600, 2)
-    assert np.all(neg[users == 0] == 5)  # user 0 knows items 0-4: only item 5 is left
-    assert not np.any(neg[users == 1] == 5)
-    assert set(np.unique(neg[users == 2])) == set(range(6))  # uniform over all items
+    pairs = ([0, 0, 0, 0, 0, 1], [0, 1, 2, 3, 4, 5])
+    for limit in (10**9, 0):  # dense table, then sorted keys
+        monkeypatch.setattr(sampling, "DENSE_LIMIT", limit)
+        known = sampling.KnownPairs(*pairs, 3, n_items)
+        assert (known.dense is None) == (limit == 0)
+        neg = sample_negatives(users, n_items, known, rng, n=2)
+        assert neg.shape == (600, 2)
+        assert np.all(neg[users == 0] == 5)  # user 0 knows items 0-4: only item 5 is left
+        assert not np.any(neg[users == 1] == 5)
+        assert set(np.unique(neg[users == 2])) == set(range(6))  # uniform over all items
 
 
 def test_early_stopping_restores_best_epoch():

@@ -90,6 +90,7 @@ class Config(Mapping):
         values = dict(self._values)
         sources = dict(self._sources)
         for k, v in changes.items():
+            v = coerce(k, v, values)
             _check(k, v, values, "override")
             values[k] = v
             sources[k] = "override"
@@ -115,6 +116,16 @@ def _type_ok(default, value) -> bool:
     if isinstance(default, dict):
         return isinstance(value, dict)
     return True
+
+
+def coerce(key: str, value, known: dict):
+    """YAML 1.1 reads ``1e-5`` (no dot) as a string; a float key takes it as the number."""
+    if isinstance(known.get(key), float) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _check(key: str, value, known: dict, source: str) -> None:
@@ -185,6 +196,7 @@ def load_config(model: str, dataset: str | None = None, file: str | Path | None 
             layers.append((ov, "--set"))
     for layer, source in layers:
         for k, v in layer.items():
+            v = coerce(k, v, values)
             _check(k, v, values, source)
             values[k] = v
             sources[k] = source

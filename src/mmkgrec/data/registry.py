@@ -118,26 +118,10 @@ def load_atomic(path: Path, load_kg: bool = True, **pre) -> Dataset:
                                   f"'{t.types[col]}'", line=1)
     ds = build_dataset(name, t.columns["user_id"], t.columns["item_id"], t.columns.get("rating"),
                        t.columns.get("timestamp"), source=str(path), **pre)
-    item_path = path / f"{name}.item"
-    if item_path.is_file():
-        it = read_atomic(item_path)
-        it.require("item_id")
-        cols = {k: v for k, v in it.columns.items() if k != "item_id"}
-        types = {k: it.types[k] for k in cols}
-        ds.item_features, unknown = align_table(ds.item_ids, it.columns["item_id"], cols, types,
-                                                "item", str(item_path))
-        ds.item_feature_types = types
-        ds.stats["item_rows_unknown"] = unknown
-    user_path = path / f"{name}.user"
-    if user_path.is_file():
-        ut = read_atomic(user_path)
-        ut.require("user_id")
-        cols = {k: v for k, v in ut.columns.items() if k != "user_id"}
-        types = {k: ut.types[k] for k in cols}
-        ds.user_features, unknown = align_table(ds.user_ids, ut.columns["user_id"], cols, types,
-                                                "user", str(user_path))
-        ds.user_feature_types = types
-        ds.stats["user_rows_unknown"] = unknown
+    for kind in ("item", "user"):
+        side = path / f"{name}.{kind}"
+        if side.is_file():
+            _read_side_table(ds, side, kind)
     kg_path, link_path = path / f"{name}.kg", path / f"{name}.link"
     if load_kg and kg_path.is_file() and link_path.is_file():
         kg = read_atomic(kg_path)
@@ -147,6 +131,20 @@ def load_atomic(path: Path, load_kg: bool = True, **pre) -> Dataset:
         link.require("item_id", "entity_id")
         _set_links(ds, link.columns["item_id"], link.columns["entity_id"], str(link_path))
     return ds
+
+
+def _read_side_table(ds: Dataset, path: Path, kind: str) -> None:
+    """Read ``.item`` / ``.user`` and align its columns to the dataset's dense ids."""
+    table = read_atomic(path)
+    id_col = f"{kind}_id"
+    table.require(id_col)
+    cols = {k: v for k, v in table.columns.items() if k != id_col}
+    types = {k: table.types[k] for k in cols}
+    ids = ds.item_ids if kind == "item" else ds.user_ids
+    aligned, unknown = align_table(ids, table.columns[id_col], cols, types, kind, str(path))
+    setattr(ds, f"{kind}_features", aligned)
+    setattr(ds, f"{kind}_feature_types", types)
+    ds.stats[f"{kind}_rows_unknown"] = unknown
 
 
 def _set_links(ds: Dataset, items, entities, path: str) -> None:

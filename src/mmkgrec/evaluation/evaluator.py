@@ -106,9 +106,11 @@ class SampledEvaluator:
         self.metrics = [canonical(m) for m in metrics if parse_metric(m)[0] in ("hit", "ndcg", "mrr")]
         target = split.part(part)
         n_items = split.n_items
-        from ..training.sampling import sample_negatives
+        from ..training.sampling import KnownPairs, sample_negatives
 
-        known = np.unique(np.concatenate([split.part(p).keys(n_items) for p in ("train", "valid", "test")]))
+        parts = [split.part(p) for p in ("train", "valid", "test")]
+        known = KnownPairs(np.concatenate([p.user for p in parts]),
+                           np.concatenate([p.item for p in parts]), split.n_users, n_items)
         rng = np.random.default_rng(seed)
         self.pos_users = torch.from_numpy(target.user)
         self.pos_items = torch.from_numpy(target.item)

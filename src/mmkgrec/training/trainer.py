@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..evaluation.evaluator import make_evaluator
-from .sampling import sample_negatives
+from .sampling import KnownPairs, sample_negatives
 
 log = logging.getLogger("mmkgrec.train")
 
@@ -52,7 +52,7 @@ class PairwiseBatches:
     def __init__(self, train, n_items: int, batch_size: int, num_neg: int = 1):
         self.users, self.items = train.user, train.item
         self.n_items, self.batch_size, self.num_neg = n_items, batch_size, num_neg
-        self.known = train.keys(n_items)
+        self.known = KnownPairs(train.user, train.item, int(train.user.max()) + 1 if len(train) else 0, n_items)
 
     def __len__(self):
         return (len(self.users) + self.batch_size - 1) // self.batch_size
