@@ -7,6 +7,8 @@
     mmkgrec data info NAME
     mmkgrec data export-recbole NAME --out DIR [--set k=v ...]
     mmkgrec data download ml-100k [--dest DIR]
+    mmkgrec features extract --dataset NAME [--text SPEC|none] [--image SPEC|none] [--set k=v ...]
+    mmkgrec features info [--dataset NAME]
     mmkgrec models
 """
 
@@ -61,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
     dd.add_argument("name")
     dd.add_argument("--dest", help="folder to put it in (default: $MMKGREC_DATA)")
 
+    f = sub.add_parser("features", help="item text and image features (the feature store)")
+    fsub = f.add_subparsers(dest="features_cmd", required=True)
+    fx = fsub.add_parser("extract", help="compute the item features of a dataset into the store "
+                         "under $MMKGREC_CACHE (reusing what is there)")
+    fx.add_argument("--dataset", required=True)
+    fx.add_argument("--text", help="text encoder spec (default: config text_encoder; none skips)")
+    fx.add_argument("--image", help="image encoder spec (default: config image_encoder; none "
+                    "skips)")
+    fx.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    fi = fsub.add_parser("info", help="list the feature stores under $MMKGREC_CACHE")
+    fi.add_argument("--dataset", help="only stores of this dataset name")
+
     sub.add_parser("models", help="list registered models")
 
     dm = sub.add_parser("demo", help="train Pop, BPR and LightGCN on ML-100K (or synthetic data "
@@ -113,6 +127,8 @@ def _run(args, command: str) -> int:
         return 0
     if args.cmd == "data":
         return _data(args)
+    if args.cmd == "features":
+        return _features(args)
     if args.cmd == "demo":
         return _demo(args)
     return 2
@@ -182,6 +198,39 @@ def _data(args) -> int:
         print(f"RecBole benchmark files written to {out}")
         return 0
     return 2
+
+
+def _features(args) -> int:
+    from .features import cache_root, extract_features, store_info
+
+    if args.features_cmd == "info":
+        rows = [r for r in store_info() if not args.dataset or r["dataset"] == args.dataset]
+        if not rows:
+            print(f"no feature stores under {cache_root() / 'features'}")
+            return 0
+        for r in rows:
+            last = r["last_run"] or {}
+            print(f"{r['dataset']}\t{r['modality']}\t{r['encoder']}\tdim {r['dim']}\t"
+                  f"{r['rows']} items\t{r['size_mb']} MiB\tupdated {r['updated_at']}\t"
+                  f"last run: {last.get('encoded')} encoded, {last.get('reused')} reused, "
+                  f"{last.get('missing')} missing, {last.get('failed')} failed\t{r['path']}")
+        return 0
+    from .data import load_dataset
+
+    cfg = _data_config(args.dataset, args.overrides)
+    ds = load_dataset(args.dataset, cfg)
+    for modality, flag in (("text", args.text), ("image", args.image)):
+        spec = flag or cfg[f"{modality}_encoder"]
+        if spec.lower() == "none":
+            continue
+        res = extract_features(ds, modality, cfg, encoder=spec)
+        s = res.stats
+        rate = f"{s['items_per_s']:.1f} items/s" if s["items_per_s"] else "-"
+        print(f"{modality}: {s['encoder']} (version {s['version']}), dim {s['dim']}: "
+              f"{s['items']} items, {s['encoded']} encoded, {s['reused']} reused, "
+              f"{s['missing']} without content, {s['failed']} unreadable; {s['seconds']:.2f} s, "
+              f"{rate}; store {s['store']}")
+    return 0
 
 
 def format_table(rows: list[dict], keys=None) -> str:
