@@ -70,7 +70,7 @@ def prepare(config: Config):
     split = split_dataset(ds, config["split"], config["split_ratio"], split_seed, config["valid_ratio"])
     cls = get_model_class(config["model"])
     seed_everything(config["seed"])
-    inputs = build_inputs(split, cls.requires, config["device"])
+    inputs = build_inputs(split, cls.requirements(config), config["device"], config)
     model = cls(config, inputs).to(config["device"])
     return ds, split, model
 

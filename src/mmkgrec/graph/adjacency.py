@@ -61,3 +61,33 @@ class _SymmetricSpMM(torch.autograd.Function):
 def sym_spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Multiply by a symmetric sparse matrix with gradients to ``x``."""
     return _SymmetricSpMM.apply(adj, x)
+
+
+def row_normalize(a: sp.spmatrix) -> sp.csr_matrix:
+    """``D^-1 A``: each row averages over the node's neighbours (mean aggregation); isolated nodes
+    keep an all-zero row."""
+    deg = np.asarray(a.sum(1)).ravel()
+    inv = np.zeros_like(deg, dtype=np.float32)
+    nz = deg > 0
+    inv[nz] = 1.0 / deg[nz]
+    return (sp.diags(inv) @ a).tocsr().astype(np.float32)
+
+
+class _SpMM(torch.autograd.Function):
+    """``A @ X`` for a sparse ``A`` that is not symmetric: the backward pass multiplies by the
+    precomputed transpose ``A^T`` (kept as its own CSR tensor) instead of transposing per call."""
+
+    @staticmethod
+    def forward(ctx, adj, adj_t, x):
+        ctx.adj_t = adj_t
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, None, ctx.adj_t @ grad
+
+
+def spmm(adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Multiply by a sparse ``adj`` with gradients to ``x``; ``adj_t`` must be ``adj``'s
+    transpose."""
+    return _SpMM.apply(adj, adj_t, x)

@@ -2,6 +2,7 @@
 
 from .base import ModelInputs, Recommender, build_inputs, get_model_class, register, registered_models
 from . import mf  # noqa: F401  (registers BPR, LightGCN, Pop)
+from . import vbpr, mmgcn  # noqa: F401,E402  (registers VBPR, MMGCN)
 
 __all__ = ["ModelInputs", "Recommender", "build_inputs", "get_model_class", "register",
            "registered_models"]

@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..data.dataset import Interactions
+from ..errors import ConfigError
+
+MODALITIES = ("text", "image")
 
 _REGISTRY: dict[str, type["Recommender"]] = {}
 
@@ -38,30 +42,107 @@ def get_model_class(name: str) -> type["Recommender"]:
 
 @dataclass
 class ModelInputs:
-    """What a model is built from: sizes, the training interactions, and what it requires."""
+    """What a model is built from: sizes, the training interactions, and what it requires.
+
+    ``features[modality]`` (``"text"`` / ``"image"``) is ``(matrix, mask)``: a float32
+    ``[n_items, dim]`` tensor aligned with dense item ids (all-zero rows for items without that
+    content) and a float32 ``[n_items]`` tensor, 1.0 where the item has that content."""
 
     n_users: int
     n_items: int
     train: Interactions
     graph: torch.Tensor | None = None  # symmetric-normalised user-item adjacency (sparse CSR)
+    features: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
-def build_inputs(split, requires: frozenset, device="cpu") -> ModelInputs:
+def config_value(config, key: str, default=None):
+    """``config[key]``, or ``default`` when ``config`` is ``None`` or lacks the key (a
+    :class:`~mmkgrec.config.Config` raises ConfigError, not KeyError, for unknown keys)."""
+    if config is None:
+        return default
+    try:
+        return config[key]
+    except (KeyError, ConfigError):
+        return default
+
+
+def shuffle_item_rows(features: dict, seed: int) -> dict:
+    """The control "features shuffled across items": one permutation of the item axis, drawn from
+    ``numpy.random.default_rng(seed)``, applied to every modality's matrix and mask alike (an item
+    receives all the content of one other item, and text-only and text+image runs shuffle text the
+    same way). The multiset of rows is unchanged."""
+    if not features:
+        return features
+    n = len(next(iter(features.values()))[0])
+    perm = np.random.default_rng(seed).permutation(n)
+    return {m: (mat[perm], mask[perm]) for m, (mat, mask) in features.items()}
+
+
+def configured_modalities(config) -> tuple[str, ...]:
+    """The config's ``modalities`` (a non-empty subset of ``text``/``image``), in the fixed
+    order ``text, image`` whatever the order written."""
+    mods = config_value(config, "modalities", None)
+    if isinstance(mods, str):
+        mods = [mods]
+    if not mods or not isinstance(mods, (list, tuple)) or any(m not in MODALITIES for m in mods):
+        raise ConfigError("modalities", f"expected a non-empty list drawn from {list(MODALITIES)}, "
+                          f"got {mods!r}")
+    return tuple(m for m in MODALITIES if m in mods)
+
+
+def modality_features(inputs: "ModelInputs", modality: str, model: str = "model"):
+    """``(matrix * mask, mask)`` for ``modality`` as float32 tensors; rows of items without that
+    content are forced to zero."""
+    if modality not in inputs.features:
+        raise ValueError(f"{model} is configured with modality '{modality}' but the inputs hold "
+                         f"{sorted(inputs.features)}; build them with "
+                         "build_inputs(split, Model.requirements(config), device, config)")
+    mat, mask = inputs.features[modality]
+    mask = mask.to(torch.float32)
+    return mat.to(torch.float32) * mask.unsqueeze(1), mask
+
+
+def build_inputs(split, requires: frozenset, device="cpu", config=None) -> ModelInputs:
+    """The inputs a model asks for in ``requires``: ``"graph"`` (symmetric-normalised adjacency),
+    ``"text"`` / ``"image"`` (item content from :func:`mmkgrec.features.item_feature_matrix`,
+    rows permuted across items when config ``shuffle_features`` is true)."""
     inputs = ModelInputs(split.n_users, split.n_items, split.train)
     if "graph" in requires:
         from ..graph.adjacency import bipartite_adjacency, sym_normalize, to_torch_csr
 
         adj = sym_normalize(bipartite_adjacency(split.train, split.n_users, split.n_items))
         inputs.graph = to_torch_csr(adj, device)
-    unknown = set(requires) - {"graph"}
+    modalities = [m for m in MODALITIES if m in requires]
+    if modalities:
+        from ..features import item_feature_matrix
+
+        raw = {}
+        for m in modalities:
+            mat, mask = item_feature_matrix(split.dataset, m, config)
+            # copies: the store may hand out read-only memory maps
+            mat = np.array(mat, dtype=np.float32)
+            mask = np.array(mask, dtype=bool)
+            if mat.ndim != 2 or mat.shape[0] != split.n_items or mask.shape != (split.n_items,):
+                raise ValueError(f"item_feature_matrix('{m}') returned shapes {mat.shape} and "
+                                 f"{mask.shape}; expected [{split.n_items}, dim] and "
+                                 f"[{split.n_items}]")
+            raw[m] = (mat, mask)
+        if config_value(config, "shuffle_features", False):
+            raw = shuffle_item_rows(raw, int(config_value(config, "seed", 0)))
+        inputs.features = {
+            m: (torch.from_numpy(mat).to(device),
+                torch.from_numpy(mask.astype(np.float32)).to(device))
+            for m, (mat, mask) in raw.items()}
+    unknown = set(requires) - {"graph", *MODALITIES}
     if unknown:
         raise NotImplementedError(f"inputs {sorted(unknown)} are not available in this version")
     return inputs
 
 
 class Recommender(nn.Module):
-    """Base class. Subclasses set ``name``, ``requires`` and implement ``loss`` and ``score_all``.
+    """Base class. Subclasses set ``name``, ``requires`` (or override ``requirements(config)``)
+    and implement ``loss`` and ``score_all``.
 
     ``input_type``: ``"pairwise"`` (batches of users, positive and negative items) or ``"none"``
     (no gradient training, e.g. popularity). ``prepare_eval`` is called once before each
@@ -70,6 +151,12 @@ class Recommender(nn.Module):
     name: ClassVar[str] = ""
     requires: ClassVar[frozenset] = frozenset()
     input_type: ClassVar[str] = "pairwise"
+
+    @classmethod
+    def requirements(cls, config) -> frozenset:
+        """What this model needs for ``config`` (e.g. the modalities it is configured with);
+        by default the class's fixed ``requires``."""
+        return frozenset(cls.requires)
 
     def __init__(self, config, inputs: ModelInputs):
         super().__init__()
@@ -98,6 +185,43 @@ class Recommender(nn.Module):
 
     def item_vectors(self) -> torch.Tensor | None:
         return None
+
+
+class VectorModel(Recommender):
+    """A model whose scores are inner products of user and item vectors.
+
+    Subclasses implement ``compute_vectors() -> (users [n_users, d], items [n_items, d])``
+    (with gradients: graph models propagate there). Evaluation computes them once per
+    ``prepare_eval``; switching back to training drops the cache."""
+
+    _cache = None
+
+    def compute_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def train(self, mode: bool = True):
+        self._cache = None
+        return super().train(mode)
+
+    def prepare_eval(self):
+        self._cache = self.compute_vectors()
+
+    def _vectors(self):
+        return self._cache if self._cache is not None else self.compute_vectors()
+
+    def score_all(self, users):
+        u, i = self._vectors()
+        return u[users] @ i.T
+
+    def score(self, users, items):
+        u, i = self._vectors()
+        return (u[users] * i[items]).sum(-1)
+
+    def user_vectors(self):
+        return self._vectors()[0]
+
+    def item_vectors(self):
+        return self._vectors()[1]
 
 
 def l2_per_batch(*tensors: torch.Tensor) -> torch.Tensor:

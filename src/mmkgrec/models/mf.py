@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..graph.adjacency import sym_spmm
-from .base import ModelInputs, Recommender, bpr_loss, l2_per_batch, register
+from .base import ModelInputs, Recommender, VectorModel, bpr_loss, l2_per_batch, register
 
 
-class _FactorModel(Recommender):
+class _FactorModel(VectorModel):
     """Users and items as ``embedding_size`` factors scored by inner product; BPR loss with an
-    optional L2 term on the batch's ego embeddings (``reg_weight``)."""
+    optional L2 term on the batch's ego embeddings (``reg_weight``). Subclasses may transform the
+    factors in ``compute_vectors`` (graph propagation) and add terms in ``reg_terms``."""
 
     def __init__(self, config, inputs: ModelInputs):
         super().__init__(config, inputs)
@@ -19,46 +21,24 @@ class _FactorModel(Recommender):
         self.user_emb = nn.Embedding(self.n_users, d)
         self.item_emb = nn.Embedding(self.n_items, d)
         self.reg_weight = float(config["reg_weight"])
-        self._cache = None
 
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_emb.weight, self.item_emb.weight
+
+    def reg_terms(self, users, pos, neg) -> list[torch.Tensor]:
+        return [self.user_emb(users), self.item_emb(pos), self.item_emb(neg)]
 
     def loss(self, batch):
         users, pos, neg = batch["users"], batch["pos_items"], batch["neg_items"]
-        u_all, i_all = self.propagate()
-        u, p, n = u_all[users], i_all[pos], i_all[neg]
+        u_all, i_all = self.compute_vectors()
+        # F.embedding's backward is a dense scatter-add several times faster than indexing's
+        u, p, n = F.embedding(users, u_all), F.embedding(pos, i_all), F.embedding(neg, i_all)
         pos_s = (u * p).sum(-1)
         neg_s = (u.unsqueeze(1) * n).sum(-1) if n.dim() == 3 else (u * n).sum(-1)
         loss = bpr_loss(pos_s, neg_s)
         if self.reg_weight:
-            loss = loss + self.reg_weight * l2_per_batch(
-                self.user_emb(users), self.item_emb(pos), self.item_emb(neg))
+            loss = loss + self.reg_weight * l2_per_batch(*self.reg_terms(users, pos, neg))
         return loss
-
-    def train(self, mode: bool = True):
-        self._cache = None
-        return super().train(mode)
-
-    def prepare_eval(self):
-        self._cache = self.propagate()
-
-    def _vectors(self):
-        return self._cache if self._cache is not None else self.propagate()
-
-    def score_all(self, users):
-        u, i = self._vectors()
-        return u[users] @ i.T
-
-    def score(self, users, items):
-        u, i = self._vectors()
-        return (u[users] * i[items]).sum(-1)
-
-    def user_vectors(self):
-        return self._vectors()[0]
-
-    def item_vectors(self):
-        return self._vectors()[1]
 
 
 @register
@@ -90,7 +70,7 @@ class LightGCN(_FactorModel):
         self.n_layers = int(config["n_layers"])
         self.adj = inputs.graph
 
-    def propagate(self):
+    def compute_vectors(self):
         x = torch.cat([self.user_emb.weight, self.item_emb.weight])
         acc = x
         for _ in range(self.n_layers):
