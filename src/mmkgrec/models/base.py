@@ -144,7 +144,8 @@ class Recommender(nn.Module):
     """Base class. Subclasses set ``name``, ``requires`` (or override ``requirements(config)``)
     and implement ``loss`` and ``score_all``.
 
-    ``input_type``: ``"pairwise"`` (batches of users, positive and negative items) or ``"none"``
+    ``input_type``: ``"pairwise"`` (batches from ``make_batches``, by default users with positive
+    and negative items), ``"sequence"`` (next-item models) or ``"none"``
     (no gradient training, e.g. popularity). ``prepare_eval`` is called once before each
     evaluation (a graph model propagates there once instead of per chunk of users)."""
 
@@ -176,6 +177,16 @@ class Recommender(nn.Module):
 
     def prepare_eval(self) -> None:
         """Precompute whatever scoring needs (called under ``torch.no_grad`` in eval mode)."""
+
+    def make_batches(self, split, config):
+        """The training batches of one model family: an object with ``__len__`` (batches per
+        epoch) and ``epoch(rng, device)`` yielding dicts that ``loss`` understands. ``None`` (the
+        default) means pairwise (user, positive, negatives) batches. Models with several phases
+        (a CF phase and a KG phase, say) yield batches tagged with the phase."""
+        return None
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before each training epoch (after seeding), e.g. to refresh attention."""
 
     def fit_closed_form(self, train: Interactions) -> None:
         """Models with ``input_type == "none"`` compute their parameters here."""

@@ -98,10 +98,12 @@ class Trainer:
             if hasattr(self.evaluator, "max_k"):
                 self.evaluator.max_k = max(self.evaluator.max_k, parse_metric(self.valid_metric)[1])
         self.optimizer = None
-        if model.input_type == "pairwise":
+        if model.input_type != "none":
             self.optimizer = make_optimizer(model.parameters(), config)
-            self.batches = PairwiseBatches(split.train, split.n_items, config["train_batch_size"],
-                                           config["num_neg"])
+            self.batches = model.make_batches(split, config)
+            if self.batches is None:
+                self.batches = PairwiseBatches(split.train, split.n_items,
+                                               config["train_batch_size"], config["num_neg"])
 
     # ---- checkpoints ---------------------------------------------------------------------
     def _save(self, state: dict, best_state: dict | None) -> None:
@@ -163,6 +165,7 @@ class Trainer:
             rng = np.random.default_rng(seed)
             model.train()
             t0 = time.perf_counter()
+            model.on_epoch_start(epoch)
             total, n = 0.0, 0
             batches = self.batches.epoch(rng, self.device)
             if cfg["show_progress"]:
