@@ -24,8 +24,10 @@ LRS = [0.001, 0.005, 0.01]
 SEEDS = [2020, 2021, 2022]
 EPOCHS = 150
 PATIENCE = 15
+# one torch thread: this suite's figures are accuracy; it ran beside other work, and two processes
+# with two OpenMP threads each on two cores slow each other down many times over
 BASE = {"epochs": EPOCHS, "stopping_step": PATIENCE, "valid_metric": "ndcg@10",
-        "show_progress": False, "embedding_size": 64, "train_batch_size": 2048}
+        "show_progress": False, "embedding_size": 64, "train_batch_size": 2048, "threads": 1}
 VARIANTS = {
     "BPR": ("BPR", {}),
     "LightGCN": ("LightGCN", {}),

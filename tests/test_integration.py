@@ -17,6 +17,9 @@ def pop(data_dir):
 @pytest.mark.parametrize("model,overrides", [
     ("BPR", {"epochs": 40, "learning_rate": 0.005}),
     ("LightGCN", {"epochs": 30, "learning_rate": 0.01}),
+    # real MiniLM text features and hand-crafted poster descriptors, extracted on first use
+    ("VBPR", {"epochs": 40, "learning_rate": 0.005}),
+    ("MMGCN", {"epochs": 20, "learning_rate": 0.005}),
 ])
 def test_beats_popularity_on_ml100k(model, overrides, pop, data_dir):
     run = mmkgrec.train(model, "ml-100k", overrides={**BASE, **overrides})

@@ -145,7 +145,7 @@ def test_mmgcn_modality_switch(split):
         ub, ib = both.compute_vectors()
         ut, it = text.compute_vectors()
         assert not torch.allclose(ub @ ib.T, ut @ it.T, atol=1e-3)
-        ids = torch.cat([both.user_emb.weight, both.item_emb.weight])
+        ids = both.node_emb.weight
         img = both.branches["image"](both.feat_image, both.mask_image, ids, both.adj, both.adj_t)
         assert torch.allclose(torch.cat([ub, ib]), torch.cat([ut, it]) + img, atol=1e-5)
 

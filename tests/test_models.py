@@ -40,12 +40,13 @@ def test_lightgcn_gradient_matches_dense_reference(split):
     batch = {"users": torch.tensor([0, 1, 5, 7]), "pos_items": torch.tensor([1, 2, 3, 4]),
              "neg_items": torch.tensor([9, 8, 7, 6])}
     model.loss(batch).backward()
-    g_user, g_item = model.user_emb.weight.grad.clone(), model.item_emb.weight.grad.clone()
+    nu = split.n_users
+    g_user, g_item = model.node_emb.weight.grad[:nu].clone(), model.node_emb.weight.grad[nu:].clone()
     # dense reference: the same maths written out with a dense matrix
     adj = torch.from_numpy(sym_normalize(bipartite_adjacency(split.train, split.n_users,
                                                               split.n_items)).toarray())
-    u0 = model.user_emb.weight.detach().double().clone().requires_grad_(True)
-    i0 = model.item_emb.weight.detach().double().clone().requires_grad_(True)
+    u0 = model.node_emb.weight[:nu].detach().double().clone().requires_grad_(True)
+    i0 = model.node_emb.weight[nu:].detach().double().clone().requires_grad_(True)
     x = torch.cat([u0, i0])
     layers = [x]
     for _ in range(3):

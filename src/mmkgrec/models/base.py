@@ -52,6 +52,7 @@ class ModelInputs:
     n_items: int
     train: Interactions
     graph: torch.Tensor | None = None  # symmetric-normalised user-item adjacency (sparse CSR)
+    kg: object | None = None  # mmkgrec.graph.kg.KnowledgeGraph, for models requiring "kg"
     features: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
@@ -105,6 +106,7 @@ def modality_features(inputs: "ModelInputs", modality: str, model: str = "model"
 
 def build_inputs(split, requires: frozenset, device="cpu", config=None) -> ModelInputs:
     """The inputs a model asks for in ``requires``: ``"graph"`` (symmetric-normalised adjacency),
+    ``"kg"`` (:class:`mmkgrec.graph.kg.KnowledgeGraph` built with the config's ``kg_*`` keys),
     ``"text"`` / ``"image"`` (item content from :func:`mmkgrec.features.item_feature_matrix`,
     rows permuted across items when config ``shuffle_features`` is true)."""
     inputs = ModelInputs(split.n_users, split.n_items, split.train)
@@ -134,7 +136,11 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None) -> Model
             m: (torch.from_numpy(mat).to(device),
                 torch.from_numpy(mask.astype(np.float32)).to(device))
             for m, (mat, mask) in raw.items()}
-    unknown = set(requires) - {"graph", *MODALITIES}
+    if "kg" in requires:
+        from ..graph.kg import KnowledgeGraph
+
+        inputs.kg = KnowledgeGraph.from_split(split, config)
+    unknown = set(requires) - {"graph", "kg", *MODALITIES}
     if unknown:
         raise NotImplementedError(f"inputs {sorted(unknown)} are not available in this version")
     return inputs
@@ -235,9 +241,10 @@ class VectorModel(Recommender):
         return self._vectors()[1]
 
 
-def l2_per_batch(*tensors: torch.Tensor) -> torch.Tensor:
-    """RecBole's ``EmbLoss``: sum of squared L2 norms divided by the batch size."""
-    n = tensors[0].shape[0]
+def l2_per_batch(*tensors: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """Sum of squared L2 norms divided by the batch size ``n`` (default: the first tensor's
+    rows), as RecBole's ``EmbLoss`` with ``require_pow``."""
+    n = tensors[0].shape[0] if n is None else n
     return sum(t.pow(2).sum() for t in tensors) / n
 
 

@@ -12,32 +12,51 @@ from .base import ModelInputs, Recommender, VectorModel, bpr_loss, l2_per_batch,
 
 class _FactorModel(VectorModel):
     """Users and items as ``embedding_size`` factors scored by inner product; BPR loss with an
-    optional L2 term on the batch's ego embeddings (``reg_weight``). Subclasses may transform the
-    factors in ``compute_vectors`` (graph propagation) and add terms in ``reg_terms``."""
+    optional L2 term on the batch's ego embeddings (``reg_weight``).
+
+    All factors live in one table ``node_emb`` (users ``0..n_users-1``, then items), the node
+    order of the user-item graph, so graph models propagate it without copying. Subclasses may
+    transform the table in ``propagate`` and add terms in ``reg_terms``."""
 
     def __init__(self, config, inputs: ModelInputs):
         super().__init__(config, inputs)
-        d = config["embedding_size"]
-        self.user_emb = nn.Embedding(self.n_users, d)
-        self.item_emb = nn.Embedding(self.n_items, d)
+        self.node_emb = nn.Embedding(self.n_users + self.n_items, config["embedding_size"])
         self.reg_weight = float(config["reg_weight"])
 
+    def _init_factors(self, init) -> None:
+        """Initialise users and items as two tables would be (fan computed per part)."""
+        with torch.no_grad():
+            init(self.node_emb.weight[: self.n_users])
+            init(self.node_emb.weight[self.n_users:])
+
+    def propagate(self) -> torch.Tensor:
+        """Final node vectors ``[n_users + n_items, d]``."""
+        return self.node_emb.weight
+
     def compute_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.user_emb.weight, self.item_emb.weight
+        out = self.propagate()
+        return out[: self.n_users], out[self.n_users:]
 
     def reg_terms(self, users, pos, neg) -> list[torch.Tensor]:
-        return [self.user_emb(users), self.item_emb(pos), self.item_emb(neg)]
+        nodes = torch.cat([users, pos + self.n_users, neg.reshape(-1) + self.n_users])
+        return [self.node_emb(nodes)]
 
     def loss(self, batch):
         users, pos, neg = batch["users"], batch["pos_items"], batch["neg_items"]
-        u_all, i_all = self.compute_vectors()
-        # F.embedding's backward is a dense scatter-add several times faster than indexing's
-        u, p, n = F.embedding(users, u_all), F.embedding(pos, i_all), F.embedding(neg, i_all)
+        out = self.propagate()
+        b = len(users)
+        # one gather over the node table: F.embedding's backward is a dense scatter-add several
+        # times faster than indexing's, and one call avoids splitting the gradient
+        e = F.embedding(torch.cat([users, pos + self.n_users, neg.reshape(-1) + self.n_users]), out)
+        u, p, n = e[:b], e[b:2 * b], e[2 * b:]
         pos_s = (u * p).sum(-1)
-        neg_s = (u.unsqueeze(1) * n).sum(-1) if n.dim() == 3 else (u * n).sum(-1)
+        if neg.dim() == 2:
+            neg_s = (u.unsqueeze(1) * n.view(b, neg.shape[1], -1)).sum(-1)
+        else:
+            neg_s = (u * n).sum(-1)
         loss = bpr_loss(pos_s, neg_s)
         if self.reg_weight:
-            loss = loss + self.reg_weight * l2_per_batch(*self.reg_terms(users, pos, neg))
+            loss = loss + self.reg_weight * l2_per_batch(*self.reg_terms(users, pos, neg), n=b)
         return loss
 
 
@@ -49,35 +68,36 @@ class BPR(_FactorModel):
 
     def __init__(self, config, inputs):
         super().__init__(config, inputs)
-        nn.init.xavier_normal_(self.user_emb.weight)
-        nn.init.xavier_normal_(self.item_emb.weight)
+        self._init_factors(nn.init.xavier_normal_)
 
 
 @register
 class LightGCN(_FactorModel):
     """LightGCN (He et al., SIGIR 2020): ``E(k) = A_hat E(k-1)`` with the symmetric-normalised
     training graph, final embedding the mean over layers ``0..K`` (``n_layers``), BPR +
-    ``reg_weight`` times the L2 of the batch's ego (layer-0) embeddings. The graph is propagated
-    inside every batch, with gradients; at evaluation it is propagated once."""
+    ``reg_weight`` times the squared L2 of the batch's ego (layer-0) embeddings divided by the
+    batch size (the paper's term; RecBole's default uses unsquared norms). The graph is
+    propagated inside every batch, with gradients; at evaluation it is propagated once."""
 
     name = "LightGCN"
     requires = frozenset({"graph"})
 
     def __init__(self, config, inputs):
         super().__init__(config, inputs)
-        nn.init.xavier_uniform_(self.user_emb.weight)
-        nn.init.xavier_uniform_(self.item_emb.weight)
+        self._init_factors(nn.init.xavier_uniform_)
         self.n_layers = int(config["n_layers"])
         self.adj = inputs.graph
 
-    def compute_vectors(self):
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        acc = x
+    def propagate(self):
+        x = self.node_emb.weight
+        if self.n_layers == 0:
+            return x
+        acc = None
         for _ in range(self.n_layers):
             x = sym_spmm(self.adj, x)
-            acc = acc + x
-        out = acc / (self.n_layers + 1)
-        return out[: self.n_users], out[self.n_users:]
+            # in place on fresh sums: addition's backward needs none of its inputs
+            acc = x + self.node_emb.weight if acc is None else acc.add_(x)
+        return acc.mul_(1.0 / (self.n_layers + 1))
 
 
 @register

@@ -86,8 +86,7 @@ class MMGCN(_FactorModel):
 
     def __init__(self, config, inputs: ModelInputs):
         super().__init__(config, inputs)
-        nn.init.xavier_normal_(self.user_emb.weight)
-        nn.init.xavier_normal_(self.item_emb.weight)
+        self._init_factors(nn.init.xavier_normal_)
         self.modalities = configured_modalities(config)
         self.n_layers = int(config["n_layers"])
         self.aggregation = config["aggregation"]
@@ -117,12 +116,11 @@ class MMGCN(_FactorModel):
         self.adj = to_torch_csr(a, device)
         self.adj_t = to_torch_csr(a.T, device) if self.aggregation == "mean" else self.adj
 
-    def compute_vectors(self):
-        ids = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        out = sum(branch(getattr(self, f"feat_{m}"), getattr(self, f"mask_{m}"), ids, self.adj,
-                         self.adj_t)
-                  for m, branch in self.branches.items())
-        return out[: self.n_users], out[self.n_users:]
+    def propagate(self):
+        ids = self.node_emb.weight
+        return sum(branch(getattr(self, f"feat_{m}"), getattr(self, f"mask_{m}"), ids, self.adj,
+                          self.adj_t)
+                   for m, branch in self.branches.items())
 
     def reg_terms(self, users, pos, neg):
         return super().reg_terms(users, pos, neg) + [b.preference(users)
