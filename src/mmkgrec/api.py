@@ -121,7 +121,7 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
         trainer = Trainer(net, split, config, partial / "checkpoint" if partial else None,
                           config["device"])
         result = trainer.fit(resume=resume)
-        test_eval = make_evaluator(split, "test", config)
+        test_eval = make_evaluator(split, "test", config, net)
         test_metrics, acc, test_s = test_eval.evaluate(net, config["device"])
         log.info("test %s", " ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()))
         eval_times = result.eval_s + [test_s]
@@ -185,8 +185,8 @@ class Run:
         return [(str(self.dataset.item_ids[i]), float(scores[i])) for i in top]
 
     def evaluate(self, part: str = "test") -> dict:
-        metrics, _, _ = make_evaluator(self.split, part, self.config).evaluate(self.model,
-                                                                               self.config["device"])
+        evaluator = make_evaluator(self.split, part, self.config, self.model)
+        metrics, _, _ = evaluator.evaluate(self.model, self.config["device"])
         return metrics
 
 

@@ -191,7 +191,13 @@ def _data(args) -> int:
     seed = cfg["split_seed"] if cfg["split_seed"] is not None else cfg["seed"]
     split = split_dataset(ds, cfg["split"], cfg["split_ratio"], seed, cfg["valid_ratio"])
     if args.data_cmd == "info":
-        print(json.dumps({"dataset": ds.describe(), "split": split.describe()}, indent=2, default=str))
+        from .graph.kg import kg_summary
+
+        info = {"dataset": ds.describe(), "split": split.describe()}
+        kg = kg_summary(ds, split, cfg)
+        if kg is not None:
+            info["kg"] = kg
+        print(json.dumps(info, indent=2, default=str))
         return 0
     if args.data_cmd == "export-recbole":
         out = split.export_recbole(args.out, ds.name)

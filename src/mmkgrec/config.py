@@ -23,6 +23,8 @@ CHOICES = {
     "split": ("random_ratio", "time_ratio", "leave_one_out", "given"),
     "eval_protocol": ("full", "sampled"),
     "log_level": ("debug", "info", "warning", "error"),
+    "kg_merge": ("auto", "external", "domain", "both"),
+    "kg_bad_triples": ("drop", "reject"),
 }
 
 

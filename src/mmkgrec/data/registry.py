@@ -76,6 +76,9 @@ def load_dataset(name: str, config=None) -> Dataset:
         path = resolve_path(name, cfg.get("data_path"))
         loader = {"atomic": load_atomic, "kgat": load_kgat, "kgcn": load_kgcn}[fmt]
         ds = loader(path, load_kg=load_kg, **pre)
+    content = cfg.get("require_item_content") or []
+    if content:
+        ds = keep_items_with_content(ds, content, cfg, pre)
     n_sub = cfg.get("subsample_users")
     if n_sub:
         ds = subsample_users(ds, int(n_sub), pre)
@@ -94,6 +97,35 @@ def subsample_users(ds: Dataset, n: int, pre: dict) -> Dataset:
     _carry_item_side(ds, sub)
     sub.stats = {**ds.stats, "subsample_users": n}
     return sub
+
+
+def keep_items_with_content(ds: Dataset, modalities, config, pre: dict) -> Dataset:
+    """Keep only items that have content in every one of ``modalities`` (``text``, ``image``:
+    the masks of :func:`mmkgrec.features.item_feature_matrix`, so features are computed, or
+    read from the store, for the whole catalogue first), then re-run the k-core filter, which
+    reaches the joint fixpoint (the content condition does not depend on counts). The numbers
+    of items and interactions removed go into ``stats``."""
+    from ..features import item_feature_matrix
+
+    mods = [modalities] if isinstance(modalities, str) else list(modalities)
+    bad = [m for m in mods if m not in ("text", "image")]
+    if bad:
+        raise MMKGRecError(f"require_item_content: unknown modality {bad}; use text and/or image")
+    keep_item = np.ones(ds.n_items, dtype=bool)
+    for m in mods:
+        keep_item &= np.asarray(item_feature_matrix(ds, m, config)[1], dtype=bool)
+    rows = np.flatnonzero(keep_item[ds.inter.item])
+    if len(rows) == len(ds.inter):
+        ds.stats["removed_by_content_filter"] = 0
+        return ds
+    inter = ds.inter.take(rows)
+    out = build_dataset(ds.name, ds.user_ids[inter.user], ds.item_ids[inter.item], inter.rating,
+                        inter.timestamp, **{**pre, "rating_threshold": None}, source=ds.source)
+    _carry_item_side(ds, out)
+    out.stats = {**ds.stats, "removed_by_content_filter": int(len(ds.inter) - len(rows)),
+                 "items_without_content": int((~keep_item).sum()),
+                 "removed_by_kcore_after_content": out.stats.get("removed_by_kcore", 0)}
+    return out
 
 
 def _carry_item_side(src: Dataset, dst: Dataset) -> None:

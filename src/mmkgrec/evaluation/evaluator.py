@@ -145,8 +145,21 @@ class SampledEvaluator:
         return acc.compute(), acc, time.perf_counter() - t0
 
 
-def make_evaluator(split: Split, part: str, config):
+def make_evaluator(split: Split, part: str, config, model=None):
+    """The evaluator of ``part`` for ``config``; a model whose ``input_type`` is ``"sequence"``
+    gets the next-item protocol (:class:`~.sequential.NextItemEvaluator`)."""
     names = metric_names(config["metrics"], config["topk"])
+    if getattr(model, "input_type", None) == "sequence":
+        from ..errors import ConfigError
+        from .sequential import NextItemEvaluator
+
+        try:
+            mask = bool(config["mask_history_seq"])
+        except (KeyError, ConfigError):  # a config without the key: RecBole's convention
+            mask = False
+        sampled = config["sampled_negatives"] if config["eval_protocol"] == "sampled" else None
+        return NextItemEvaluator(split, part, names, config["eval_batch_size"], mask_history=mask,
+                                 sampled_negatives=sampled)
     if config["eval_protocol"] == "sampled":
         return SampledEvaluator(split, part, names, config["sampled_negatives"], seed=0)
     return FullRankingEvaluator(split, part, names, config["eval_batch_size"])

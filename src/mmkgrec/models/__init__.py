@@ -3,6 +3,8 @@
 from .base import ModelInputs, Recommender, build_inputs, get_model_class, register, registered_models
 from . import mf  # noqa: F401  (registers BPR, LightGCN, Pop)
 from . import vbpr, mmgcn  # noqa: F401,E402  (registers VBPR, MMGCN)
+from . import cke, kgcn, kgat  # noqa: F401,E402  (registers CKE, KGCN, KGAT)
+from . import sequential  # noqa: F401,E402  (registers GRU4Rec, SASRec, BERT4Rec)
 
 __all__ = ["ModelInputs", "Recommender", "build_inputs", "get_model_class", "register",
            "registered_models"]

@@ -90,7 +90,7 @@ class Trainer:
         self.device = device
         self.ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
         self.valid_metric = config["valid_metric"]
-        self.evaluator = make_evaluator(split, "valid", config)
+        self.evaluator = make_evaluator(split, "valid", config, model)
         if self.valid_metric not in self.evaluator.metrics:
             self.evaluator.metrics.append(self.valid_metric)
             from ..evaluation.metrics import parse_metric

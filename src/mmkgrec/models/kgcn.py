@@ -1,0 +1,150 @@
+"""KGCN: Knowledge Graph Convolutional Networks (Wang et al., WWW 2019, "Knowledge Graph
+Convolutional Networks for Recommender Systems")."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..nn.kg import KGCNAggregator
+from .base import ModelInputs, Recommender, bpr_loss, l2_per_batch, register
+
+_CHUNK_ELEMENTS = 1 << 24  # elements of the largest intermediate tensor in score_all
+
+
+@register
+class KGCN(Recommender):
+    """KGCN with a fixed-size sampled receptive field.
+
+    * Receptive field (Sec. 3.2): each entity gets ``neighbor_sample_size`` (K) neighbours over the
+      undirected KG, sampled once with a seed (:meth:`KnowledgeGraph.neighbour_sample`); ``n_iter``
+      (H) hops.
+    * User-relation scores (Sec. 3.2): ``pi^u_r = u^T r``, normalised by a softmax over the K
+      sampled neighbours of each entity; ``v^u_N = sum_e pi~^u_{r(v,e)} e``.
+    * Aggregators (Sec. 3.2), ``aggregator``: ``sum``, ``concat`` or ``neighbor``
+      (:class:`~mmkgrec.nn.kg.KGCNAggregator`), one weight matrix per iteration, ReLU inside and
+      tanh in the last iteration.
+    * Score ``f(u, v) = u^T v^u`` (Sec. 3.3, before the sigmoid); trained pairwise with BPR and
+      ``reg_weight`` times the L2 of the batch's user embeddings and user-specific item vectors,
+      as RecBole 1.2.1 trains it (the paper uses a log loss on labels with sampled negatives).
+
+    **Resolutions.** The reverse of each triple uses the inverse relation (its own embedding), so
+    the KG is undirected; the entity table keeps only entities within H sampled hops of an item
+    (the others can never reach a score); an entity without neighbours (an unlinked item) aggregates itself through
+    a dedicated "self" relation. ``score_all`` computes user-specific item vectors for every item in
+    chunks of users (memory bounded by ``2^24`` elements per intermediate tensor)."""
+
+    name = "KGCN"
+    requires = frozenset({"kg"})
+
+    def __init__(self, config, inputs: ModelInputs):
+        super().__init__(config, inputs)
+        kg = inputs.kg
+        if kg is None:
+            raise ValueError("KGCN needs inputs.kg; build inputs with "
+                             "build_inputs(split, KGCN.requirements(config), device, config)")
+        d = int(config["embedding_size"])
+        self.K, self.H = int(config["neighbor_sample_size"]), int(config["n_iter"])
+        ents, rels = kg.neighbour_sample(self.K, np.random.default_rng(int(config["seed"])))
+        # Only entities within H sampled hops of an item can influence a score: the entity table
+        # holds those alone (items first, ids unchanged for items), initialised with the std that
+        # Xavier-normal gives the full table, so results match a full table's at less cost.
+        keep = np.arange(self.n_items)
+        frontier = keep
+        for _ in range(self.H):
+            frontier = np.unique(ents[frontier])
+            keep = np.union1d(keep, frontier)
+        remap = np.zeros(kg.n_entities, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        self.n_entities_full = kg.n_entities
+        self.user_emb = nn.Embedding(self.n_users, d)
+        self.entity_emb = nn.Embedding(len(keep), d)
+        self.relation_emb = nn.Embedding(2 * kg.n_relations + 1, d)  # + the "self" relation
+        nn.init.xavier_normal_(self.user_emb.weight)
+        nn.init.xavier_normal_(self.relation_emb.weight)
+        nn.init.normal_(self.entity_emb.weight, std=(2.0 / (kg.n_entities + d)) ** 0.5)
+        self.aggregators = nn.ModuleList(KGCNAggregator(config["aggregator"], d)
+                                         for _ in range(self.H))
+        self.reg_weight = float(config["reg_weight"])
+        # rows of entities at the last hop are never expanded; their (remapped) ids are unused
+        self.register_buffer("adj_entity", torch.from_numpy(remap[ents[keep]]))
+        self.register_buffer("adj_relation", torch.from_numpy(rels[keep]))
+
+    def _receptive_field(self, items: torch.Tensor):
+        """Entities ``[*, K^h]`` for h = 0..H and the relations ``[*, K^(h+1)]`` leading to them."""
+        ents, rels = [items.unsqueeze(-1)], []
+        for _ in range(self.H):
+            e = ents[-1]
+            rels.append(self.adj_relation[e].flatten(-2))
+            ents.append(self.adj_entity[e].flatten(-2))
+        return ents, rels
+
+    def _entity_vectors(self, ents: list) -> list:
+        """Embeddings of every hop's entities in one lookup (one dense gradient per step)."""
+        flat = self.entity_emb(torch.cat([e.reshape(-1) for e in ents]))
+        sizes = [e.numel() for e in ents]
+        return [v.view(*e.shape, -1) for v, e in zip(flat.split(sizes), ents)]
+
+    def _aggregate(self, vecs: list, att: list) -> torch.Tensor:
+        """H iterations of the aggregation: ``vecs[h] [..., K^h, d]``, ``att[h] [..., K^(h+1)]``
+        (leading dimensions broadcast); returns the items' vectors ``[..., d]``."""
+        K = self.K
+        for i in range(self.H):
+            new = []
+            for hop in range(self.H - i):
+                neigh = vecs[hop + 1].unflatten(-2, (-1, K))  # [..., K^hop, K, d]
+                a = att[hop].unflatten(-1, (-1, K)).softmax(-1)  # [..., K^hop, K]
+                agg, last = self.aggregators[i], i == self.H - 1
+                if neigh.dim() == 5 and neigh.shape[0] == 1 and vecs[hop].shape[0] == 1:
+                    # score_all: entity vectors shared by every user, only attention differs
+                    new.append(agg.forward_shared(vecs[hop], a, neigh[0], last))
+                else:
+                    new.append(agg(vecs[hop], (a.unsqueeze(-1) * neigh).sum(-2), last))
+            vecs = new
+        return vecs[0].squeeze(-2)
+
+    def score(self, users, items):
+        u = self.user_emb(users)
+        ents, rels = self._receptive_field(items)
+        ur = u @ self.relation_emb.weight.T  # pi^u_r for every relation
+        att = [torch.gather(ur, 1, r) for r in rels]
+        v = self._aggregate(self._entity_vectors(ents), att)
+        return (u * v).sum(-1)
+
+    def score_all(self, users):
+        items = torch.arange(self.n_items, device=users.device)
+        ents, rels = self._receptive_field(items)
+        vecs = [self.entity_emb(e).unsqueeze(0) for e in ents]  # [1, n, K^h, d]
+        d = vecs[0].shape[-1]
+        step = max(1, _CHUNK_ELEMENTS // (self.n_items * self.K ** (self.H - 1) * d))
+        out = []
+        for s in range(0, len(users), step):
+            u = self.user_emb(users[s:s + step])
+            ur = u @ self.relation_emb.weight.T
+            att = [ur[:, r] for r in rels]  # [b, n, K^(h+1)]
+            v = self._aggregate(vecs, att)  # [b, n, d]
+            out.append((v * u.unsqueeze(1)).sum(-1))
+        return torch.cat(out)
+
+    def loss(self, batch):
+        users, pos, neg = batch["users"], batch["pos_items"], batch["neg_items"]
+        if neg.dim() == 2:
+            users_n, neg = users.repeat_interleave(neg.shape[1]), neg.reshape(-1)
+        else:
+            users_n = users
+        all_users = torch.cat([users, users_n])
+        all_items = torch.cat([pos, neg])
+        u = self.user_emb(all_users)
+        ents, rels = self._receptive_field(all_items)
+        ur = u @ self.relation_emb.weight.T
+        v = self._aggregate(self._entity_vectors(ents), [torch.gather(ur, 1, r) for r in rels])
+        s = (u * v).sum(-1)
+        b = len(users)
+        pos_s, neg_s = s[:b], s[b:]
+        if batch["neg_items"].dim() == 2:
+            neg_s = neg_s.view(b, -1)
+        loss = bpr_loss(pos_s, neg_s)
+        if self.reg_weight:
+            loss = loss + self.reg_weight * l2_per_batch(u, v)
+        return loss

@@ -1,0 +1,192 @@
+"""Knowledge-graph layers: TransR scoring and loss, knowledge-aware attention with an edge softmax,
+and the neighbourhood aggregators of KGAT (Bi-Interaction, GCN, GraphSAGE) and KGCN (sum, concat,
+neighbour).
+
+References: TransR (Lin et al., AAAI 2015); KGAT (Wang et al., KDD 2019, Eqs. 1-8); KGCN (Wang et
+al., WWW 2019, Sec. 3.2); Multi-KG4Rec 4.2.3 uses the same attention and Bi-Interaction as KGAT.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def l2_per_batch(*tensors: torch.Tensor) -> torch.Tensor:
+    """Sum of squared L2 norms divided by the batch size (RecBole's / KGAT's regulariser)."""
+    return sum(t.pow(2).sum() for t in tensors) / tensors[0].shape[0]
+
+
+class TransR(nn.Module):
+    """TransR relation space: relation ``r`` has an embedding ``e_r`` (``relation_dim``) and a
+    projection ``W_r`` (``entity_dim x relation_dim``; entities are row vectors, ``e W_r``).
+
+    Plausibility (KGAT Eq. 1, Multi-KG4Rec 4.2): ``g(h, r, t) = ||W_r e_h + e_r - W_r e_t||^2``
+    (lower is more plausible). Loss (KGAT Eq. 2, CKE Sec. 4.1): for a corrupted tail ``t'``,
+    ``-ln sigmoid(g(h, r, t') - g(h, r, t))``, averaged over the batch (the papers write a sum;
+    a mean only rescales the learning rate), plus ``reg_weight`` times the squared L2 norms of
+    ``W_r e_h, e_r, W_r e_t, W_r e_t'`` divided by the batch size."""
+
+    def __init__(self, n_relations: int, entity_dim: int, relation_dim: int):
+        super().__init__()
+        self.relation = nn.Embedding(n_relations, relation_dim)
+        self.proj = nn.Parameter(torch.empty(n_relations, entity_dim, relation_dim))
+        nn.init.xavier_uniform_(self.relation.weight)
+        nn.init.xavier_uniform_(self.proj)
+
+    def project(self, e: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """``e W_r`` for entity vectors ``e [B, ..., d]`` and relations ``r [B]``.
+
+        Rows are grouped by relation and each group multiplied by its ``W_r`` (one matrix product
+        per relation present): on CPU this is ~10x faster, forward and backward, than gathering a
+        ``[B, d, k]`` stack of matrices for a batched product."""
+        order = torch.argsort(r, stable=True)
+        rel, counts = torch.unique_consecutive(r[order], return_counts=True)
+        ws = self.proj.unbind(0)
+        parts = [chunk @ ws[k] for chunk, k in zip(e[order].split(counts.tolist()), rel.tolist())]
+        out = torch.cat(parts) if parts else e.new_empty(*e.shape[:-1], self.proj.shape[2])
+        return out[torch.argsort(order)]
+
+    def distance(self, h, r, t) -> torch.Tensor:
+        """``g(h, r, t)`` for entity vectors ``h, t [B, d]`` and relations ``r [B]``."""
+        p = self.project(torch.stack([h, t], 1), r)
+        return (p[:, 0] + self.relation(r) - p[:, 1]).pow(2).sum(-1)
+
+    def loss(self, h, r, t, t_neg, reg_weight: float = 0.0) -> torch.Tensor:
+        """TransR's pairwise loss for entity vectors ``h, t, t_neg [B, d]`` and relations ``r``."""
+        p = self.project(torch.stack([h, t, t_neg], 1), r)  # one bmm for all three
+        er = self.relation(r)
+        pos = (p[:, 0] + er - p[:, 1]).pow(2).sum(-1)
+        neg = (p[:, 0] + er - p[:, 2]).pow(2).sum(-1)
+        loss = -F.logsigmoid(neg - pos).mean()
+        if reg_weight:
+            loss = loss + reg_weight * l2_per_batch(p[:, 0], er, p[:, 1], p[:, 2])
+        return loss
+
+
+def edge_softmax(scores: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
+    """Softmax of edge ``scores`` within each group of edges sharing ``index`` (the head):
+    ``pi_e = exp(s_e) / sum_{e' : index[e'] = index[e]} exp(s_e')`` (KGAT Eq. 5). Vectorised with
+    a scatter max (for stability) and ``index_add_``; every group sums to 1."""
+    m = torch.full((n,), float("-inf"), dtype=scores.dtype, device=scores.device)
+    m = m.scatter_reduce(0, index, scores, reduce="amax", include_self=True)
+    e = torch.exp(scores - m[index])
+    denom = torch.zeros(n, dtype=scores.dtype, device=scores.device).index_add_(0, index, e)
+    return e / denom[index]
+
+
+def knowledge_attention(transr: TransR, emb: torch.Tensor, heads: torch.Tensor,
+                        relations: torch.Tensor, tails: torch.Tensor, n_nodes: int,
+                        chunk: int = 1 << 16) -> torch.Tensor:
+    """Knowledge-aware attention (KGAT Eqs. 4-5, Multi-KG4Rec 4.2.3):
+    ``pi(h, r, t) = (W_r e_t)^T tanh(W_r e_h + e_r)``, normalised by :func:`edge_softmax` over the
+    triples of each head. ``emb [n_nodes, d]`` holds the node vectors. The projections are done per
+    relation (one matrix product per relation over its edges, never a per-node loop), in chunks
+    of ``chunk`` edges."""
+    scores = torch.empty(len(heads), dtype=emb.dtype, device=emb.device)
+    order = torch.argsort(relations, stable=True)
+    rel_sorted = relations[order]
+    present, counts = torch.unique_consecutive(rel_sorted, return_counts=True)
+    start = 0
+    for r, c in zip(present.tolist(), counts.tolist()):
+        idx_all = order[start:start + c]
+        start += c
+        w, er = transr.proj[r], transr.relation.weight[r]
+        for s in range(0, c, chunk):
+            idx = idx_all[s:s + chunk]
+            ph, pt = emb[heads[idx]] @ w, emb[tails[idx]] @ w
+            scores[idx] = (pt * torch.tanh(ph + er)).sum(-1)
+    return edge_softmax(scores, heads, n_nodes)
+
+
+class BiInteraction(nn.Module):
+    """KGAT Eq. 8 / Multi-KG4Rec 4.2.3:
+    ``f = LeakyReLU(W1 (e_h + e_N)) + LeakyReLU(W2 (e_h * e_N))``."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.w1, self.w2 = nn.Linear(d_in, d_out), nn.Linear(d_in, d_out)
+        for lin in (self.w1, self.w2):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, e, e_n):
+        return F.leaky_relu(self.w1(e + e_n)) + F.leaky_relu(self.w2(e * e_n))
+
+
+class GCNAggregator(nn.Module):
+    """KGAT Eq. 6: ``f = LeakyReLU(W (e_h + e_N))``."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.w = nn.Linear(d_in, d_out)
+        nn.init.xavier_uniform_(self.w.weight)
+        nn.init.zeros_(self.w.bias)
+
+    def forward(self, e, e_n):
+        return F.leaky_relu(self.w(e + e_n))
+
+
+class GraphSAGEAggregator(nn.Module):
+    """KGAT Eq. 7: ``f = LeakyReLU(W (e_h || e_N))``."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.w = nn.Linear(2 * d_in, d_out)
+        nn.init.xavier_uniform_(self.w.weight)
+        nn.init.zeros_(self.w.bias)
+
+    def forward(self, e, e_n):
+        return F.leaky_relu(self.w(torch.cat([e, e_n], -1)))
+
+
+AGGREGATORS = {"bi": BiInteraction, "gcn": GCNAggregator, "graphsage": GraphSAGEAggregator}
+
+
+class KGCNAggregator(nn.Module):
+    """KGCN's aggregators (Wang et al., WWW 2019, Sec. 3.2) of an entity ``v`` and its
+    user-specific neighbourhood ``v_N``: ``sum``: ``act(W (v + v_N) + b)``; ``concat``:
+    ``act(W (v || v_N) + b)``; ``neighbor``: ``act(W v_N + b)``. ``act`` is ReLU except in the last
+    iteration, where it is tanh (as in the paper's implementation)."""
+
+    KINDS = ("sum", "concat", "neighbor")
+
+    def __init__(self, kind: str, dim: int):
+        super().__init__()
+        if kind not in self.KINDS:
+            raise ValueError(f"KGCN aggregator must be one of {self.KINDS}, got {kind!r}")
+        self.kind = kind
+        self.w = nn.Linear(2 * dim if kind == "concat" else dim, dim)
+        nn.init.xavier_uniform_(self.w.weight)
+        nn.init.zeros_(self.w.bias)
+
+    def _weights(self):
+        """``(W_v, W_n)``: the aggregator is ``act(W_v v + W_n v_N + b)`` for every kind."""
+        w, d = self.w.weight, self.w.out_features
+        if self.kind == "sum":
+            return w, w
+        if self.kind == "concat":
+            return w[:, :d], w[:, d:]
+        return None, w
+
+    def forward_shared(self, v, a, neigh, last: bool):
+        """The same output as ``forward(v, sum_k a_k neigh_k)`` when ``v [1, n, h, d]`` and the
+        neighbours ``neigh [n, h, K, d]`` are shared by every user and only the normalised
+        attention ``a [b, n, h, K]`` is user-specific (full ranking): ``W_n`` is applied to the
+        K neighbours once, before the weighted sum (it is linear), instead of once per user."""
+        w_v, w_n = self._weights()
+        x = torch.einsum("bnhk,nhkd->bnhd", a, neigh @ w_n.T) + self.w.bias
+        if w_v is not None:
+            x = x + v @ w_v.T
+        return torch.tanh(x) if last else torch.relu(x)
+
+    def forward(self, v, v_n, last: bool):
+        if self.kind == "sum":
+            x = self.w(v + v_n)
+        elif self.kind == "concat":
+            v = v.expand_as(v_n) if v.shape != v_n.shape else v
+            x = self.w(torch.cat([v, v_n], -1))
+        else:
+            x = self.w(v_n)
+        return torch.tanh(x) if last else torch.relu(x)
