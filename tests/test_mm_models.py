@@ -99,7 +99,7 @@ def test_requirements_follow_the_config():
 
 def test_bad_sizes_and_switches_are_rejected(split):
     with pytest.raises(ConfigError, match="visual_size"):
-        _model("VBPR", split, visual_size=64)
+        _model("VBPR", split, visual_size=0)
     with pytest.raises(ConfigError, match="combination"):
         _model("MMGCN", split, combination="max")
     with pytest.raises(ValueError, match="image"):  # configured for image, given text only

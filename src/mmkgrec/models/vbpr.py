@@ -25,10 +25,11 @@ class VBPR(VectorModel):
     An item without some content has zero rows there, so that part contributes nothing; an item
     with no content at all is scored by the ID part ``beta_i + gamma_u . gamma_i`` alone.
 
-    Sizes (a resolution of ours, stated as config): ``gamma`` has ``embedding_size - visual_size``
-    dims and ``theta`` / ``E f_i`` have ``visual_size`` dims (``null``: ``embedding_size // 2``),
-    so a user vector has ``embedding_size`` dims in all, as in BPR. (RecBole's VBPR instead gives
-    each part ``embedding_size`` dims and has no ``beta_i``/``beta'``; Cornac keeps two sizes.)
+    Sizes (the paper's K and K', stated as config): ``gamma`` has ``embedding_size`` dims, as in
+    BPR, and ``theta`` / ``E f_i`` have ``visual_size`` dims (``null``: ``embedding_size``), as in
+    RecBole's VBPR (which has no ``beta_i``/``beta'``). An earlier default split
+    ``embedding_size`` between the two parts, which left the collaborative part half of BPR's
+    capacity and cost accuracy on ML-100K (see docs/BENCHMARKS.md).
 
     Loss (paper Eq. (5)): BPR ``-mean log sigmoid(x_ui - x_uj)`` plus ``reg_weight`` times the
     squared L2 norm of the batch's ``gamma_u, theta_u, gamma_i, gamma_j, beta_i, beta_j`` divided
@@ -47,13 +48,12 @@ class VBPR(VectorModel):
     def __init__(self, config, inputs: ModelInputs):
         super().__init__(config, inputs)
         self.modalities = configured_modalities(config)
-        d = int(config["embedding_size"])
+        k1 = int(config["embedding_size"])
         k2 = config["visual_size"]
-        k2 = d // 2 if k2 is None else k2
-        if not isinstance(k2, int) or isinstance(k2, bool) or not 0 < k2 < d:
-            raise ConfigError("visual_size", f"expected null or an integer in 1..embedding_size-1 "
-                              f"(embedding_size={d}), got {config['visual_size']!r}")
-        k1 = d - k2
+        k2 = k1 if k2 is None else k2
+        if not isinstance(k2, int) or isinstance(k2, bool) or k2 < 1:
+            raise ConfigError("visual_size", f"expected null or a positive integer, got "
+                              f"{config['visual_size']!r}")
         content = torch.cat([modality_features(inputs, m, self.name)[0]
                              for m in self.modalities], 1)
         self.register_buffer("content", content, persistent=False)  # rebuilt from inputs, not saved
