@@ -33,9 +33,17 @@ def git_sha() -> str:
 
 
 def write_json(path: Path, data: dict) -> None:
+    """Readable JSON with the (long) per-user arrays kept on one line each."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    data = dict(data)
+    per_user = data.pop("per_user", None)
+    text = json.dumps(data, indent=1, default=_default)
+    if per_user is not None:
+        rows = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v, separators=(',', ':'), default=_default)}"
+                          for k, v in per_user.items())
+        text = text[:-2] + ',\n "per_user": {\n' + rows + "\n }\n}"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=_default))
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
 
 
