@@ -23,6 +23,27 @@ from .metrics import (
 )
 
 
+class EvalMode:
+    """``with EvalMode(model) as mode``: the model in eval mode with ``prepare_eval`` done; its
+    training flag is restored on exit and ``mode.seconds`` holds the time spent inside."""
+
+    def __init__(self, model):
+        self.model = model
+        self.seconds = 0.0
+
+    def __enter__(self):
+        self._t0 = time.perf_counter()
+        self._was_training = self.model.training
+        self.model.eval()
+        self.model.prepare_eval()
+        return self
+
+    def __exit__(self, *exc):
+        self.model.train(self._was_training)
+        self.seconds = time.perf_counter() - self._t0
+        return False
+
+
 def metric_names(metrics, topk) -> list[str]:
     """``[recall, ndcg] x [10, 20]`` -> ``['recall@10', 'recall@20', 'ndcg@10', ...]``."""
     out = []
@@ -74,25 +95,21 @@ class FullRankingEvaluator:
     @torch.no_grad()
     def evaluate(self, model, device="cpu") -> tuple[dict, MetricAccumulator, float]:
         """Returns (mean metrics, per-user accumulator, seconds)."""
-        t0 = time.perf_counter()
-        was_training = model.training
-        model.eval()
-        model.prepare_eval()
-        acc = MetricAccumulator()
-        n_items = self.split.n_items
-        for start in range(0, len(self.users), self.batch_size):
-            users = self.users[start:start + self.batch_size]
-            scores = model.score_all(users.to(device)).float().cpu()
-            if self.mask is not None:
-                rows, cols = _rows_of(*self.mask, users)
-                scores[rows, cols] = -torch.inf
-            top = topk_with_ties(scores, self.max_k)
-            keys = users.unsqueeze(1) * n_items + top
-            pos = torch.searchsorted(self.target_keys, keys).clamp_max(len(self.target_keys) - 1)
-            hits = self.target_keys[pos] == keys
-            acc.update(ranking_metrics_from_hits(hits, self.n_relevant[users], self.metrics), users)
-        model.train(was_training)
-        return acc.compute(), acc, time.perf_counter() - t0
+        with EvalMode(model) as mode:
+            acc = MetricAccumulator()
+            n_items = self.split.n_items
+            for start in range(0, len(self.users), self.batch_size):
+                users = self.users[start:start + self.batch_size]
+                scores = model.score_all(users.to(device)).float().cpu()
+                if self.mask is not None:
+                    rows, cols = _rows_of(*self.mask, users)
+                    scores[rows, cols] = -torch.inf
+                top = topk_with_ties(scores, self.max_k)
+                keys = users.unsqueeze(1) * n_items + top
+                pos = torch.searchsorted(self.target_keys, keys).clamp_max(len(self.target_keys) - 1)
+                hits = self.target_keys[pos] == keys
+                acc.update(ranking_metrics_from_hits(hits, self.n_relevant[users], self.metrics), users)
+        return acc.compute(), acc, mode.seconds
 
 
 class SampledEvaluator:
@@ -119,30 +136,26 @@ class SampledEvaluator:
 
     @torch.no_grad()
     def evaluate(self, model, device="cpu", chunk: int = 8192):
-        t0 = time.perf_counter()
-        was_training = model.training
-        model.eval()
-        model.prepare_eval()
-        acc = MetricAccumulator()
-        per_pos = {m: [] for m in self.metrics}
-        for s in range(0, len(self.pos_users), chunk):
-            u = self.pos_users[s:s + chunk]
-            p = self.pos_items[s:s + chunk]
-            neg = self.negatives[s:s + chunk]
-            ps = model.score(u.to(device), p.to(device)).float().cpu()
-            ns = model.score(u.repeat_interleave(neg.shape[1]).to(device),
-                             neg.reshape(-1).to(device)).float().cpu().view(neg.shape)
-            for m, v in sampled_ranking_metrics(ps, ns, self.metrics).items():
-                per_pos[m].append(v)
-        users, inv = torch.unique(self.pos_users, return_inverse=True)
-        counts = torch.bincount(inv).double()
-        per_user = {}
-        for m, parts in per_pos.items():
-            v = torch.cat(parts).double()
-            per_user[m] = torch.zeros(len(users), dtype=torch.float64).index_add_(0, inv, v) / counts
-        acc.update(per_user, users)
-        model.train(was_training)
-        return acc.compute(), acc, time.perf_counter() - t0
+        with EvalMode(model) as mode:
+            acc = MetricAccumulator()
+            per_pos = {m: [] for m in self.metrics}
+            for s in range(0, len(self.pos_users), chunk):
+                u = self.pos_users[s:s + chunk]
+                p = self.pos_items[s:s + chunk]
+                neg = self.negatives[s:s + chunk]
+                ps = model.score(u.to(device), p.to(device)).float().cpu()
+                ns = model.score(u.repeat_interleave(neg.shape[1]).to(device),
+                                 neg.reshape(-1).to(device)).float().cpu().view(neg.shape)
+                for m, v in sampled_ranking_metrics(ps, ns, self.metrics).items():
+                    per_pos[m].append(v)
+            users, inv = torch.unique(self.pos_users, return_inverse=True)
+            counts = torch.bincount(inv).double()
+            per_user = {}
+            for m, parts in per_pos.items():
+                v = torch.cat(parts).double()
+                per_user[m] = torch.zeros(len(users), dtype=torch.float64).index_add_(0, inv, v) / counts
+            acc.update(per_user, users)
+        return acc.compute(), acc, mode.seconds
 
 
 def make_evaluator(split: Split, part: str, config, model=None):

@@ -19,13 +19,13 @@ full-ranking evaluator's (so paired tests across models work); the reported mean
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import torch
 
 from ..data.sequences import EvalSamples, build_sequences
 from ..data.split import Split
+from .evaluator import EvalMode
 from .metrics import (
     MetricAccumulator,
     canonical,
@@ -76,35 +76,31 @@ class NextItemEvaluator:
     @torch.no_grad()
     def evaluate(self, model, device="cpu") -> tuple[dict, MetricAccumulator, float]:
         """Returns (mean metrics over users, per-user accumulator, seconds)."""
-        t0 = time.perf_counter()
-        was_training = model.training
-        model.eval()
-        model.prepare_eval()
-        per_sample = {m: [] for m in self.metrics}
-        n = len(self.samples)
-        for s in range(0, n, self.batch_size):
-            sl = slice(s, min(s + self.batch_size, n))
-            scores = self._scores(model, sl, device)
-            target = self.samples.targets[sl]
-            if self.negatives is not None:
-                pos = scores.gather(1, target.unsqueeze(1)).squeeze(1)
-                neg = scores.gather(1, self.negatives[sl])
-                vals = sampled_ranking_metrics(pos, neg, self.metrics)
-            else:
-                if self.mask_history:
-                    rows, cols = self.samples.history(sl)
-                    scores[rows, cols] = -torch.inf
-                top = topk_with_ties(scores, self.max_k)
-                hits = top == target.unsqueeze(1)
-                vals = ranking_metrics_from_hits(hits, torch.ones(len(target)), self.metrics)
-            for m, v in vals.items():
-                per_sample[m].append(v)
-        users, inv = torch.unique(self.samples.users, return_inverse=True)
-        counts = torch.bincount(inv, minlength=len(users)).double()
-        acc = MetricAccumulator()
-        if n:
-            per_user = {m: torch.zeros(len(users), dtype=torch.float64).index_add_(
-                0, inv, torch.cat(v).double()) / counts for m, v in per_sample.items()}
-            acc.update(per_user, users)
-        model.train(was_training)
-        return acc.compute(), acc, time.perf_counter() - t0
+        with EvalMode(model) as mode:
+            per_sample = {m: [] for m in self.metrics}
+            n = len(self.samples)
+            for s in range(0, n, self.batch_size):
+                sl = slice(s, min(s + self.batch_size, n))
+                scores = self._scores(model, sl, device)
+                target = self.samples.targets[sl]
+                if self.negatives is not None:
+                    pos = scores.gather(1, target.unsqueeze(1)).squeeze(1)
+                    neg = scores.gather(1, self.negatives[sl])
+                    vals = sampled_ranking_metrics(pos, neg, self.metrics)
+                else:
+                    if self.mask_history:
+                        rows, cols = self.samples.history(sl)
+                        scores[rows, cols] = -torch.inf
+                    top = topk_with_ties(scores, self.max_k)
+                    hits = top == target.unsqueeze(1)
+                    vals = ranking_metrics_from_hits(hits, torch.ones(len(target)), self.metrics)
+                for m, v in vals.items():
+                    per_sample[m].append(v)
+            users, inv = torch.unique(self.samples.users, return_inverse=True)
+            counts = torch.bincount(inv, minlength=len(users)).double()
+            acc = MetricAccumulator()
+            if n:
+                per_user = {m: torch.zeros(len(users), dtype=torch.float64).index_add_(
+                    0, inv, torch.cat(v).double()) / counts for m, v in per_sample.items()}
+                acc.update(per_user, users)
+        return acc.compute(), acc, mode.seconds
