@@ -92,3 +92,14 @@ def test_every_parameter_gets_a_gradient(name, split):
     model.loss(batch).backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+def test_missing_inputs_are_named(split):
+    from mmkgrec.models import ModelInputs
+
+    cfg = load_config("LightGCN", "synthetic")
+    bare = ModelInputs(split.n_users, split.n_items, split.train)
+    with pytest.raises(ValueError, match=r"LightGCN needs inputs \['graph'\]"):
+        get_model_class("LightGCN")(cfg, bare)
+    with pytest.raises(ValueError, match=r"KGAT needs inputs \['kg'\]"):
+        get_model_class("KGAT")(load_config("KGAT", "synthetic"), bare)

@@ -170,6 +170,12 @@ class Recommender(nn.Module):
         self.config = config
         self.n_users = inputs.n_users
         self.n_items = inputs.n_items
+        present = {"graph": inputs.graph is not None, "kg": inputs.kg is not None,
+                   **{m: m in inputs.features for m in MODALITIES}}
+        missing = sorted(r for r in self.requirements(config) if not present.get(r, True))
+        if missing:
+            raise ValueError(f"{self.name} needs inputs {missing}; build them with "
+                             f"build_inputs(split, {self.name}.requirements(config), device, config)")
 
     def loss(self, batch: dict) -> torch.Tensor:
         raise NotImplementedError

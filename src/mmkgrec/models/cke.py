@@ -53,9 +53,6 @@ class CKE(VectorModel):
     def __init__(self, config, inputs: ModelInputs):
         super().__init__(config, inputs)
         kg = inputs.kg
-        if kg is None:
-            raise ValueError("CKE needs inputs.kg; build inputs with "
-                             "build_inputs(split, CKE.requirements(config), device, config)")
         d, kd = int(config["embedding_size"]), int(config["kg_embedding_size"])
         self.user_emb = nn.Embedding(self.n_users, d)
         self.item_emb = nn.Embedding(self.n_items, d)

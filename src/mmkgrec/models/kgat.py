@@ -48,9 +48,6 @@ class KGAT(VectorModel):
     def __init__(self, config, inputs: ModelInputs):
         super().__init__(config, inputs)
         kg = inputs.kg
-        if kg is None:
-            raise ValueError("KGAT needs inputs.kg; build inputs with "
-                             "build_inputs(split, KGAT.requirements(config), device, config)")
         self.kg = kg
         self.ckg = ckg = kg.collaborative(inputs)
         d, kd = int(config["embedding_size"]), int(config["kg_embedding_size"])

@@ -41,9 +41,6 @@ class KGCN(Recommender):
     def __init__(self, config, inputs: ModelInputs):
         super().__init__(config, inputs)
         kg = inputs.kg
-        if kg is None:
-            raise ValueError("KGCN needs inputs.kg; build inputs with "
-                             "build_inputs(split, KGCN.requirements(config), device, config)")
         d = int(config["embedding_size"])
         self.K, self.H = int(config["neighbor_sample_size"]), int(config["n_iter"])
         ents, rels = kg.neighbour_sample(self.K, np.random.default_rng(int(config["seed"])))
