@@ -56,6 +56,21 @@ def pooled_pairs(runs_a: list[dict], runs_b: list[dict], key: str):
     return np.concatenate(a_all), np.concatenate(b_all)
 
 
+def seed_ttest(runs_a: list[dict], runs_b: list[dict], key: str) -> dict:
+    """Paired t-test of mean test ``key`` over the seeds both sets of runs have."""
+    sa = {r["seed"]: r["test"][key] for r in runs_a}
+    sb = {r["seed"]: r["test"][key] for r in runs_b}
+    common = sorted(set(sa) & set(sb))
+    return paired_ttest([sa[x] for x in common], [sb[x] for x in common])
+
+
+def seed_cells(rs: list[dict]) -> tuple[list[str], float]:
+    """``mean ± std`` over seeds of each ACC_KEYS test metric, and the median s/epoch."""
+    cells = [fmt(*mean_std([r["test"][k] for r in rs])) for k in ACC_KEYS]
+    secs = [r["timing"]["train_epoch_s"] for r in rs if r["timing"].get("train_epoch_s")]
+    return cells, statistics.median(secs) if secs else float("nan")
+
+
 def core_section() -> list[str]:
     runs = load("core")
     if not runs:
@@ -80,9 +95,8 @@ def core_section() -> list[str]:
     head = "| model | library | seeds | " + " | ".join(ACC_KEYS) + " | best epoch | s/epoch |"
     L += [head, "|" + "---|" * (head.count("|") - 1)]
     for (model, lib), rs in sorted(acc.items()):
-        cells = [fmt(*mean_std([r["test"][k] for r in rs])) for k in ACC_KEYS]
+        cells, se = seed_cells(rs)
         be = mean_std([r["best_epoch"] for r in rs])[0]
-        se = statistics.median([r["timing"]["train_epoch_s"] for r in rs if r["timing"].get("train_epoch_s")])
         L.append(f"| {model} | {lib} | {len(rs)} | " + " | ".join(cells) + f" | {be:.0f} | {se:.3f} |")
     L += ["", "Accuracy target: mmkgrec's test NDCG@10 and Recall@10 at least RecBole's minus "
           "max(0.005, one standard deviation over seeds). Paired t-test over (user, seed) pairs.", ""]
@@ -104,10 +118,7 @@ def core_section() -> list[str]:
         if a_runs and b_runs:
             a, b = pooled_pairs(a_runs, b_runs, "ndcg@10")
             t = paired_ttest(a, b)
-            sa = {r["seed"]: r["test"]["ndcg@10"] for r in a_runs}
-            sb = {r["seed"]: r["test"]["ndcg@10"] for r in b_runs}
-            common = sorted(set(sa) & set(sb))
-            seeds = paired_ttest([sa[x] for x in common], [sb[x] for x in common])
+            seeds = seed_ttest(a_runs, b_runs, "ndcg@10")
             L.append("")
             L.append(f"LightGCN vs BPR ({lib}), NDCG@10: mean difference {t['mean_diff']:+.4f} over "
                      f"{t['n']} (user, seed) pairs, paired t-test p = {t['p']:.3g}; over seeds "
@@ -190,8 +201,7 @@ def multimodal_section() -> list[str]:
         if not rs:
             L.append(f"| {v} | - | 0 | " + " | ".join("not run" for _ in ACC_KEYS) + " | - |")
             continue
-        cells = [fmt(*mean_std([r["test"][k] for r in rs])) for k in ACC_KEYS]
-        se = statistics.median([r["timing"]["train_epoch_s"] for r in rs if r["timing"].get("train_epoch_s")])
+        cells, se = seed_cells(rs)
         L.append(f"| {v} | {rs[0]['chosen_lr']} | {len(rs)} | " + " | ".join(cells) + f" | {se:.3f} |")
     L += ["", "Paired t-tests on test NDCG@10 over (user, seed) pairs, and over seeds:", "",
           "| comparison | mean difference | p (users) | p (seeds) |", "|---|---|---|---|"]
@@ -204,10 +214,7 @@ def multimodal_section() -> list[str]:
             continue
         a, b = pooled_pairs(a_runs, b_runs, "ndcg@10")
         t = paired_ttest(a, b)
-        sa = {r["seed"]: r["test"]["ndcg@10"] for r in a_runs}
-        sb = {r["seed"]: r["test"]["ndcg@10"] for r in b_runs}
-        common = sorted(set(sa) & set(sb))
-        ts = paired_ttest([sa[x] for x in common], [sb[x] for x in common])
+        ts = seed_ttest(a_runs, b_runs, "ndcg@10")
         L.append(f"| {a_v} vs {b_v} | {t['mean_diff']:+.4f} | {t['p']:.3g} | {ts['p']:.3g} |")
     L += ["", "Tuning (validation NDCG@10 per learning rate, seed 2020):", "",
           "| variant | " + " | ".join(f"lr {lr}" for lr in (0.001, 0.005, 0.01)) + " |", "|---|---|---|---|"]

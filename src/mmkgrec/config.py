@@ -8,6 +8,7 @@ default (and, for some keys, a list of choices). Errors name the key and the lay
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -44,6 +45,27 @@ def _read_yaml(path, source: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError("<file>", f"{source}: expected a mapping of key: value")
     return data
+
+
+@functools.cache
+def default_values() -> dict:
+    """The values of ``configs/defaults.yaml`` (read once)."""
+    return _read_yaml(_config_dir() / "defaults.yaml", "defaults.yaml")
+
+
+_FROM_DEFAULTS = object()
+
+
+def config_value(config, key: str, default=_FROM_DEFAULTS):
+    """``config[key]`` for a :class:`Config` or a plain mapping; when ``config`` is ``None`` or
+    lacks the key, ``default`` if given, else the value in ``configs/defaults.yaml``. (A Config
+    raises ConfigError, not KeyError, for an unknown key.)"""
+    if config is not None:
+        try:
+            return config[key]
+        except (KeyError, ConfigError):
+            pass
+    return default_values()[key] if default is _FROM_DEFAULTS else default
 
 
 def model_config_names() -> list[str]:
@@ -164,7 +186,7 @@ def load_config(model: str, dataset: str | None = None, file: str | Path | None 
 
     ``overrides`` is a dict or a list of ``key=value`` strings (as from ``--set``)."""
     cdir = _config_dir()
-    values = _read_yaml(cdir / "defaults.yaml", "defaults.yaml")
+    values = dict(default_values())
     sources = {k: "defaults" for k in values}
     mpath = cdir / "model" / f"{model}.yaml"
     if not mpath.is_file():

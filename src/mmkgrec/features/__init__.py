@@ -25,6 +25,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..config import config_value
 from ..errors import MMKGRecError
 from .encoders import Encoder, HandcraftedDescriptor, encoder_specs, make_encoder, register_encoder
 from .store import ExtractResult, FeatureStore, cache_root, store_info
@@ -35,20 +36,6 @@ __all__ = ["Encoder", "ExtractResult", "FeatureStore", "HandcraftedDescriptor", 
            "encoder_specs", "extract_features", "item_feature_matrix", "make_encoder",
            "register_encoder", "store_info"]
 
-DEFAULTS = {"text_encoder": "minilm", "image_encoder": "descriptor", "text_fields": None,
-            "image_dir": None, "image_column": None, "feature_batch_size": 64, "device": "cpu",
-            "show_progress": False}
-
-
-def _get(config: Mapping | None, key: str):
-    if config is None:
-        return DEFAULTS[key]
-    try:  # a Config raises ConfigError (not KeyError) for an unknown key, even for `in`
-        return config[key]
-    except (KeyError, MMKGRecError):
-        return DEFAULTS[key]
-
-
 def extract_features(dataset, modality: str, config: Mapping | None = None, *,
                      encoder: Encoder | str | None = None, root=None) -> ExtractResult:
     """Compute (or load) ``modality`` features of every item of ``dataset``; see
@@ -57,14 +44,14 @@ def extract_features(dataset, modality: str, config: Mapping | None = None, *,
 
     if modality not in ("text", "image"):
         raise MMKGRecError(f"modality must be 'text' or 'image', got {modality!r}")
-    spec = encoder if encoder is not None else _get(config, f"{modality}_encoder")
-    enc = make_encoder(spec, device=_get(config, "device"), modality=modality)
+    spec = encoder if encoder is not None else config_value(config, f"{modality}_encoder")
+    enc = make_encoder(spec, device=config_value(config, "device"), modality=modality)
     if modality == "text":
-        inputs = content.item_texts(dataset, _get(config, "text_fields"))
+        inputs = content.item_texts(dataset, config_value(config, "text_fields"))
         keys = [None if t is None else content.text_key(t) for t in inputs]
         prepare = None
     else:
-        image_dir, image_column = _get(config, "image_dir"), _get(config, "image_column")
+        image_dir, image_column = config_value(config, "image_dir"), config_value(config, "image_column")
         if not image_dir and not image_column:
             log.warning("dataset %s: no image_dir or image_column is configured; every item is "
                         "recorded as having no image", dataset.name)
@@ -79,8 +66,8 @@ def extract_features(dataset, modality: str, config: Mapping | None = None, *,
     store = FeatureStore.for_dataset(dataset, modality, enc, root)
     info = {"dataset": dataset.name, "source": str(getattr(dataset, "source", ""))}
     return store.extract(dataset.item_ids, inputs, keys, enc, prepare=prepare,
-                         batch_size=int(_get(config, "feature_batch_size")),
-                         show_progress=bool(_get(config, "show_progress")), info=info)
+                         batch_size=int(config_value(config, "feature_batch_size")),
+                         show_progress=bool(config_value(config, "show_progress", False)), info=info)
 
 
 def item_feature_matrix(dataset, modality: str, config: Mapping | None = None

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import Interactions
+from ..config import config_value
 from ..errors import ConfigError
 
 MODALITIES = ("text", "image")
@@ -55,17 +56,6 @@ class ModelInputs:
     kg: object | None = None  # mmkgrec.graph.kg.KnowledgeGraph, for models requiring "kg"
     features: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
-
-
-def config_value(config, key: str, default=None):
-    """``config[key]``, or ``default`` when ``config`` is ``None`` or lacks the key (a
-    :class:`~mmkgrec.config.Config` raises ConfigError, not KeyError, for unknown keys)."""
-    if config is None:
-        return default
-    try:
-        return config[key]
-    except (KeyError, ConfigError):
-        return default
 
 
 def shuffle_item_rows(features: dict, seed: int) -> dict:

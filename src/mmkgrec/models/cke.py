@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import config_value
 from ..errors import ConfigError
 from ..nn.kg import TransR
-from .base import (MODALITIES, ModelInputs, VectorModel, bpr_loss, config_value, l2_per_batch,
-                   modality_features, register)
+from .base import (MODALITIES, ModelInputs, VectorModel, bpr_loss, l2_per_batch, modality_features,
+                   register)
 
 
 def _cke_modalities(config) -> tuple[str, ...]:

@@ -36,7 +36,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..nn.transformer import FastDropout, SequenceTransformer
-from .base import ModelInputs, Recommender, config_value, modality_features, register
+from ..config import config_value
+from .base import ModelInputs, Recommender, modality_features, register
 
 CONTENT = (None, "text", "image")
 
