@@ -25,7 +25,8 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from .config import Config, load_config
-from .data import load_dataset, split_dataset
+from .data import load_dataset
+from .data.split import split_from_config
 from .evaluation.evaluator import make_evaluator
 from .models import build_inputs, get_model_class
 from .training.trainer import Trainer, median, seed_everything
@@ -66,8 +67,7 @@ def prepare(config: Config):
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     ds = load_dataset(config["dataset"], config)
-    split_seed = config["split_seed"] if config["split_seed"] is not None else config["seed"]
-    split = split_dataset(ds, config["split"], config["split_ratio"], split_seed, config["valid_ratio"])
+    split = split_from_config(ds, config)
     cls = get_model_class(config["model"])
     seed_everything(config["seed"])
     inputs = build_inputs(split, cls.requirements(config), config["device"], config)

@@ -176,3 +176,17 @@ def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0
     return Split(ds, inter.take(rows[0]), inter.take(rows[1]), inter.take(rows[2]), method,
                  {"dropped_users": dropped, "dropped_interactions": int((part == -1).sum()),
                   "seed": seed})
+
+
+def split_from_config(ds: Dataset, config) -> Split:
+    """The split ``config`` asks for: labelled pairs (:func:`mmkgrec.data.ctr.ctr_split`) under
+    ``eval_protocol: ctr``, else :func:`split_dataset` with the ``split*`` keys."""
+    seed = config["split_seed"] if config["split_seed"] is not None else config["seed"]
+    if config["eval_protocol"] == "ctr":
+        from .ctr import ctr_split
+
+        if config["split"] != "random_ratio":
+            raise MMKGRecError(f"eval_protocol 'ctr' splits labelled pairs at random (split: "
+                               f"random_ratio), got split '{config['split']}'")
+        return ctr_split(ds, config["split_ratio"], seed, config["ctr_labels"])
+    return split_dataset(ds, config["split"], config["split_ratio"], seed, config["valid_ratio"])

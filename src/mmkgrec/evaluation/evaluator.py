@@ -160,7 +160,17 @@ class SampledEvaluator:
 
 def make_evaluator(split: Split, part: str, config, model=None):
     """The evaluator of ``part`` for ``config``; a model whose ``input_type`` is ``"sequence"``
-    gets the next-item protocol (:class:`~.sequential.NextItemEvaluator`)."""
+    gets the next-item protocol (:class:`~.sequential.NextItemEvaluator`); ``eval_protocol:
+    ctr`` the labelled pairs of a CTR split (:class:`~.ctr.CTREvaluator`: auc, f1, accuracy;
+    the ranking ``metrics`` do not apply)."""
+    if config["eval_protocol"] == "ctr":
+        from ..errors import ConfigError
+        from .ctr import CTREvaluator
+
+        if getattr(model, "input_type", None) == "sequence":
+            raise ConfigError("eval_protocol", "'ctr' scores (user, item) pairs; sequential "
+                              "models are evaluated by next-item ranking (full or sampled)")
+        return CTREvaluator(split, part, [config["valid_metric"]])
     names = metric_names(config["metrics"], config["topk"])
     if getattr(model, "input_type", None) == "sequence":
         from ..errors import ConfigError
