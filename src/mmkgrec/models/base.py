@@ -177,6 +177,13 @@ class Recommender(nn.Module):
         """Scores of the pairs ``(users[k], items[k])``; default gathers from ``score_all``."""
         return self.score_all(users).gather(1, items.view(-1, 1)).view(-1)
 
+    def pointwise_loss(self, batch: dict) -> torch.Tensor:
+        """``train_loss: bce``: the log loss of ``sigmoid(score(users, items))`` against
+        ``labels`` (0/1). L2 regularisation comes from ``weight_decay`` (Adam's coupled decay is
+        KGCN's ``l2_weight`` times ``tf.nn.l2_loss`` of the parameters)."""
+        logits = self.score(batch["users"], batch["items"]).float()
+        return nn.functional.binary_cross_entropy_with_logits(logits, batch["labels"].float())
+
     def prepare_eval(self) -> None:
         """Precompute whatever scoring needs (called under ``torch.no_grad`` in eval mode)."""
 

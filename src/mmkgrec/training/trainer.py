@@ -100,10 +100,9 @@ class Trainer:
         self.optimizer = None
         if model.input_type != "none":
             self.optimizer = make_optimizer(model.parameters(), config)
-            self.batches = model.make_batches(split, config)
-            if self.batches is None:
-                self.batches = PairwiseBatches(split.train, split.n_items,
-                                               config["train_batch_size"], config["num_neg"])
+            from .pointwise import training_batches
+
+            self.batches = training_batches(model, split, config)
 
     # ---- checkpoints ---------------------------------------------------------------------
     def _save(self, state: dict, best_state: dict | None) -> None:
@@ -174,7 +173,8 @@ class Trainer:
                 batches = tqdm(batches, total=len(self.batches), desc=f"epoch {epoch}", leave=False)
             for batch in batches:
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = model.loss(batch)
+                # labelled (user, item, 0/1) batches: train_loss bce (training/pointwise.py)
+                loss = model.pointwise_loss(batch) if "labels" in batch else model.loss(batch)
                 loss.backward()
                 if cfg["clip_grad_norm"]:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad_norm"])
