@@ -70,7 +70,9 @@ class NextItemEvaluator:
             max_len = (getattr(model, "max_input_length", None) or self.max_seq_length
                        or 1 << 40)
             seq, lengths = self.samples.inputs(sl, max_len)
-            return model.score_sequences(seq.to(device), lengths.to(device)).float().cpu()
+            extra = ({"users": self.samples.users[sl].to(device)}
+                     if getattr(model, "scores_need_users", False) else {})
+            return model.score_sequences(seq.to(device), lengths.to(device), **extra).float().cpu()
         return model.score_all(self.samples.users[sl].to(device)).float().cpu()
 
     @torch.no_grad()

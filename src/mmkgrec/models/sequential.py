@@ -42,6 +42,19 @@ from .base import ModelInputs, Recommender, modality_features, register
 CONTENT = (None, "text", "image")
 
 
+def standardised_content(inputs: ModelInputs, modality: str, model: str = "model"):
+    """``(features, mask)`` of ``modality`` with every dimension standardised over the items that
+    have that content (**resolution**: the scales of different encoders differ by orders of
+    magnitude); rows of items without it stay zero."""
+    mat, mask = modality_features(inputs, modality, model)
+    has = mask > 0
+    if has.any():
+        mu = mat[has].mean(0)
+        sd = mat[has].std(0, unbiased=False).clamp_min(1e-6)
+        mat = torch.where(has.unsqueeze(1), (mat - mu) / sd, torch.zeros_like(mat))
+    return mat.contiguous(), mask
+
+
 class SequentialRecommender(Recommender):
     """Shared parts: item table (ID or content), batches, training history, scoring.
 
@@ -53,6 +66,9 @@ class SequentialRecommender(Recommender):
     extra_tokens = 0
     _table = None  # item table cached by prepare_eval (a plain tensor, never a Parameter)
     include_target = False  # cloze models see the target inside their training window
+    # True: ``score_sequences(seq, lengths, users=...)`` also needs each input's user (a model
+    # with a per-user part, e.g. MM-RACL-KAL's static interest); evaluators pass them
+    scores_need_users = False
 
     @classmethod
     def requirements(cls, config) -> frozenset:
@@ -70,21 +86,20 @@ class SequentialRecommender(Recommender):
                               f"{self.max_len}")
         self.content = config_value(config, "item_content", None)
         self.requirements(config)
-        with_id = self.content is None or bool(config_value(config, "content_with_id", False))
         rows = self.n_items + 1 + self.extra_tokens
-        self.item_emb = nn.Embedding(rows, dim, padding_idx=0) if with_id else None
+        self.item_emb = (nn.Embedding(rows, dim, padding_idx=0) if self.uses_id_embedding(config)
+                         else None)
         if self.content:
-            mat, mask = modality_features(inputs, self.content, self.name)
-            has = mask > 0
-            if has.any():
-                mu = mat[has].mean(0)
-                sd = mat[has].std(0, unbiased=False).clamp_min(1e-6)
-                mat = torch.where(has.unsqueeze(1), (mat - mu) / sd, torch.zeros_like(mat))
-            self.register_buffer("content_features", mat.contiguous(), persistent=False)
+            mat, _ = standardised_content(inputs, self.content, self.name)
+            self.register_buffer("content_features", mat, persistent=False)
             self.content_proj = nn.Linear(mat.shape[1], dim)
             if self.item_emb is None and self.extra_tokens:
                 self.extra_emb = nn.Parameter(torch.randn(self.extra_tokens, dim) * 0.02)
         self._set_history(inputs.train)
+
+    def uses_id_embedding(self, config) -> bool:
+        """Whether the item table holds an ID embedding (always without content)."""
+        return self.content is None or bool(config_value(config, "content_with_id", False))
 
     # ---- items -----------------------------------------------------------------------
     def item_table(self) -> torch.Tensor:
@@ -164,7 +179,8 @@ class SequentialRecommender(Recommender):
         idx = (start[:, None] + ar[None, :]).clamp_max(max(len(self.hist_items) - 1, 0))
         seq = torch.where(valid, self.hist_items[idx], torch.zeros_like(idx))
         # a user without training items is scored from a padding-only input of length 1
-        return self.score_sequences(seq, lengths.clamp_min(1))
+        extra = {"users": users} if self.scores_need_users else {}
+        return self.score_sequences(seq, lengths.clamp_min(1), **extra)
 
 
 def _init_bert_style(module: nn.Module, std: float) -> None:
@@ -210,9 +226,11 @@ class SASRec(SequentialRecommender):
             config["hidden_act"], float(config["layer_norm_eps"]))
         _init_bert_style(self, float(config["initializer_range"]))
 
-    def encode(self, seq, lengths, query=None):
+    def encode(self, seq, lengths, query=None, table=None):
+        """``table``: the item table when the caller already computed it."""
         pos = torch.arange(seq.shape[1], device=seq.device)
-        x = F.embedding(seq, self.item_table()) + self.pos_emb(pos).unsqueeze(0)
+        table = self.item_table() if table is None else table
+        x = F.embedding(seq, table) + self.pos_emb(pos).unsqueeze(0)
         x = self.drop(self.ln(x))
         return self.encoder(x, causal=True, query_index=lengths - 1 if query is None else query)
 
