@@ -6,8 +6,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import config_value
+from ..errors import ConfigError
 from ..graph.adjacency import sym_spmm
 from .base import ModelInputs, Recommender, VectorModel, bpr_loss, l2_per_batch, register
+
+
+def light_propagate(adj: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """LightGCN's propagation: ``E(k) = A_hat E(k-1)`` from ``E(0) = ego`` and the mean of the
+    layers ``0..n_layers`` (with gradients to ``ego``)."""
+    if n_layers == 0:
+        return ego
+    x, acc = ego, None
+    for _ in range(n_layers):
+        x = sym_spmm(adj, x)
+        # in place on fresh sums: addition's backward needs none of its inputs
+        acc = x + ego if acc is None else acc.add_(x)
+    return acc.mul_(1.0 / (n_layers + 1))
 
 
 class _FactorModel(VectorModel):
@@ -18,16 +33,18 @@ class _FactorModel(VectorModel):
     order of the user-item graph, so graph models propagate it without copying. Subclasses may
     transform the table in ``propagate`` and add terms in ``reg_terms``."""
 
-    def __init__(self, config, inputs: ModelInputs):
+    def __init__(self, config, inputs: ModelInputs, item_rows: bool = True):
         super().__init__(config, inputs)
-        self.node_emb = nn.Embedding(self.n_users + self.n_items, config["embedding_size"])
+        rows = self.n_users + (self.n_items if item_rows else 0)
+        self.node_emb = nn.Embedding(rows, config["embedding_size"])
         self.reg_weight = float(config["reg_weight"])
 
     def _init_factors(self, init) -> None:
         """Initialise users and items as two tables would be (fan computed per part)."""
         with torch.no_grad():
             init(self.node_emb.weight[: self.n_users])
-            init(self.node_emb.weight[self.n_users:])
+            if len(self.node_emb.weight) > self.n_users:
+                init(self.node_emb.weight[self.n_users:])
 
     def propagate(self) -> torch.Tensor:
         """Final node vectors ``[n_users + n_items, d]``."""
@@ -77,27 +94,54 @@ class LightGCN(_FactorModel):
     training graph, final embedding the mean over layers ``0..K`` (``n_layers``), BPR +
     ``reg_weight`` times the squared L2 of the batch's ego (layer-0) embeddings divided by the
     batch size (the paper's term; RecBole's default uses unsquared norms). The graph is
-    propagated inside every batch, with gradients; at evaluation it is propagated once."""
+    propagated inside every batch, with gradients; at evaluation it is propagated once.
+
+    ``item_content: text|image`` (Text-/Image-LightGCN, MM-RACL-KAL's Table 4): an item's layer-0
+    embedding is ``W f_i + b`` with ``f_i`` its feature standardised per dimension (as
+    Text-SASRec's; items without that content get ``f_i = 0``); users keep ID embeddings and the
+    L2 term covers the batch's layer-0 vectors. ``null`` (default): ID embeddings for items."""
 
     name = "LightGCN"
     requires = frozenset({"graph"})
 
+    @classmethod
+    def requirements(cls, config) -> frozenset:
+        content = config_value(config, "item_content", None)
+        if content not in (None, "text", "image"):
+            raise ConfigError("item_content", f"expected null, text or image, got {content!r}")
+        return cls.requires | ({content} if content else set())
+
     def __init__(self, config, inputs):
-        super().__init__(config, inputs)
+        self.requirements(config)
+        content = config_value(config, "item_content", None)
+        super().__init__(config, inputs, item_rows=content is None)
+        self.content = content
         self._init_factors(nn.init.xavier_uniform_)
         self.n_layers = int(config["n_layers"])
         self.adj = inputs.graph
+        if content:
+            from .sequential import standardised_content
+
+            mat, _ = standardised_content(inputs, content, self.name)
+            self.register_buffer("content_features", mat, persistent=False)
+            self.content_proj = nn.Linear(mat.shape[1], self.node_emb.weight.shape[1])
+            nn.init.xavier_uniform_(self.content_proj.weight)
+            nn.init.zeros_(self.content_proj.bias)
+
+    def ego(self) -> torch.Tensor:
+        """Layer-0 vectors of every node (users, then items)."""
+        if not self.content:
+            return self.node_emb.weight
+        return torch.cat([self.node_emb.weight, self.content_proj(self.content_features)])
 
     def propagate(self):
-        x = self.node_emb.weight
-        if self.n_layers == 0:
-            return x
-        acc = None
-        for _ in range(self.n_layers):
-            x = sym_spmm(self.adj, x)
-            # in place on fresh sums: addition's backward needs none of its inputs
-            acc = x + self.node_emb.weight if acc is None else acc.add_(x)
-        return acc.mul_(1.0 / (self.n_layers + 1))
+        return light_propagate(self.adj, self.ego(), self.n_layers)
+
+    def reg_terms(self, users, pos, neg):
+        if not self.content:
+            return super().reg_terms(users, pos, neg)
+        nodes = torch.cat([users, pos + self.n_users, neg.reshape(-1) + self.n_users])
+        return [F.embedding(nodes, self.ego())]
 
 
 @register
