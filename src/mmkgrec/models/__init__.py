@@ -5,6 +5,7 @@ from . import mf  # noqa: F401  (registers BPR, LightGCN, Pop)
 from . import vbpr, mmgcn  # noqa: F401,E402  (registers VBPR, MMGCN)
 from . import cke, kgcn, kgat  # noqa: F401,E402  (registers CKE, KGCN, KGAT)
 from . import sequential  # noqa: F401,E402  (registers GRU4Rec, SASRec, BERT4Rec)
+from . import mmraclkal  # noqa: F401,E402  (registers MMRACLKAL)
 
 __all__ = ["ModelInputs", "Recommender", "build_inputs", "get_model_class", "register",
            "registered_models"]
