@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import MMKGRecError
 from .dataset import Dataset, Interactions
-from .split import Split, ratio_counts
+from .split import Split, check_ratios, ratio_counts
 
 LABEL_MODES = ("auto", "file", "sample")
 PARTS = ("train", "valid", "test")
@@ -127,10 +127,7 @@ def ctr_split(ds: Dataset, ratios=(0.6, 0.2, 0.2), seed: int = 2020,
               mode: str = "auto") -> CTRSplit:
     """Labelled pairs of ``ds`` split at random over all pairs by ``ratios`` (validation and test
     get ``floor(ratio * n)`` pairs each, training the rest)."""
-    ratios = list(ratios)
-    if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
-        raise MMKGRecError(f"split_ratio must be three non-negative numbers with a positive train "
-                           f"share, got {ratios}")
+    ratios = check_ratios(ratios)
     rng = np.random.default_rng(seed)
     pairs, stats = labelled_pairs(ds, mode, seed)
     n = len(pairs)

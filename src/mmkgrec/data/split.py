@@ -120,6 +120,15 @@ def ratio_counts(n: np.ndarray, ratios: list[float]) -> np.ndarray:
     return cnt
 
 
+def check_ratios(ratios) -> list:
+    """``split_ratio`` as a list, checked: three non-negative shares, a positive train share."""
+    ratios = list(ratios)
+    if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
+        raise MMKGRecError(f"split_ratio must be three non-negative numbers with a positive "
+                           f"train share, got {ratios}")
+    return ratios
+
+
 def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0.1),
                   seed: int = 2020, valid_ratio: float = 0.1) -> Split:
     if method not in SPLITS:
@@ -154,10 +163,7 @@ def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0
         cnt = np.stack([counts - 2, np.ones_like(counts), np.ones_like(counts)], 1)
         need = 3
     else:
-        ratios = list(ratios)
-        if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
-            raise MMKGRecError(f"split_ratio must be three non-negative numbers with a positive "
-                               f"train share, got {ratios}")
+        ratios = check_ratios(ratios)
         cnt = ratio_counts(counts, ratios)
         need = 1 + sum(r > 0 for r in ratios[1:])
     ok_user = (counts >= need) & (cnt.min(1) >= 0)
