@@ -140,6 +140,18 @@ def test_mask_history_switch_changes_results(split):
     assert not np.allclose(plain["ndcg@10"], masked["ndcg@10"])
 
 
+def test_eval_next_item_puts_a_cf_model_under_the_next_item_protocol(split):
+    from mmkgrec.evaluation.evaluator import FullRankingEvaluator
+
+    model, cfg = _model("BPR", split)
+    assert isinstance(make_evaluator(split, "test", cfg, model), FullRankingEvaluator)
+    ev = make_evaluator(split, "test", cfg.updated(eval_next_item=True, mask_history_seq=True), model)
+    assert isinstance(ev, NextItemEvaluator) and ev.mask_history
+    # the same numbers as the evaluator built by hand
+    by_hand = NextItemEvaluator(split, "test", list(ev.metrics), mask_history=True)
+    assert ev.evaluate(model)[0] == by_hand.evaluate(model)[0]
+
+
 def test_text_and_image_item_embeddings(split):
     rng = np.random.default_rng(0)
     feats = {}

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import torch
 
+from ..config import config_value
 from ..data.split import Split
 from .metrics import (
     MetricAccumulator,
@@ -160,7 +161,9 @@ class SampledEvaluator:
 
 def make_evaluator(split: Split, part: str, config, model=None):
     """The evaluator of ``part`` for ``config``; a model whose ``input_type`` is ``"sequence"``
-    gets the next-item protocol (:class:`~.sequential.NextItemEvaluator`); ``eval_protocol:
+    gets the next-item protocol (:class:`~.sequential.NextItemEvaluator`), and so does every
+    model under ``eval_next_item: true`` (a CF model ranked for each next-item target from its
+    user vector, so it sits in the same table as the sequential models); ``eval_protocol:
     ctr`` the labelled pairs of a CTR split (:class:`~.ctr.CTREvaluator`: auc, f1, accuracy;
     the ranking ``metrics`` do not apply)."""
     if config["eval_protocol"] == "ctr":
@@ -172,14 +175,10 @@ def make_evaluator(split: Split, part: str, config, model=None):
                               "models are evaluated by next-item ranking (full or sampled)")
         return CTREvaluator(split, part, [config["valid_metric"]])
     names = metric_names(config["metrics"], config["topk"])
-    if getattr(model, "input_type", None) == "sequence":
-        from ..errors import ConfigError
+    if getattr(model, "input_type", None) == "sequence" or config_value(config, "eval_next_item"):
         from .sequential import NextItemEvaluator
 
-        try:
-            mask = bool(config["mask_history_seq"])
-        except (KeyError, ConfigError):  # a config without the key: RecBole's convention
-            mask = False
+        mask = bool(config_value(config, "mask_history_seq"))
         sampled = config["sampled_negatives"] if config["eval_protocol"] == "sampled" else None
         return NextItemEvaluator(split, part, names, config["eval_batch_size"], mask_history=mask,
                                  sampled_negatives=sampled)
