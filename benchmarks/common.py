@@ -87,14 +87,17 @@ def run_cmd(cmd: list[str], log: Path, env: dict | None = None) -> None:
 
 def mmkgrec_run(model: str, dataset: str, overrides: dict, run_dir: Path, log: Path,
                 per_user_keys: list[str] | None = None) -> dict:
-    """Train with the mmkgrec CLI in its own process; return the result fields."""
+    """Train with the mmkgrec CLI in its own process; return the result fields. An
+    ``overrides["config_file"]`` is passed as ``--config`` (layered under the ``--set`` values)."""
     import shutil
 
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.rmtree(run_dir.with_name(run_dir.name + ".partial"), ignore_errors=True)
+    overrides = dict(overrides)
+    config_file = overrides.pop("config_file", None)  # a YAML layer (a variant), under the --set's
     sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     cmd = [sys.executable, "-m", "mmkgrec.cli", "train", "--model", model, "--dataset", dataset,
-           "--out", str(run_dir), *sets]
+           "--out", str(run_dir), *(["--config", config_file] if config_file else []), *sets]
     run_cmd(cmd, log)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     with np.load(run_dir / "per_user_test.npz", allow_pickle=False) as z:

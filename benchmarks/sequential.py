@@ -1,0 +1,124 @@
+"""Sequential models and MM-RACL-KAL on ML-100K (issue: sequences and MM-RACL-KAL).
+
+Protocol (MM-RACL-KAL's): users with >= 5 and items with >= 20 interactions, iterated to a
+fixpoint; only items with both text and an image; per user, time-ordered 80/10/10; each
+validation / test interaction is a next-item target predicted from everything before it; full
+ranking over all items (a named sampled mode, 1 positive + 100 negatives, is beside it in the
+JSON of every run that sets ``sampled``). Text: all-MiniLM-L6-v2 over title, year and genres;
+image: the hand-crafted poster descriptor (no pre-trained image encoder offline; results with it
+say so). Every model, sequential or not, is evaluated by the next-item evaluator with the user's
+earlier items removed from the ranking (``mask_history_seq: true``, so that CF models are not
+penalised for re-ranking training items); the side-by-side rows against RecBole use RecBole's
+convention (nothing masked).
+
+Budget (2 cores): an epoch cap of EPOCHS with patience PATIENCE on validation NDCG@10, the
+learning rate LR for every model (the same, untuned, budget for all), max length 50 (every
+sequential model's default, and RecBole's MAX_ITEM_LIST_LENGTH), seeds from
+``--seeds`` (default one: 2020). The queue is ordered by priority; what was not run is listed by
+``benchmarks/report.py``.
+
+    python benchmarks/sequential.py [--only SUBSTRING] [--seeds 1]
+Resumable: a job whose JSON exists in benchmarks/results/sequential/ is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+
+from common import WORK, export_split, mmkgrec_run, recbole_run, run_queue
+
+SUITE = "sequential"
+EPOCHS = 10
+PATIENCE = 3
+LR = 0.001
+SEEDS = [2020, 2021, 2022]
+PROTO = {"user_min_inter": 5, "item_min_inter": 20, "require_item_content": ["text", "image"],
+         "split": "time_ratio", "split_ratio": [0.8, 0.1, 0.1]}
+BASE = {**PROTO, "epochs": EPOCHS, "stopping_step": PATIENCE, "valid_metric": "ndcg@10",
+        "learning_rate": LR, "show_progress": False, "train_batch_size": 2048, "threads": 1}
+NEXT = {"eval_next_item": True, "mask_history_seq": True}
+# row -> (registered model, overrides); in priority order
+MAIN = {
+    "SASRec": ("SASRec", {}),
+    "MM-RACL-KAL": ("MMRACLKAL", {}),
+    "RACL-KAL": ("MMRACLKAL", {"variant": "RACL-KAL"}),
+    "GRU4Rec": ("GRU4Rec", {}),
+    "LightGCN": ("LightGCN", {}),
+    "Text-SASRec": ("SASRec", {"item_content": "text"}),
+    "Image-SASRec": ("SASRec", {"item_content": "image"}),
+    "Text-LightGCN": ("LightGCN", {"item_content": "text"}),
+    "Image-LightGCN": ("LightGCN", {"item_content": "image"}),
+    "VBPR": ("VBPR", {}),
+    "MMGCN": ("MMGCN", {}),
+    "BERT4Rec": ("BERT4Rec", {}),
+    "MM-RACL-KAL+ID": ("MMRACLKAL", {"variant": "MMRACLKAL-id"}),
+}
+LADDER = {f"ladder-{k}": ("MMRACLKAL", {"variant": v}) for k, v in
+          [("Base", "MMRACLKAL-base"), ("+M", "MMRACLKAL-M"), ("+RA", "MMRACLKAL-RA"),
+           ("+S", "MMRACLKAL-S")]}
+LOO = {f"loo-{k}": ("MMRACLKAL", {"variant": f"MMRACLKAL-{k}"})
+       for k in ("wo-image", "wo-ra", "wo-static", "wo-cl")}
+CL = {f"cl-{k}": ("MMRACLKAL", {"variant": f"MMRACLKAL-{k}"})
+      for k in ("ui-only", "ii-only", "mm-only", "ii-random")}
+SENS = {**{f"topk-{k}": ("MMRACLKAL", {"augment_topk": k}) for k in (1, 3, 5, 10, 20)},
+        **{f"p-{p}": ("MMRACLKAL", {"augment_p": p}) for p in (0.0, 0.1, 0.2, 0.3, 0.5)}}
+ROWS = {**MAIN, **LADDER, **LOO, **CL, **SENS}
+SIDE = ["SASRec", "GRU4Rec"]  # side by side with RecBole (nothing masked, RecBole's convention)
+
+
+def jobs(n_seeds: int) -> list[dict]:
+    seeds = SEEDS[:n_seeds]
+    out = [{"id": f"side-{m}-{lib}-s2020", "row": m, "lib": lib, "seed": 2020}
+           for m in SIDE for lib in ("mmkgrec", "recbole")]
+    out += [{"id": f"{r.replace('+', 'p')}-s{s}", "row": r, "seed": s} for r in MAIN for s in seeds]
+    for group in (LADDER, LOO, CL, SENS):
+        out += [{"id": f"{r.replace('+', 'p')}-s2020", "row": r, "seed": 2020} for r in group]
+    return out
+
+
+def variant_file(name: str) -> str:
+    from pathlib import Path
+
+    p = Path(__file__).resolve().parents[1] / "src" / "mmkgrec" / "configs" / "variant" / f"{name}.yaml"
+    if not p.exists():
+        raise RuntimeError(f"variant config {p} is missing")
+    return str(p)
+
+
+def run(job: dict) -> dict:
+    row, seed = job["row"], job["seed"]
+    split_cfg = {"seed": seed, "split_seed": seed}
+    log = WORK / "logs" / SUITE / f"{job['id']}.log"
+    if "lib" in job:
+        if job["lib"] == "recbole":
+            export_dir = export_split("ml-100k", WORK / "splits" / f"ml-100k-seq-s{seed}",
+                                      {**PROTO, **split_cfg})
+            ov = {"epochs": EPOCHS, "stopping_step": PATIENCE, "valid_metric": "NDCG@10",
+                  "learning_rate": LR, "train_batch_size": 2048, "MAX_ITEM_LIST_LENGTH": 50,
+                  "loss_type": "CE", "train_neg_sample_args": None, "seed": seed}
+            r = recbole_run(row, export_dir, "ml-100k", ov,
+                            WORK / "runs" / SUITE / f"{job['id']}.json", log)
+        else:
+            ov = {**BASE, **split_cfg}
+            r = mmkgrec_run(row, "ml-100k", ov, WORK / "runs" / SUITE / job["id"], log)
+        r.update(row=row, seed=seed, side_by_side=True)
+        return r
+    model, extra = ROWS[row]
+    extra = dict(extra)
+    variant = extra.pop("variant", None)
+    ov = {**BASE, **NEXT, **extra, **split_cfg}
+    if variant:
+        ov["config_file"] = variant_file(variant)
+    r = mmkgrec_run(model, "ml-100k", ov, WORK / "runs" / SUITE / job["id"], log)
+    shutil.rmtree(WORK / "runs" / SUITE / job["id"], ignore_errors=True)
+    r.update(row=row, seed=seed, variant=variant)
+    return r
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--only")
+    p.add_argument("--seeds", type=int, default=1)
+    a = p.parse_args()
+    run_queue(SUITE, jobs(a.seeds), run, a.only)
