@@ -48,6 +48,10 @@ class TransR(nn.Module):
         out = torch.cat(parts) if parts else e.new_empty(*e.shape[:-1], self.proj.shape[2])
         return out[torch.argsort(order)]
 
+    def project_relation(self, e: torch.Tensor, r: int) -> torch.Tensor:
+        """``e W_r`` for entity vectors ``e [B, d]`` that all share relation ``r``."""
+        return e @ self.proj[r]
+
     def distance(self, h, r, t) -> torch.Tensor:
         """``g(h, r, t)`` for entity vectors ``h, t [B, d]`` and relations ``r [B]``."""
         p = self.project(torch.stack([h, t], 1), r)
@@ -63,6 +67,23 @@ class TransR(nn.Module):
         if reg_weight:
             loss = loss + reg_weight * l2_per_batch(p[:, 0], er, p[:, 1], p[:, 2])
         return loss
+
+
+class TransE(TransR):
+    """TransE (Bordes et al., NIPS 2013) as the special case ``W_r = I`` of :class:`TransR`:
+    ``g(h, r, t) = ||e_h + e_r - e_t||^2``, with the same pairwise loss; entity and relation
+    vectors share one dimension. MKGAT (Sun et al., CIKM 2020) trains its KG embeddings so."""
+
+    def __init__(self, n_relations: int, dim: int):
+        nn.Module.__init__(self)
+        self.relation = nn.Embedding(n_relations, dim)
+        nn.init.xavier_uniform_(self.relation.weight)
+
+    def project(self, e, r):
+        return e
+
+    def project_relation(self, e, r: int):
+        return e
 
 
 def edge_softmax(scores: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
@@ -81,7 +102,7 @@ def knowledge_attention(transr: TransR, emb: torch.Tensor, heads: torch.Tensor,
                         chunk: int = 1 << 16) -> torch.Tensor:
     """Knowledge-aware attention (KGAT Eqs. 4-5, Multi-KG4Rec 4.2.3):
     ``pi(h, r, t) = (W_r e_t)^T tanh(W_r e_h + e_r)``, normalised by :func:`edge_softmax` over the
-    triples of each head. ``emb [n_nodes, d]`` holds the node vectors. The projections are done per
+    triples of each head (``W_r = I`` for :class:`TransE`). ``emb [n_nodes, d]`` holds the node vectors. The projections are done per
     relation (one matrix product per relation over its edges, never a per-node loop), in chunks
     of ``chunk`` edges."""
     scores = torch.empty(len(heads), dtype=emb.dtype, device=emb.device)
@@ -92,10 +113,11 @@ def knowledge_attention(transr: TransR, emb: torch.Tensor, heads: torch.Tensor,
     for r, c in zip(present.tolist(), counts.tolist()):
         idx_all = order[start:start + c]
         start += c
-        w, er = transr.proj[r], transr.relation.weight[r]
+        er = transr.relation.weight[r]
         for s in range(0, c, chunk):
             idx = idx_all[s:s + chunk]
-            ph, pt = emb[heads[idx]] @ w, emb[tails[idx]] @ w
+            ph = transr.project_relation(emb[heads[idx]], r)
+            pt = transr.project_relation(emb[tails[idx]], r)
             scores[idx] = (pt * torch.tanh(ph + er)).sum(-1)
     return edge_softmax(scores, heads, n_nodes)
 
