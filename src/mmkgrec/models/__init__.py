@@ -4,6 +4,7 @@ from .base import ModelInputs, Recommender, build_inputs, get_model_class, regis
 from . import mf  # noqa: F401  (registers BPR, LightGCN, Pop)
 from . import vbpr, mmgcn  # noqa: F401,E402  (registers VBPR, MMGCN)
 from . import cke, kgcn, kgat  # noqa: F401,E402  (registers CKE, KGCN, KGAT)
+from . import mkgat, multikg4rec  # noqa: F401,E402  (registers MKGAT, MultiKG4Rec)
 from . import sequential  # noqa: F401,E402  (registers GRU4Rec, SASRec, BERT4Rec)
 from . import mmraclkal  # noqa: F401,E402  (registers MMRACLKAL)
 
