@@ -34,6 +34,11 @@ def test_train_writes_a_complete_run_directory(tmp_path, capsys):
     assert main(["evaluate", str(out)]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["ndcg@10"] == pytest.approx(m["test"]["ndcg@10"])
+    assert main(["evaluate", str(out), "--set", "eval_protocol=sampled"]) == 0
+    sampled = json.loads(capsys.readouterr().out)
+    assert sampled["ndcg@10"] > again["ndcg@10"]  # 1 positive among 100 negatives is easier
+    assert main(["evaluate", str(out), "--set", "learning_rate=0.1"]) != 0
+    assert "learning_rate" in capsys.readouterr().err
 
     assert main(["recommend", str(out), "--user", "0", "-k", "5"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

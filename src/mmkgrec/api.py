@@ -159,6 +159,10 @@ class _NullCtx:
         return False
 
 
+EVAL_KEYS = frozenset({"eval_protocol", "sampled_negatives", "metrics", "topk", "eval_batch_size",
+                       "eval_next_item", "mask_history_seq"})
+
+
 class Run:
     """A trained model with its data: ``recommend``, ``evaluate``, ``metrics``."""
 
@@ -184,8 +188,20 @@ class Run:
         top = top[torch.isfinite(scores[top])]
         return [(str(self.dataset.item_ids[i]), float(scores[i])) for i in top]
 
-    def evaluate(self, part: str = "test") -> dict:
-        evaluator = make_evaluator(self.split, part, self.config, self.model)
+    def evaluate(self, part: str = "test", overrides: dict | list[str] | None = None) -> dict:
+        """Metrics of ``part``; ``overrides`` change evaluation settings only (EVAL_KEYS), e.g.
+        ``{"eval_protocol": "sampled"}`` for the sampled mode beside the full ranking."""
+        from .config import parse_overrides
+
+        ov = parse_overrides(overrides)
+        bad = sorted(set(ov) - EVAL_KEYS)
+        if bad:
+            from .errors import ConfigError
+
+            raise ConfigError(bad[0], f"not an evaluation setting; re-evaluation may change only "
+                              f"{sorted(EVAL_KEYS)}", "--set")
+        config = self.config.updated(**ov) if ov else self.config
+        evaluator = make_evaluator(self.split, part, config, self.model)
         metrics, _, _ = evaluator.evaluate(self.model, self.config["device"])
         return metrics
 

@@ -1,7 +1,7 @@
 """The ``mmkgrec`` command.
 
     mmkgrec train --model NAME --dataset NAME --out RUN_DIR [--config FILE] [--set k=v ...] [--resume]
-    mmkgrec evaluate RUN_DIR [--part test|valid]
+    mmkgrec evaluate RUN_DIR [--part test|valid] [--set eval_protocol=sampled ...]
     mmkgrec recommend RUN_DIR --user U [-k 20]
     mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10]
     mmkgrec data info NAME
@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="re-evaluate a finished run")
     e.add_argument("run_dir")
     e.add_argument("--part", default="test", choices=["test", "valid"])
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="evaluation setting, e.g. eval_protocol=sampled")
 
     r = sub.add_parser("recommend", help="top-k items for a user of a finished run")
     r.add_argument("run_dir")
@@ -108,7 +110,7 @@ def _run(args, command: str) -> int:
         return 0
     if args.cmd == "evaluate":
         run = api.load(args.run_dir)
-        print(json.dumps(run.evaluate(args.part), indent=2))
+        print(json.dumps(run.evaluate(args.part, args.overrides), indent=2))
         return 0
     if args.cmd == "recommend":
         run = api.load(args.run_dir)

@@ -182,6 +182,21 @@ def _check(key: str, value, known: dict, source: str) -> None:
         raise ConfigError(key, f"must be > 0, got {value}", source)
 
 
+def parse_overrides(overrides: dict | list[str] | None) -> dict:
+    """A dict of overrides from a dict or a list of ``key=value`` strings (``--set``)."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    ov = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(item, "expected key=value", "--set")
+        k, v = item.split("=", 1)
+        ov[k.strip()] = parse_value(v)
+    return ov
+
+
 def load_config(model: str, dataset: str | None = None, file: str | Path | None = None,
                 overrides: dict | list[str] | None = None) -> Config:
     """Resolve the layered configuration for ``model`` on ``dataset``.
@@ -210,16 +225,7 @@ def load_config(model: str, dataset: str | None = None, file: str | Path | None 
     if file is not None:
         layers.append((_read_yaml(Path(file), str(file)), str(file)))
     if overrides:
-        if isinstance(overrides, dict):
-            layers.append((dict(overrides), "--set"))
-        else:
-            ov = {}
-            for item in overrides:
-                if "=" not in item:
-                    raise ConfigError(item, "expected key=value", "--set")
-                k, v = item.split("=", 1)
-                ov[k.strip()] = parse_value(v)
-            layers.append((ov, "--set"))
+        layers.append((parse_overrides(overrides), "--set"))
     for layer, source in layers:
         for k, v in layer.items():
             v = coerce(k, v, values)
