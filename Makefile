@@ -24,7 +24,7 @@ $(STAMP):
 	$(PY) -m pip install -q '$(TORCH_SPEC)'
 	$(PY) -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
 	$(PY) -c "import torch; open('$(VENV)/torch-build.txt','w').write(torch.__version__)"
-	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e '.[test,bench]'
 	@$(PY) -c "import torch; b=open('$(VENV)/torch-build.txt').read(); assert torch.__version__ == b, f'a dependency replaced torch {b} with {torch.__version__}'; print('torch', torch.__version__, 'kept')"
 	touch $(STAMP)
 
