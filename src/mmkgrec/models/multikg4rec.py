@@ -197,15 +197,13 @@ class MultiKG4Rec(CKGModel):
         return {m: torch.cat([t[:u0], fused[m], t[i1:]]) for m, t in tables.items()}
 
     def _fusion_items(self, batch):
-        """The items fused with gradients in a CF step: the batch's positive items (a random
-        subset of ``fusion_items_per_batch`` of them when there are more); ``None``: all."""
+        """The items fused with gradients in a CF step: ``fusion_items_per_batch`` items drawn
+        uniformly at random, independently of the batch (were they the batch's positives, fresh
+        vs. cached vectors would tell positives from negatives); ``None``: all items."""
         cap = self.fusion_items_per_batch
-        if self.fusion is None or cap is None or batch is None:
+        if self.fusion is None or cap is None or batch is None or cap >= self.n_items:
             return None
-        items = torch.unique(batch["pos_items"])
-        if len(items) > cap:
-            items = items[torch.randperm(len(items), device=items.device)[:cap]]
-        return items
+        return torch.randperm(self.n_items, device=self.fusion_seq.device)[:cap]
 
     def loss(self, batch):
         self._batch = batch
