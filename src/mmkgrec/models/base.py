@@ -94,6 +94,19 @@ def modality_features(inputs: "ModelInputs", modality: str, model: str = "model"
     return mat.to(torch.float32) * mask.unsqueeze(1), mask
 
 
+def standardised_content(inputs: ModelInputs, modality: str, model: str = "model"):
+    """``(features, mask)`` of ``modality`` with every dimension standardised over the items that
+    have that content (**resolution**: the scales of different encoders differ by orders of
+    magnitude); rows of items without it stay zero."""
+    mat, mask = modality_features(inputs, modality, model)
+    has = mask > 0
+    if has.any():
+        mu = mat[has].mean(0)
+        sd = mat[has].std(0, unbiased=False).clamp_min(1e-6)
+        mat = torch.where(has.unsqueeze(1), (mat - mu) / sd, torch.zeros_like(mat))
+    return mat.contiguous(), mask
+
+
 def build_inputs(split, requires: frozenset, device="cpu", config=None) -> ModelInputs:
     """The inputs a model asks for in ``requires``: ``"graph"`` (symmetric-normalised adjacency),
     ``"kg"`` (:class:`mmkgrec.graph.kg.KnowledgeGraph` built with the config's ``kg_*`` keys),

@@ -120,7 +120,6 @@ class LightGCN(_FactorModel):
         self.n_layers = int(config["n_layers"])
         self.adj = inputs.graph
         if content:
-            from .sequential import standardised_content
 
             mat, _ = standardised_content(inputs, content, self.name)
             self.register_buffer("content_features", mat, persistent=False)

@@ -63,7 +63,8 @@ from ..errors import ConfigError
 from ..training.sampling import KnownPairs, sample_negatives
 from .base import register
 from .mf import light_propagate
-from .sequential import SASRec, _init_bert_style, standardised_content
+from .base import standardised_content
+from .sequential import SASRec, _init_bert_style
 
 CHOICES = {"ii_negatives": ("retrieved", "random"), "ui_negatives": ("in_batch", "sampled"),
            "static_item_init": ("id", "content"), "index_kind": ("flat", "ivf", "hnsw")}

@@ -37,22 +37,9 @@ from torch import nn
 from ..errors import ConfigError
 from ..nn.transformer import FastDropout, SequenceTransformer
 from ..config import config_value
-from .base import ModelInputs, Recommender, modality_features, register
+from .base import ModelInputs, Recommender, register, standardised_content
 
 CONTENT = (None, "text", "image")
-
-
-def standardised_content(inputs: ModelInputs, modality: str, model: str = "model"):
-    """``(features, mask)`` of ``modality`` with every dimension standardised over the items that
-    have that content (**resolution**: the scales of different encoders differ by orders of
-    magnitude); rows of items without it stay zero."""
-    mat, mask = modality_features(inputs, modality, model)
-    has = mask > 0
-    if has.any():
-        mu = mat[has].mean(0)
-        sd = mat[has].std(0, unbiased=False).clamp_min(1e-6)
-        mat = torch.where(has.unsqueeze(1), (mat - mu) / sd, torch.zeros_like(mat))
-    return mat.contiguous(), mask
 
 
 class SequentialRecommender(Recommender):
