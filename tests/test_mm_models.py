@@ -102,6 +102,8 @@ def test_bad_sizes_and_switches_are_rejected(split):
         _model("VBPR", split, visual_size=0)
     with pytest.raises(ConfigError, match="combination"):
         _model("MMGCN", split, combination="max")
+    with pytest.raises(ConfigError, match="feature_norm"):
+        _model("VBPR", split, feature_norm="minmax")
     with pytest.raises(ValueError, match="image"):  # configured for image, given text only
         get_model_class("VBPR")(load_config("VBPR", "synthetic"), _inputs(split, ("text",)))
 
@@ -134,6 +136,20 @@ def test_vbpr_modality_switch(split):
         s = m.score(users, torch.full((20,), 5))
         ref = m.item_bias.weight[5, 0] + m.gamma_user(users) @ m.gamma_item.weight[5]
         assert torch.allclose(s, ref, atol=1e-6)
+
+
+def test_vbpr_feature_norm_standardises_the_content(split):
+    raw, _ = _model("VBPR", split)
+    std, _ = _model("VBPR", split, feature_norm="standard")
+    has = std.content.abs().sum(1) > 0
+    assert torch.allclose(std.content[has].mean(0), torch.zeros(std.content.shape[1]), atol=1e-4)
+    assert not torch.allclose(raw.content, std.content)
+    users = torch.arange(20)
+    with torch.no_grad():
+        std.load_state_dict(raw.state_dict())
+        std.proj.weight.normal_()
+        raw.proj.weight.copy_(std.proj.weight)
+        assert not torch.allclose(std.score_all(users), raw.score_all(users), atol=1e-4)
 
 
 def test_mmgcn_modality_switch(split):

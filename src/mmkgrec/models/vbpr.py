@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..config import config_value
 from .base import (ModelInputs, VectorModel, bpr_loss, configured_modalities, l2_per_batch,
-                   modality_features, register)
+                   modality_features, register, standardised_content)
 
 
 @register
@@ -20,7 +21,8 @@ class VBPR(VectorModel):
 
     ``f_i`` is the item's content: the features of the configured ``modalities`` (text, image or
     both, concatenated in the order text, image), used as given by the feature store (the paper's
-    4096-d CNN features become whatever the encoders produce). ``E`` is a learned linear map
+    4096-d CNN features become whatever the encoders produce; ``feature_norm: standard``
+    standardises every feature dimension over the items that have that content). ``E`` is a learned linear map
     ``[F -> visual_size]`` without bias, ``beta'`` a learned content-bias vector ``[F]``.
     An item without some content has zero rows there, so that part contributes nothing; an item
     with no content at all is scored by the ID part ``beta_i + gamma_u . gamma_i`` alone.
@@ -54,8 +56,11 @@ class VBPR(VectorModel):
         if not isinstance(k2, int) or isinstance(k2, bool) or k2 < 1:
             raise ConfigError("visual_size", f"expected null or a positive integer, got "
                               f"{config['visual_size']!r}")
-        content = torch.cat([modality_features(inputs, m, self.name)[0]
-                             for m in self.modalities], 1)
+        norm = config_value(config, "feature_norm", "none")
+        if norm not in ("none", "standard"):
+            raise ConfigError("feature_norm", f"expected none or standard, got {norm!r}")
+        read = standardised_content if norm == "standard" else modality_features
+        content = torch.cat([read(inputs, m, self.name)[0] for m in self.modalities], 1)
         self.register_buffer("content", content, persistent=False)  # rebuilt from inputs, not saved
         f_dim = content.shape[1]
         self.gamma_user = nn.Embedding(self.n_users, k1)
