@@ -108,3 +108,17 @@ def test_download_recipe_converts_and_checks(tmp_path, monkeypatch):
     assert ds.n_users == 2 and ds.item_features["movie_title"][ds.item_index("302")] == ["L.A.", "Confidential"]
     assert ds.item_features["class"][ds.item_index("302")] == ["Crime", "Mystery", "Thriller"]
     assert ds.item_features["release_year"][ds.item_index("242")] == "1996"
+
+
+def test_demo_without_data_runs_multikg4rec_on_synthetic(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MMKGREC_DATA", raising=False)
+    monkeypatch.setenv("MMKGREC_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "SYNTHETIC" in text
+    for model in ("Pop", "BPR", "KGAT", "MultiKG4Rec"):
+        assert (out / model / "metrics.json").is_file(), model
+        assert model in text
+    cfg = (out / "MultiKG4Rec" / "config.yaml").read_text()
+    assert "modalities:\n- text" in cfg  # the generated items have no images
