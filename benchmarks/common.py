@@ -142,3 +142,26 @@ def export_split(dataset: str, out_dir: Path, overrides: dict) -> Path:
     run_cmd([sys.executable, "-m", "mmkgrec.cli", "data", "export-recbole", dataset, "--out",
              str(out_dir), *sets], out_dir.with_suffix(".log"))
     return out_dir
+
+
+def chosen_lr(suite: str, name: str, lrs, metric: str) -> float:
+    """The learning rate whose tuning run ``tune-<name>-lr<lr>`` had the best validation
+    ``metric`` (the tuning budget every row of a suite gets)."""
+    best = None
+    for lr in lrs:
+        p = RESULTS / suite / f"tune-{name}-lr{lr}.json"
+        if not p.exists():
+            raise RuntimeError(f"tuning of {name} incomplete ({p.name} missing)")
+        score = json.loads(p.read_text())["valid"][metric]
+        if best is None or score > best[0]:
+            best = (score, lr)
+    return best[1]
+
+
+def queue_main(suite: str, jobs: list[dict], runner) -> None:
+    """The command line of a queue: ``--only SUBSTRING`` runs the matching jobs only."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--only")
+    run_queue(suite, jobs, runner, p.parse_args().only)

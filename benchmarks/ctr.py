@@ -12,11 +12,10 @@ Resumable: a job whose JSON exists in benchmarks/results/ctr/ is skipped.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
-from common import WORK, mmkgrec_run, run_queue
+from common import WORK, mmkgrec_run, queue_main
 
 SUITE = "ctr"
 SEEDS = [2020, 2021, 2022]
@@ -51,7 +50,4 @@ def run(job: dict) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--only")
-    a = p.parse_args()
-    run_queue(SUITE, jobs(), run, a.only)
+    queue_main(SUITE, jobs(), run)

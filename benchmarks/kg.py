@@ -21,11 +21,11 @@ Resumable: a job whose JSON exists in benchmarks/results/kg/ is skipped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 
-from common import RESULTS, WORK, export_split, mmkgrec_run, recbole_run, run_queue
+import common
+from common import RESULTS, WORK, export_split, mmkgrec_run, queue_main, recbole_run
 
 SUITE = "kg"
 LRS = [0.001, 0.005]
@@ -77,16 +77,7 @@ def jobs() -> list[dict]:
 
 
 def chosen_lr(row: str) -> float:
-    """The learning rate whose tuning run had the best validation NDCG@20."""
-    best = None
-    for lr in LRS:
-        p = RESULTS / SUITE / f"tune-{slug(row)}-lr{lr}.json"
-        if not p.exists():
-            raise RuntimeError(f"tuning of {row} incomplete ({p.name} missing)")
-        score = json.loads(p.read_text())["valid"]["ndcg@20"]
-        if best is None or score > best[0]:
-            best = (score, lr)
-    return best[1]
+    return common.chosen_lr(SUITE, slug(row), LRS, "ndcg@20")
 
 
 def run(job: dict) -> dict:
@@ -131,7 +122,4 @@ def run(job: dict) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--only")
-    a = p.parse_args()
-    run_queue(SUITE, jobs(), run, a.only)
+    queue_main(SUITE, jobs(), run)

@@ -15,10 +15,9 @@ Resumable: a job whose JSON exists in benchmarks/results/multimodal/ is skipped.
 
 from __future__ import annotations
 
-import argparse
-import json
 
-from common import RESULTS, WORK, mmkgrec_run, run_queue
+import common
+from common import WORK, mmkgrec_run, queue_main
 
 SUITE = "multimodal"
 LRS = [0.001, 0.005, 0.01]
@@ -58,16 +57,7 @@ def jobs() -> list[dict]:
 
 
 def chosen_lr(variant: str) -> float:
-    """The learning rate whose tuning run had the best validation NDCG@10."""
-    best = None
-    for lr in LRS:
-        p = RESULTS / SUITE / f"tune-{variant}-lr{lr}.json"
-        if not p.exists():
-            raise RuntimeError(f"tuning of {variant} incomplete ({p.name} missing)")
-        score = json.loads(p.read_text())["valid"]["ndcg@10"]
-        if best is None or score > best[0]:
-            best = (score, lr)
-    return best[1]
+    return common.chosen_lr(SUITE, variant, LRS, "ndcg@10")
 
 
 def run(job: dict) -> dict:
@@ -85,7 +75,4 @@ def run(job: dict) -> dict:
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--only")
-    a = p.parse_args()
-    run_queue(SUITE, jobs(), run, a.only)
+    queue_main(SUITE, jobs(), run)

@@ -35,8 +35,8 @@ class VBPR(VectorModel):
 
     Loss (paper Eq. (5)): BPR ``-mean log sigmoid(x_ui - x_uj)`` plus ``reg_weight`` times the
     squared L2 norm of the batch's ``gamma_u, theta_u, gamma_i, gamma_j, beta_i, beta_j`` divided
-    by the batch size. ``E`` and ``beta'`` are not in this term (the paper gives ``E`` its own
-    ``lambda_E``); use ``weight_decay`` to shrink them.
+    by the batch size. ``E`` and ``beta'`` are not in this term: the paper gives ``E`` its own
+    ``lambda_E``, here ``content_reg_weight`` times ``||E||^2 + ||beta'||^2`` once per step.
 
     ``user_vectors``/``item_vectors`` are the augmented ``[gamma_u, theta_u, 1]`` and
     ``[gamma_i, E f_i, beta_i + beta' . f_i]``, whose inner product is ``x_ui``."""
@@ -74,6 +74,7 @@ class VBPR(VectorModel):
         nn.init.zeros_(self.item_bias.weight)
         nn.init.zeros_(self.content_bias.weight)
         self.reg_weight = float(config["reg_weight"])
+        self.content_reg = float(config_value(config, "content_reg_weight", 0.0))
 
     # ---- scoring ------------------------------------------------------------------------
     def _pair_scores(self, users, items):
@@ -92,6 +93,9 @@ class VBPR(VectorModel):
             loss = loss + self.reg_weight * l2_per_batch(
                 self.gamma_user(users), self.theta_user(users), self.gamma_item(pos),
                 self.gamma_item(neg), self.item_bias(pos), self.item_bias(neg))
+        if self.content_reg:  # the paper's lambda_E on E (and beta'), once per step
+            loss = loss + self.content_reg * (self.proj.weight.square().sum()
+                                              + self.content_bias.weight.square().sum())
         return loss
 
     def compute_vectors(self):
