@@ -126,6 +126,30 @@ def test_padding_does_not_change_fusion():
     assert mass.shape == (5, 2) and torch.allclose(mass.sum(1), torch.ones(5))
 
 
+@pytest.mark.parametrize("mode", ["both", "t2v", "v2t"])
+def test_fast_fusion_equals_per_modality_path(mode):
+    """Without dropout the fusion runs one attention product for both modalities' queries
+    (additive masks, plain matmuls); it must equal the per-modality path (SDPA self-attention,
+    explicit softmax per query modality, taken when weights are returned), values and
+    gradients."""
+    xs, mask = _fusion_inputs(n_items=7, n=6, d=16)
+    fusion = ModalFusion(("text", "image"), 16, 3, 4, 1, 32, 0.0, mode).train()
+    assert not fusion.uses_dropout()
+    results = []
+    for slow in (False, True):
+        fusion.zero_grad()
+        ins = {m: x.clone().requires_grad_() for m, x in xs.items()}
+        out = fusion(ins, mask, return_weights=True)[0] if slow else fusion(ins, mask)
+        (out["text"].square().sum() + out["image"].sin().sum()).backward()
+        grads = [ins[m].grad for m in ins] + [p.grad.clone() for p in fusion.parameters()]
+        results.append((out, grads))
+    (fast, g_fast), (ref, g_ref) = results
+    for m in ref:
+        assert fast[m].shape == (7, 16) and torch.allclose(fast[m], ref[m], atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_fast, g_ref))
+    assert ModalFusion(("text", "image"), 16, 3, 4, 1, 32, 0.1, mode).train().uses_dropout()
+
+
 def test_fusion_off_is_the_kg_only_path(split):
     model, _ = _model("MultiKG4Rec", split, **{**SMALL, "fusion": "none"})
     assert model.fusion is None and not any("fusion" in n for n, _ in model.named_parameters())
