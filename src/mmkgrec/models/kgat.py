@@ -60,6 +60,18 @@ class KnowledgePropagation:
         self.attention.copy_(knowledge_attention(self.transr, table, heads, relations, tails,
                                                  n_nodes))
 
+    def layer_csr(self, layer):
+        """``layer.torch_csr(self.attention)``, cached while the attention buffer is unchanged
+        (it is a constant of the CF phase: rebuilding the matrices gathered every edge's weight
+        twice per layer and step). The cache holds the buffer itself and its version counter, so
+        a refresh, a ``load_state_dict`` or a move to another device rebuilds it."""
+        att = self.attention
+        cache = self.__dict__.setdefault("_csr_cache", {})
+        hit = cache.get(id(layer))
+        if hit is None or hit[0] is not att or hit[1] != att._version or hit[2] is not layer:
+            hit = cache[id(layer)] = (att, att._version, layer, *layer.torch_csr(att))
+        return hit[3], hit[4]
+
     def propagate(self, x, plan, self_pos, n_out: int) -> torch.Tensor:
         """Eq. 3-8 and 11: ``x`` holds the layer-0 vectors of the plan's input nodes; returns
         ``e(0) || ... || e(L)`` of its first ``n_out`` rows (each layer's output L2-normalised).
@@ -67,10 +79,21 @@ class KnowledgePropagation:
         (:meth:`~mmkgrec.graph.kg.CollaborativeKG.layer_plan`)."""
         outs = [x[:n_out]]
         for agg, layer, pos in zip(self.aggregators, plan, self_pos):
-            a, a_t = layer.torch_csr(self.attention)
-            x = self.dropout(agg(x[pos], spmm(a, a_t, x)))
+            a, a_t = self.layer_csr(layer)
+            x = self.dropout(agg(rows_at(x, pos), spmm(a, a_t, x)))
             outs.append(F.normalize(x[:n_out], dim=1))
         return torch.cat(outs, 1)
+
+
+def rows_at(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """``x[pos]``, as ``x`` itself or a slice when ``pos`` is ``0, 1, ..., k-1`` (the layer plans'
+    usual case: rows and columns are sorted node ids starting with the users and items), which
+    spares the gather and its scatter (or zero-filled slice gradient) in the backward pass."""
+    k = len(pos)
+    if k <= len(x) and (k == 0 or int(pos[-1]) == k - 1) and torch.equal(
+            pos, torch.arange(k, device=pos.device, dtype=pos.dtype)):
+        return x if k == len(x) else x[:k]
+    return x[pos]
 
 
 class CKGModel(VectorModel):
@@ -215,8 +238,8 @@ class KGAT(KnowledgePropagation, CKGModel):
 
     def compute_vectors(self):
         """Eq. 3-8 and 11 for users and items (:meth:`KnowledgePropagation.propagate`)."""
-        e = self.propagate(self.node_table()[self.input_nodes], self.plan, self.self_pos,
-                           self.n_out)
+        e = self.propagate(rows_at(self.node_table(), self.input_nodes), self.plan,
+                           self.self_pos, self.n_out)
         u0 = self.ckg.n_users
         return e[:u0], e[u0:]
 

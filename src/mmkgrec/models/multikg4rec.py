@@ -12,7 +12,8 @@ from torch import nn
 from ..errors import ConfigError
 from ..nn.fusion import FUSION_MODES, ModalFusion
 from .base import ModelInputs, modality_features, register
-from .kgat import CKGModel, KnowledgePropagation, layer_widths, optional_modalities
+from .kgat import (CKGModel, KnowledgePropagation, layer_widths, optional_modalities,
+                   rows_at)
 
 ENTITY_INITS = ("add", "feature_only", "concat_linear")
 BFS_ORDERS = ("random", "id")
@@ -215,8 +216,8 @@ class MultiKG4Rec(CKGModel):
     def compute_vectors(self):
         batch = getattr(self, "_batch", None) if self.training else None
         tables = self.layer0_tables(self._fusion_items(batch))
-        e = torch.cat([g.propagate(tables[m][self.input_nodes], self.plan, self.self_pos,
-                                   self.n_out) for m, g in self.graphs.items()], 1)
+        e = torch.cat([g.propagate(rows_at(tables[m], self.input_nodes), self.plan,
+                                   self.self_pos, self.n_out) for m, g in self.graphs.items()], 1)
         u0 = self.ckg.n_users
         return e[:u0], e[u0:]
 
@@ -247,11 +248,13 @@ class MultiKG4Rec(CKGModel):
         nodes = torch.cat([batch["heads"], batch["tails"], batch["neg_tails"]]) + off
         ids = self.node_emb(nodes)
         u0 = self.ckg.n_users
-        is_item = (nodes >= u0) & (nodes < u0 + self.n_items)
-        items = (nodes - u0).clamp(0, self.n_items - 1)
+        # only the batch's item rows get content (a third of them or so: negatives are uniform
+        # over entities); the others keep their ID vectors
+        rows = torch.nonzero((nodes >= u0) & (nodes < u0 + self.n_items)).squeeze(1)
+        items = nodes[rows] - u0
         loss = 0.0
         for m, g in self.graphs.items():
-            e = ids if m == "id" else torch.where(is_item[:, None], self._start(m, ids, items), ids)
+            e = ids if m == "id" else ids.index_put((rows,), self._start(m, ids[rows], items))
             h, t, t_neg = e.view(3, -1, e.shape[-1]).unbind(0)
             loss = loss + g.transr.loss(h, batch["relations"], t, t_neg, self.reg_weight)
         return loss
