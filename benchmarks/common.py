@@ -109,6 +109,8 @@ def mmkgrec_run(model: str, dataset: str, overrides: dict, run_dir: Path, log: P
             "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
             "valid": metrics["valid"], "test": metrics["test"], "per_user": per_user,
             "timing": metrics["timing"], "peak_rss_mb": metrics["peak_rss_mb"],
+            "history": [{"epoch": h["epoch"], "train_s": h.get("train_s"), "eval_s": h.get("eval_s"),
+                         "valid": h.get("valid")} for h in metrics.get("history", [])],
             "versions": metrics["versions"], "command": " ".join(shlex.quote(c) for c in cmd)}
 
 
