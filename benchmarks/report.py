@@ -30,13 +30,13 @@ def mean_std(xs):
     xs = [x for x in xs if x is not None]
     if not xs:
         return float("nan"), float("nan")
-    return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0
+    return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else float("nan")
 
 
 def fmt(m, s=None, nd=4):
     if m != m:
         return "-"
-    return f"{m:.{nd}f}" if s is None else f"{m:.{nd}f} ± {s:.{nd}f}"
+    return f"{m:.{nd}f}" if s is None or s != s else f"{m:.{nd}f} ± {s:.{nd}f}"  # one value: no ±
 
 
 def pooled_pairs(runs_a: list[dict], runs_b: list[dict], key: str):
@@ -294,9 +294,10 @@ def sequential_section() -> list[str]:
          "positive among 100 unseen items.", ""]
     L += ["### Side by side with RecBole 1.2.1 (SASRec, GRU4Rec)", "",
           "Identical split files; RecBole's convention (nothing masked); CE over all items; same "
-          "epoch cap, patience, learning rate and batch; seed 2020 only (RecBole's SASRec takes "
-          "minutes per epoch here). Target: ours >= RecBole's minus 0.005 (one seed: no std), and "
-          ">= 3x faster per epoch.", "",
+          "epoch cap, patience, learning rate and batch; seed 2020 only. RecBole's SASRec takes "
+          f"minutes per epoch here, so it ran {suite.RECBOLE_SASREC_EPOCHS} epochs: its row gives speed "
+          "and, below the table, its validation curve beside ours, not a converged test figure. "
+          "Target: ours >= RecBole's minus 0.005 (one seed: no std), and >= 3x faster per epoch.", "",
           "| model | library | ndcg@10 | hit@10 | ndcg@20 | best epoch | s/epoch | speed-up |",
           "|---|---|---|---|---|---|---|---|"]
     for m in suite.SIDE:
@@ -311,6 +312,14 @@ def sequential_section() -> list[str]:
                 su = f"{ref['timing']['train_epoch_s'] / r['timing']['train_epoch_s']:.1f}x"
             L.append(f"| {m} | {lib} | {t['ndcg@10']:.4f} | {t['hit@10']:.4f} | {t['ndcg@20']:.4f} | "
                      f"{r['best_epoch']} | {r['timing']['train_epoch_s']:.1f} | {su} |")
+    for m in suite.SIDE:
+        ours, ref = side[m].get("mmkgrec"), side[m].get("recbole")
+        if ours is None or ref is None or not ours.get("history") or not ref.get("history"):
+            continue
+        a = [h["valid"]["ndcg@10"] for h in ours["history"] if h.get("valid")]
+        b = [h["valid_score"] for h in ref["history"] if h.get("valid_score") is not None]
+        L += ["", f"{m}, validation NDCG@10 by epoch: mmkgrec " + ", ".join(f"{x:.4f}" for x in a)
+              + "; RecBole " + ", ".join(f"{x:.4f}" for x in b) + "."]
     head = ("| model | seeds | " + " | ".join(SEQ_KEYS) + " | sampled ndcg@10 | sampled hit@10 | "
             "s/epoch |")
 
@@ -489,7 +498,8 @@ def kg_section() -> list[str]:
             cells = _cells(rs, ["ndcg@20", "recall@20", "ndcg@10"])
             if lib == "mmkgrec" and ref:
                 d = np.mean([r["test"]["ndcg@20"] for r in rs]) - np.mean([r["test"]["ndcg@20"] for r in ref])
-                allowed = max(0.005, mean_std([r["test"]["ndcg@20"] for r in ref])[1])
+                sd = mean_std([r["test"]["ndcg@20"] for r in ref])[1]
+                allowed = max(0.005, sd if sd == sd else 0.0)
                 extra = f"{d:+.4f} | -{allowed:.4f} | {'yes' if d >= -allowed else 'no'} |"
             else:
                 extra = " | | |"
