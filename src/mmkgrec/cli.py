@@ -5,7 +5,7 @@
     mmkgrec recommend RUN_DIR --user U [-k 20]
     mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10]
     mmkgrec data info NAME
-    mmkgrec data export-recbole NAME --out DIR [--set k=v ...]
+    mmkgrec data export-recbole NAME --out DIR [--sequential [--max-len 50]] [--set k=v ...]
     mmkgrec data download ml-100k [--dest DIR]
     mmkgrec features extract --dataset NAME [--text SPEC|none] [--image SPEC|none] [--set k=v ...]
     mmkgrec features info [--dataset NAME]
@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     dx = dsub.add_parser("export-recbole", help="write the split as RecBole benchmark files")
     dx.add_argument("name")
     dx.add_argument("--out", required=True)
+    dx.add_argument("--sequential", action="store_true",
+                    help="one row per next-item sample (user, item_id_list, item_id), the "
+                         "pre-augmented files RecBole's sequential models read")
+    dx.add_argument("--max-len", type=int, default=50,
+                    help="longest history of a sequential row (RecBole's MAX_ITEM_LIST_LENGTH)")
     dx.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     dd = dsub.add_parser("download", help="fetch a public dataset (needs a network)")
     dd.add_argument("name")
@@ -215,7 +220,8 @@ def _data(args) -> int:
         print(json.dumps(info, indent=2, default=str))
         return 0
     if args.data_cmd == "export-recbole":
-        out = split.export_recbole(args.out, ds.name)
+        out = split.export_recbole(args.out, ds.name, sequential=args.sequential,
+                                   max_len=args.max_len)
         print(f"RecBole benchmark files written to {out}")
         return 0
     return 2

@@ -55,26 +55,39 @@ class Split:
         return {"method": self.method, "train": len(self.train), "valid": len(self.valid),
                 "test": len(self.test), **self.stats}
 
-    def export_recbole(self, folder: str | Path, name: str | None = None) -> Path:
+    def export_recbole(self, folder: str | Path, name: str | None = None,
+                       sequential: bool = False, max_len: int = 50) -> Path:
         """Write ``NAME.train.inter``, ``NAME.valid.inter``, ``NAME.test.inter`` (RecBole's
         ``benchmark_filename``) with raw ids, plus ``NAME.kg`` / ``NAME.link`` when the dataset has
-        a KG. Files are written to a temporary name and renamed, so no half-written file remains."""
+        a KG. Files are written to a temporary name and renamed, so no half-written file remains.
+
+        With ``sequential`` each row is one of our next-item samples
+        (:func:`mmkgrec.data.sequences.build_sequences`, ``UserSequences.targets``), the
+        pre-augmented form RecBole's ``SequentialDataset`` reads from benchmark files: header
+        ``user_id:token item_id_list:token_seq item_id:token``, the history being the (at most
+        ``max_len``) items just before the target in time order, space-separated. Train rows are
+        every training position ``t >= 1`` (history: earlier training items); valid / test rows
+        are every validation / test interaction (history: everything of the user before it)."""
         name = name or self.dataset.name
         out = Path(folder) / name
         out.mkdir(parents=True, exist_ok=True)
         ds = self.dataset
-        for part in ("train", "valid", "test"):
-            inter = self.part(part)
-            has_r, has_t = inter.rating is not None, inter.timestamp is not None
-            header = ["user_id:token", "item_id:token"] + (["rating:float"] if has_r else []) + (
-                ["timestamp:float"] if has_t else [])
-            cols = [ds.user_ids[inter.user], ds.item_ids[inter.item]]
-            if has_r:
-                cols.append([_num(x) for x in inter.rating])
-            if has_t:
-                cols.append([_num(x) for x in inter.timestamp])
-            lines = ["\t".join(header)] + ["\t".join(map(str, row)) for row in zip(*cols)]
-            _write_atomic(out / f"{name}.{part}.inter", "\n".join(lines) + "\n")
+        if sequential:
+            for part, lines in sequential_rows(self, max_len).items():
+                _write_atomic(out / f"{name}.{part}.inter", "\n".join(lines) + "\n")
+        else:
+            for part in ("train", "valid", "test"):
+                inter = self.part(part)
+                has_r, has_t = inter.rating is not None, inter.timestamp is not None
+                header = ["user_id:token", "item_id:token"] + (["rating:float"] if has_r else []) + (
+                    ["timestamp:float"] if has_t else [])
+                cols = [ds.user_ids[inter.user], ds.item_ids[inter.item]]
+                if has_r:
+                    cols.append([_num(x) for x in inter.rating])
+                if has_t:
+                    cols.append([_num(x) for x in inter.timestamp])
+                lines = ["\t".join(header)] + ["\t".join(map(str, row)) for row in zip(*cols)]
+                _write_atomic(out / f"{name}.{part}.inter", "\n".join(lines) + "\n")
         if ds.kg is not None:
             kg_lines = ["head_id:token\trelation_id:token\ttail_id:token"] + [
                 "\t".join(t) for t in ds.kg]
@@ -83,6 +96,35 @@ class Split:
                 f"{i}\t{e}" for i, e in zip(ds.item_ids, ds.item_entity) if e is not None]
             _write_atomic(out / f"{name}.link", "\n".join(link) + "\n")
         return out
+
+
+SEQUENTIAL_HEADER = "user_id:token\titem_id_list:token_seq\titem_id:token"
+
+
+def sequential_rows(split: Split, max_len: int = 50) -> dict:
+    """Per part, the lines (header first) of the sequential RecBole export: one row per next-item
+    sample of :mod:`mmkgrec.data.sequences` (user, history, target; tab-separated raw ids), the
+    history being the last ``max_len`` items before the target, in time order, space-separated."""
+    from .sequences import PARTS, build_sequences
+
+    if int(max_len) < 1:
+        raise MMKGRecError(f"max_len must be >= 1, got {max_len}")
+    seqs = build_sequences(split)
+    ds = split.dataset
+    tokens = ds.item_ids[seqs.items]
+    if any(any(c.isspace() for c in str(t)) for t in ds.item_ids):
+        raise MMKGRecError(f"dataset '{ds.name}' has item ids with whitespace, which RecBole's "
+                           "token_seq field cannot hold")
+    out = {}
+    for part in PARTS:
+        pos = seqs.targets(part)
+        users = seqs.user_of(pos)
+        start = np.maximum(seqs.indptr[users], pos - int(max_len))
+        lines = [SEQUENTIAL_HEADER]
+        lines += [f"{u}\t{' '.join(tokens[s:p])}\t{tokens[p]}"
+                  for u, s, p in zip(ds.user_ids[users], start.tolist(), pos.tolist())]
+        out[part] = lines
+    return out
 
 
 def _num(x: float) -> str:
