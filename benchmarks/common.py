@@ -135,14 +135,18 @@ def recbole_run(model: str, export_dir: Path, dataset: str, overrides: dict, out
     return r
 
 
-def export_split(dataset: str, out_dir: Path, overrides: dict) -> Path:
-    """Export mmkgrec's split of ``dataset`` as RecBole benchmark files (cached by folder)."""
+def export_split(dataset: str, out_dir: Path, overrides: dict, sequential: bool = False,
+                 max_len: int = 50) -> Path:
+    """Export mmkgrec's split of ``dataset`` as RecBole benchmark files (cached by folder); with
+    ``sequential``, one row per next-item sample (history of at most ``max_len`` items), for
+    RecBole's sequential models. Give each kind of export its own folder."""
     target = out_dir / dataset
     if (target / f"{dataset}.test.inter").exists():
         return out_dir
     sets = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    seq = ["--sequential", "--max-len", str(max_len)] if sequential else []
     run_cmd([sys.executable, "-m", "mmkgrec.cli", "data", "export-recbole", dataset, "--out",
-             str(out_dir), *sets], out_dir.with_suffix(".log"))
+             str(out_dir), *seq, *sets], out_dir.with_suffix(".log"))
     return out_dir
 
 

@@ -9,7 +9,11 @@ it never imports mmkgrec::
 
 ``DIR/NAME/`` holds RecBole benchmark files: ``NAME.train.inter``, ``NAME.valid.inter``,
 ``NAME.test.inter`` (typed header ``user_id:token item_id:token rating:float timestamp:float``)
-and, for knowledge-graph models, ``NAME.kg`` and ``NAME.link``. ``--set`` values are parsed as
+and, for knowledge-graph models, ``NAME.kg`` and ``NAME.link``. Sequential models read
+pre-augmented files instead (``mmkgrec data export-recbole NAME --out DIR --sequential``): header
+``user_id:token item_id_list:token_seq item_id:token``, one row per next-item sample (the history
+of at most MAX_ITEM_LIST_LENGTH items, then the target); the runner tells the two kinds apart by
+the train file's header. ``--set`` values are parsed as
 JSON when they parse (``epochs=5``, ``learning_rate=0.01``, ``eval_args={...}``), else kept as
 strings; they override the defaults below and go straight into RecBole's ``config_dict``.
 
@@ -18,7 +22,9 @@ whole filtering stage (no k-core, no duplicate removal, no value filter) and tak
 as the split, in file order; the vocabulary is built over train+valid+test together, so users and
 items seen only in valid/test are known. Filtering settings are set to "keep everything" anyway,
 and no rating threshold is set. Evaluation is full ranking: the valid pass masks each user's train
-items, the test pass masks train+valid items.
+items, the test pass masks train+valid items. For sequential models (RecBole's convention) nothing
+is masked and every valid / test row is one target: metrics are means over rows, not users. The
+rows RecBole loads are checked against the files' row counts.
 
 Per-user test metrics are recomputed from the best model with RecBole's own full-sort scoring and
 masking (``Trainer._full_sort_batch_eval``) and RecBole's metric classes (``metric_info``); their
@@ -52,6 +58,9 @@ METRICS = ["Recall", "MRR", "NDCG", "Hit", "Precision"]
 TOPK = [10, 20]
 BENCHMARK_FILES = ["train", "valid", "test"]
 INTER_COLS = ["user_id", "item_id", "rating", "timestamp"]
+SEQ_INTER_COLS = ["user_id", "item_id_list", "item_id"]  # pre-augmented sequential files
+# sequential full-sort evaluation batches hold this many rows (one target each)
+EVAL_ROWS = 4096
 # Full-sort evaluation batches: this many users for models that score users against all items with
 # a matrix product; models whose full_sort_predict expands every (user, item) pair through the
 # network (KGCN, KGNNLS) or that have none (RecBole then calls predict on all pairs) get about
@@ -95,7 +104,20 @@ def parse_overrides(items):
     return out
 
 
-def base_config(data_dir: str, is_kg: bool, checkpoint_dir: str) -> dict:
+def inter_header(path: str) -> list[str]:
+    """Field names of an atomic file's typed header (``user_id:token`` -> ``user_id``)."""
+    with open(path) as f:
+        return [c.split(":", 1)[0] for c in f.readline().rstrip("\n").split("\t")]
+
+
+def count_rows(path: str) -> int:
+    """Data rows of an atomic file (lines after the header, blank lines not counted)."""
+    with open(path) as f:
+        next(f, None)
+        return sum(1 for line in f if line.strip())
+
+
+def base_config(data_dir: str, is_kg: bool, checkpoint_dir: str, sequential: bool = False) -> dict:
     cfg = {
         # data: the given split, nothing filtered, nothing thresholded
         "data_path": data_dir,
@@ -138,6 +160,15 @@ def base_config(data_dir: str, is_kg: bool, checkpoint_dir: str) -> dict:
         "state": "INFO",
         "checkpoint_dir": checkpoint_dir,
     }
+    if sequential:
+        # pre-augmented rows: the history is a token_seq in the item vocabulary (alias), RecBole
+        # takes the rows as they are (no augmentation with benchmark files); SequentialDataset
+        # requires time ordering ("TO"), which benchmark files skip anyway
+        cfg["load_col"] = {"inter": list(SEQ_INTER_COLS)}
+        cfg.update({"alias_of_item_id": ["item_id_list"], "seq_separator": " ",
+                    "LIST_SUFFIX": "_list", "ITEM_LIST_LENGTH_FIELD": "item_length",
+                    "MAX_ITEM_LIST_LENGTH": 50, "seq_len": None})
+        cfg["eval_args"] = {**cfg["eval_args"], "order": "TO"}
     if is_kg:
         cfg["load_col"].update({"kg": ["head_id", "relation_id", "tail_id"],
                                 "link": ["item_id", "entity_id"]})
@@ -228,10 +259,11 @@ def main(argv=None):
     data_dir = os.path.abspath(args.data_dir)
     out_path = os.path.abspath(args.out)
     ds_dir = os.path.join(data_dir, args.dataset)
-    for part in BENCHMARK_FILES:
-        f = os.path.join(ds_dir, f"{args.dataset}.{part}.inter")
+    files = {part: os.path.join(ds_dir, f"{args.dataset}.{part}.inter") for part in BENCHMARK_FILES}
+    for f in files.values():
         if not os.path.isfile(f):
             raise SystemExit(f"missing benchmark file {f}")
+    seq_files = "item_id_list" in inter_header(files["train"])
     overrides = parse_overrides(args.overrides)
 
     import numpy as np
@@ -243,6 +275,12 @@ def main(argv=None):
 
     model_class = get_model(args.model)
     is_kg = model_class.type == ModelType.KNOWLEDGE
+    sequential = model_class.type == ModelType.SEQUENTIAL
+    if sequential != seq_files:
+        kind = "sequential" if sequential else "not a sequential"
+        raise SystemExit(f"{args.model} is {kind} model but {files['train']} "
+                         f"{'lacks' if sequential else 'has'} an item_id_list column; export the "
+                         f"split {'with' if sequential else 'without'} --sequential")
     if is_kg:
         for suffix in ("kg", "link"):
             f = os.path.join(ds_dir, f"{args.dataset}.{suffix}")
@@ -255,7 +293,7 @@ def main(argv=None):
     cwd = os.getcwd()
     os.chdir(work_dir)  # RecBole writes log/ and log_tensorboard/ relative to the cwd
     try:
-        cfg = base_config(data_dir, is_kg, os.path.join(work_dir, "saved"))
+        cfg = base_config(data_dir, is_kg, os.path.join(work_dir, "saved"), sequential)
         cfg.update(overrides)
         # RecBole's Config also reads ``--key=value`` from sys.argv (and lets it override
         # config_dict); hide our own arguments from it.
@@ -272,9 +310,17 @@ def main(argv=None):
         init_logger(config)
         t_data = time.perf_counter()
         dataset = create_dataset(config)
+        if sequential:
+            hist_len = dataset.field2seqlen["item_id_list"]
+            if hist_len > config["MAX_ITEM_LIST_LENGTH"]:
+                raise SystemExit(f"histories of up to {hist_len} items in the files, longer than "
+                                 f"MAX_ITEM_LIST_LENGTH={config['MAX_ITEM_LIST_LENGTH']}; export "
+                                 "with --max-len no larger than it")
         if "eval_batch_size" not in overrides:
-            # RecBole's full-sort loader takes eval_batch_size // item_num users per batch
-            config["eval_batch_size"] = default_eval_users(model_class, dataset.item_num) * dataset.item_num
+            # RecBole's full-sort loader takes eval_batch_size // item_num users per batch, or, for
+            # sequential models, eval_batch_size rows
+            config["eval_batch_size"] = EVAL_ROWS if sequential else (
+                default_eval_users(model_class, dataset.item_num) * dataset.item_num)
         train_data, valid_data, test_data = data_preparation(config, dataset)
         data_s = time.perf_counter() - t_data
 
@@ -322,15 +368,21 @@ def main(argv=None):
         for key, reported in test.items():
             mean = float(np.mean(per_user[key]))
             assert abs(mean - reported) <= TOL, f"per-user mean of {key} {mean} != RecBole's {reported}"
-        if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:  # sequential test rows are interactions
-            assert len(per_user["user_ids"]) == len(set(per_user["user_ids"]))
-
         # what RecBole actually loaded (nothing may be dropped relative to the export)
         sizes = dict(zip(BENCHMARK_FILES, (len(d) for d in (train_data._dataset, valid_data._dataset,
                                                              test_data._dataset))))
+        file_rows = {part: count_rows(f) for part, f in files.items()}
+        assert sizes == file_rows, f"RecBole loaded {sizes} rows, the files hold {file_rows}"
+        if sequential:  # every test row is one target (one "user" entry per row)
+            assert len(per_user["user_ids"]) == sizes["test"], (len(per_user["user_ids"]), sizes)
+        else:
+            assert len(per_user["user_ids"]) == len(set(per_user["user_ids"]))
         data_stats = {"n_users": dataset.user_num - 1, "n_items": dataset.item_num - 1,
                       "n_train": sizes["train"], "n_valid": sizes["valid"], "n_test": sizes["test"],
-                      "n_test_users": len(per_user["user_ids"])}
+                      "n_test_users": len(set(per_user["user_ids"]))}
+        if sequential:
+            data_stats.update({"sequential_rows": True, "n_test_rows": len(per_user["user_ids"]),
+                               "max_history": int(dataset.field2seqlen["item_id_list"])})
         if is_kg:
             data_stats.update({"n_entities": dataset.entity_num - 1, "n_relations": dataset.relation_num - 1,
                                "n_triples": len(dataset.kg_feat)})
@@ -339,7 +391,10 @@ def main(argv=None):
         effective.update({k: jsonable(config[k]) for k in
                           ("eval_batch_size", "learning_rate", "learner", "weight_decay",
                            "train_neg_sample_args", "eval_step", "device", "data_path")})
-        effective["eval_users_per_batch"] = max(1, config["eval_batch_size"] // dataset.item_num)
+        if sequential:
+            effective["eval_rows_per_batch"] = config["eval_batch_size"]
+        else:
+            effective["eval_users_per_batch"] = max(1, config["eval_batch_size"] // dataset.item_num)
         model_params = {k: jsonable(config[k]) for k in model_param_names(args.model)}
 
         train_times = [h["train_s"] for h in history]

@@ -98,11 +98,14 @@ def run(job: dict) -> dict:
     log = WORK / "logs" / SUITE / f"{job['id']}.log"
     if "lib" in job:
         if job["lib"] == "recbole":
-            export_dir = export_split("ml-100k", WORK / "splits" / f"ml-100k-seq-s{seed}",
-                                      {**PROTO, **split_cfg})
+            max_len = 50  # every sequential model's default here (see the module docstring)
+            # one row per next-item sample, exactly ours (RecBole's benchmark files for sequential
+            # models are pre-augmented: user, item_id_list, item_id)
+            export_dir = export_split("ml-100k", WORK / "splits" / f"ml-100k-seq-aug-s{seed}",
+                                      {**PROTO, **split_cfg}, sequential=True, max_len=max_len)
             epochs = RECBOLE_SASREC_EPOCHS if row == "SASRec" else EPOCHS
             ov = {"epochs": epochs, "stopping_step": PATIENCE, "valid_metric": "NDCG@10",
-                  "learning_rate": LR, "train_batch_size": 2048, "MAX_ITEM_LIST_LENGTH": 50,
+                  "learning_rate": LR, "train_batch_size": 2048, "MAX_ITEM_LIST_LENGTH": max_len,
                   "loss_type": "CE", "train_neg_sample_args": None, "seed": seed}
             r = recbole_run(row, export_dir, "ml-100k", ov,
                             WORK / "runs" / SUITE / f"{job['id']}.json", log)
