@@ -9,7 +9,8 @@ from torch import nn
 from ..config import config_value
 from ..errors import ConfigError
 from ..graph.adjacency import sym_spmm
-from .base import ModelInputs, Recommender, VectorModel, bpr_loss, l2_per_batch, register
+from .base import (ModelInputs, Recommender, VectorModel, bpr_loss, l2_per_batch, register,
+                   standardised_content)
 
 
 def light_propagate(adj: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torch.Tensor:
@@ -120,7 +121,6 @@ class LightGCN(_FactorModel):
         self.n_layers = int(config["n_layers"])
         self.adj = inputs.graph
         if content:
-
             mat, _ = standardised_content(inputs, content, self.name)
             self.register_buffer("content_features", mat, persistent=False)
             self.content_proj = nn.Linear(mat.shape[1], self.node_emb.weight.shape[1])
