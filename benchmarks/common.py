@@ -56,10 +56,12 @@ def _default(o):
 
 
 def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None) -> None:
-    """Run every job of ``suite`` whose result file is missing. ``runner(job) -> dict``."""
+    """Run every job of ``suite`` whose result file is missing. ``runner(job) -> dict``.
+    ``only``: a substring of the job ids to run, or ``=ID1,ID2`` for exactly those ids."""
     out_dir = RESULTS / suite
+    exact = set(only[1:].split(",")) if only and only.startswith("=") else None
     todo = [j for j in jobs if not (out_dir / f"{j['id']}.json").exists()
-            and (only is None or only in j["id"])]
+            and (only is None or (j["id"] in exact if exact else only in j["id"]))]
     print(f"[{suite}] {len(jobs)} jobs, {len(jobs) - len(todo)} done, {len(todo)} to run", flush=True)
     for k, job in enumerate(todo, 1):
         t0 = time.time()
@@ -169,5 +171,5 @@ def queue_main(suite: str, jobs: list[dict], runner) -> None:
     import argparse
 
     p = argparse.ArgumentParser()
-    p.add_argument("--only")
+    p.add_argument("--only", help="a substring of job ids, or =ID1,ID2 for exactly those")
     run_queue(suite, jobs, runner, p.parse_args().only)
