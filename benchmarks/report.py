@@ -525,9 +525,32 @@ def kg_section() -> list[str]:
     for row in suite.MAIN:
         if row in tune:
             L.append(f"| {row} | " + " | ".join(fmt(tune[row].get(lr, float('nan'))) for lr in suite.LRS) + " |")
+    L += case_study_lines()
     L += ["", "Commands: `python benchmarks/kg.py` (each JSON in `benchmarks/results/kg/` holds its "
           "exact command)."]
     return L + [""]
+
+
+def case_study_lines() -> list[str]:
+    runs = load("case_study")
+    if not runs:
+        return ["", "### Case study (the paper's Fig. 4)", "", "Not run (`python benchmarks/case_study.py` "
+                "needs the kept seed-2020 Multi-KG4Rec run)."]
+    r = runs[0]
+    mods = r["modalities"]
+    L = ["", "### Case study (the paper's Fig. 4)", "",
+         f"From `{r['run']}`: for the first two test users with at least 10 training items, 10 of "
+         "their training items and the share of cross-modal attention each item's own position puts "
+         "on each modality's keys (averaged over heads, blocks and query modalities). The fusion is "
+         "not user-specific: a user's profile is that of the items they chose.", ""]
+    for u in r["users"]:
+        shares = {m: np.mean([it[m] for it in u["items"]]) for m in mods}
+        L += [f"User {u['user']} (mean " + ", ".join(f"{m} {v:.3f}" for m, v in shares.items()) + "):", "",
+              "| item | " + " | ".join(mods) + " |", "|---|" + "---|" * len(mods)]
+        for it in u["items"]:
+            L.append(f"| {it['title'] or it['item']} | " + " | ".join(f"{it[m]:.3f}" for m in mods) + " |")
+        L.append("")
+    return L
 
 
 def ctr_section() -> list[str]:
