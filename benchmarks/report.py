@@ -490,7 +490,9 @@ def kg_section() -> list[str]:
                           "MultiKG4Rec-w/o v", "MultiKG4Rec-w/o t", "MultiKG4Rec-w/o t&v"]),
                         ("Fusion ablations (the paper's Table 4, whose \"w/o t&v\" is the no-fusion row; one seed)",
                          ["MultiKG4Rec", "MultiKG4Rec-no fusion", "MultiKG4Rec-t2v", "MultiKG4Rec-v2t"])):
-        L += ["", f"### {title}", "", "Seed 2020 only, every row at its model's chosen rate.", "",
+        note = ", ".join(f"{m} chose {chosen[m]}" for m in ("MKGAT", "MultiKG4Rec") if m in chosen)
+        L += ["", f"### {title}", "", f"Seed 2020 only; ablation rows at learning rate "
+              f"{suite.ABLATION_LR} (tuning: {note or 'not finished'}); full-model rows at their chosen rate.", "",
               "| variant | " + " | ".join(KG_KEYS) + " | s/epoch |", "|" + "---|" * (len(KG_KEYS) + 2)]
         for row in rows:
             rs = [r for r in final.get(row, []) if r["seed"] == 2020]
