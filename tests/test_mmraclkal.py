@@ -145,9 +145,11 @@ def test_each_switch_changes_the_scores(ov, split, inputs):
     assert not torch.allclose(_after_one_step(split, inputs, state, **ov), ref, atol=1e-6), ov
 
 
-def test_alpha_in_unit_interval_and_one_without_image(inputs):
-    model, _ = _model(inputs)
+def test_alpha_in_unit_interval_and_one_without_image(inputs, caplog):
+    with caplog.at_level("WARNING"):
+        model, _ = _model(inputs)
     no_image = inputs.features["image"][1] == 0
+    assert f"{int(no_image.sum())} of {model.n_items} items have no image and use alpha = 1" in caplog.text
     assert no_image.any() and (~no_image).any()
     for logit in (-40.0, -1.0, 0.0, 2.0, 40.0):
         with torch.no_grad():

@@ -53,6 +53,8 @@ Evaluation needs each input's user (``scores_need_users``): the next-item evalua
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -65,6 +67,8 @@ from .base import register
 from .mf import light_propagate
 from .base import standardised_content
 from .sequential import SASRec, _init_bert_style
+
+log = logging.getLogger(__name__)
 
 CHOICES = {"ii_negatives": ("retrieved", "random"), "ui_negatives": ("in_batch", "sampled"),
            "static_item_init": ("id", "content"), "index_kind": ("flat", "ivf", "hnsw")}
@@ -114,6 +118,10 @@ class MMRACLKAL(SASRec):
             self.image_proj = nn.Linear(image.shape[1], d, bias=False)
             new.append(self.image_proj)
             self.alpha_logit = nn.Parameter(torch.zeros(()))  # alpha = 0.5 at the start
+            n_missing = int((~self.has_image).sum())
+            if n_missing:
+                log.warning("%s: %d of %d items have no image and use alpha = 1 (text only)",
+                            self.name, n_missing, self.n_items)
         # ---- retrieval augmentation (eq. 4-6)
         self.use_augmentation = bool(config["use_augmentation"])
         self.augment_p = float(config["augment_p"])
