@@ -335,7 +335,8 @@ def sequential_section() -> list[str]:
         a = [h["valid"]["ndcg@10"] for h in ours["history"] if h.get("valid")]
         b = [h["valid_score"] for h in ref["history"] if h.get("valid_score") is not None]
         L += ["", f"{m}, validation NDCG@10 by epoch: mmkgrec " + ", ".join(f"{x:.4f}" for x in a)
-              + "; RecBole " + ", ".join(f"{x:.4f}" for x in b) + "."]
+              + "; RecBole " + ", ".join(f"{x:.4f}" for x in b) + " (RecBole's validation figure is a "
+              "mean over rows, ours over users: the curves show the trend, not equal numbers)."]
     head = ("| model | seeds | " + " | ".join(SEQ_KEYS) + " | sampled ndcg@10 | sampled hit@10 | "
             "s/epoch |")
 
