@@ -65,6 +65,8 @@ SIDE = ["CKE", "KGCN"]
 # Multi-KG4Rec's own tuning had finished on this 2-core machine; the report says whether it is the
 # rate Multi-KG4Rec's tuning chose.
 ABLATION_LR = 0.001
+SPEED_ROWS = ["KGAT", "MKGAT", "MultiKG4Rec", "CKE", "KGCN"]
+SPEED_EPOCHS = 3
 
 
 def slug(row: str) -> str:
@@ -78,6 +80,8 @@ def jobs() -> list[dict]:
     out += [{"id": f"{slug(r)}-s2020", "row": r, "seed": 2020} for r in ABLATIONS]
     out += [{"id": f"side-{m}-{lib}-s{s}", "row": m, "lib": lib, "seed": s}
             for m in SIDE for s in SEEDS for lib in ("mmkgrec", "recbole")]
+    # seconds per epoch on a quiet machine (run these alone): SPEED_EPOCHS epochs, one evaluation
+    out += [{"id": f"speed-{slug(r)}", "row": r, "seed": 2020, "speed": True} for r in SPEED_ROWS]
     return out
 
 
@@ -109,6 +113,14 @@ def run(job: dict) -> dict:
                 ov = {**BASE, **extra, **split_cfg, "learning_rate": SIDE_LR}
                 r = mmkgrec_run(model, "ml-100k", ov, WORK / "runs" / SUITE / job["id"], log)
         r.update(row=row, seed=seed, side_by_side=True)
+        return r
+    if job.get("speed"):
+        model, extra = MAIN[row]
+        ov = {**BASE, **extra, **split_cfg, "learning_rate": 0.001, "epochs": SPEED_EPOCHS,
+              "eval_step": SPEED_EPOCHS, "stopping_step": 0}
+        r = mmkgrec_run(model, "ml-100k", ov, WORK / "runs" / SUITE / job["id"], log)
+        shutil.rmtree(WORK / "runs" / SUITE / job["id"], ignore_errors=True)
+        r.update(row=row, seed=seed, speed=True)
         return r
     if row in ABLATIONS:
         parent, extra = ABLATIONS[row]

@@ -446,6 +446,8 @@ def kg_section() -> list[str]:
             chosen[row] = suite.chosen_lr(row)
         except RuntimeError:
             pass
+    speed = {r["row"]: r for r in runs if r.get("speed")}
+    runs = [r for r in runs if not r.get("speed")]
     for r in runs:
         if r.get("side_by_side"):
             side[r["row"]][r["library"]].append(r)
@@ -528,6 +530,18 @@ def kg_section() -> list[str]:
     for row in suite.MAIN:
         if row in tune:
             L.append(f"| {row} | " + " | ".join(fmt(tune[row].get(lr, float('nan'))) for lr in suite.LRS) + " |")
+    L += ["", "### Seconds per epoch on a quiet machine", "",
+          f"One torch thread, nothing else running, {suite.SPEED_EPOCHS} epochs (median s/epoch: the "
+          "CF phase, the KG phase and the attention refresh where the model has them). Target: one "
+          "Multi-KG4Rec epoch at most 3x our KGAT's.", "",
+          "| model | s/epoch | x KGAT |", "|---|---|---|"]
+    k = speed.get("KGAT", {}).get("timing", {}).get("train_epoch_s")
+    for row in suite.SPEED_ROWS:
+        if row not in speed:
+            L.append(f"| {row} | not run | |")
+            continue
+        t = speed[row]["timing"]["train_epoch_s"]
+        L.append(f"| {row} | {t:.2f} | {t / k:.1f}x |" if k else f"| {row} | {t:.2f} | |")
     L += case_study_lines()
     L += ["", "Commands: `python benchmarks/kg.py` (each JSON in `benchmarks/results/kg/` holds its "
           "exact command)."]
