@@ -210,22 +210,14 @@ def multimodal_section() -> list[str]:
             continue
         cells, se = seed_cells(rs)
         L.append(f"| {v} | {rs[0]['chosen_lr']} | {len(rs)} | " + " | ".join(cells) + f" | {se:.3f} |")
-    L += ["", "Paired t-tests on test NDCG@10 over (user, seed) pairs, and over seeds:", "",
-          "| comparison | mean difference | p (users) | p (seeds) |", "|---|---|---|---|"]
+    L += ["", "Paired t-tests on test NDCG@10 over (user, seed) pairs, and over seeds:", ""]
     pairs = [("VBPR-both", "BPR"), ("VBPR-both", "VBPR-both-shuffled"), ("VBPR-text", "BPR"),
              ("VBPR-image", "BPR"), ("MMGCN-both", "LightGCN"), ("MMGCN-both", "MMGCN-both-shuffled"),
              ("LightGCN", "BPR"), ("sparse-VBPR-both", "sparse-BPR"),
              ("sparse-VBPR-both", "sparse-VBPR-both-shuffled"), ("sparse-MMGCN-both", "sparse-LightGCN"),
              ("sparse-LightGCN", "sparse-BPR"), ("VBPR-both+reg", "BPR+reg"),
              ("VBPR-text+reg", "BPR+reg"), ("VBPR-both+reg", "BPR"), ("VBPR-both+reg", "VBPR-both-shuffled")]
-    for a_v, b_v in pairs:
-        a_runs, b_runs = final.get(a_v, []), final.get(b_v, [])
-        if not a_runs or not b_runs:
-            continue
-        a, b = pooled_pairs(a_runs, b_runs, "ndcg@10")
-        t = paired_ttest(a, b)
-        ts = seed_ttest(a_runs, b_runs, "ndcg@10")
-        L.append(f"| {a_v} vs {b_v} | {t['mean_diff']:+.4f} | {t['p']:.3g} | {ts['p']:.3g} |")
+    L += _significance_rows(final, pairs, "ndcg@10")
     L += ["", "Tuning (validation NDCG@10 per learning rate, seed 2020):", "",
           "| variant | " + " | ".join(f"lr {lr}" for lr in (0.001, 0.005, 0.01)) + " |", "|---|---|---|---|"]
     for v in order:
