@@ -351,7 +351,8 @@ def sequential_section() -> list[str]:
     best = max(base, key=lambda r: np.mean([x["test"]["ndcg@10"] for x in by_row[r]]), default=None)
     L += ["", f"Paired t-tests on test NDCG@10 over users (best baseline by mean test NDCG@10: {best}):", ""]
     L += _significance_rows(by_row, [("MM-RACL-KAL", b) for b in dict.fromkeys([best, "RACL-KAL", "SASRec"]) if b]
-                            + [("MM-RACL-KAL+ID", best or "SASRec"), ("MM-RACL-KAL+ID", "MM-RACL-KAL")],
+                            + [("MM-RACL-KAL+ID", best or "SASRec"), ("MM-RACL-KAL+ID", "MM-RACL-KAL"),
+                               ("ladder-+S", best or "SASRec")],
                             "ndcg@10")
     L += ["", "### Additive ladder (the paper's Table 5; one seed)", "",
           "Base = text only + Transformer + L_rec; +M adds the image (alpha fusion); +RA retrieval "
