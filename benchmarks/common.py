@@ -173,3 +173,11 @@ def queue_main(suite: str, jobs: list[dict], runner) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--only", help="a substring of job ids, or =ID1,ID2 for exactly those")
     run_queue(suite, jobs, runner, p.parse_args().only)
+
+
+def variant_file(name: str) -> str:
+    """The path of ``configs/variant/<name>.yaml`` (a layer passed as ``config_file``)."""
+    p = ROOT / "src" / "mmkgrec" / "configs" / "variant" / f"{name}.yaml"
+    if not p.exists():
+        raise RuntimeError(f"variant config {p} is missing")
+    return str(p)

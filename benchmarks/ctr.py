@@ -13,13 +13,11 @@ Resumable: a job whose JSON exists in benchmarks/results/ctr/ is skipped.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
-from common import WORK, mmkgrec_run, queue_main
+from common import WORK, mmkgrec_run, queue_main, variant_file
 
 SUITE = "ctr"
 SEEDS = [2020, 2021, 2022]
-VARIANTS = Path(__file__).resolve().parents[1] / "src" / "mmkgrec" / "configs" / "variant"
 ROWS = {  # row -> (model, variant file, extra overrides, seeds)
     "KGCN": ("KGCN", "KGCN-lastfm-ctr", {}, SEEDS),
     "KGAT": ("KGAT", "KGAT-lastfm-ctr", {}, SEEDS),
@@ -41,7 +39,7 @@ def jobs() -> list[dict]:
 def run(job: dict) -> dict:
     model, variant, extra, _ = ROWS[job["row"]]
     ov = {**BASE, **extra, "seed": job["seed"], "split_seed": job["seed"],
-          "config_file": str(VARIANTS / f"{variant}.yaml")}
+          "config_file": variant_file(variant)}
     out = WORK / "runs" / SUITE / job["id"]
     r = mmkgrec_run(model, "lastfm-kg", ov, out, WORK / "logs" / SUITE / f"{job['id']}.log")
     shutil.rmtree(out, ignore_errors=True)

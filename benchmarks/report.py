@@ -66,7 +66,7 @@ def seed_ttest(runs_a: list[dict], runs_b: list[dict], key: str) -> dict:
 
 def seed_cells(rs: list[dict]) -> tuple[list[str], float]:
     """``mean ± std`` over seeds of each ACC_KEYS test metric, and the median s/epoch."""
-    cells = [fmt(*mean_std([r["test"][k] for r in rs])) for k in ACC_KEYS]
+    cells = _cells(rs, ACC_KEYS)
     secs = [r["timing"]["train_epoch_s"] for r in rs if r["timing"].get("train_epoch_s")]
     return cells, statistics.median(secs) if secs else float("nan")
 

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 
-from common import WORK, export_split, mmkgrec_run, recbole_run, run_queue
+from common import WORK, export_split, mmkgrec_run, recbole_run, run_queue, variant_file
 
 SUITE = "sequential"
 EPOCHS = 10
@@ -81,15 +81,6 @@ def jobs(n_seeds: int) -> list[dict]:
     for group in (LADDER, LOO, CL, SENS):
         out += [{"id": f"{r.replace('+', 'p')}-s2020", "row": r, "seed": 2020} for r in group]
     return out
-
-
-def variant_file(name: str) -> str:
-    from pathlib import Path
-
-    p = Path(__file__).resolve().parents[1] / "src" / "mmkgrec" / "configs" / "variant" / f"{name}.yaml"
-    if not p.exists():
-        raise RuntimeError(f"variant config {p} is missing")
-    return str(p)
 
 
 def run(job: dict) -> dict:
