@@ -206,9 +206,10 @@ class Run:
         return metrics
 
 
-def load(run_dir: str | Path) -> Run:
+def load(run_dir: str | Path, device: str | None = None) -> Run:
     """Load a finished run: its config, the data (re-read and re-split deterministically) and the
-    weights (safetensors)."""
+    weights (safetensors). ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``) replaces the device
+    the run was trained on, e.g. to serve a GPU-trained run on a CPU machine."""
     run_dir = Path(run_dir)
     cfg_path, w_path = run_dir / "config.yaml", run_dir / "model.safetensors"
     for p in (cfg_path, w_path):
@@ -216,8 +217,10 @@ def load(run_dir: str | Path) -> Run:
             raise FileNotFoundError(f"{p} not found: {run_dir} is not a finished run directory")
     values = yaml.safe_load(cfg_path.read_text())
     model, dataset = values.pop("model"), values.pop("dataset")
+    if device is not None:
+        values["device"] = device
     config = load_config(model, dataset, overrides=values)
     ds, split, net = prepare(config)
-    net.load_state_dict(load_file(str(w_path)))
+    net.load_state_dict(load_file(str(w_path)))  # read on the CPU, copied to the model's device
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     return Run(config, ds, split, net, metrics, run_dir)

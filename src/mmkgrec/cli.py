@@ -1,8 +1,8 @@
 """The ``mmkgrec`` command.
 
     mmkgrec train --model NAME --dataset NAME --out RUN_DIR [--config FILE] [--set k=v ...] [--resume]
-    mmkgrec evaluate RUN_DIR [--part test|valid] [--set eval_protocol=sampled ...]
-    mmkgrec recommend RUN_DIR --user U [-k 20]
+    mmkgrec evaluate RUN_DIR [--part test|valid] [--device cpu|cuda] [--set eval_protocol=sampled ...]
+    mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
     mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10]
     mmkgrec data info NAME
     mmkgrec data export-recbole NAME --out DIR [--sequential [--max-len 50]] [--set k=v ...]
@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir")
     r.add_argument("--user", required=True)
     r.add_argument("-k", type=int, default=20)
+    for one in (e, r):
+        one.add_argument("--device", help="run on this device instead of the one the run was trained "
+                       "on (cpu, cuda, cuda:N, mps)")
 
     c = sub.add_parser("compare", help="a table of runs with paired tests over users")
     c.add_argument("run_dirs", nargs="+")
@@ -115,11 +118,11 @@ def _run(args, command: str) -> int:
         print(f"run written to {args.out}")
         return 0
     if args.cmd == "evaluate":
-        run = api.load(args.run_dir)
+        run = api.load(args.run_dir, args.device)
         print(json.dumps(run.evaluate(args.part, args.overrides), indent=2))
         return 0
     if args.cmd == "recommend":
-        run = api.load(args.run_dir)
+        run = api.load(args.run_dir, args.device)
         for rank, (item, score) in enumerate(run.recommend(args.user, args.k), 1):
             print(f"{rank}\t{item}\t{score:.4f}")
         return 0
