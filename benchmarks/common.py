@@ -26,6 +26,10 @@ if (ROOT.parent / "shared" / "data").is_dir():  # as the Makefile does
 
 
 def git_sha() -> str:
+    """HEAD (``-dirty`` with uncommitted changes); ``$MMKGREC_GIT_SHA`` where the tree was copied
+    without its repository (a GPU machine)."""
+    if os.environ.get("MMKGREC_GIT_SHA"):
+        return os.environ["MMKGREC_GIT_SHA"]
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                            capture_output=True, text=True).stdout.strip()
@@ -117,6 +121,10 @@ def mmkgrec_run(model: str, dataset: str, overrides: dict, run_dir: Path, log: P
 
 
 def recbole_python() -> str:
+    """The reference library's interpreter: ``$RECBOLE_PYTHON`` when set (a machine where RecBole
+    is installed some other way), else the venv that ``recbole_env.sh`` builds or reuses."""
+    if os.environ.get("RECBOLE_PYTHON"):
+        return os.environ["RECBOLE_PYTHON"]
     out = subprocess.run(["bash", str(ROOT / "benchmarks" / "recbole_env.sh")], capture_output=True,
                          text=True, check=True).stdout.strip().splitlines()
     return out[-1]

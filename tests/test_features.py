@@ -371,6 +371,56 @@ def test_cli_extract_and_info(tmp_path, capsys):
     assert "unknown encoder" in capsys.readouterr().err
 
 
+def test_exported_features_read_back_through_a_file_spec(tmp_path, capsys):
+    """``features export`` then ``<modality>_encoder: file:<npz>`` gives the same matrix and mask
+    (items without content stay masked); a file for another catalogue aligns by raw id."""
+    from mmkgrec.cli import main
+
+    ds = _synthetic()
+    _write_images(tmp_path / "img", ds, {0: "ok", 1: "ok", 2: "corrupt", 5: "ok"})
+    cfg = {"image_dir": str(tmp_path / "img"), "show_progress": False}
+    out = tmp_path / "feats" / "image.npz"
+    assert main(["features", "export", "--dataset", "synthetic", "--modality", "image", "--out",
+                 str(out), "--set", f"image_dir={tmp_path / 'img'}"]) == 0
+    assert "3 of" in capsys.readouterr().out
+    want, want_mask = item_feature_matrix(ds, "image", cfg)
+    got, got_mask = item_feature_matrix(ds, "image", {"image_encoder": f"file:{out}"})
+    assert np.array_equal(got_mask, want_mask) and got_mask.sum() == 3
+    assert np.array_equal(got, want)
+    # another catalogue: rows are found by raw id, whatever their order; extra ids are ignored
+    with np.load(out) as z:
+        ids, feats = z["item_ids"], z["features"]
+    shuffled = tmp_path / "shuffled.npz"
+    np.savez(shuffled, item_ids=np.append(ids[::-1], "not-an-item"),
+             features=np.vstack([feats[::-1], np.ones((1, feats.shape[1]), np.float32)]))
+    again, again_mask = item_feature_matrix(ds, "image", {"image_encoder": f"file:{shuffled}"})
+    assert np.array_equal(again, want) and np.array_equal(again_mask, want_mask)
+
+
+def test_bad_feature_files_name_the_file(tmp_path):
+    ds = _synthetic()
+    cases = {"missing.npz": "cannot read", "no_ids.npz": "lacks",
+             "shape.npz": "must be", "dups.npz": "duplicate ids",
+             "garbage.npz": "cannot read"}
+    np.savez(tmp_path / "no_ids.npz", features=np.zeros((2, 3), np.float32))
+    np.savez(tmp_path / "shape.npz", item_ids=np.array(["a", "b"]),
+             features=np.zeros((3, 3), np.float32))
+    np.savez(tmp_path / "dups.npz", item_ids=np.array(["a", "a"]),
+             features=np.zeros((2, 3), np.float32))
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip archive")
+    for name, msg in cases.items():
+        with pytest.raises(MMKGRecError, match=msg) as e:
+            item_feature_matrix(ds, "text", {"text_encoder": f"file:{tmp_path / name}"})
+        assert name in str(e.value)
+        if name == "no_ids.npz":
+            assert "['item_ids']" in str(e.value)
+    with pytest.raises(MMKGRecError, match="npz"):
+        from mmkgrec.features import export_features
+
+        export_features(ds, "image", {"image_dir": str(tmp_path)}, tmp_path / "x.npy")
+    assert not (tmp_path / "x.npy").exists()
+
+
 # --------------------------------------------------------------------------- real data
 
 @pytest.mark.data

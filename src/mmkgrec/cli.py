@@ -9,6 +9,7 @@
     mmkgrec data download ml-100k [--dest DIR]
     mmkgrec features extract --dataset NAME [--text SPEC|none] [--image SPEC|none] [--set k=v ...]
     mmkgrec features info [--dataset NAME]
+    mmkgrec features export --dataset NAME --modality text|image --out FILE.npz [--encoder SPEC]
     mmkgrec models
 """
 
@@ -82,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     fx.add_argument("--image", help="image encoder spec (default: config image_encoder; none "
                     "skips)")
     fx.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    fe = fsub.add_parser("export", help="write a dataset's features of one modality to an .npz "
+                         "(item_ids, features), read elsewhere with <modality>_encoder: file:<path>")
+    fe.add_argument("--dataset", required=True)
+    fe.add_argument("--modality", required=True, choices=["text", "image"])
+    fe.add_argument("--out", required=True, help="the .npz to write")
+    fe.add_argument("--encoder", help="encoder spec (default: config <modality>_encoder)")
+    fe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     fi = fsub.add_parser("info", help="list the feature stores under $MMKGREC_CACHE")
     fi.add_argument("--dataset", help="only stores of this dataset name")
 
@@ -231,7 +239,7 @@ def _data(args) -> int:
 
 
 def _features(args) -> int:
-    from .features import cache_root, extract_features, store_info
+    from .features import cache_root, export_features, extract_features, store_info
 
     if args.features_cmd == "info":
         rows = [r for r in store_info() if not args.dataset or r["dataset"] == args.dataset]
@@ -249,6 +257,11 @@ def _features(args) -> int:
 
     cfg = _data_config(args.dataset, args.overrides)
     ds = load_dataset(args.dataset, cfg)
+    if args.features_cmd == "export":
+        res = export_features(ds, args.modality, cfg, args.out, encoder=args.encoder)
+        print(f"{args.modality}: {int(res.mask.sum())} of {len(res.mask)} items, dim "
+              f"{res.matrix.shape[1]} ({res.stats['encoder']}) written to {args.out}")
+        return 0
     for modality, flag in (("text", args.text), ("image", args.image)):
         spec = flag or cfg[f"{modality}_encoder"]
         if spec.lower() == "none":

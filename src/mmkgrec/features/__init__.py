@@ -16,6 +16,12 @@ Config keys (``configs/defaults.yaml``): ``text_encoder`` (default ``minilm``), 
 ``image_dir``, ``image_column``, ``feature_batch_size``; ``device`` and ``show_progress`` are
 honoured. Modules: :mod:`.content` (texts, image references, decoding), :mod:`.encoders`
 (encoder registry), :mod:`.store` (the store).
+
+Features computed elsewhere (on another machine, or by another library) are read from a file with
+the spec ``file:<path>.npz``: an archive with ``item_ids`` (raw ids, strings) and ``features``
+(float32 ``[n, dim]``), as ``mmkgrec features export`` writes it. Items of the dataset absent from
+the file have no content of that modality; ids in the file that the dataset lacks are ignored
+(both counted in the log).
 """
 
 from __future__ import annotations
@@ -33,8 +39,64 @@ from .store import ExtractResult, FeatureStore, cache_root, store_info
 log = logging.getLogger(__name__)
 
 __all__ = ["Encoder", "ExtractResult", "FeatureStore", "HandcraftedDescriptor", "cache_root",
-           "encoder_specs", "extract_features", "item_feature_matrix", "make_encoder",
-           "register_encoder", "store_info"]
+           "encoder_specs", "export_features", "extract_features", "item_feature_matrix",
+           "make_encoder", "register_encoder", "store_info"]
+
+FILE_SPEC = "file:"
+
+
+def _read_feature_file(dataset, modality: str, path: str) -> ExtractResult:
+    """Features of ``dataset``'s items from an ``.npz`` of ``item_ids`` and ``features``."""
+    import time
+    import zipfile
+
+    t0 = time.perf_counter()
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("item_ids", "features") if k not in z.files]
+            if missing:
+                raise MMKGRecError(f"{path}: feature file lacks {missing} (it needs item_ids and "
+                                   f"features; it has {sorted(z.files)})")
+            ids, feats = z["item_ids"], z["features"]
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise MMKGRecError(f"{path}: cannot read {modality} features ({e})") from None
+    if feats.ndim != 2 or len(feats) != len(ids):
+        raise MMKGRecError(f"{path}: features must be [len(item_ids), dim], got {feats.shape} for "
+                           f"{len(ids)} ids")
+    row = {str(r): k for k, r in enumerate(ids)}
+    if len(row) != len(ids):
+        raise MMKGRecError(f"{path}: item_ids has {len(ids) - len(row)} duplicate ids")
+    where = np.asarray([row.get(str(r), -1) for r in dataset.item_ids], dtype=np.int64)
+    mask = where >= 0
+    matrix = np.zeros((dataset.n_items, feats.shape[1]), dtype=np.float32)
+    matrix[mask] = feats[where[mask]]
+    unused = len(ids) - int(mask.sum())
+    log.info("%s features of %s from %s: %d of %d items (%d without a row, %d rows for items "
+             "the dataset lacks)", modality, dataset.name, path, int(mask.sum()), dataset.n_items,
+             int((~mask).sum()), unused)
+    stats = {"encoder": f"{FILE_SPEC}{path}", "version": None, "dim": int(feats.shape[1]),
+             "items": int(dataset.n_items), "encoded": 0, "reused": int(mask.sum()),
+             "missing": int((~mask).sum()), "failed": 0, "seconds": time.perf_counter() - t0,
+             "items_per_s": None, "store": str(path)}
+    return ExtractResult(matrix, mask, stats)
+
+
+def export_features(dataset, modality: str, config: Mapping | None, out, *,
+                    encoder: Encoder | str | None = None) -> ExtractResult:
+    """Write ``dataset``'s ``modality`` features (through the store) to ``out`` (``.npz``), the
+    items that have content only, for ``<modality>_encoder: file:<out>`` elsewhere."""
+    from pathlib import Path
+
+    from .store import _atomic_write
+
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise MMKGRecError(f"{out}: feature files are .npz archives; name it <something>.npz")
+    res = extract_features(dataset, modality, config, encoder=encoder)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ids = np.asarray([str(r) for r in dataset.item_ids])[res.mask]
+    _atomic_write(out, lambda f: np.savez(f, item_ids=ids, features=res.matrix[res.mask]))
+    return res
 
 def extract_features(dataset, modality: str, config: Mapping | None = None, *,
                      encoder: Encoder | str | None = None, root=None) -> ExtractResult:
@@ -45,6 +107,8 @@ def extract_features(dataset, modality: str, config: Mapping | None = None, *,
     if modality not in ("text", "image"):
         raise MMKGRecError(f"modality must be 'text' or 'image', got {modality!r}")
     spec = encoder if encoder is not None else config_value(config, f"{modality}_encoder")
+    if isinstance(spec, str) and spec.startswith(FILE_SPEC):
+        return _read_feature_file(dataset, modality, spec[len(FILE_SPEC):])
     enc = make_encoder(spec, device=config_value(config, "device"), modality=modality)
     if modality == "text":
         inputs = content.item_texts(dataset, config_value(config, "text_fields"))
