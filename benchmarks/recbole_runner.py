@@ -236,8 +236,8 @@ def per_user_metrics(trainer, test_data, dataset, config):
             _, topk_idx = torch.topk(scores, maxk, dim=-1)
             pos_matrix = torch.zeros_like(scores, dtype=torch.int)
             pos_matrix[positive_u, positive_i] = 1
-            len_rows.append(pos_matrix.sum(dim=1).numpy())
-            pos_rows.append(torch.gather(pos_matrix, dim=1, index=topk_idx).to(torch.bool).numpy())
+            len_rows.append(pos_matrix.sum(dim=1).cpu().numpy())
+            pos_rows.append(torch.gather(pos_matrix, dim=1, index=topk_idx).to(torch.bool).cpu().numpy())
             uids.append(interaction[uid_field].cpu().numpy())
     pos_index = np.concatenate(pos_rows)
     pos_len = np.concatenate(len_rows)

@@ -106,13 +106,15 @@ class MMRACLKAL(SASRec):
         new = []
         # ---- item representation (eq. 1-3)
         self.use_image = bool(config["use_image"])
-        text, text_mask = standardised_content(inputs, "text", self.name)
+        # the buffers start on the CPU like the layers (the inputs may already be on the GPU), so
+        # the first index below is built before ``.to(device)`` moves them all together
+        text, text_mask = (x.cpu() for x in standardised_content(inputs, "text", self.name))
         self.register_buffer("text_features", text, persistent=False)
         self.register_buffer("has_text", text_mask > 0, persistent=False)
         self.text_proj = nn.Linear(text.shape[1], d, bias=False)
         new.append(self.text_proj)
         if self.use_image:
-            image, image_mask = standardised_content(inputs, "image", self.name)
+            image, image_mask = (x.cpu() for x in standardised_content(inputs, "image", self.name))
             self.register_buffer("image_features", image, persistent=False)
             self.register_buffer("has_image", image_mask > 0, persistent=False)
             self.image_proj = nn.Linear(image.shape[1], d, bias=False)
