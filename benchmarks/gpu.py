@@ -8,7 +8,8 @@ count at torch's default for both libraries:
 
 - ``seq-*``: SASRec and GRU4Rec against RecBole on the sequential protocol (identical split files,
   RecBole's convention: nothing masked), seeds 2020-2022;
-- ``kg-*``: CKE and KGCN (KG only) against RecBole on ML-100K with its KG, random 8:1:1, seed 2020;
+- ``kg-*``: CKE and KGCN (KG only) against RecBole on ML-100K with its KG, random 8:1:1, seeds
+  2020-2022;
 - ``speed-*``: seconds per epoch of our models (3 epochs, features already extracted), including
   KGAT, MKGAT and Multi-KG4Rec for the ``one Multi-KG4Rec epoch <= 3x KGAT's`` target on a GPU.
 
@@ -48,6 +49,8 @@ def jobs() -> list[dict]:
             for m in kg.SIDE for lib in ("mmkgrec", "recbole")]
     out += [{"id": f"seq-{m}-{lib}-s{s}", "row": m, "lib": lib, "seed": s, "suite": "seq"}
             for s in SEEDS[1:] for m in seq.SIDE for lib in ("mmkgrec", "recbole")]
+    out += [{"id": f"kg-{m}-{lib}-s{s}", "row": m, "lib": lib, "seed": s, "suite": "kg"}
+            for s in SEEDS[1:] for m in kg.SIDE for lib in ("mmkgrec", "recbole")]
     return out
 
 
