@@ -183,6 +183,16 @@ def queue_main(suite: str, jobs: list[dict], runner) -> None:
     run_queue(suite, jobs, runner, p.parse_args().only)
 
 
+def feature_files(folder: str | None, dataset: str = "ml-100k") -> dict:
+    """Encoder overrides that read ``dataset``'s item features from ``folder/<dataset>-text.npz``
+    and ``-image.npz`` (``mmkgrec features export``), for a machine without the posters or the
+    text encoder's weights (a GPU machine); empty without ``folder``."""
+    if not folder:
+        return {}
+    d = Path(folder).resolve()
+    return {f"{m}_encoder": f"file:{d / f'{dataset}-{m}.npz'}" for m in ("text", "image")}
+
+
 def variant_file(name: str) -> str:
     """The path of ``configs/variant/<name>.yaml`` (a layer passed as ``config_file``)."""
     p = ROOT / "src" / "mmkgrec" / "configs" / "variant" / f"{name}.yaml"

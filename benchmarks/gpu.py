@@ -31,7 +31,7 @@ from pathlib import Path
 
 import kg
 import sequential as seq
-from common import WORK, export_split, mmkgrec_run, recbole_run, run_queue
+from common import WORK, export_split, feature_files, mmkgrec_run, recbole_run, run_queue
 
 SUITE = "gpu"
 SEEDS = [2020, 2021, 2022]
@@ -124,8 +124,5 @@ if __name__ == "__main__":
     p.add_argument("--only")
     p.add_argument("--features", help="folder of <dataset>-text.npz / <dataset>-image.npz")
     a = p.parse_args()
-    if a.features:
-        d = Path(a.features).resolve()
-        FEATURES.update(text_encoder=f"file:{d / 'ml-100k-text.npz'}",
-                        image_encoder=f"file:{d / 'ml-100k-image.npz'}")
+    FEATURES.update(feature_files(a.features))
     run_queue(SUITE, jobs(), run, a.only)

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 
-from common import WORK, export_split, mmkgrec_run, recbole_run, run_queue, variant_file
+from common import WORK, export_split, feature_files, mmkgrec_run, recbole_run, run_queue, variant_file
 
 SUITE = "sequential"
 EPOCHS = 10
@@ -71,6 +71,9 @@ SIDE = ["SASRec", "GRU4Rec"]  # side by side with RecBole (nothing masked, RecBo
 # RecBole's SASRec takes minutes per epoch here: it runs RECBOLE_SASREC_EPOCHS epochs, for its speed
 # and its validation curve over those epochs, set against ours epoch by epoch (not a converged row)
 RECBOLE_SASREC_EPOCHS = 3
+# --device / --features: where our runs train (a GPU machine: torch's default threads, features
+# from exported files); RecBole's side-by-side rows on a GPU are benchmarks/gpu.py's
+MACHINE: dict = {}
 
 
 def jobs(n_seeds: int) -> list[dict]:
@@ -108,17 +111,19 @@ def run(job: dict) -> dict:
     model, extra = ROWS[row]
     extra = dict(extra)
     variant = extra.pop("variant", None)
-    ov = {**BASE, **NEXT, **extra, **split_cfg}
+    ov = {**BASE, **NEXT, **extra, **split_cfg, **MACHINE}
     if variant:
         ov["config_file"] = variant_file(variant)
     run_dir = WORK / "runs" / SUITE / job["id"]
     r = mmkgrec_run(model, "ml-100k", ov, run_dir, log)
     # the named sampled mode beside full ranking: 1 positive among 100 unseen items
     out = subprocess.run([sys.executable, "-m", "mmkgrec.cli", "evaluate", str(run_dir), "--set",
-                          "eval_protocol=sampled"], capture_output=True, text=True, check=True)
+                          "eval_protocol=sampled", *(["--device", ov["device"]] if "device" in ov
+                                                     else [])],
+                         capture_output=True, text=True, check=True)
     r["test_sampled"] = json.loads(out.stdout)
     shutil.rmtree(run_dir, ignore_errors=True)
-    r.update(row=row, seed=seed, variant=variant)
+    r.update(row=row, seed=seed, variant=variant, device=ov.get("device", "cpu"))
     return r
 
 
@@ -126,5 +131,10 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--only")
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU machine (our rows only)")
+    p.add_argument("--features", help="folder of <dataset>-text.npz / -image.npz to read features from")
     a = p.parse_args()
+    MACHINE.update(feature_files(a.features))
+    if a.device != "cpu":
+        MACHINE.update(device=a.device, threads=0)
     run_queue(SUITE, jobs(a.seeds), run, a.only)
