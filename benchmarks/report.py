@@ -343,6 +343,8 @@ def sequential_section() -> list[str]:
             cells = [fmt(*mean_std([r["test"][k] for r in rs])) for k in SEQ_KEYS]
             sm = [fmt(*mean_std([r.get("test_sampled", {}).get(k) for r in rs])) for k in ("ndcg@10", "hit@10")]
             se = statistics.median(r["timing"]["train_epoch_s"] for r in rs)
+            if any(r.get("device", "cpu") != "cpu" for r in rs):
+                name += " (GPU)"
             out.append(f"| {name} | {len(rs)} | " + " | ".join(cells + sm) + f" | {se:.1f} |")
         return out
 
@@ -376,6 +378,17 @@ def sequential_section() -> list[str]:
     L += table(["MM-RACL-KAL"] + list(suite.CL), lambda r: r.replace("cl-", ""))
     L += ["", "### Sensitivity (the paper's Fig. 3-4; one seed)", ""]
     L += table(list(suite.SENS))
+    gpu_rows = [r for r in suite.SENS if any(x.get("device", "cpu") != "cpu" for x in by_row.get(r, []))]
+    if gpu_rows:
+        same = [(r, by_row[r][0]) for r in gpu_rows
+                if by_row[r][0]["config"].get("augment_topk") == 10
+                and by_row[r][0]["config"].get("augment_p") == 0.1]
+        cpu_default = by_row.get("MM-RACL-KAL", [])
+        L += ["", "Rows marked (GPU) trained on an H100 (`sequential.py --device cuda --features DIR`; "
+              "their s/epoch are GPU times)" + (
+                  f"; at the default settings (Top-K 10, p 0.1) the GPU run scores test NDCG@10 "
+                  f"{same[0][1]['test']['ndcg@10']:.4f} and the CPU run of the main table "
+                  f"{cpu_default[0]['test']['ndcg@10']:.4f}" if same and cpu_default else "") + "."]
     for prefix, vals, xl, fn in (("topk", (1, 3, 5, 10, 20), "Top-K", "sens_topk.png"),
                                  ("p", (0.0, 0.1, 0.2, 0.3, 0.5), "replacement probability p", "sens_p.png")):
         img = _sensitivity_plot(by_row, prefix, vals, xl, fn)
