@@ -64,6 +64,15 @@ def seed_ttest(runs_a: list[dict], runs_b: list[dict], key: str) -> dict:
     return paired_ttest([sa[x] for x in common], [sb[x] for x in common])
 
 
+def target_cells(ours: list[float], ref: list[float]) -> str:
+    """``difference | allowed | met |`` cells of the side-by-side target: our mean at least the
+    reference library's minus max(0.005, the reference's std over seeds)."""
+    d = np.mean(ours) - np.mean(ref)
+    sd = mean_std(ref)[1]
+    allowed = max(0.005, sd if sd == sd else 0.0)
+    return f"{d:+.4f} | -{allowed:.4f} | {'yes' if d >= -allowed else 'no'} |"
+
+
 def seed_cells(rs: list[dict]) -> tuple[list[str], float]:
     """``mean ± std`` over seeds of each ACC_KEYS test metric, and the median s/epoch."""
     cells = _cells(rs, ACC_KEYS)
@@ -529,10 +538,7 @@ def kg_section() -> list[str]:
                 continue
             cells = _cells(rs, ["ndcg@20", "recall@20", "ndcg@10"])
             if lib == "mmkgrec" and ref:
-                d = np.mean([r["test"]["ndcg@20"] for r in rs]) - np.mean([r["test"]["ndcg@20"] for r in ref])
-                sd = mean_std([r["test"]["ndcg@20"] for r in ref])[1]
-                allowed = max(0.005, sd if sd == sd else 0.0)
-                extra = f"{d:+.4f} | -{allowed:.4f} | {'yes' if d >= -allowed else 'no'} |"
+                extra = target_cells([r["test"]["ndcg@20"] for r in rs], [r["test"]["ndcg@20"] for r in ref])
             else:
                 extra = " | | |"
             L.append(f"| {m} | {lib} | {len(rs)} | " + " | ".join(cells) + f" | {extra} {_epoch_times(rs)[0]:.2f} |")
@@ -660,10 +666,7 @@ def gpu_section() -> list[str]:
             extra = " | | |"
             su = ""
             if lib == "mmkgrec" and val.get("recbole"):
-                d = np.mean(val["mmkgrec"]) - np.mean(val["recbole"])
-                sd = mean_std(val["recbole"])[1]
-                allowed = max(0.005, sd if sd == sd else 0.0)
-                extra = f"{d:+.4f} | -{allowed:.4f} | {'yes' if d >= -allowed else 'no'} |"
+                extra = target_cells(val["mmkgrec"], val["recbole"])
                 su = f"{secs['recbole'] / secs['mmkgrec']:.1f}x"
             hashes = sorted({r["split_sha256"][:8] for r in rs})
             L.append(f"| {proto} | {m} | {'RecBole' if lib == 'recbole' else lib} | {len(rs)} | "
