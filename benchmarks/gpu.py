@@ -34,7 +34,7 @@ import sequential as seq
 from common import WORK, export_split, feature_files, mmkgrec_run, recbole_run, run_queue
 
 SUITE = "gpu"
-SEEDS = [2020, 2021, 2022]
+SEEDS = seq.SEEDS
 SPEED_EPOCHS = 3
 SPEED_KG = ["KGAT", "MKGAT", "MultiKG4Rec", "CKE", "KGCN"]
 SPEED_SEQ = ["SASRec", "GRU4Rec", "BERT4Rec", "MM-RACL-KAL"]
@@ -97,14 +97,9 @@ def run(job: dict) -> dict:
     split_cfg = {"seed": seed, "split_seed": seed}
     export_dir = _export(job, split_cfg)
     if job["lib"] == "recbole":
-        if job["suite"] == "seq":
-            ov = {"epochs": seq.EPOCHS, "stopping_step": seq.PATIENCE, "valid_metric": "NDCG@10",
-                  "learning_rate": seq.LR, "train_batch_size": 2048, "MAX_ITEM_LIST_LENGTH": 50,
-                  "loss_type": "CE", "train_neg_sample_args": None}
-        else:
-            ov = {"epochs": kg.EPOCHS, "stopping_step": kg.PATIENCE, "valid_metric": "NDCG@20",
-                  "embedding_size": 64, "train_batch_size": 2048, "learning_rate": kg.SIDE_LR}
-        ov.update(seed=seed, use_gpu=True)
+        # the CPU suite's settings at the full epoch budget (seq.RECBOLE_SIDE's epochs: EPOCHS)
+        ov = {**(seq.RECBOLE_SIDE if job["suite"] == "seq" else kg.RECBOLE_SIDE),
+              "seed": seed, "use_gpu": True}
         r = recbole_run(row, export_dir, "ml-100k", ov, WORK / "runs" / SUITE / f"{job['id']}.json",
                         WORK / "logs" / SUITE / f"{job['id']}.log")
     else:

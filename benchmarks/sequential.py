@@ -71,6 +71,10 @@ SIDE = ["SASRec", "GRU4Rec"]  # side by side with RecBole (nothing masked, RecBo
 # RecBole's SASRec takes minutes per epoch here: it runs RECBOLE_SASREC_EPOCHS epochs, for its speed
 # and its validation curve over those epochs, set against ours epoch by epoch (not a converged row)
 RECBOLE_SASREC_EPOCHS = 3
+# RecBole's settings for the side-by-side rows (ours: BASE): the same budget and loss
+RECBOLE_SIDE = {"epochs": EPOCHS, "stopping_step": PATIENCE, "valid_metric": "NDCG@10",
+                "learning_rate": LR, "train_batch_size": 2048, "MAX_ITEM_LIST_LENGTH": 50,
+                "loss_type": "CE", "train_neg_sample_args": None}
 # --device / --features: where our runs train (a GPU machine: torch's default threads, features
 # from exported files); RecBole's side-by-side rows on a GPU are benchmarks/gpu.py's
 MACHINE: dict = {}
@@ -98,9 +102,7 @@ def run(job: dict) -> dict:
             export_dir = export_split("ml-100k", WORK / "splits" / f"ml-100k-seq-aug-s{seed}",
                                       {**PROTO, **split_cfg}, sequential=True, max_len=max_len)
             epochs = RECBOLE_SASREC_EPOCHS if row == "SASRec" else EPOCHS
-            ov = {"epochs": epochs, "stopping_step": PATIENCE, "valid_metric": "NDCG@10",
-                  "learning_rate": LR, "train_batch_size": 2048, "MAX_ITEM_LIST_LENGTH": max_len,
-                  "loss_type": "CE", "train_neg_sample_args": None, "seed": seed}
+            ov = {**RECBOLE_SIDE, "epochs": epochs, "MAX_ITEM_LIST_LENGTH": max_len, "seed": seed}
             r = recbole_run(row, export_dir, "ml-100k", ov,
                             WORK / "runs" / SUITE / f"{job['id']}.json", log)
         else:
