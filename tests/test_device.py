@@ -16,7 +16,7 @@ import torch
 
 from mmkgrec import api
 from mmkgrec.models import registered_models
-from test_kg_models import fake_item_feature_matrix
+from test_kg_models import _fake_features  # noqa: F401  (autouse: small fake item features)
 
 DEVICE = os.environ.get("MMKGREC_TEST_DEVICE", "cuda")
 
@@ -36,13 +36,6 @@ pytestmark = pytest.mark.skipif(not _available(DEVICE),
 SMALL = {"epochs": 2, "eval_step": 1, "show_progress": False, "train_batch_size": 256,
          "seed": 3}
 PER_MODEL = {"MultiKG4Rec": {"fusion_seq_len": 6, "fusion_blocks": 2, "layers": [16, 8]}}
-
-
-@pytest.fixture(autouse=True)
-def _fake_features(monkeypatch):
-    import mmkgrec.features
-
-    monkeypatch.setattr(mmkgrec.features, "item_feature_matrix", fake_item_feature_matrix)
 
 
 @pytest.mark.parametrize("name", registered_models())
