@@ -59,27 +59,43 @@ def _default(o):
     raise TypeError(type(o))
 
 
-def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None) -> None:
+class NotReady(Exception):
+    """A job that needs other jobs' results first (its tuning runs): skipped, run it again later."""
+
+
+def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None, workers: int = 1) -> None:
     """Run every job of ``suite`` whose result file is missing. ``runner(job) -> dict``.
-    ``only``: a substring of the job ids to run, or ``=ID1,ID2`` for exactly those ids."""
+    ``only``: a substring of the job ids to run, or ``=ID1,ID2`` for exactly those ids.
+    ``workers``: jobs run at once (each job trains in its own process; for a machine with the
+    cores or a GPU to spare; timings of concurrent jobs are not speed figures)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     out_dir = RESULTS / suite
     exact = set(only[1:].split(",")) if only and only.startswith("=") else None
     todo = [j for j in jobs if not (out_dir / f"{j['id']}.json").exists()
             and (only is None or (j["id"] in exact if exact else only in j["id"]))]
     print(f"[{suite}] {len(jobs)} jobs, {len(jobs) - len(todo)} done, {len(todo)} to run", flush=True)
-    for k, job in enumerate(todo, 1):
+
+    def one(k: int, job: dict) -> None:
         t0 = time.time()
         print(f"[{suite}] ({k}/{len(todo)}) {job['id']} ...", flush=True)
         try:
             result = runner(job)
         except subprocess.CalledProcessError as e:
             print(f"[{suite}] {job['id']} FAILED (exit {e.returncode}); see {e.cmd}", flush=True)
-            continue
+            return
+        except NotReady as e:
+            print(f"[{suite}] {job['id']} skipped: {e}", flush=True)
+            return
         result = {"job": job["id"], "suite": suite, **result, "git_sha": git_sha(),
                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                   "wall_s": time.time() - t0}
         write_json(out_dir / f"{job['id']}.json", result)
         print(f"[{suite}] {job['id']} done in {time.time() - t0:.0f} s", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for f in [pool.submit(one, k, job) for k, job in enumerate(todo, 1)]:
+            f.result()
 
 
 def run_cmd(cmd: list[str], log: Path, env: dict | None = None) -> None:
@@ -174,13 +190,49 @@ def chosen_lr(suite: str, name: str, lrs, metric: str) -> float:
     return best[1]
 
 
+def random_trials(space: dict[str, list], n: int, name: str) -> list[dict]:
+    """``n`` settings of a search space (key -> candidate values): trial 0 is the model's defaults
+    (``{}``), the others draw every key uniformly, seeded by ``name`` (the same trials on every
+    machine and rerun), without repeats. Every model of a suite gets the same ``n``."""
+    import random
+
+    rng = random.Random(f"trials:{name}")
+    size = 1
+    for values in space.values():
+        size *= len(values)
+    out, seen = [{}], set()
+    while len(out) < min(n, size + 1):
+        trial = {k: rng.choice(v) for k, v in space.items()}
+        key = tuple(sorted(trial.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(trial)
+    return out
+
+
+def chosen_trial(suite: str, prefix: str, n: int, metric: str) -> tuple[int, dict]:
+    """The tuning run ``<prefix>-t<k>`` (k < n) with the best validation ``metric``: its index and
+    its settings (``trial`` in its JSON). NotReady while any of them is missing."""
+    best = None
+    for k in range(n):
+        p = RESULTS / suite / f"{prefix}-t{k}.json"
+        if not p.exists():
+            raise NotReady(f"tuning incomplete ({p.name} missing)")
+        r = json.loads(p.read_text())
+        if best is None or r["valid"][metric] > best[0]:
+            best = (r["valid"][metric], k, r["trial"])
+    return best[1], best[2]
+
+
 def queue_main(suite: str, jobs: list[dict], runner) -> None:
     """The command line of a queue: ``--only SUBSTRING`` runs the matching jobs only."""
     import argparse
 
     p = argparse.ArgumentParser()
     p.add_argument("--only", help="a substring of job ids, or =ID1,ID2 for exactly those")
-    run_queue(suite, jobs, runner, p.parse_args().only)
+    p.add_argument("--workers", type=int, default=1, help="jobs at once")
+    a = p.parse_args()
+    run_queue(suite, jobs, runner, a.only, a.workers)
 
 
 def feature_files(folder: str | None, dataset: str = "ml-100k") -> dict:

@@ -29,7 +29,8 @@ import shutil
 import subprocess
 import sys
 
-from common import WORK, export_split, feature_files, mmkgrec_run, recbole_run, run_queue, variant_file
+from common import (WORK, chosen_trial, export_split, feature_files, mmkgrec_run, random_trials,
+                    recbole_run, run_queue, variant_file)
 
 SUITE = "sequential"
 EPOCHS = 10
@@ -67,6 +68,34 @@ CL = {f"cl-{k}": ("MMRACLKAL", {"variant": f"MMRACLKAL-{k}"})
 SENS = {**{f"topk-{k}": ("MMRACLKAL", {"augment_topk": k}) for k in (1, 3, 5, 10, 20)},
         **{f"p-{p}": ("MMRACLKAL", {"augment_p": p}) for p in (0.0, 0.1, 0.2, 0.3, 0.5)}}
 ROWS = {**MAIN, **LADDER, **LOO, **CL, **SENS}
+# Tuning: every row of TUNED gets the same budget of TRIALS settings (trial 0: its defaults; the
+# others drawn at random from its space), one seed, chosen on validation NDCG@10; the chosen
+# setting then runs with every seed (``tuned-*``). The encoder's knobs are shared; each model adds
+# its own (BERT4Rec's masking, MM-RACL-KAL's contrastive weights, temperature and p).
+TRIALS = 16
+LRS = [0.0005, 0.001, 0.002, 0.005]
+DROPOUT = [0.1, 0.2, 0.3, 0.5]
+WEIGHT_DECAY = [0.0, 1e-5, 1e-4]
+ENCODER = {"learning_rate": LRS, "hidden_dropout_prob": DROPOUT, "attn_dropout_prob": DROPOUT,
+           "weight_decay": WEIGHT_DECAY}
+RACL = {**ENCODER, "contrastive_beta": [0.01, 0.03, 0.1, 0.3], "contrastive_tau": [0.1, 0.2, 0.5, 1.0],
+        "lambda_ui": [0.0, 0.5, 1.0], "lambda_ii": [0.0, 0.5, 1.0], "lambda_mm": [0.0, 0.5, 1.0],
+        "augment_p": [0.0, 0.1, 0.2]}
+TUNED = {
+    "SASRec": ENCODER,
+    "GRU4Rec": {"learning_rate": LRS, "dropout_prob": DROPOUT, "weight_decay": WEIGHT_DECAY},
+    "BERT4Rec": {**ENCODER, "mask_ratio": [0.1, 0.2, 0.4, 0.6]},
+    "MM-RACL-KAL": RACL,
+    "MM-RACL-KAL+ID": RACL,
+}
+
+
+def slug(row: str) -> str:
+    return row.replace("+", "p")
+
+
+def trials(row: str) -> list[dict]:
+    return random_trials(TUNED[row], TRIALS, row)
 SIDE = ["SASRec", "GRU4Rec"]  # side by side with RecBole (nothing masked, RecBole's convention)
 # RecBole's SASRec takes minutes per epoch here: it runs RECBOLE_SASREC_EPOCHS epochs, for its speed
 # and its validation curve over those epochs, set against ours epoch by epoch (not a converged row)
@@ -84,9 +113,13 @@ def jobs(n_seeds: int) -> list[dict]:
     seeds = SEEDS[:n_seeds]
     out = [{"id": f"side-{m}-{lib}-s2020", "row": m, "lib": lib, "seed": 2020}
            for m in SIDE for lib in ("mmkgrec", "recbole")]
-    out += [{"id": f"{r.replace('+', 'p')}-s{s}", "row": r, "seed": s} for r in MAIN for s in seeds]
+    out += [{"id": f"{slug(r)}-s{s}", "row": r, "seed": s} for r in MAIN for s in seeds]
     for group in (LADDER, LOO, CL, SENS):
-        out += [{"id": f"{r.replace('+', 'p')}-s2020", "row": r, "seed": 2020} for r in group]
+        out += [{"id": f"{slug(r)}-s2020", "row": r, "seed": 2020} for r in group]
+    out += [{"id": f"tune-{slug(r)}-t{k}", "row": r, "seed": 2020, "trial": k}
+            for r in TUNED for k in range(TRIALS)]
+    out += [{"id": f"tuned-{slug(r)}-s{s}", "row": r, "seed": s, "tuned": True}
+            for r in TUNED for s in SEEDS]
     return out
 
 
@@ -113,11 +146,23 @@ def run(job: dict) -> dict:
     model, extra = ROWS[row]
     extra = dict(extra)
     variant = extra.pop("variant", None)
-    ov = {**BASE, **NEXT, **extra, **split_cfg, **MACHINE}
+    setting, tuning = {}, {}
+    if "trial" in job:  # a tuning run: validation only counts, no sampled re-evaluation
+        setting = trials(row)[job["trial"]]
+        tuning = {"trial": setting, "trial_index": job["trial"]}
+    elif job.get("tuned"):
+        k, setting = chosen_trial(SUITE, f"tune-{slug(row)}", TRIALS, "ndcg@10")
+        tuning = {"trial": setting, "trial_index": k, "tuned": True}
+    ov = {**BASE, **NEXT, **extra, **setting, **split_cfg, **MACHINE}
     if variant:
         ov["config_file"] = variant_file(variant)
     run_dir = WORK / "runs" / SUITE / job["id"]
     r = mmkgrec_run(model, "ml-100k", ov, run_dir, log)
+    r.update(tuning)
+    if "trial" in job:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        r.update(row=row, seed=seed, variant=variant, device=ov.get("device", "cpu"))
+        return r
     # the named sampled mode beside full ranking: 1 positive among 100 unseen items
     out = subprocess.run([sys.executable, "-m", "mmkgrec.cli", "evaluate", str(run_dir), "--set",
                           "eval_protocol=sampled", *(["--device", ov["device"]] if "device" in ov
@@ -135,8 +180,9 @@ if __name__ == "__main__":
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU machine (our rows only)")
     p.add_argument("--features", help="folder of <dataset>-text.npz / -image.npz to read features from")
+    p.add_argument("--workers", type=int, default=1, help="jobs at once (a GPU machine)")
     a = p.parse_args()
     MACHINE.update(feature_files(a.features))
     if a.device != "cpu":
         MACHINE.update(device=a.device, threads=0)
-    run_queue(SUITE, jobs(a.seeds), run, a.only)
+    run_queue(SUITE, jobs(a.seeds), run, a.only, a.workers)
