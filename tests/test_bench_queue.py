@@ -1,0 +1,71 @@
+"""Tests for the benchmark queues' shared mechanics (benchmarks/common.py): resumable jobs run by
+several workers, jobs that wait for their tuning, and the equal random-search budget."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import common  # noqa: E402
+
+SPACE = {"learning_rate": [0.001, 0.002, 0.005], "dropout": [0.1, 0.3]}
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setenv("MMKGREC_GIT_SHA", "test")
+    return tmp_path
+
+
+def test_trials_start_from_defaults_and_never_repeat():
+    t = common.random_trials(SPACE, 5, "SASRec")
+    assert t[0] == {} and len(t) == 5
+    assert all(set(x) == set(SPACE) and all(x[k] in SPACE[k] for k in x) for x in t[1:])
+    assert len({tuple(sorted(x.items())) for x in t[1:]}) == 4
+    assert common.random_trials(SPACE, 5, "SASRec") == t  # the same on every machine and rerun
+    assert common.random_trials(SPACE, 5, "GRU4Rec") != t  # each model its own draws
+    # a space smaller than the budget: every setting once, then no more
+    assert len(common.random_trials(SPACE, 50, "x")) == 1 + 6
+
+
+def test_chosen_trial_takes_the_best_validation_and_waits_for_all(results):
+    (results / "s").mkdir()
+    for k, (score, trial) in enumerate([(0.10, {}), (0.30, {"dropout": 0.3}), (0.20, {"dropout": 0.1})]):
+        if k < 2:
+            (results / "s" / f"tune-m-t{k}.json").write_text(
+                json.dumps({"valid": {"ndcg@10": score}, "trial": trial}))
+    with pytest.raises(common.NotReady, match="tune-m-t2.json"):
+        common.chosen_trial("s", "tune-m", 3, "ndcg@10")
+    (results / "s" / "tune-m-t2.json").write_text(
+        json.dumps({"valid": {"ndcg@10": 0.2}, "trial": {"dropout": 0.1}}))
+    assert common.chosen_trial("s", "tune-m", 3, "ndcg@10") == (1, {"dropout": 0.3})
+
+
+def test_queue_runs_with_workers_resumes_and_skips_jobs_not_ready(results):
+    seen, lock = [], threading.Lock()
+
+    def runner(job):
+        with lock:
+            seen.append(job["id"])
+        if job["id"] == "wait":
+            raise common.NotReady("its tuning is missing")
+        return {"value": job["id"]}
+
+    jobs = [{"id": f"j{k}"} for k in range(6)] + [{"id": "wait"}]
+    (results / "q").mkdir()
+    (results / "q" / "j0.json").write_text("{}")  # done before: not run again
+    common.run_queue("q", jobs, runner, workers=3)
+    assert sorted(seen) == sorted(["j1", "j2", "j3", "j4", "j5", "wait"])
+    written = sorted(p.stem for p in (results / "q").glob("*.json"))
+    assert written == ["j0", "j1", "j2", "j3", "j4", "j5"]  # nothing for the job that waited
+    r = json.loads((results / "q" / "j3.json").read_text())
+    assert r["value"] == "j3" and r["job"] == "j3" and r["git_sha"] == "test"
+    seen.clear()
+    common.run_queue("q", jobs, runner, only="=j1,wait")
+    assert seen == ["wait"]
