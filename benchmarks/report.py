@@ -26,6 +26,14 @@ def load(suite: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((RESULTS / suite).glob("*.json"))]
 
 
+def suite_runs(name: str):
+    """A benchmark queue's module (its own definitions: rows, rates, budget) and its results."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    return importlib.import_module(name), load(name)
+
+
 def mean_std(xs):
     xs = [x for x in xs if x is not None]
     if not xs:
@@ -283,10 +291,8 @@ def _sensitivity_plot(by_row: dict, prefix: str, values, xlabel: str, name: str)
 
 
 def sequential_section() -> list[str]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import sequential as suite
-
-    runs = [r for r in load("sequential") if "row" in r]
+    suite, runs = suite_runs("sequential")
+    runs = [r for r in runs if "row" in r]
     if not runs:
         return []
     by_row, side = defaultdict(list), defaultdict(dict)
@@ -495,10 +501,7 @@ def _significance_rows(final: dict, pairs, key: str) -> list[str]:
 
 
 def kg_section() -> list[str]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import kg as suite  # the queue's own definitions: rows, rates, budget
-
-    runs = load("kg")
+    suite, runs = suite_runs("kg")
     if not runs:
         return []
     final, side, tune = defaultdict(list), defaultdict(lambda: defaultdict(list)), defaultdict(dict)
@@ -629,10 +632,7 @@ def case_study_lines() -> list[str]:
 
 
 def ctr_section() -> list[str]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import ctr as suite
-
-    runs = load("ctr")
+    suite, runs = suite_runs("ctr")
     if not runs:
         return []
     by_row = defaultdict(list)
@@ -664,12 +664,8 @@ def ctr_section() -> list[str]:
 
 
 def gpu_section() -> list[str]:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import gpu as suite
-    import kg
-    import sequential as seq
-
-    runs = load("gpu")
+    suite, runs = suite_runs("gpu")
+    kg, seq = suite.kg, suite.seq
     if not runs:
         return []
     side, speed, long = defaultdict(lambda: defaultdict(list)), {}, defaultdict(list)
