@@ -74,7 +74,8 @@ def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None, wor
     exact = set(only[1:].split(",")) if only and only.startswith("=") else None
     todo = [j for j in jobs if not (out_dir / f"{j['id']}.json").exists()
             and (only is None or (j["id"] in exact if exact else only in j["id"]))]
-    print(f"[{suite}] {len(jobs)} jobs, {len(jobs) - len(todo)} done, {len(todo)} to run", flush=True)
+    done = sum((out_dir / f"{j['id']}.json").exists() for j in jobs)
+    print(f"[{suite}] {len(jobs)} jobs, {done} done, {len(todo)} to run now", flush=True)
 
     def one(k: int, job: dict) -> None:
         t0 = time.time()
