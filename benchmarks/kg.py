@@ -63,6 +63,8 @@ ABLATIONS = {  # row -> (main row whose rate it reuses, overrides)
     # training pairs); does dropout in the fusion or a stronger L2 move the peak?
     "MultiKG4Rec-fusion dropout 0.3": ("MultiKG4Rec", {"fusion_dropout": 0.3}),
     "MultiKG4Rec-L2 1e-3": ("MultiKG4Rec", {"reg_weight": 1e-3}),
+    "KGAT-L2 1e-3": ("KGAT", {"reg_weight": 1e-3}),
+    "MKGAT-L2 1e-3": ("MKGAT", {"reg_weight": 1e-3}),
     # the no-fusion row was still improving at the 50-epoch cap: the longer budget of the GPU's
     # long rows (gpu.LONG_EPOCHS is 200; 150 here, what this machine could afford), patience 30
     "MultiKG4Rec-no fusion 150 epochs": ("MultiKG4Rec", {"fusion": "none", "epochs": 150,
@@ -70,6 +72,10 @@ ABLATIONS = {  # row -> (main row whose rate it reuses, overrides)
 }
 REGULARISATION = ["MultiKG4Rec-fusion dropout 0.3", "MultiKG4Rec-L2 1e-3",
                   "MultiKG4Rec-no fusion", "MultiKG4Rec-no fusion 150 epochs"]
+# Stage 2 of the budget for the graph models (SPEC: L2 in {1e-5 ... 1e-1}, chosen on validation):
+# reg_weight 1e-3 beside the default 1e-5, at the rate stage 1 chose, seed 2020 (the rows above);
+# where it wins on validation NDCG@20, seeds 2021-2022 run with it (``l2_seeds``).
+L2_ROWS = {"KGAT": "KGAT-L2 1e-3", "MKGAT": "MKGAT-L2 1e-3", "MultiKG4Rec": "MultiKG4Rec-L2 1e-3"}
 SIDE = ["CKE", "KGCN"]
 # Ablations run at this fixed rate (the one KGAT and MKGAT chose), so that they could start before
 # Multi-KG4Rec's own tuning had finished on this 2-core machine; the report says whether it is the
@@ -94,11 +100,31 @@ def jobs() -> list[dict]:
            for r in MAIN for lr in LRS]
     out += [{"id": f"{slug(r)}-s{s}", "row": r, "seed": s} for r in MAIN for s in SEEDS[1:]]
     out += [{"id": f"{slug(r)}-s2020", "row": r, "seed": 2020} for r in ABLATIONS]
+    out += [{"id": f"{slug(v)}-s{s}", "row": v, "seed": s} for v in l2_seeds() for s in SEEDS[1:]]
     out += [{"id": f"side-{m}-{lib}-s{s}", "row": m, "lib": lib, "seed": s}
             for m in SIDE for s in SEEDS for lib in ("mmkgrec", "recbole")]
     # seconds per epoch on a quiet machine (run these alone): SPEED_EPOCHS epochs, one evaluation
     out += [{"id": f"speed-{slug(r)}", "row": r, "seed": 2020, "speed": True} for r in SPEED_ROWS]
     return out
+
+
+def l2_choice(row: str) -> str | None:
+    """``row`` or its ``L2_ROWS`` variant, whichever seed-2020 run has the better validation
+    NDCG@20 (``None`` until both exist)."""
+    try:
+        base = RESULTS / SUITE / f"tune-{slug(row)}-lr{chosen_lr(row)}.json"
+    except RuntimeError:
+        return None
+    alt = RESULTS / SUITE / f"{slug(L2_ROWS[row])}-s2020.json"
+    if not (base.exists() and alt.exists()):
+        return None
+    score = {p: json.loads(p.read_text())["valid"]["ndcg@20"] for p in (base, alt)}
+    return L2_ROWS[row] if score[alt] > score[base] else row
+
+
+def l2_seeds() -> list[str]:
+    """The L2 variants chosen by stage 2, which need seeds 2021-2022."""
+    return [v for r, v in L2_ROWS.items() if l2_choice(r) == v]
 
 
 def chosen_lr(row: str) -> float:
