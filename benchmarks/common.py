@@ -59,7 +59,7 @@ def _default(o):
     raise TypeError(type(o))
 
 
-class NotReady(Exception):
+class NotReady(RuntimeError):
     """A job that needs other jobs' results first (its tuning runs): skipped, run it again later."""
 
 
@@ -184,7 +184,7 @@ def chosen_lr(suite: str, name: str, lrs, metric: str) -> float:
     for lr in lrs:
         p = RESULTS / suite / f"tune-{name}-lr{lr}.json"
         if not p.exists():
-            raise RuntimeError(f"tuning of {name} incomplete ({p.name} missing)")
+            raise NotReady(f"tuning of {name} incomplete ({p.name} missing)")
         score = json.loads(p.read_text())["valid"][metric]
         if best is None or score > best[0]:
             best = (score, lr)

@@ -65,7 +65,7 @@ ABLATIONS = {  # row -> (main row whose rate it reuses, overrides)
     "MultiKG4Rec-L2 1e-3": ("MultiKG4Rec", {"reg_weight": 1e-3}),
     "KGAT-L2 1e-3": ("KGAT", {"reg_weight": 1e-3}),
     # KGAT's validation can dip for more than PATIENCE epochs after its first few (2 of the 3
-    # KGAT-L2 seeds stopped there, at test NDCG@20 0.14): its stage-2 row again with a 150-epoch
+    # KGAT-L2 seeds stopped there): its stage-2 row again with a 150-epoch
     # cap and patience 30, 3 seeds (gpu.py's long rows show the same at the default L2)
     "KGAT-L2 1e-3 150 epochs": ("KGAT", {"reg_weight": 1e-3, "epochs": 150, "stopping_step": 30}),
     "MKGAT-L2 1e-3": ("MKGAT", {"reg_weight": 1e-3}),
@@ -119,7 +119,7 @@ def l2_choice(row: str) -> str | None:
     NDCG@20 (``None`` until both exist)."""
     try:
         base = RESULTS / SUITE / f"tune-{slug(row)}-lr{chosen_lr(row)}.json"
-    except RuntimeError:
+    except common.NotReady:
         return None
     alt = RESULTS / SUITE / f"{slug(L2_ROWS[row])}-s2020.json"
     if not (base.exists() and alt.exists()):

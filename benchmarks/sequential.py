@@ -96,6 +96,8 @@ def slug(row: str) -> str:
 
 def trials(row: str) -> list[dict]:
     return random_trials(TUNED[row], TRIALS, row)
+
+
 SIDE = ["SASRec", "GRU4Rec"]  # side by side with RecBole (nothing masked, RecBole's convention)
 # RecBole's SASRec takes minutes per epoch here: it runs RECBOLE_SASREC_EPOCHS epochs, for its speed
 # and its validation curve over those epochs, set against ours epoch by epoch (not a converged row)
