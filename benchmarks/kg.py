@@ -64,11 +64,13 @@ ABLATIONS = {  # row -> (main row whose rate it reuses, overrides)
     "MultiKG4Rec-fusion dropout 0.3": ("MultiKG4Rec", {"fusion_dropout": 0.3}),
     "MultiKG4Rec-L2 1e-3": ("MultiKG4Rec", {"reg_weight": 1e-3}),
     "KGAT-L2 1e-3": ("KGAT", {"reg_weight": 1e-3}),
-    # KGAT's validation can dip for more than PATIENCE epochs after its first few (2 of the 3
-    # KGAT-L2 seeds stopped there): its stage-2 row again with a 150-epoch
-    # cap and patience 30, 3 seeds (gpu.py's long rows show the same at the default L2)
-    "KGAT-L2 1e-3 150 epochs": ("KGAT", {"reg_weight": 1e-3, "epochs": 150, "stopping_step": 30}),
     "MKGAT-L2 1e-3": ("MKGAT", {"reg_weight": 1e-3}),
+    # KGAT's and MKGAT's validation can dip for more than PATIENCE epochs after their first few
+    # (2 of the 3 KGAT-L2 seeds and 1 MKGAT-L2 seed stopped there): their stage-2 rows again with
+    # a 150-epoch cap and patience 30, 3 seeds (gpu.py's long rows show the same at the default L2)
+    "KGAT-L2 1e-3 150 epochs": ("KGAT", {"reg_weight": 1e-3, "epochs": 150, "stopping_step": 30}),
+    "MKGAT-L2 1e-3 150 epochs": ("MKGAT", {"reg_weight": 1e-3, "epochs": 150,
+                                            "stopping_step": 30}),
     # the no-fusion row was still improving at the 50-epoch cap: the longer budget of the GPU's
     # long rows (gpu.LONG_EPOCHS is 200; 150 here, what this machine could afford), patience 30
     "MultiKG4Rec-no fusion 150 epochs": ("MultiKG4Rec", {"fusion": "none", "epochs": 150,
@@ -80,7 +82,7 @@ REGULARISATION = ["MultiKG4Rec-fusion dropout 0.3", "MultiKG4Rec-L2 1e-3",
 # reg_weight 1e-3 beside the default 1e-5, at the rate stage 1 chose, seed 2020 (the rows above);
 # where it wins on validation NDCG@20, seeds 2021-2022 run with it (``l2_seeds``).
 L2_ROWS = {"KGAT": "KGAT-L2 1e-3", "MKGAT": "MKGAT-L2 1e-3", "MultiKG4Rec": "MultiKG4Rec-L2 1e-3"}
-LONG_KGAT = "KGAT-L2 1e-3 150 epochs"
+LONG_L2 = {"KGAT": "KGAT-L2 1e-3 150 epochs", "MKGAT": "MKGAT-L2 1e-3 150 epochs"}
 SIDE = ["CKE", "KGCN"]
 # Ablations run at this fixed rate (the one KGAT and MKGAT chose), so that they could start before
 # Multi-KG4Rec's own tuning had finished on this 2-core machine; the report says whether it is the
@@ -106,7 +108,8 @@ def jobs() -> list[dict]:
     out += [{"id": f"{slug(r)}-s{s}", "row": r, "seed": s} for r in MAIN for s in SEEDS[1:]]
     out += [{"id": f"{slug(r)}-s2020", "row": r, "seed": 2020} for r in ABLATIONS]
     out += [{"id": f"{slug(v)}-s{s}", "row": v, "seed": s} for v in l2_seeds() for s in SEEDS[1:]]
-    out += [{"id": f"{slug(LONG_KGAT)}-s{s}", "row": LONG_KGAT, "seed": s} for s in SEEDS[1:]]
+    out += [{"id": f"{slug(v)}-s{s}", "row": v, "seed": s} for v in LONG_L2.values()
+            for s in SEEDS[1:]]
     out += [{"id": f"side-{m}-{lib}-s{s}", "row": m, "lib": lib, "seed": s}
             for m in SIDE for s in SEEDS for lib in ("mmkgrec", "recbole")]
     # seconds per epoch on a quiet machine (run these alone): SPEED_EPOCHS epochs, one evaluation
