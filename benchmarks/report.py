@@ -26,6 +26,11 @@ def load(suite: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((RESULTS / suite).glob("*.json"))]
 
 
+def best_baseline(by_row: dict, rows, key: str) -> str | None:
+    """The row of ``rows`` with the best mean test ``key`` over its runs (None without rows)."""
+    return max(rows, key=lambda r: np.mean([x["test"][key] for x in by_row[r]]), default=None)
+
+
 def suite_runs(name: str):
     """A benchmark queue's module (its own definitions: rows, rates, budget) and its results."""
     import importlib
@@ -374,7 +379,7 @@ def sequential_section() -> list[str]:
 
     L += ["", "### Main table (the paper's Tables 2-4)", ""] + table(suite.MAIN)
     base = [r for r in suite.MAIN if not r.startswith("MM-RACL-KAL") and by_row.get(r)]
-    best = max(base, key=lambda r: np.mean([x["test"]["ndcg@10"] for x in by_row[r]]), default=None)
+    best = best_baseline(by_row, base, "ndcg@10")
     L += ["", f"Paired t-tests on test NDCG@10 over users (best baseline by mean test NDCG@10: {best}):", ""]
     L += _significance_rows(by_row, [("MM-RACL-KAL", b) for b in dict.fromkeys([best, "RACL-KAL", "SASRec"]) if b]
                             + [("MM-RACL-KAL+ID", best or "SASRec"), ("MM-RACL-KAL+ID", "MM-RACL-KAL"),
@@ -456,7 +461,9 @@ def _tuned_lines(suite, tuned: dict, trials: dict, table) -> list[str]:
         if not ts:
             L.append(f"| {row} | 0 | not run | | |")
             continue
-        best = max(ts, key=lambda r: r["valid"]["ndcg@10"])
+        k = tuned[row][0]["trial_index"] if tuned.get(row) else None
+        best = next((r for r in ts if r["trial_index"] == k), None) or max(
+            ts, key=lambda r: r["valid"]["ndcg@10"])  # tuning still running: the best so far
         default = next((r for r in ts if r["trial_index"] == 0), None)
         setting = ", ".join(f"{k} {v}" for k, v in best["trial"].items()) or "defaults"
         L.append(f"| {row} | {len(ts)} | {fmt(default['valid']['ndcg@10']) if default else '-'} | "
@@ -465,7 +472,7 @@ def _tuned_lines(suite, tuned: dict, trials: dict, table) -> list[str]:
     L += ["", "Chosen settings, 3 seeds:", ""]
     L += table([f"{row} (tuned)" for row in suite.TUNED if row in tuned], by_row=by)
     base = [r for r in by if not r.startswith("MM-RACL-KAL")]
-    best = max(base, key=lambda r: np.mean([x["test"]["ndcg@10"] for x in by[r]]), default=None)
+    best = best_baseline(by, base, "ndcg@10")
     if best:
         L += ["", f"Paired t-tests on test NDCG@10 (best tuned baseline by mean test NDCG@10: {best}):",
               ""]
@@ -551,7 +558,7 @@ def kg_section() -> list[str]:
     for row in suite.MAIN:
         L.append(row_line(row, final.get(row, []), chosen.get(row, "-")))
     baselines = [r for r in suite.MAIN if not r.startswith("MultiKG4Rec") and final.get(r)]
-    best = max(baselines, key=lambda r: np.mean([x["test"]["ndcg@20"] for x in final[r]]), default=None)
+    best = best_baseline(final, baselines, "ndcg@20")
     pairs = ([("MultiKG4Rec", b) for b in dict.fromkeys([best, "MKGAT", "KGAT"]) if b]
              + [("KGAT", "BPR"), ("MKGAT", "KGAT"), ("MultiKG4Rec-no fusion", "MultiKG4Rec"),
                 ("MultiKG4Rec-no fusion", "KGAT"), ("MultiKG4Rec-no fusion", "MKGAT"),
