@@ -90,6 +90,14 @@ TUNED = {
 }
 
 
+# A longer budget for the tuned rows (their best epochs sat at 8-9 of 10): each chosen setting again
+# with LONG_EPOCHS epochs and patience LONG_PATIENCE, 3 seeds; the contenders first, as a queue that
+# stops part-way still compares MM-RACL-KAL+ID with the best tuned baseline
+LONG_EPOCHS = 30
+LONG_PATIENCE = 5
+LONG_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec", "SASRec", "MM-RACL-KAL", "BERT4Rec"]
+
+
 def slug(row: str) -> str:
     return row.replace("+", "p")
 
@@ -122,6 +130,8 @@ def jobs(n_seeds: int) -> list[dict]:
             for r in TUNED for k in range(TRIALS)]
     out += [{"id": f"tuned-{slug(r)}-s{s}", "row": r, "seed": s, "tuned": True}
             for r in TUNED for s in SEEDS]
+    out += [{"id": f"long-{slug(r)}-s{s}", "row": r, "seed": s, "tuned": True, "long": True}
+            for r in LONG_ROWS for s in SEEDS]
     return out
 
 
@@ -155,6 +165,9 @@ def run(job: dict) -> dict:
     elif job.get("tuned"):
         k, setting = chosen_trial(SUITE, f"tune-{slug(row)}", TRIALS, "ndcg@10")
         tuning = {"trial": setting, "trial_index": k, "tuned": True}
+        if job.get("long"):
+            setting = {**setting, "epochs": LONG_EPOCHS, "stopping_step": LONG_PATIENCE}
+            tuning["long"] = True
     ov = {**BASE, **NEXT, **extra, **setting, **split_cfg, **MACHINE}
     if variant:
         ov["config_file"] = variant_file(variant)
