@@ -79,11 +79,20 @@ ABLATIONS = {  # row -> (main row whose rate it reuses, overrides)
     # long rows (gpu.LONG_EPOCHS is 200; 150 here, what this machine could afford), patience 30
     "MultiKG4Rec-no fusion 150 epochs": ("MultiKG4Rec", {"fusion": "none", "epochs": 150,
                                                          "stopping_step": 30}),
+    # the regulariser grid one step further (seed 2020): does 1e-2 beat stage 2's 1e-3 on
+    # validation for any graph model? (each with its 1e-3 row's epoch budget)
+    "KGAT-L2 1e-2 150 epochs": ("KGAT", {"reg_weight": 1e-2, "epochs": 150, "stopping_step": 30}),
+    "MKGAT-L2 1e-2 150 epochs": ("MKGAT", {"reg_weight": 1e-2, "epochs": 150,
+                                            "stopping_step": 30}),
+    "MultiKG4Rec-L2 1e-2": ("MultiKG4Rec", {"reg_weight": 1e-2}),
     # the approximate fusion (see SPEED_ONLY) at stage 2's chosen L2: what its speed costs in
     # accuracy, 3 seeds beside the exact row's
     f"MultiKG4Rec-L2 1e-3 fuse {FUSE_CAP}": ("MultiKG4Rec", {"reg_weight": 1e-3,
                                                             "fusion_items_per_batch": FUSE_CAP}),
 }
+L2_WIDER = {"KGAT": ("KGAT-L2 1e-3 150 epochs", "KGAT-L2 1e-2 150 epochs"),  # 1e-3 -> 1e-2
+            "MKGAT": ("MKGAT-L2 1e-3 150 epochs", "MKGAT-L2 1e-2 150 epochs"),
+            "MultiKG4Rec": ("MultiKG4Rec-L2 1e-3", "MultiKG4Rec-L2 1e-2")}
 APPROX = {"MultiKG4Rec-L2 1e-3": f"MultiKG4Rec-L2 1e-3 fuse {FUSE_CAP}"}  # exact -> approximate
 REGULARISATION = ["MultiKG4Rec-fusion dropout 0.3", "MultiKG4Rec-L2 1e-3",
                   "MultiKG4Rec-no fusion", "MultiKG4Rec-no fusion 150 epochs"]

@@ -695,6 +695,19 @@ def _l2_stage_lines(suite, final: dict) -> list[str]:
         L += _significance_rows(chosen, [("MultiKG4Rec", "KGAT"), ("MultiKG4Rec", kgat),
                                          ("MultiKG4Rec", "MKGAT"), ("MultiKG4Rec", mkgat),
                                          ("MKGAT", "KGAT"), (mkgat, kgat)], "ndcg@20")
+    wider = [(row, lo, hi) for row, (lo, hi) in suite.L2_WIDER.items() if final.get(hi)]
+    if wider:
+        L += ["", "The grid one step further (seed 2020, each model's 1e-3 epoch budget): L2 1e-2 "
+              "beside 1e-3. A model whose validation prefers 1e-2 would need its seeds again at "
+              "1e-2.", "",
+              "| model | valid ndcg@20, L2 1e-3 | valid ndcg@20, L2 1e-2 | test ndcg@20, L2 1e-3 | "
+              "test ndcg@20, L2 1e-2 | best epoch, L2 1e-2 |", "|---|---|---|---|---|---|"]
+        for row, lo, hi in wider:
+            a = next((r for r in final.get(lo, []) if r["seed"] == 2020), None)
+            b = next(r for r in final[hi] if r["seed"] == 2020)
+            L.append(f"| {row} | {fmt(a['valid']['ndcg@20']) if a else '-'} | "
+                     f"{b['valid']['ndcg@20']:.4f} | {fmt(a['test']['ndcg@20']) if a else '-'} | "
+                     f"{b['test']['ndcg@20']:.4f} | {b['best_epoch']} |")
     return L
 
 
