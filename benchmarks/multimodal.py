@@ -34,6 +34,10 @@ VARIANTS = {
     "VBPR-text": ("VBPR", {"modalities": ["text"]}),
     "VBPR-image": ("VBPR", {"modalities": ["image"]}),
     "VBPR-both": ("VBPR", {"modalities": ["text", "image"]}),
+    # the concatenation with every feature dimension standardised over the items: the poster
+    # descriptor's rows have norm ~4 against the text embedding's 1, so unstandardised it dominates
+    # f_i in both E f_i and beta' . f_i
+    "VBPR-both-std": ("VBPR", {"modalities": ["text", "image"], "feature_norm": "standard"}),
     "MMGCN-text": ("MMGCN", {"modalities": ["text"]}),
     "MMGCN-image": ("MMGCN", {"modalities": ["image"]}),
     "MMGCN-both": ("MMGCN", {"modalities": ["text", "image"]}),
@@ -57,7 +61,8 @@ REG_TUNED = {"BPR+reg": ("BPR", "reg_weight"), "VBPR-both+reg": ("VBPR-both", "c
 # beta, plus theta_u) over the same grid, the stage-1 run (VBPR's default 1e-5) as the first point.
 # BPR+reg chose 1e-3 for that term, while the `+reg` VBPR rows kept it at 1e-5: these rows give
 # VBPR's ID part the regularisation BPR's was tuned to, at exactly BPR's stage-2 cost (2 runs).
-REG_TUNED.update({"VBPR-both+L2": ("VBPR-both", "reg_weight"),
+REG_TUNED.update({"VBPR-both-std+reg": ("VBPR-both-std", "content_reg_weight"),
+                  "VBPR-both+L2": ("VBPR-both", "reg_weight"),
                   "VBPR-text+L2": ("VBPR-text", "reg_weight")})
 
 
