@@ -63,7 +63,12 @@ def peak_rss_mb() -> float:
 
 
 def prepare(config: Config):
-    """Dataset, split, model inputs and an initialised model for ``config`` (seeded)."""
+    """Dataset, split, model inputs and an initialised model for ``config`` (seeded).
+
+    The inputs are built on ``config['device']``; the model's parameters are initialised on the
+    CPU and then moved there, so that a seed gives the same initial weights on every device (the
+    CPU and CUDA generators draw different numbers), at the cost of one host-to-device copy of
+    the parameters."""
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     ds = load_dataset(config["dataset"], config)
