@@ -193,9 +193,8 @@ class Run:
         top = top[torch.isfinite(scores[top])]
         return [(str(self.dataset.item_ids[i]), float(scores[i])) for i in top]
 
-    def evaluate(self, part: str = "test", overrides: dict | list[str] | None = None) -> dict:
-        """Metrics of ``part``; ``overrides`` change evaluation settings only (EVAL_KEYS), e.g.
-        ``{"eval_protocol": "sampled"}`` for the sampled mode beside the full ranking."""
+    def _eval_config(self, overrides) -> Config:
+        """The run's config with ``overrides`` of evaluation settings (EVAL_KEYS) only."""
         from .config import parse_overrides
 
         ov = parse_overrides(overrides)
@@ -205,10 +204,24 @@ class Run:
 
             raise ConfigError(bad[0], f"not an evaluation setting; re-evaluation may change only "
                               f"{sorted(EVAL_KEYS)}", "--set")
-        config = self.config.updated(**ov) if ov else self.config
-        evaluator = make_evaluator(self.split, part, config, self.model)
+        return self.config.updated(**ov) if ov else self.config
+
+    def evaluate(self, part: str = "test", overrides: dict | list[str] | None = None) -> dict:
+        """Metrics of ``part``; ``overrides`` change evaluation settings only (EVAL_KEYS), e.g.
+        ``{"eval_protocol": "sampled"}`` for the sampled mode beside the full ranking."""
+        evaluator = make_evaluator(self.split, part, self._eval_config(overrides), self.model)
         metrics, _, _ = evaluator.evaluate(self.model, self.config["device"])
         return metrics
+
+    def evaluate_by_popularity(self, n_groups: int = 3, part: str = "test",
+                               overrides: dict | list[str] | None = None) -> list[dict]:
+        """Metrics of ``part`` per item-popularity group, most popular first
+        (:func:`~mmkgrec.evaluation.popularity.evaluate_by_popularity`); ``overrides`` as for
+        :meth:`evaluate` (e.g. ``topk``)."""
+        from .evaluation.popularity import evaluate_by_popularity
+
+        return evaluate_by_popularity(self.split, self.model, self._eval_config(overrides),
+                                      n_groups, part)
 
 
 def load(run_dir: str | Path, device: str | None = None) -> Run:

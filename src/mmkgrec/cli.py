@@ -2,6 +2,7 @@
 
     mmkgrec train --model NAME --dataset NAME --out RUN_DIR [--config FILE] [--set k=v ...] [--resume]
     mmkgrec evaluate RUN_DIR [--part test|valid] [--device cpu|cuda] [--set eval_protocol=sampled ...]
+                     [--by-popularity N]
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
     mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10]
     mmkgrec data info NAME
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--part", default="test", choices=["test", "valid"])
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="evaluation setting, e.g. eval_protocol=sampled")
+    e.add_argument("--by-popularity", type=int, metavar="N",
+                   help="metrics per group of items: N groups of equal size by training "
+                   "interactions, most popular first (full ranking)")
 
     r = sub.add_parser("recommend", help="top-k items for a user of a finished run")
     r.add_argument("run_dir")
@@ -127,7 +131,16 @@ def _run(args, command: str) -> int:
         return 0
     if args.cmd == "evaluate":
         run = api.load(args.run_dir, args.device)
-        print(json.dumps(run.evaluate(args.part, args.overrides), indent=2))
+        if args.by_popularity is None:
+            print(json.dumps(run.evaluate(args.part, args.overrides), indent=2))
+            return 0
+        if not 1 <= args.by_popularity <= run.split.n_items:
+            print(f"mmkgrec: error: --by-popularity takes a number of groups from 1 to the "
+                  f"{run.split.n_items} items, got {args.by_popularity}", file=sys.stderr)
+            return 2
+        groups = run.evaluate_by_popularity(args.by_popularity, args.part, args.overrides)
+        print(json.dumps([{k: v for k, v in g.items() if k != "per_user"} for g in groups],
+                         indent=2))
         return 0
     if args.cmd == "recommend":
         run = api.load(args.run_dir, args.device)

@@ -71,16 +71,27 @@ def _rows_of(indptr: torch.Tensor, indices: torch.Tensor, users: torch.Tensor):
 
 
 class FullRankingEvaluator:
-    """Evaluate ``part`` ("valid" or "test") of ``split`` by full ranking."""
+    """Evaluate ``part`` ("valid" or "test") of ``split`` by full ranking.
+
+    ``items`` (bool ``[n_items]``, optional) restricts what counts as relevant to the targets of
+    those items: every item is still ranked and masked as usual, a user is evaluated on their
+    targets among ``items`` only, and users with none are left out (a long-tail analysis,
+    :mod:`~mmkgrec.evaluation.popularity`)."""
 
     def __init__(self, split: Split, part: str, metrics: list[str], batch_size: int = 4096,
-                 mask_history: bool = True):
+                 mask_history: bool = True, items: np.ndarray | None = None):
         self.split, self.part = split, part
         self.metrics = [canonical(m) for m in metrics]
         self.max_k = max(parse_metric(m)[1] for m in self.metrics)
         self.batch_size = batch_size
         n_users, n_items = split.n_users, split.n_items
         target = split.part(part)
+        if items is not None:
+            items = np.asarray(items)
+            if items.dtype != bool or items.shape != (n_items,):
+                raise ValueError(f"items must be a bool mask of shape ({n_items},), got "
+                                 f"{items.dtype} {items.shape}")
+            target = target.take(items[target.item])
         self.users = torch.from_numpy(np.unique(target.user))
         self.n_relevant = torch.from_numpy(np.bincount(target.user, minlength=n_users))
         self.target_keys = torch.from_numpy(target.keys(n_items))

@@ -1,0 +1,65 @@
+"""Accuracy by item popularity: where in the catalogue a model earns its average.
+
+Items are cut into groups by their number of training interactions (group 0 the most popular);
+each group is evaluated by full ranking over every item, with only the targets of that group's
+items counted as relevant (:class:`~.evaluator.FullRankingEvaluator` with ``items``). On a dense
+split the popular items hold most test interactions, so the overall average says little about
+the long tail, where content features (VBPR, MMGCN, ...) have the most to add.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import config_value
+from ..data.split import Split
+from ..errors import ConfigError
+from .evaluator import FullRankingEvaluator, metric_names
+
+
+def popularity_groups(split: Split, n_groups: int = 3) -> np.ndarray:
+    """The group of every item (``[n_items]`` int64, 0 = most popular): items sorted by their
+    training interactions, most first (ties: lower index first), cut into ``n_groups`` parts of
+    equal size (the first parts one item larger where the count does not divide)."""
+    n_items = split.n_items
+    if not isinstance(n_groups, (int, np.integer)) or not 1 <= n_groups <= n_items:
+        raise ValueError(f"n_groups must be an integer from 1 to the {n_items} items, got {n_groups!r}")
+    counts = np.bincount(split.train.item, minlength=n_items)
+    order = np.lexsort((np.arange(n_items), -counts))
+    groups = np.empty(n_items, dtype=np.int64)
+    for g, members in enumerate(np.array_split(order, n_groups)):
+        groups[members] = g
+    return groups
+
+
+def evaluate_by_popularity(split: Split, model, config, n_groups: int = 3, part: str = "test",
+                           device: str | None = None) -> list[dict]:
+    """Full-ranking metrics of ``model`` per popularity group (:func:`popularity_groups`) on
+    ``part``. One dict per group, most popular first: ``group``, ``items`` (how many),
+    ``train_interactions`` ([fewest, most] of its items), ``targets`` (interactions of ``part``
+    on its items), ``users`` (users with at least one), ``metrics`` (mean over those users) and
+    ``per_user`` (``user_ids`` and one array per metric, for paired tests)."""
+    if config["eval_protocol"] != "full":
+        raise ConfigError("eval_protocol", f"accuracy by popularity is defined for full ranking, "
+                          f"got {config['eval_protocol']!r}")
+    if getattr(model, "input_type", None) == "sequence" or config_value(config, "eval_next_item"):
+        raise ConfigError("eval_next_item", "accuracy by popularity is defined for the "
+                          "full-ranking protocol of non-sequential models")
+    groups = popularity_groups(split, n_groups)
+    counts = np.bincount(split.train.item, minlength=split.n_items)
+    target = split.part(part)
+    names = metric_names(config["metrics"], config["topk"])
+    out = []
+    for g in range(n_groups):
+        members = groups == g
+        ev = FullRankingEvaluator(split, part, names, config["eval_batch_size"], items=members)
+        metrics, acc, _ = ev.evaluate(model, device or config["device"])
+        on = members[target.item]
+        per_user = acc.per_user()  # empty for a group without targets: NaN means, empty arrays
+        out.append({"group": g, "items": int(members.sum()),
+                    "train_interactions": [int(counts[members].min()), int(counts[members].max())],
+                    "targets": int(on.sum()), "users": int(len(np.unique(target.user[on]))),
+                    "metrics": {m: metrics.get(m, float("nan")) for m in ev.metrics},
+                    "per_user": {"user_ids": acc.user_ids,
+                                 **{m: per_user.get(m, np.zeros(0)) for m in ev.metrics}}})
+    return out
