@@ -99,7 +99,9 @@ def chosen_lr(variant: str) -> float:
     return common.chosen_lr(SUITE, variant, LRS, "ndcg@10")
 
 
-def run(job: dict) -> dict:
+def row_settings(job: dict) -> tuple[str, dict, dict]:
+    """``(model, overrides, fields)`` of the job's row (``variant``, ``seed``, and ``lr`` / ``reg``
+    for a tuning run): the settings its budget chose, and the fields its result records."""
     variant = job["variant"]
     base_variant = CONTROLS.get(variant, variant)
     reg = {}
@@ -112,11 +114,17 @@ def run(job: dict) -> dict:
     ov = {**BASE, **extra, **reg, "learning_rate": lr, "seed": job["seed"], "split_seed": job["seed"]}
     if variant in CONTROLS:
         ov["shuffle_features"] = True
+    fields = dict(variant=variant, seed=job["seed"], tuning="lr" in job or "reg" in job, chosen_lr=lr,
+                  **({"reg": next(iter(reg.values()))} if reg else {}),
+                  **({"reg_key": REG_TUNED[variant][1]} if variant in REG_TUNED else {}))
+    return model, ov, fields
+
+
+def run(job: dict) -> dict:
+    model, ov, fields = row_settings(job)
     r = mmkgrec_run(model, "ml-100k", ov, WORK / "runs" / SUITE / job["id"],
                     WORK / "logs" / SUITE / f"{job['id']}.log")
-    r.update(variant=variant, seed=job["seed"], tuning="lr" in job or "reg" in job, chosen_lr=lr,
-             **({"reg": next(iter(reg.values()))} if reg else {}),
-             **({"reg_key": REG_TUNED[variant][1]} if variant in REG_TUNED else {}))
+    r.update(fields)
     return r
 
 
