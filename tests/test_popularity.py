@@ -10,10 +10,12 @@ from mmkgrec import load
 from mmkgrec.cli import main
 from mmkgrec.config import load_config
 from mmkgrec.errors import ConfigError
-from mmkgrec.evaluation.evaluator import FullRankingEvaluator
+from mmkgrec.evaluation.evaluator import FullRankingEvaluator, SampledEvaluator
+from mmkgrec.evaluation.sequential import NextItemEvaluator
 from mmkgrec.evaluation.popularity import evaluate_by_popularity, popularity_groups
 
 from test_evaluator import FixedScores, _split
+from test_seq_data import PredictPrevious, tiny
 
 
 def _worked_split():
@@ -67,8 +69,35 @@ def test_by_popularity_partitions_the_targets_and_one_group_is_the_plain_evaluat
     (one,) = evaluate_by_popularity(split, model, cfg, 1)
     plain, _, _ = FullRankingEvaluator(split, "test", ["recall@2", "ndcg@2"]).evaluate(model)
     assert one["metrics"] == pytest.approx(plain)
-    with pytest.raises(ConfigError, match="eval_protocol"):
-        evaluate_by_popularity(split, model, cfg.updated(eval_protocol="sampled"), 2)
+    with pytest.raises(ConfigError, match="eval_protocol"):  # labelled pairs, not a ranking
+        evaluate_by_popularity(split, model, cfg.updated(eval_protocol="ctr"), 2)
+
+
+def test_sampled_and_next_item_protocols_take_the_item_subset():
+    split = _worked_split()
+    tail = np.array([False, False, False, False, True, True])
+    ev = SampledEvaluator(split, "test", ["hit@1"], n_negatives=1, items=tail)
+    assert ev.pos_users.tolist() == [0, 2] and ev.pos_items.tolist() == [4, 5]
+
+    split = tiny(ratios=(0.6, 0.2, 0.2))  # test targets: user 0 -> 9, 0; user 1 -> 10
+    model = PredictPrevious(split.n_items)  # hits user 1's target 10 only
+    only = np.zeros(split.n_items, dtype=bool)
+    only[[0, 9]] = True
+    ev = NextItemEvaluator(split, "test", ["hit@1"], items=only)
+    assert ev.samples.targets.tolist() == [9, 0] and ev.samples.users.tolist() == [0, 0]
+    _, acc, _ = ev.evaluate(model)
+    assert acc.user_ids.tolist() == [0] and acc.per_user()["hit@1"].tolist() == [0.0]
+    only[:] = False
+    only[10] = True
+    _, acc, _ = NextItemEvaluator(split, "test", ["hit@1"], items=only).evaluate(model)
+    assert acc.user_ids.tolist() == [1] and acc.per_user()["hit@1"].tolist() == [1.0]
+    # a sequential model's groups use the next-item protocol through make_evaluator
+    cfg = load_config("SASRec", "synthetic", overrides={"topk": [1], "metrics": ["hit"]})
+    groups = evaluate_by_popularity(split, model, cfg, 2)
+    assert sum(g["targets"] for g in groups) == 3
+    hits = {int(u): v for g in groups for u, v in zip(g["per_user"]["user_ids"],
+                                                      g["per_user"]["hit@1"])}
+    assert hits[1] == 1.0
 
 
 def test_cli_evaluate_by_popularity(tmp_path, capsys):

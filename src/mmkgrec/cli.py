@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="evaluation setting, e.g. eval_protocol=sampled")
     e.add_argument("--by-popularity", type=int, metavar="N",
                    help="metrics per group of items: N groups of equal size by training "
-                   "interactions, most popular first (full ranking)")
+                   "interactions, most popular first")
 
     r = sub.add_parser("recommend", help="top-k items for a user of a finished run")
     r.add_argument("run_dir")

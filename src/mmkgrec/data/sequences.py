@@ -276,6 +276,12 @@ class EvalSamples:
     def __len__(self):
         return len(self.positions)
 
+    def keep(self, which: np.ndarray) -> None:
+        """Keep only the samples where ``which`` (bool, one per sample) is true, in order."""
+        which = torch.from_numpy(np.asarray(which, dtype=bool))
+        self.positions, self.users = self.positions[which], self.users[which]
+        self.row_start, self.targets = self.row_start[which], self.targets[which]
+
     def inputs(self, sl: slice, max_len: int):
         return gather_inputs(self.seqs, self.shifted, self.positions[sl], self.row_start[sl],
                              max_len)

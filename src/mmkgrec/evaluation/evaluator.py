@@ -70,6 +70,20 @@ def _rows_of(indptr: torch.Tensor, indices: torch.Tensor, users: torch.Tensor):
     return rows, indices[torch.repeat_interleave(start, lens) + offs]
 
 
+def item_mask(items, n_items: int) -> np.ndarray:
+    """``items`` checked as a bool mask over the ``n_items`` items."""
+    items = np.asarray(items)
+    if items.dtype != bool or items.shape != (n_items,):
+        raise ValueError(f"items must be a bool mask of shape ({n_items},), got "
+                         f"{items.dtype} {items.shape}")
+    return items
+
+
+def restrict_targets(target, items, n_items: int):
+    """The interactions of ``target`` on ``items`` (a bool mask; ``None``: all of them)."""
+    return target if items is None else target.take(item_mask(items, n_items)[target.item])
+
+
 class FullRankingEvaluator:
     """Evaluate ``part`` ("valid" or "test") of ``split`` by full ranking.
 
@@ -85,13 +99,7 @@ class FullRankingEvaluator:
         self.max_k = max(parse_metric(m)[1] for m in self.metrics)
         self.batch_size = batch_size
         n_users, n_items = split.n_users, split.n_items
-        target = split.part(part)
-        if items is not None:
-            items = np.asarray(items)
-            if items.dtype != bool or items.shape != (n_items,):
-                raise ValueError(f"items must be a bool mask of shape ({n_items},), got "
-                                 f"{items.dtype} {items.shape}")
-            target = target.take(items[target.item])
+        target = restrict_targets(split.part(part), items, n_items)
         self.users = torch.from_numpy(np.unique(target.user))
         self.n_relevant = torch.from_numpy(np.bincount(target.user, minlength=n_users))
         self.target_keys = torch.from_numpy(target.keys(n_items))
@@ -130,11 +138,11 @@ class SampledEvaluator:
     candidates). Per-user values are the mean over the user's positives."""
 
     def __init__(self, split: Split, part: str, metrics: list[str], n_negatives: int = 100,
-                 seed: int = 0):
+                 seed: int = 0, items: np.ndarray | None = None):
         self.split, self.part = split, part
         self.metrics = [canonical(m) for m in metrics if parse_metric(m)[0] in ("hit", "ndcg", "mrr")]
-        target = split.part(part)
         n_items = split.n_items
+        target = restrict_targets(split.part(part), items, n_items)
         from ..training.sampling import KnownPairs, sample_negatives
 
         parts = [split.part(p) for p in ("train", "valid", "test")]
@@ -170,13 +178,14 @@ class SampledEvaluator:
         return acc.compute(), acc, mode.seconds
 
 
-def make_evaluator(split: Split, part: str, config, model=None):
+def make_evaluator(split: Split, part: str, config, model=None, items: np.ndarray | None = None):
     """The evaluator of ``part`` for ``config``; a model whose ``input_type`` is ``"sequence"``
     gets the next-item protocol (:class:`~.sequential.NextItemEvaluator`), and so does every
     model under ``eval_next_item: true`` (a CF model ranked for each next-item target from its
     user vector, so it sits in the same table as the sequential models); ``eval_protocol:
     ctr`` the labelled pairs of a CTR split (:class:`~.ctr.CTREvaluator`: auc, f1, accuracy;
-    the ranking ``metrics`` do not apply)."""
+    the ranking ``metrics`` do not apply). ``items`` (bool ``[n_items]``) counts only the
+    targets on those items (every item is still ranked; ranking protocols only)."""
     if config["eval_protocol"] == "ctr":
         from ..errors import ConfigError
         from .ctr import CTREvaluator
@@ -184,6 +193,9 @@ def make_evaluator(split: Split, part: str, config, model=None):
         if getattr(model, "input_type", None) == "sequence":
             raise ConfigError("eval_protocol", "'ctr' scores (user, item) pairs; sequential "
                               "models are evaluated by next-item ranking (full or sampled)")
+        if items is not None:
+            raise ConfigError("eval_protocol", "'ctr' evaluates labelled pairs; a subset of "
+                              "target items applies to the ranking protocols (full, sampled)")
         return CTREvaluator(split, part, [config["valid_metric"]])
     names = metric_names(config["metrics"], config["topk"])
     if getattr(model, "input_type", None) == "sequence" or config_value(config, "eval_next_item"):
@@ -192,7 +204,7 @@ def make_evaluator(split: Split, part: str, config, model=None):
         mask = bool(config_value(config, "mask_history_seq"))
         sampled = config["sampled_negatives"] if config["eval_protocol"] == "sampled" else None
         return NextItemEvaluator(split, part, names, config["eval_batch_size"], mask_history=mask,
-                                 sampled_negatives=sampled)
+                                 sampled_negatives=sampled, items=items)
     if config["eval_protocol"] == "sampled":
-        return SampledEvaluator(split, part, names, config["sampled_negatives"], seed=0)
-    return FullRankingEvaluator(split, part, names, config["eval_batch_size"])
+        return SampledEvaluator(split, part, names, config["sampled_negatives"], seed=0, items=items)
+    return FullRankingEvaluator(split, part, names, config["eval_batch_size"], items=items)

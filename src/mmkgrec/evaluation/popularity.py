@@ -1,8 +1,9 @@
 """Accuracy by item popularity: where in the catalogue a model earns its average.
 
 Items are cut into groups by their number of training interactions (group 0 the most popular);
-each group is evaluated by full ranking over every item, with only the targets of that group's
-items counted as relevant (:class:`~.evaluator.FullRankingEvaluator` with ``items``). On a dense
+each group is evaluated under the model's own protocol (full ranking, sampled, next-item), every
+item ranked as usual, with only the targets on that group's items counted
+(:func:`~.evaluator.make_evaluator` with ``items``). On a dense
 split the popular items hold most test interactions, so the overall average says little about
 the long tail, where content features (VBPR, MMGCN, ...) have the most to add.
 """
@@ -11,10 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import config_value
 from ..data.split import Split
-from ..errors import ConfigError
-from .evaluator import FullRankingEvaluator, metric_names
+from .evaluator import make_evaluator
 
 
 def popularity_groups(split: Split, n_groups: int = 3) -> np.ndarray:
@@ -34,25 +33,20 @@ def popularity_groups(split: Split, n_groups: int = 3) -> np.ndarray:
 
 def evaluate_by_popularity(split: Split, model, config, n_groups: int = 3, part: str = "test",
                            device: str | None = None) -> list[dict]:
-    """Full-ranking metrics of ``model`` per popularity group (:func:`popularity_groups`) on
-    ``part``. One dict per group, most popular first: ``group``, ``items`` (how many),
-    ``train_interactions`` ([fewest, most] of its items), ``targets`` (interactions of ``part``
-    on its items), ``users`` (users with at least one), ``metrics`` (mean over those users) and
-    ``per_user`` (``user_ids`` and one array per metric, for paired tests)."""
-    if config["eval_protocol"] != "full":
-        raise ConfigError("eval_protocol", f"accuracy by popularity is defined for full ranking, "
-                          f"got {config['eval_protocol']!r}")
-    if getattr(model, "input_type", None) == "sequence" or config_value(config, "eval_next_item"):
-        raise ConfigError("eval_next_item", "accuracy by popularity is defined for the "
-                          "full-ranking protocol of non-sequential models")
+    """``model``'s metrics per popularity group (:func:`popularity_groups`) on ``part``, under
+    the protocol ``config`` gives it (full ranking, the sampled mode, or next-item for a
+    sequential model; not ``ctr``). One dict per group, most popular first: ``group``, ``items``
+    (how many), ``train_interactions`` ([fewest, most] of its items), ``targets``
+    (interactions of ``part`` on its items), ``users`` (users with at least one), ``metrics``
+    (mean over those users; NaN for a group without targets) and ``per_user`` (``user_ids`` and
+    one array per metric, for paired tests)."""
     groups = popularity_groups(split, n_groups)
     counts = np.bincount(split.train.item, minlength=split.n_items)
     target = split.part(part)
-    names = metric_names(config["metrics"], config["topk"])
     out = []
     for g in range(n_groups):
         members = groups == g
-        ev = FullRankingEvaluator(split, part, names, config["eval_batch_size"], items=members)
+        ev = make_evaluator(split, part, config, model, items=members)
         metrics, acc, _ = ev.evaluate(model, device or config["device"])
         on = members[target.item]
         per_user = acc.per_user()  # empty for a group without targets: NaN means, empty arrays
