@@ -277,6 +277,69 @@ def multimodal_section() -> list[str]:
     return L + [""]
 
 
+def popularity_section() -> list[str]:
+    """The multimodal rows per item-popularity group (``benchmarks/popularity.py``)."""
+    pop, runs = suite_runs("popularity")
+    if not runs:
+        return []
+    by_row = defaultdict(list)
+    for r in runs:
+        by_row[r["variant"]].append(r)
+    first = runs[0]["groups"]
+    names = ["head", "middle", "tail"] if len(first) == 3 else [f"group {g['group']}" for g in first]
+    L = ["### Accuracy by item popularity", "",
+         f"The tuned rows above, trained again with the settings their budget chose (same rates, "
+         f"regularisers, seeds and splits), then evaluated per item-popularity group "
+         f"(`mmkgrec evaluate RUN --by-popularity {pop.GROUPS}`): the items cut into {pop.GROUPS} "
+         "groups of equal size by training interactions, every item ranked as usual, only the "
+         "group's test interactions counted as relevant, users without one left out. Groups "
+         "(seed 2020's split; the others differ by a few interactions):", "",
+         "| group | items | training interactions per item | test interactions | users |",
+         "|---|---|---|---|---|"]
+    for name, g in zip(names, first):
+        lo, hi = g["train_interactions"]
+        L.append(f"| {name} | {g['items']} | {lo}-{hi} | {g['targets']} | {g['users']} |")
+    same = [r for r in runs if r.get("row_test_ndcg@10") is not None
+            and abs(r["test"]["ndcg@10"] - r["row_test_ndcg@10"]) < 1e-6]
+    L += ["", f"{len(same)} of {len(runs)} retrained runs reproduce their row's overall test NDCG@10 "
+          "exactly. Test metrics per group, mean ± std over seeds:", ""]
+    cols = [(n, k) for n in names for k in ("ndcg@10", "recall@20")]
+    head = "| row | seeds | " + " | ".join(f"{n} {k}" for n, k in cols) + " |"
+    L += [head, "|" + "---|" * (head.count("|") - 1)]
+    for v in pop.ROWS:
+        rs = by_row.get(v, [])
+        if not rs:
+            L.append(f"| {v} | 0 | " + " | ".join("not run" for _ in cols) + " |")
+            continue
+        cells = [fmt(*mean_std([r["groups"][names.index(n)]["metrics"][k] for r in rs]))
+                 for n, k in cols]
+        L.append(f"| {v} | {len(rs)} | " + " | ".join(cells) + " |")
+    keys = ("ndcg@10", "recall@20")
+    L += ["", "Paired t-tests per group, over (user, seed) pairs and over seeds:", "",
+          "| comparison | group | " + " | ".join(f"difference ({k}) | p (users x seeds) | p (seeds)"
+                                              for k in keys) + " |",
+          "|---|---|" + "---|---|---|" * len(keys)]
+    for a_v, b_v in [("VBPR-both+reg", "BPR+reg"), ("VBPR-text+reg", "BPR+reg"),
+                     ("MMGCN-both", "LightGCN")]:
+        for gi, name in enumerate(names):
+            # each group as a run of its own: its metrics and per-user values, paired by seed
+            a_runs, b_runs = ([{"seed": r["seed"], "test": r["groups"][gi]["metrics"],
+                                "per_user": r["groups"][gi]["per_user"]} for r in by_row.get(v, [])]
+                              for v in (a_v, b_v))
+            if not a_runs or not b_runs:
+                L.append(f"| {a_v} vs {b_v} | {name} | " + " | ".join("not run | - | -" for _ in keys) + " |")
+                continue
+            cells = []
+            for k in keys:
+                t = paired_ttest(*pooled_pairs(a_runs, b_runs, k))
+                ts = seed_ttest(a_runs, b_runs, k) if min(len(a_runs), len(b_runs)) > 1 else {"p": float("nan")}
+                cells.append(f"{t['mean_diff']:+.4f} | {t['p']:.3g} | {ts['p']:.3g}")
+            L.append(f"| {a_v} vs {b_v} | {name} | " + " | ".join(cells) + " |")
+    L += ["", "Command: `python benchmarks/popularity.py` (each JSON in `benchmarks/results/popularity/` "
+          "holds its `mmkgrec train` command; the groups come from the trained run)."]
+    return L + [""]
+
+
 def user_means(r: dict, keys) -> dict:
     """RecBole's sequential metrics are means over test rows (one per target); ours are means over
     users of each user's mean over targets. The per-row values RecBole's runner keeps, averaged
@@ -954,6 +1017,7 @@ def main():
     L += core_section()
     L += features_section()
     L += multimodal_section()
+    L += popularity_section()
     L += kg_section()
     L += ctr_section()
     L += sequential_section()
