@@ -1,13 +1,14 @@
-"""Accuracy by item popularity on ML-100K (issue: multimodal features).
+"""Accuracy by item popularity on ML-100K (issues: multimodal features; sequences and MM-RACL-KAL).
 
-The multimodal suite's tuned rows (ROWS), trained again with exactly the settings their budget
-chose there (``multimodal.row_settings``: same learning rate, regulariser, seeds and splits), then
-evaluated by full ranking per item-popularity group (``mmkgrec evaluate RUN --by-popularity``):
-the items cut into GROUPS groups of equal size by training interactions, each group's test
-interactions the only relevant ones. On the dense 8:1:1 split the most popular third of the items
-holds most test interactions, so a row's overall mean is mostly its head; content models earn
-their keep, if anywhere, in the tail. Each result records the multimodal row's own test NDCG@10
-for the same seed, to show the retrained run reproduces it.
+The multimodal suite's tuned rows (ROWS) and the sequential suite's 30-epoch tuned rows
+(SEQ_ROWS: MM-RACL-KAL's protocol, the next-item evaluator) are trained again with exactly the
+settings their budget chose there (``multimodal.row_settings``, ``sequential.row_settings``: same
+settings, seeds and splits), then evaluated per item-popularity group under their own protocol
+(``mmkgrec evaluate RUN --by-popularity``): the items cut into GROUPS groups of equal size by
+training interactions, every item ranked as usual, only the targets on the group's items counted.
+On ML-100K the most popular third of the items holds most test interactions, so a row's overall
+mean is mostly its head; content models earn their keep, if anywhere, in the tail. Each result
+records its row's own test NDCG@10 for the same seed, to show the retrained run reproduces it.
 
     python benchmarks/popularity.py [--only SUBSTRING] [--workers N]
 Resumable: a job whose JSON exists in benchmarks/results/popularity/ is skipped.
@@ -19,16 +20,23 @@ import json
 
 import common
 import multimodal
+import sequential
 from common import WORK, mmkgrec_run, queue_main
 
 SUITE = "popularity"
 ROWS = ["BPR+reg", "VBPR-both+reg", "VBPR-text+reg", "LightGCN", "MMGCN-both"]
+# the sequential suite's tuned rows with the 30-epoch budget: MM-RACL-KAL+ID and the two best
+# baselines (next-item protocol, each target's group by its item)
+SEQ_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec", "SASRec"]
 GROUPS = 3
 KEYS = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
 
 
 def jobs() -> list[dict]:
-    return [{"id": f"{v}-s{s}", "variant": v, "seed": s} for v in ROWS for s in multimodal.SEEDS]
+    out = [{"id": f"{v}-s{s}", "variant": v, "seed": s} for v in ROWS for s in multimodal.SEEDS]
+    out += [{"id": f"seq-{sequential.slug(r)}-s{s}", "row": r, "seed": s, "tuned": True, "long": True}
+            for r in SEQ_ROWS for s in sequential.SEEDS]
+    return out
 
 
 def run(job: dict) -> dict:
@@ -36,12 +44,18 @@ def run(job: dict) -> dict:
 
     import mmkgrec
 
-    model, ov, fields = multimodal.row_settings(job)
+    if "row" in job:  # a sequential row: its suite's settings, its row's JSON
+        model, ov, fields, variant = sequential.row_settings(job)
+        fields.update(row=job["row"], variant=job["row"], seed=job["seed"], model_variant=variant)
+        row = f"{sequential.SUITE}/long-{sequential.slug(job['row'])}-s{job['seed']}.json"
+    else:
+        model, ov, fields = multimodal.row_settings(job)
+        row = f"{multimodal.SUITE}/{job['variant']}-s{job['seed']}.json"
     run_dir = WORK / "runs" / SUITE / job["id"]
     r = mmkgrec_run(model, "ml-100k", ov, run_dir, WORK / "logs" / SUITE / f"{job['id']}.log",
                     per_user_keys=KEYS)
     r.update(fields)
-    row = common.RESULTS / multimodal.SUITE / f"{job['variant']}-s{job['seed']}.json"
+    row = common.RESULTS / row
     r["row_test_ndcg@10"] = json.loads(row.read_text())["test"]["ndcg@10"] if row.exists() else None
     torch.set_num_threads(1)
     groups = mmkgrec.load(run_dir).evaluate_by_popularity(GROUPS)

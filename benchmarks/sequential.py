@@ -135,6 +135,29 @@ def jobs(n_seeds: int) -> list[dict]:
     return out
 
 
+def row_settings(job: dict) -> tuple[str, dict, dict, str | None]:
+    """``(model, overrides, tuning fields, variant)`` of one of our rows (``row``, ``seed``; a
+    ``trial`` index for a tuning run, ``tuned`` / ``long`` for the chosen setting)."""
+    row, seed = job["row"], job["seed"]
+    model, extra = ROWS[row]
+    extra = dict(extra)
+    variant = extra.pop("variant", None)
+    setting, tuning = {}, {}
+    if "trial" in job:  # a tuning run: validation only counts, no sampled re-evaluation
+        setting = trials(row)[job["trial"]]
+        tuning = {"trial": setting, "trial_index": job["trial"]}
+    elif job.get("tuned"):
+        k, setting = chosen_trial(SUITE, f"tune-{slug(row)}", TRIALS, "ndcg@10")
+        tuning = {"trial": setting, "trial_index": k, "tuned": True}
+        if job.get("long"):
+            setting = {**setting, "epochs": LONG_EPOCHS, "stopping_step": LONG_PATIENCE}
+            tuning["long"] = True
+    ov = {**BASE, **NEXT, **extra, **setting, "seed": seed, "split_seed": seed, **MACHINE}
+    if variant:
+        ov["config_file"] = variant_file(variant)
+    return model, ov, tuning, variant
+
+
 def run(job: dict) -> dict:
     row, seed = job["row"], job["seed"]
     split_cfg = {"seed": seed, "split_seed": seed}
@@ -155,22 +178,7 @@ def run(job: dict) -> dict:
             r = mmkgrec_run(row, "ml-100k", ov, WORK / "runs" / SUITE / job["id"], log)
         r.update(row=row, seed=seed, side_by_side=True)
         return r
-    model, extra = ROWS[row]
-    extra = dict(extra)
-    variant = extra.pop("variant", None)
-    setting, tuning = {}, {}
-    if "trial" in job:  # a tuning run: validation only counts, no sampled re-evaluation
-        setting = trials(row)[job["trial"]]
-        tuning = {"trial": setting, "trial_index": job["trial"]}
-    elif job.get("tuned"):
-        k, setting = chosen_trial(SUITE, f"tune-{slug(row)}", TRIALS, "ndcg@10")
-        tuning = {"trial": setting, "trial_index": k, "tuned": True}
-        if job.get("long"):
-            setting = {**setting, "epochs": LONG_EPOCHS, "stopping_step": LONG_PATIENCE}
-            tuning["long"] = True
-    ov = {**BASE, **NEXT, **extra, **setting, **split_cfg, **MACHINE}
-    if variant:
-        ov["config_file"] = variant_file(variant)
+    model, ov, tuning, variant = row_settings(job)
     run_dir = WORK / "runs" / SUITE / job["id"]
     r = mmkgrec_run(model, "ml-100k", ov, run_dir, log)
     r.update(tuning)
