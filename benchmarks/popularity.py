@@ -39,6 +39,13 @@ def jobs() -> list[dict]:
     return out
 
 
+def row_file(job: dict):
+    """The JSON of the row a job (or its result) retrains, for the same seed."""
+    if "row" in job:
+        return common.RESULTS / sequential.SUITE / f"long-{sequential.slug(job['row'])}-s{job['seed']}.json"
+    return common.RESULTS / multimodal.SUITE / f"{job['variant']}-s{job['seed']}.json"
+
+
 def run(job: dict) -> dict:
     import torch
 
@@ -47,15 +54,13 @@ def run(job: dict) -> dict:
     if "row" in job:  # a sequential row: its suite's settings, its row's JSON
         model, ov, fields, variant = sequential.row_settings(job)
         fields.update(row=job["row"], variant=job["row"], seed=job["seed"], model_variant=variant)
-        row = f"{sequential.SUITE}/long-{sequential.slug(job['row'])}-s{job['seed']}.json"
     else:
         model, ov, fields = multimodal.row_settings(job)
-        row = f"{multimodal.SUITE}/{job['variant']}-s{job['seed']}.json"
     run_dir = WORK / "runs" / SUITE / job["id"]
     r = mmkgrec_run(model, "ml-100k", ov, run_dir, WORK / "logs" / SUITE / f"{job['id']}.log",
                     per_user_keys=KEYS)
     r.update(fields)
-    row = common.RESULTS / row
+    row = row_file(job)
     r["row_test_ndcg@10"] = json.loads(row.read_text())["test"]["ndcg@10"] if row.exists() else None
     torch.set_num_threads(1)
     groups = mmkgrec.load(run_dir).evaluate_by_popularity(GROUPS)
