@@ -69,3 +69,29 @@ def test_queue_runs_with_workers_resumes_and_skips_jobs_not_ready(results):
     seen.clear()
     common.run_queue("q", jobs, runner, only="=j1,wait")
     assert seen == ["wait"]
+
+
+def test_popularity_jobs_rebuild_the_exact_settings_of_the_rows_they_retrain():
+    """Every job of benchmarks/popularity.py trains with the `--set` list (and `--config`) its
+    row's recorded command used, so its groups describe that row and no other run."""
+    import shlex
+
+    import popularity
+
+    for job in popularity.jobs():
+        row = popularity.row_file(job)
+        if not row.exists():  # a row not run yet on this checkout has nothing to match
+            continue
+        if "row" in job:
+            _, ov, _, _ = popularity.sequential.row_settings(job)
+        else:
+            _, ov, _ = popularity.multimodal.row_settings(job)
+        ov = dict(ov)
+        config_file = ov.pop("config_file", None)
+        sets = [a for k, v in ov.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+        recorded = shlex.split(json.loads(row.read_text())["command"])
+        assert recorded[recorded.index("--set"):] == sets, job["id"]
+        if config_file:
+            assert Path(recorded[recorded.index("--config") + 1]).name == Path(config_file).name
+        else:
+            assert "--config" not in recorded
