@@ -312,9 +312,9 @@ def popularity_section(suite_rows: str) -> list[str]:
               or abs(r["test"]["ndcg@10"] - r["row_test_ndcg@10"]) >= 1e-6]
     L += ["", f"{len(runs) - len(differ)} of {len(runs)} retrained runs reproduce their row's overall "
           "test NDCG@10 exactly" + ("." if not differ else "; the others (retrained vs row): " + ", ".join(
-              f"{r['job']} {r['test']['ndcg@10']:.4f} vs "
+              f"{r['job']} {r['test']['ndcg@10']:.6f} vs "
               + ("no row" if r.get("row_test_ndcg@10") is None else
-                 f"{r['row_test_ndcg@10']:.4f} (the row's git "
+                 f"{r['row_test_ndcg@10']:.6f} (the row's git "
                  f"{json.loads(pop.row_file(r).read_text())['git_sha'][:7]})") for r in differ) + "."),
           "", "Test metrics per group, mean ± std over seeds:", ""]
     cols = [(n, k) for n in names for k in keys]
