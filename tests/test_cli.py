@@ -122,3 +122,10 @@ def test_demo_without_data_runs_multikg4rec_on_synthetic(tmp_path, monkeypatch, 
         assert model in text
     cfg = (out / "MultiKG4Rec" / "config.yaml").read_text()
     assert "modalities:\n- text" in cfg  # the generated items have no images
+    # the suggested full run names only real keys, with the values validation chose
+    full = next(line for line in text.splitlines() if line.startswith("a full run"))
+    sets = full.split("--set ")[1:]
+    assert sorted(s.split("=")[0] for s in sets) == ["learning_rate", "reg_weight", "valid_metric"]
+    from mmkgrec.config import load_config
+
+    load_config("MultiKG4Rec", "synthetic", overrides=[s.strip() for s in sets])
