@@ -25,9 +25,9 @@ from common import WORK, mmkgrec_run, queue_main
 
 SUITE = "popularity"
 ROWS = ["BPR+reg", "VBPR-both+reg", "VBPR-text+reg", "LightGCN", "MMGCN-both"]
-# the sequential suite's tuned rows with the 30-epoch budget: MM-RACL-KAL+ID and the two best
-# baselines (next-item protocol, each target's group by its item)
-SEQ_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec", "SASRec"]
+# the sequential suite's tuned rows with the 30-epoch budget: MM-RACL-KAL with and without an ID
+# embedding and the two best baselines (next-item protocol, each target's group by its item)
+SEQ_ROWS = ["MM-RACL-KAL+ID", "MM-RACL-KAL", "GRU4Rec", "SASRec"]
 GROUPS = 3
 KEYS = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
 

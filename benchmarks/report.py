@@ -291,7 +291,8 @@ def popularity_section(suite_rows: str) -> list[str]:
     first = runs[0]["groups"]
     names = ["head", "middle", "tail"] if len(first) == 3 else [f"group {g['group']}" for g in first]
     rows = pop.SEQ_ROWS if seq else pop.ROWS
-    pairs = ([("MM-RACL-KAL+ID", "GRU4Rec"), ("MM-RACL-KAL+ID", "SASRec")] if seq else
+    pairs = ([("MM-RACL-KAL+ID", "GRU4Rec"), ("MM-RACL-KAL+ID", "SASRec"), ("MM-RACL-KAL", "GRU4Rec"),
+              ("MM-RACL-KAL+ID", "MM-RACL-KAL")] if seq else
              [("VBPR-both+reg", "BPR+reg"), ("VBPR-text+reg", "BPR+reg"), ("MMGCN-both", "LightGCN")])
     keys = ("ndcg@10", "recall@20")
     L = ["### Accuracy by item popularity", "",
