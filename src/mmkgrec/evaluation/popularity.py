@@ -5,7 +5,7 @@ each group is evaluated under the model's own protocol (full ranking, sampled, n
 item ranked as usual, with only the targets on that group's items counted
 (:func:`~.evaluator.make_evaluator` with ``items``). On a dense
 split the popular items hold most test interactions, so the overall average says little about
-the long tail, where content features (VBPR, MMGCN, ...) have the most to add.
+the long tail, the part of the catalogue content features (VBPR, MMGCN, ...) are meant to help.
 """
 
 from __future__ import annotations
