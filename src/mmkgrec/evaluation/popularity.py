@@ -20,10 +20,14 @@ def popularity_groups(split: Split, n_groups: int = 3) -> np.ndarray:
     """The group of every item (``[n_items]`` int64, 0 = most popular): items sorted by their
     training interactions, most first (ties: lower index first), cut into ``n_groups`` parts of
     equal size (the first parts one item larger where the count does not divide)."""
-    n_items = split.n_items
+    return _groups(np.bincount(split.train.item, minlength=split.n_items), n_groups)
+
+
+def _groups(counts: np.ndarray, n_groups: int) -> np.ndarray:
+    """:func:`popularity_groups` from the items' training interaction ``counts``."""
+    n_items = len(counts)
     if not isinstance(n_groups, (int, np.integer)) or not 1 <= n_groups <= n_items:
         raise ValueError(f"n_groups must be an integer from 1 to the {n_items} items, got {n_groups!r}")
-    counts = np.bincount(split.train.item, minlength=n_items)
     order = np.lexsort((np.arange(n_items), -counts))
     groups = np.empty(n_items, dtype=np.int64)
     for g, members in enumerate(np.array_split(order, n_groups)):
@@ -40,19 +44,18 @@ def evaluate_by_popularity(split: Split, model, config, n_groups: int = 3, part:
     (interactions of ``part`` on its items), ``users`` (users with at least one), ``metrics``
     (mean over those users; NaN for a group without targets) and ``per_user`` (``user_ids`` and
     one array per metric, for paired tests)."""
-    groups = popularity_groups(split, n_groups)
     counts = np.bincount(split.train.item, minlength=split.n_items)
+    groups = _groups(counts, n_groups)
     target = split.part(part)
     out = []
     for g in range(n_groups):
         members = groups == g
         ev = make_evaluator(split, part, config, model, items=members)
         metrics, acc, _ = ev.evaluate(model, device or config["device"])
-        on = members[target.item]
         per_user = acc.per_user()  # empty for a group without targets: NaN means, empty arrays
         out.append({"group": g, "items": int(members.sum()),
                     "train_interactions": [int(counts[members].min()), int(counts[members].max())],
-                    "targets": int(on.sum()), "users": int(len(np.unique(target.user[on]))),
+                    "targets": int(members[target.item].sum()), "users": len(acc.user_ids),
                     "metrics": {m: metrics.get(m, float("nan")) for m in ev.metrics},
                     "per_user": {"user_ids": acc.user_ids,
                                  **{m: per_user.get(m, np.zeros(0)) for m in ev.metrics}}})
