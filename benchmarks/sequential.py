@@ -29,8 +29,8 @@ import shutil
 import subprocess
 import sys
 
-from common import (WORK, chosen_trial, export_split, feature_files, mmkgrec_run, random_trials,
-                    recbole_run, run_queue, variant_file)
+from common import (RESULTS, WORK, NotReady, chosen_trial, export_split, feature_files, mmkgrec_run,
+                    random_trials, recbole_run, run_queue, variant_file)
 
 SUITE = "sequential"
 EPOCHS = 10
@@ -97,6 +97,15 @@ LONG_EPOCHS = 30
 LONG_PATIENCE = 5
 LONG_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec", "SASRec", "MM-RACL-KAL", "BERT4Rec"]
 
+# Stage 2 of the budget, at the longer budget: the learning rate chosen again with LONG_EPOCHS
+# epochs. Stage 1 chose it under a 10-epoch cap that bound most runs, which favours large steps.
+# Each of MM-RACL-KAL+ID and the two strongest baselines gets the same: its stage-1 rate (the
+# ``long-*`` run of seed 2020) and the next LR2_STEPS smaller rates of LRS, seed 2020, the rest of
+# the stage-1 setting unchanged; validation NDCG@10 chooses, and the chosen rate runs every seed
+# (a rate that stays at stage 1's reuses the ``long-*`` seeds).
+LR2_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec", "SASRec"]
+LR2_STEPS = 2
+
 
 def slug(row: str) -> str:
     return row.replace("+", "p")
@@ -132,7 +141,39 @@ def jobs(n_seeds: int) -> list[dict]:
             for r in TUNED for s in SEEDS]
     out += [{"id": f"long-{slug(r)}-s{s}", "row": r, "seed": s, "tuned": True, "long": True}
             for r in LONG_ROWS for s in SEEDS]
+    out += [{"id": f"lr2-{slug(r)}-k{k}-s{SEEDS[0]}", "row": r, "seed": SEEDS[0], "lr_step": k}
+            for r in LR2_ROWS for k in range(1, LR2_STEPS + 1)]
+    out += [{"id": f"lr2-{slug(r)}-s{s}", "row": r, "seed": s, "lr_step": None}
+            for r in LR2_ROWS for s in SEEDS[1:]]
     return out
+
+
+def lr2_rates(row: str) -> list[float]:
+    """Stage 2's learning rates of ``row``: stage 1's first, then the next smaller ones."""
+    lr = chosen_trial(SUITE, f"tune-{slug(row)}", TRIALS, "ndcg@10")[1]["learning_rate"]
+    i = LRS.index(lr)
+    return [lr] + LRS[max(0, i - LR2_STEPS):i][::-1]
+
+
+def lr2_runs(row: str, step: int) -> list[str]:
+    """The result files (ids) of ``row`` at stage 2's rate number ``step``, one per seed."""
+    if step == 0:
+        return [f"long-{slug(row)}-s{s}" for s in SEEDS]
+    return [f"lr2-{slug(row)}-k{step}-s{SEEDS[0]}"] + [f"lr2-{slug(row)}-s{s}" for s in SEEDS[1:]]
+
+
+def lr2_choice(row: str) -> int:
+    """The step (index into ``lr2_rates``) whose seed-2020 run has the best validation NDCG@10.
+    NotReady while any of them is missing."""
+    best = None
+    for k in range(len(lr2_rates(row))):
+        p = RESULTS / SUITE / f"{lr2_runs(row, k)[0]}.json"
+        if not p.exists():
+            raise NotReady(f"stage 2 of {row} incomplete ({p.name} missing)")
+        v = json.loads(p.read_text())["valid"]["ndcg@10"]
+        if best is None or v > best[0]:
+            best = (v, k)
+    return best[1]
 
 
 def row_settings(job: dict) -> tuple[str, dict, dict, str | None]:
@@ -152,6 +193,18 @@ def row_settings(job: dict) -> tuple[str, dict, dict, str | None]:
         if job.get("long"):
             setting = {**setting, "epochs": LONG_EPOCHS, "stopping_step": LONG_PATIENCE}
             tuning["long"] = True
+    elif "lr_step" in job:  # stage 2: the stage-1 setting at the longer budget, another rate
+        k, setting = chosen_trial(SUITE, f"tune-{slug(row)}", TRIALS, "ndcg@10")
+        step = job["lr_step"]
+        if step is None:  # a further seed of the chosen rate
+            step = lr2_choice(row)
+            if step == 0:
+                raise NotReady(f"stage 2 keeps {row}'s stage-1 rate: its seeds are the long-* runs")
+        rate = lr2_rates(row)[step]
+        setting = {**setting, "learning_rate": rate, "epochs": LONG_EPOCHS,
+                   "stopping_step": LONG_PATIENCE}
+        tuning = {"trial": setting, "trial_index": k, "tuned": True, "lr_stage": 2,
+                  "lr_step": step}
     ov = {**BASE, **NEXT, **extra, **setting, "seed": seed, "split_seed": seed, **MACHINE}
     if variant:
         ov["config_file"] = variant_file(variant)
