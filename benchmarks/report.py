@@ -410,6 +410,8 @@ def sequential_section() -> list[str]:
     for r in runs:
         if r.get("side_by_side"):
             side[r["row"]][r["library"]] = r
+        elif r.get("lr_stage"):
+            continue  # stage 2 of the budget: read by job id in _lr2_seq_lines
         elif r.get("long"):
             long[f"{r['row']} (tuned, {suite.LONG_EPOCHS} epochs)"].append(r)
         elif r.get("tuned"):
@@ -496,6 +498,7 @@ def sequential_section() -> list[str]:
         L += _tuned_lines(suite, tuned, trials, table)
     if long:
         L += _long_seq_lines(suite, long, tuned, table)
+        L += _lr2_seq_lines(suite, {r["job"]: r for r in runs}, table)
     L += ["", "### Additive ladder (the paper's Table 5; one seed)", "",
           "Base = text only + Transformer + L_rec; +M adds the image (alpha fusion); +RA retrieval "
           "augmentation; +S the static LightGCN interest and gate; +C the contrastive losses "
@@ -620,6 +623,50 @@ def _long_seq_lines(suite, long: dict, tuned: dict, table) -> list[str]:
         L += _significance_rows(long, [(a + label, b) for a in ("MM-RACL-KAL+ID", "MM-RACL-KAL")
                                        for b in dict.fromkeys([best, "SASRec" + label])
                                        if long.get(a + label) and long.get(b)], "ndcg@10")
+    return L
+
+
+def _lr2_seq_lines(suite, by_job: dict, table) -> list[str]:
+    """Stage 2 of the sequential budget: the learning rate chosen again at the longer budget,
+    the chosen rates' seeds, and MM-RACL-KAL+ID's paired tests against the best baseline."""
+    label = " (stage 2)"
+    L = ["", f"### Stage 2: the learning rate chosen again at {suite.LONG_EPOCHS} epochs", "",
+         f"Stage 1 chose every setting under the {suite.EPOCHS}-epoch cap, which bound most of its "
+         "runs and so favours large steps. Stage 2 gives MM-RACL-KAL+ID and the two strongest "
+         "baselines the same budget again at the longer one: the stage-1 setting at its own "
+         f"learning rate (the seed-2020 run above) and at the next {suite.LR2_STEPS} smaller rates of "
+         f"{suite.LRS}, everything else unchanged, seed 2020; validation NDCG@10 chooses, and the "
+         "chosen rate runs 3 seeds (stage 1's rate keeps the seeds above). Test figures play no part "
+         "in the choice. One torch thread a run, two runs at once on the 2-core machine (`python "
+         "benchmarks/sequential.py --only lr2- --workers 2`).", "",
+         "| model | learning rate | valid ndcg@10 (seed 2020) | test ndcg@10 (seed 2020) | "
+         "best epoch | epochs run | chosen |", "|---|---|---|---|---|---|---|"]
+    final = {}
+    for row in suite.LR2_ROWS:
+        rates = suite.lr2_rates(row)
+        try:
+            pick = suite.lr2_choice(row)
+        except suite.NotReady:
+            pick = None
+        for k, rate in enumerate(rates):
+            r = by_job.get(suite.lr2_runs(row, k)[0])
+            if r is None:
+                L.append(f"| {row} | {rate} | not run | | | | |")
+                continue
+            L.append(f"| {row} | {rate} | {r['valid']['ndcg@10']:.4f} | {r['test']['ndcg@10']:.4f} | "
+                     f"{r['best_epoch']} | {r['epochs_run']} | {'yes' if k == pick else ''} |")
+        if pick is not None:
+            final[row + label] = [by_job[j] for j in suite.lr2_runs(row, pick) if j in by_job]
+    if not final:
+        return L
+    rows = [row + label for row in suite.LR2_ROWS]
+    L += ["", "The chosen rates, 3 seeds:", ""] + table(rows, by_row=final)
+    base = [r for r in rows if not r.startswith("MM-RACL-KAL") and len(final.get(r, [])) == 3]
+    best = best_baseline(final, base, "ndcg@10")
+    ours = "MM-RACL-KAL+ID" + label
+    if best and len(final.get(ours, [])) == 3:
+        L += ["", f"Paired t-tests on test NDCG@10 (best baseline after stage 2: {best}):", ""]
+        L += _significance_rows(final, [(ours, b) for b in base], "ndcg@10")
     return L
 
 
