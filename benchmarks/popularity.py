@@ -28,6 +28,10 @@ ROWS = ["BPR+reg", "VBPR-both+reg", "VBPR-text+reg", "LightGCN", "MMGCN-both"]
 # the sequential suite's tuned rows with the 30-epoch budget: MM-RACL-KAL with and without an ID
 # embedding and the two best baselines (next-item protocol, each target's group by its item)
 SEQ_ROWS = ["MM-RACL-KAL+ID", "MM-RACL-KAL", "GRU4Rec", "SASRec"]
+# the same after stage 2 of the sequential budget (the learning rate chosen again at 30 epochs):
+# MM-RACL-KAL+ID and the best baseline there, each at its chosen rate
+SEQ2_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec"]
+STAGE2 = " (stage 2)"
 GROUPS = 3
 KEYS = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
 
@@ -36,14 +40,42 @@ def jobs() -> list[dict]:
     out = [{"id": f"{v}-s{s}", "variant": v, "seed": s} for v in ROWS for s in multimodal.SEEDS]
     out += [{"id": f"seq-{sequential.slug(r)}-s{s}", "row": r, "seed": s, "tuned": True, "long": True}
             for r in SEQ_ROWS for s in sequential.SEEDS]
+    out += [{"id": f"seq2-{sequential.slug(r)}-s{s}", "row": r, "seed": s, "lr_stage": 2}
+            for r in SEQ2_ROWS for s in sequential.SEEDS]
     return out
+
+
+def _stage2(job: dict) -> dict:
+    """A stage-2 job with the step its row chose (NotReady while stage 2 runs, or where the row
+    keeps its stage-1 rate: then its ``seq-`` job is the same run)."""
+    step = sequential.lr2_choice(job["row"])
+    if step == 0:
+        raise common.NotReady(f"stage 2 keeps {job['row']}'s stage-1 rate: see its seq- jobs")
+    return {**job, "lr_step": step}
 
 
 def row_file(job: dict):
     """The JSON of the row a job (or its result) retrains, for the same seed."""
+    if "lr_stage" in job:
+        runs = sequential.lr2_runs(job["row"], job.get("lr_step") or sequential.lr2_choice(job["row"]))
+        return common.RESULTS / sequential.SUITE / f"{runs[sequential.SEEDS.index(job['seed'])]}.json"
     if "row" in job:
         return common.RESULTS / sequential.SUITE / f"long-{sequential.slug(job['row'])}-s{job['seed']}.json"
     return common.RESULTS / multimodal.SUITE / f"{job['variant']}-s{job['seed']}.json"
+
+
+def settings(job: dict) -> tuple[str, dict, dict]:
+    """``(model, overrides, result fields)`` of a job: exactly its row's (NotReady for a stage-2
+    job that has no run of its own yet)."""
+    if "lr_stage" in job:
+        job = _stage2(job)
+    if "row" not in job:
+        return multimodal.row_settings(job)
+    # a sequential row: its suite's settings, its row's JSON
+    model, ov, fields, variant = sequential.row_settings(job)
+    name = job["row"] + (STAGE2 if "lr_stage" in job else "")
+    fields.update(row=job["row"], variant=name, seed=job["seed"], model_variant=variant)
+    return model, ov, fields
 
 
 def run(job: dict) -> dict:
@@ -51,11 +83,7 @@ def run(job: dict) -> dict:
 
     import mmkgrec
 
-    if "row" in job:  # a sequential row: its suite's settings, its row's JSON
-        model, ov, fields, variant = sequential.row_settings(job)
-        fields.update(row=job["row"], variant=job["row"], seed=job["seed"], model_variant=variant)
-    else:
-        model, ov, fields = multimodal.row_settings(job)
+    model, ov, fields = settings(job)
     run_dir = WORK / "runs" / SUITE / job["id"]
     r = mmkgrec_run(model, "ml-100k", ov, run_dir, WORK / "logs" / SUITE / f"{job['id']}.log",
                     per_user_keys=KEYS)
