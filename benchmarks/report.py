@@ -290,13 +290,15 @@ def popularity_section(suite_rows: str) -> list[str]:
         by_row[r["variant"]].append(r)
     first = runs[0]["groups"]
     names = ["head", "middle", "tail"] if len(first) == 3 else [f"group {g['group']}" for g in first]
-    rows = pop.SEQ_ROWS if seq else pop.ROWS
+    stage2 = [r + pop.STAGE2 for r in pop.SEQ2_ROWS]
+    rows = pop.SEQ_ROWS + stage2 if seq else pop.ROWS
     pairs = ([("MM-RACL-KAL+ID", "GRU4Rec"), ("MM-RACL-KAL+ID", "SASRec"), ("MM-RACL-KAL", "GRU4Rec"),
-              ("MM-RACL-KAL+ID", "MM-RACL-KAL")] if seq else
+              ("MM-RACL-KAL+ID", "MM-RACL-KAL"), tuple(stage2)] if seq else
              [("VBPR-both+reg", "BPR+reg"), ("VBPR-text+reg", "BPR+reg"), ("MMGCN-both", "LightGCN")])
     keys = ("ndcg@10", "recall@20")
     L = ["### Accuracy by item popularity", "",
-         ("The 30-epoch tuned rows above (MM-RACL-KAL's protocol, next-item targets)" if seq else
+         ("The 30-epoch tuned rows above (MM-RACL-KAL's protocol, next-item targets), and "
+          f"{' and '.join(pop.SEQ2_ROWS)} at the rates stage 2 chose (rows marked{pop.STAGE2})" if seq else
           "The tuned rows above") +
          ", trained again with the settings their budget chose (same seeds and splits), then "
          f"evaluated per item-popularity group (`mmkgrec evaluate RUN --by-popularity {pop.GROUPS}`): "
