@@ -634,7 +634,7 @@ def _lr2_seq_lines(suite, by_job: dict, table) -> list[str]:
     label = " (stage 2)"
     L = ["", f"### Stage 2: the learning rate chosen again at {suite.LONG_EPOCHS} epochs", "",
          f"Stage 1 chose every setting under the {suite.EPOCHS}-epoch cap, which bound most of its "
-         "runs and so favours large steps. Stage 2 gives MM-RACL-KAL+ID and the two strongest "
+         "runs and so favours large steps. Stage 2 gives MM-RACL-KAL+ID and the sequential "
          "baselines the same budget again at the longer one: the stage-1 setting at its own "
          f"learning rate (the seed-2020 run above) and at the next {suite.LR2_STEPS} smaller rates of "
          f"{suite.LRS}, everything else unchanged, seed 2020; validation NDCG@10 chooses, and the "

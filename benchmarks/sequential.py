@@ -99,11 +99,12 @@ LONG_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec", "SASRec", "MM-RACL-KAL", "BERT4Rec"]
 
 # Stage 2 of the budget, at the longer budget: the learning rate chosen again with LONG_EPOCHS
 # epochs. Stage 1 chose it under a 10-epoch cap that bound most runs, which favours large steps.
-# Each of MM-RACL-KAL+ID and the two strongest baselines gets the same: its stage-1 rate (the
+# Each of MM-RACL-KAL+ID and the baselines gets the same: its stage-1 rate (the
 # ``long-*`` run of seed 2020) and the next LR2_STEPS smaller rates of LRS, seed 2020, the rest of
 # the stage-1 setting unchanged; validation NDCG@10 chooses, and the chosen rate runs every seed
 # (a rate that stays at stage 1's reuses the ``long-*`` seeds).
-LR2_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec", "SASRec"]
+# (in priority order: BERT4Rec's epochs take five times GRU4Rec's, so it comes last)
+LR2_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec", "SASRec", "BERT4Rec"]
 LR2_STEPS = 2
 
 
