@@ -643,7 +643,7 @@ def _lr2_seq_lines(suite, by_job: dict, table) -> list[str]:
          "benchmarks/sequential.py --only lr2- --workers 2`).", "",
          "| model | learning rate | valid ndcg@10 (seed 2020) | test ndcg@10 (seed 2020) | "
          "best epoch | epochs run | chosen |", "|---|---|---|---|---|---|---|"]
-    final = {}
+    final, capped, edge = {}, [], []
     for row in suite.LR2_ROWS:
         rates = suite.lr2_rates(row)
         try:
@@ -657,8 +657,20 @@ def _lr2_seq_lines(suite, by_job: dict, table) -> list[str]:
                 continue
             L.append(f"| {row} | {rate} | {r['valid']['ndcg@10']:.4f} | {r['test']['ndcg@10']:.4f} | "
                      f"{r['best_epoch']} | {r['epochs_run']} | {'yes' if k == pick else ''} |")
+            if r["best_epoch"] >= suite.LONG_EPOCHS - 2:
+                capped.append(f"{row} at {rate}")
         if pick is not None:
             final[row + label] = [by_job[j] for j in suite.lr2_runs(row, pick) if j in by_job]
+            if pick == len(rates) - 1 and rates[pick] != min(suite.LRS):
+                edge.append(f"{row} ({rates[pick]})")
+    if capped or edge:
+        L.append("")
+    if capped:
+        L.append(f"Best epoch within the last two of {suite.LONG_EPOCHS} (the cap bound, its score "
+                 f"may be low): {', '.join(capped)}.")
+    if edge:
+        L.append(f"Chosen at the smallest rate its stage 2 tried, so a smaller one might do better "
+                 f"still (not run): {', '.join(edge)}.")
     if not final:
         return L
     rows = [row + label for row in suite.LR2_ROWS]
