@@ -177,18 +177,25 @@ def export_split(dataset: str, out_dir: Path, overrides: dict, sequential: bool 
     return out_dir
 
 
+def best_on_validation(suite: str, ids: list[str], metric: str, what: str) -> tuple[int, dict]:
+    """The result ``ids[k]`` of ``suite`` with the best validation ``metric`` (the first on a tie):
+    ``k`` and its JSON. NotReady, naming ``what`` and the missing file, while any is missing."""
+    best = None
+    for k, job_id in enumerate(ids):
+        p = RESULTS / suite / f"{job_id}.json"
+        if not p.exists():
+            raise NotReady(f"{what} incomplete ({p.name} missing)")
+        r = json.loads(p.read_text())
+        if best is None or r["valid"][metric] > best[1]["valid"][metric]:
+            best = (k, r)
+    return best
+
+
 def chosen_lr(suite: str, name: str, lrs, metric: str) -> float:
     """The learning rate whose tuning run ``tune-<name>-lr<lr>`` had the best validation
     ``metric`` (the tuning budget every row of a suite gets)."""
-    best = None
-    for lr in lrs:
-        p = RESULTS / suite / f"tune-{name}-lr{lr}.json"
-        if not p.exists():
-            raise NotReady(f"tuning of {name} incomplete ({p.name} missing)")
-        score = json.loads(p.read_text())["valid"][metric]
-        if best is None or score > best[0]:
-            best = (score, lr)
-    return best[1]
+    k, _ = best_on_validation(suite, [f"tune-{name}-lr{lr}" for lr in lrs], metric, f"tuning of {name}")
+    return list(lrs)[k]
 
 
 def random_trials(space: dict[str, list], n: int, name: str) -> list[dict]:
@@ -214,15 +221,8 @@ def random_trials(space: dict[str, list], n: int, name: str) -> list[dict]:
 def chosen_trial(suite: str, prefix: str, n: int, metric: str) -> tuple[int, dict]:
     """The tuning run ``<prefix>-t<k>`` (k < n) with the best validation ``metric``: its index and
     its settings (``trial`` in its JSON). NotReady while any of them is missing."""
-    best = None
-    for k in range(n):
-        p = RESULTS / suite / f"{prefix}-t{k}.json"
-        if not p.exists():
-            raise NotReady(f"tuning incomplete ({p.name} missing)")
-        r = json.loads(p.read_text())
-        if best is None or r["valid"][metric] > best[0]:
-            best = (r["valid"][metric], k, r["trial"])
-    return best[1], best[2]
+    k, r = best_on_validation(suite, [f"{prefix}-t{k}" for k in range(n)], metric, "tuning")
+    return k, r["trial"]
 
 
 def queue_main(suite: str, jobs: list[dict], runner) -> None:

@@ -31,7 +31,6 @@ SEQ_ROWS = ["MM-RACL-KAL+ID", "MM-RACL-KAL", "GRU4Rec", "SASRec"]
 # the same after stage 2 of the sequential budget (the learning rate chosen again at 30 epochs):
 # MM-RACL-KAL+ID and the best baseline there, each at its chosen rate
 SEQ2_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec"]
-STAGE2 = " (stage 2)"
 GROUPS = 3
 KEYS = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
 
@@ -40,18 +39,11 @@ def jobs() -> list[dict]:
     out = [{"id": f"{v}-s{s}", "variant": v, "seed": s} for v in ROWS for s in multimodal.SEEDS]
     out += [{"id": f"seq-{sequential.slug(r)}-s{s}", "row": r, "seed": s, "tuned": True, "long": True}
             for r in SEQ_ROWS for s in sequential.SEEDS]
-    out += [{"id": f"seq2-{sequential.slug(r)}-s{s}", "row": r, "seed": s, "lr_stage": 2}
+    # lr_step None: the step stage 2 chose (NotReady until then, or where it keeps stage 1's rate,
+    # whose runs the seq- jobs retrain)
+    out += [{"id": f"seq2-{sequential.slug(r)}-s{s}", "row": r, "seed": s, "lr_stage": 2, "lr_step": None}
             for r in SEQ2_ROWS for s in sequential.SEEDS]
     return out
-
-
-def _stage2(job: dict) -> dict:
-    """A stage-2 job with the step its row chose (NotReady while stage 2 runs, or where the row
-    keeps its stage-1 rate: then its ``seq-`` job is the same run)."""
-    step = sequential.lr2_choice(job["row"])
-    if step == 0:
-        raise common.NotReady(f"stage 2 keeps {job['row']}'s stage-1 rate: see its seq- jobs")
-    return {**job, "lr_step": step}
 
 
 def row_file(job: dict):
@@ -67,13 +59,11 @@ def row_file(job: dict):
 def settings(job: dict) -> tuple[str, dict, dict]:
     """``(model, overrides, result fields)`` of a job: exactly its row's (NotReady for a stage-2
     job that has no run of its own yet)."""
-    if "lr_stage" in job:
-        job = _stage2(job)
     if "row" not in job:
         return multimodal.row_settings(job)
     # a sequential row: its suite's settings, its row's JSON
     model, ov, fields, variant = sequential.row_settings(job)
-    name = job["row"] + (STAGE2 if "lr_stage" in job else "")
+    name = job["row"] + (sequential.LR2_LABEL if "lr_stage" in job else "")
     fields.update(row=job["row"], variant=name, seed=job["seed"], model_variant=variant)
     return model, ov, fields
 

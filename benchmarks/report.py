@@ -290,7 +290,7 @@ def popularity_section(suite_rows: str) -> list[str]:
         by_row[r["variant"]].append(r)
     first = runs[0]["groups"]
     names = ["head", "middle", "tail"] if len(first) == 3 else [f"group {g['group']}" for g in first]
-    stage2 = [r + pop.STAGE2 for r in pop.SEQ2_ROWS]
+    stage2 = [r + pop.sequential.LR2_LABEL for r in pop.SEQ2_ROWS]
     rows = pop.SEQ_ROWS + stage2 if seq else pop.ROWS
     pairs = ([("MM-RACL-KAL+ID", "GRU4Rec"), ("MM-RACL-KAL+ID", "SASRec"), ("MM-RACL-KAL", "GRU4Rec"),
               ("MM-RACL-KAL+ID", "MM-RACL-KAL"), tuple(stage2)] if seq else
@@ -298,7 +298,7 @@ def popularity_section(suite_rows: str) -> list[str]:
     keys = ("ndcg@10", "recall@20")
     L = ["### Accuracy by item popularity", "",
          ("The 30-epoch tuned rows above (MM-RACL-KAL's protocol, next-item targets), and "
-          f"{' and '.join(pop.SEQ2_ROWS)} at the rates stage 2 chose (rows marked{pop.STAGE2})" if seq else
+          f"{' and '.join(pop.SEQ2_ROWS)} at the rates stage 2 chose (rows marked{pop.sequential.LR2_LABEL})" if seq else
           "The tuned rows above") +
          ", trained again with the settings their budget chose (same seeds and splits), then "
          f"evaluated per item-popularity group (`mmkgrec evaluate RUN --by-popularity {pop.GROUPS}`): "
@@ -631,7 +631,7 @@ def _long_seq_lines(suite, long: dict, tuned: dict, table) -> list[str]:
 def _lr2_seq_lines(suite, by_job: dict, table) -> list[str]:
     """Stage 2 of the sequential budget: the learning rate chosen again at the longer budget,
     the chosen rates' seeds, and MM-RACL-KAL+ID's paired tests against the best baseline."""
-    label = " (stage 2)"
+    label = suite.LR2_LABEL
     L = ["", f"### Stage 2: the learning rate chosen again at {suite.LONG_EPOCHS} epochs", "",
          f"Stage 1 chose every setting under the {suite.EPOCHS}-epoch cap, which bound most of its "
          "runs and so favours large steps. Stage 2 gives MM-RACL-KAL+ID and the sequential "

@@ -29,7 +29,7 @@ import shutil
 import subprocess
 import sys
 
-from common import (RESULTS, WORK, NotReady, chosen_trial, export_split, feature_files, mmkgrec_run,
+from common import (WORK, NotReady, best_on_validation, chosen_trial, export_split, feature_files, mmkgrec_run,
                     random_trials, recbole_run, run_queue, variant_file)
 
 SUITE = "sequential"
@@ -106,6 +106,7 @@ LONG_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec", "SASRec", "MM-RACL-KAL", "BERT4Rec"]
 # (in priority order: BERT4Rec's epochs take five times GRU4Rec's, so it comes last)
 LR2_ROWS = ["MM-RACL-KAL+ID", "GRU4Rec", "SASRec", "BERT4Rec"]
 LR2_STEPS = 2
+LR2_LABEL = " (stage 2)"  # the rows after stage 2, in the report
 
 
 def slug(row: str) -> str:
@@ -166,15 +167,8 @@ def lr2_runs(row: str, step: int) -> list[str]:
 def lr2_choice(row: str) -> int:
     """The step (index into ``lr2_rates``) whose seed-2020 run has the best validation NDCG@10.
     NotReady while any of them is missing."""
-    best = None
-    for k in range(len(lr2_rates(row))):
-        p = RESULTS / SUITE / f"{lr2_runs(row, k)[0]}.json"
-        if not p.exists():
-            raise NotReady(f"stage 2 of {row} incomplete ({p.name} missing)")
-        v = json.loads(p.read_text())["valid"]["ndcg@10"]
-        if best is None or v > best[0]:
-            best = (v, k)
-    return best[1]
+    ids = [lr2_runs(row, k)[0] for k in range(len(lr2_rates(row)))]
+    return best_on_validation(SUITE, ids, "ndcg@10", f"stage 2 of {row}")[0]
 
 
 def row_settings(job: dict) -> tuple[str, dict, dict, str | None]:
