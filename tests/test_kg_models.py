@@ -10,7 +10,8 @@ from mmkgrec.config import load_config
 from mmkgrec.data import load_dataset, split_dataset
 from mmkgrec.evaluation.evaluator import make_evaluator
 from mmkgrec.models import build_inputs, get_model_class
-from mmkgrec.training.trainer import PairwiseBatches, Trainer, make_optimizer
+from mmkgrec.data.batches import PairwiseBatches
+from mmkgrec.training.trainer import Trainer, make_optimizer
 
 QUIET = {"show_progress": False}
 MODELS = ["CKE", "KGCN", "KGAT"]
@@ -152,7 +153,7 @@ def test_kgat_attention_refresh_and_checkpoint(split, tmp_path):
 
 
 def test_kg_batches_exclude_true_tails(split):
-    from mmkgrec.training.kg_batches import KGTripleBatches
+    from mmkgrec.data.batches import KGTripleBatches
 
     model, cfg = _model("KGAT", split)
     trip = model.kg.triples_with_inverse()

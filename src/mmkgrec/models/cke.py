@@ -123,8 +123,7 @@ class CKE(VectorModel):
         return loss
 
     def make_batches(self, split, config):
-        from ..training.kg_batches import JointBatches, KGTripleBatches
-        from ..training.trainer import PairwiseBatches
+        from ..data.batches import JointBatches, KGTripleBatches, PairwiseBatches
 
         bs = config["train_batch_size"]
         cf = PairwiseBatches(split.train, split.n_items, bs, config["num_neg"])

@@ -160,8 +160,7 @@ class CKGModel(VectorModel):
         raise NotImplementedError
 
     def make_batches(self, split, config):
-        from ..training.kg_batches import AlternatingBatches, KGTripleBatches
-        from ..training.trainer import PairwiseBatches
+        from ..data.batches import AlternatingBatches, KGTripleBatches, PairwiseBatches
 
         bs = config["train_batch_size"]
         kbs = config["kg_batch_size"] or bs

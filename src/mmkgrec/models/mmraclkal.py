@@ -62,7 +62,7 @@ from torch import nn
 
 from ..config import config_value
 from ..errors import ConfigError
-from ..training.sampling import KnownPairs, sample_negatives
+from ..data.sampling import KnownPairs, sample_negatives
 from .base import register
 from .mf import light_propagate
 from .base import standardised_content

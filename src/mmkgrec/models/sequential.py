@@ -119,7 +119,8 @@ class SequentialRecommender(Recommender):
         return self.max_len
 
     def make_batches(self, split, config):
-        from ..data.sequences import SequenceBatches, SharedWindowBatches, build_sequences
+        from ..data.batches import SequenceBatches, SharedWindowBatches
+        from ..data.sequences import build_sequences
 
         seqs = build_sequences(split)
         if not self.include_target and config_value(config, "share_windows", False):
