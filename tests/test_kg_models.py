@@ -141,13 +141,15 @@ def test_training_improves_validation_ndcg(name, epochs, split):
 
 def test_kgat_attention_refresh_and_checkpoint(split, tmp_path):
     model, cfg = _model("KGAT", split)
-    uniform = model.attention.clone()
+    prop = model.propagation
+    uniform = prop.attention.clone()
     model.on_epoch_start(0)
-    assert torch.equal(model.attention, uniform)  # epoch 0: uniform 1/|N_h|
+    assert torch.equal(prop.attention, uniform)  # epoch 0: uniform 1/|N_h|
     model.on_epoch_start(1)
-    assert not torch.allclose(model.attention, uniform)
-    assert "attention" in model.state_dict()  # the best epoch's weights carry their attention
-    sums = torch.zeros(model.ckg.n_nodes).index_add_(0, model.edge_heads, model.attention)
+    assert not torch.allclose(prop.attention, uniform)
+    # the best epoch's weights carry their attention
+    assert "propagation.attention" in model.state_dict()
+    sums = torch.zeros(model.ckg.n_nodes).index_add_(0, model.edge_heads, prop.attention)
     has = torch.bincount(model.edge_heads, minlength=model.ckg.n_nodes) > 0
     assert torch.allclose(sums[has], torch.ones(int(has.sum())), atol=1e-5)
 
