@@ -8,7 +8,7 @@ from collections import defaultdict
 from mmkgrec.evaluation.significance import paired_ttest
 
 from .stats import pooled_pairs, seed_ttest
-from .tables import ACC_KEYS, fmt, load, mean_std, seed_cells
+from .tables import ACC_KEYS, command, fmt, load, mean_std, seed_cells
 
 
 def section() -> list[str]:
@@ -85,8 +85,9 @@ def section() -> list[str]:
             L += ["", f"Bare matmul + top-20 over 70,679 x 24,915 (64-d, chunks of 4,096 users, same run): "
                   f"{b_s:.2f} s (median of {len(bound['config']['all_s'])})."]
         L.append("")
-    L += ["### Commands", ""]
+    L += ["### Commands", "", "Run from the repository root; paths are relative to it, and `python` stands for an "
+          "interpreter outside it (another machine's environment).", ""]
     for r in runs:
-        L.append(f"- `{r['job']}`: `{r['command']}` (git {r.get('git_sha', '?')[:12]}, {r.get('finished_at', '')})")
+        L.append(f"- `{r['job']}`: `{command(r)}` (git {r.get('git_sha', '?')[:12]}, {r.get('finished_at', '')})")
     L.append("")
     return L

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .tables import load
+from .tables import command, load
 
 
 def section() -> list[str]:
@@ -21,5 +21,5 @@ def section() -> list[str]:
                  f"{f['reuse_items_per_s']:.0f} |")
     notes = [r["features"].get("note") for r in runs if r["features"].get("note")]
     L += [""] + [f"Note: {n}." for n in notes] + [""]
-    L += [f"- `{r['job']}`: `{r['command']}` (git {r.get('git_sha', '?')[:12]})" for r in runs]
+    L += [f"- `{r['job']}`: `{command(r)}` (git {r.get('git_sha', '?')[:12]})" for r in runs]
     return L + [""]

@@ -22,6 +22,13 @@ for _p in (ROOT / "src", ROOT / "benchmarks"):  # mmkgrec, and the queues' own d
         sys.path.insert(0, str(_p))
 
 
+def command(r: dict) -> str:
+    """The command a result records, relative to the repository it ran in (``common``)."""
+    from common import relative_command
+
+    return relative_command(r["command"])
+
+
 def load(suite: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((RESULTS / suite).glob("*.json"))]
 
