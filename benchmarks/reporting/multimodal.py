@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
 from .stats import significance_rows
 from .tables import ACC_KEYS, fmt, seed_cells, set_str, suite_runs
 
@@ -30,13 +32,13 @@ def section() -> list[str]:
          "the hand-crafted poster descriptor (colour, texture and layout statistics; no pre-trained "
          "image encoder is available offline here). Controls shuffle the feature rows across "
          "items and keep the variant's hyper-parameters. `sparse-*` rows split each user's "
-         "interactions 2:1:7 instead (a fifth for training), the regime where content has more to "
-         "add than on the dense 8:1:1 split. `+reg` rows add stage 2 of the same budget for BPR and "
+         "interactions 2:1:7 instead (a fifth for training), to see whether content adds more "
+         "where a user's training interactions are few than on the dense 8:1:1 split. `+reg` rows add stage 2 of the same budget for BPR and "
          f"VBPR: at the stage-1 rate, each model's own regulariser in {set_str([0] + mm.REGS)} chosen on "
          "validation (BPR: L2 of the batch factors; VBPR: lambda_E on E and beta'). `+L2` rows "
          "give VBPR the same stage 2 over BPR's key instead, reg_weight (the L2 of the batch's ID "
-         f"factors), in {set_str(['1e-5 (VBPR default, the stage-1 run)'] + mm.REGS)}: BPR+reg chose 0.001 "
-         "for that term while the `+reg` VBPR rows kept it at 1e-5. `-std` rows standardise "
+         f"factors), in {set_str(['1e-5 (VBPR default, the stage-1 run)'] + mm.REGS)}"
+         + _bpr_reg_note(final) + ". `-std` rows standardise "
          "every feature dimension over the items (`feature_norm: standard`; unstandardised, the "
          "poster descriptor's rows, norm about 4, outweigh the unit-norm text embeddings). Test metrics, "
          "mean ± std over seeds. "
@@ -67,6 +69,12 @@ def section() -> list[str]:
              ("VBPR-both+L2", "BPR+reg"), ("VBPR-text+L2", "BPR+reg"),
              ("VBPR-both+L2", "VBPR-both-shuffled")]
     L += significance_rows(final, pairs, "ndcg@10")
+    content = [(split, a, b) for split, a, b in (("8:1:1", "VBPR-both", "BPR"),
+                                                 ("2:1:7", "sparse-VBPR-both", "sparse-BPR"))
+               if final.get(a) and final.get(b)]
+    if content:
+        L += ["", "What content adds to BPR by split (VBPR-both minus BPR, mean test NDCG@10): "
+              + ", ".join(f"{_mean_diff(final, a, b):+.4f} on {split}" for split, a, b in content) + "."]
     L += ["", "Tuning (validation NDCG@10 per learning rate, seed 2020):", "",
           "| variant | " + " | ".join(f"lr {lr}" for lr in mm.LRS) + " |", "|---" * (1 + len(mm.LRS)) + "|"]
     for v in order:
@@ -85,3 +93,17 @@ def section() -> list[str]:
     L += ["", "Commands: `python benchmarks/multimodal.py` (each JSON in `benchmarks/results/multimodal/` "
           "holds its exact `mmkgrec train` command)."]
     return L + [""]
+
+
+def _bpr_reg_note(final: dict) -> str:
+    """``: BPR+reg chose 0.001 for that term, ...``: what BPR's stage 2 chose for reg_weight,
+    the key the ``+L2`` rows tune for VBPR (empty before BPR+reg has run)."""
+    if not final.get("BPR+reg"):
+        return ""
+    value = final["BPR+reg"][0].get("reg", 0)  # no ``reg``: the stage-1 run (0) won
+    return (f": BPR+reg chose {value} for that term, while the `+reg` VBPR rows keep it at VBPR's "
+            "default 1e-5")
+
+
+def _mean_diff(final: dict, a: str, b: str, key: str = "ndcg@10") -> float:
+    return float(np.mean([r["test"][key] for r in final[a]]) - np.mean([r["test"][key] for r in final[b]]))
