@@ -87,3 +87,65 @@ def test_holm_by_hand():
     assert holm([0.02]).tolist() == [0.02]  # a family of one is unchanged
     assert holm([0.01, 0.01]).tolist() == [0.02, 0.02]  # ties
     assert np.isnan(holm([np.nan])).all() and holm([]).size == 0
+
+
+def _write_run(d, model, seed, users, ndcg, lr):
+    """A finished run directory as `mmkgrec train` writes it (the files compare reads)."""
+    import json
+
+    import yaml
+
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml.safe_dump({"model": model, "dataset": "x", "seed": seed,
+                                                   "learning_rate": lr, "threads": 1}))
+    (d / "metrics.json").write_text(json.dumps({"model": model, "dataset": "x", "seed": seed,
+                                                "test": {"ndcg@10": float(np.mean(ndcg))}}))
+    np.savez(d / "per_user_test.npz", user_ids=np.asarray(users, dtype=str), **{"ndcg@10": ndcg})
+    return d
+
+
+def test_compare_puts_seeds_of_one_config_on_one_row_and_tests_user_means(tmp_path):
+    from mmkgrec.evaluation.report import compare_runs
+
+    rng = np.random.default_rng(3)
+    users = [f"u{k}" for k in range(30)]
+    base = rng.random(30)
+    dirs, vals = [], {}
+    for name, lr, shift in (("good", 0.01, 0.05), ("bad", 0.001, 0.0), ("worse", 0.005, -0.03)):
+        for seed in (1, 2, 3):
+            v = np.clip(base + shift + 0.05 * rng.standard_normal(30), 0, 1)
+            vals[name, seed] = v
+            dirs.append(_write_run(tmp_path / f"{name}-s{seed}", "BPR", seed, users, v, lr))
+    out = compare_runs(dirs, "ndcg@10").splitlines()
+    rows = {line.split()[0]: line.split() for line in out[1:4]}
+    assert set(rows) == {str(tmp_path / f"{n}-s1") for n in ("good", "bad", "worse")}
+    good, bad, worse = (rows[str(tmp_path / f"{n}-s1")] for n in ("good", "bad", "worse"))
+    assert good[1:3] == ["(+2)", "BPR"] and good[3] == "3" and good[-1] == "best"
+    # by scipy, directly: each user's mean over the 3 seeds, and the seeds' means
+    p = {}
+    for n in ("bad", "worse"):
+        ma = np.mean([vals[n, s] for s in (1, 2, 3)], axis=0)
+        mb = np.mean([vals["good", s] for s in (1, 2, 3)], axis=0)
+        p[n] = (stats.ttest_rel(ma, mb).pvalue,
+                stats.ttest_rel([vals[n, s].mean() for s in (1, 2, 3)],
+                                [vals["good", s].mean() for s in (1, 2, 3)]).pvalue)
+    for n, row in (("bad", bad), ("worse", worse)):
+        assert float(row[-4]) == pytest.approx(p[n][0], rel=1e-2)
+        assert float(row[-2]) == pytest.approx(p[n][1], rel=1e-2)
+    adj_users = holm([p["bad"][0], p["worse"][0]])
+    assert float(bad[-3]) == pytest.approx(adj_users[0], rel=1e-2)
+    assert float(worse[-3]) == pytest.approx(adj_users[1], rel=1e-2)
+    assert out[-1].endswith("Holm: adjusted over the 2 comparisons.")
+
+
+def test_compare_two_single_runs_is_the_paired_test_over_users(tmp_path):
+    from mmkgrec.evaluation.report import compare_runs
+
+    users = ["a", "b", "c", "d"]
+    x, y = np.array([0.5, 0.6, 0.2, 0.9]), np.array([0.4, 0.3, 0.1, 0.85])
+    d1 = _write_run(tmp_path / "r1", "BPR", 1, users, x, 0.01)
+    d2 = _write_run(tmp_path / "r2", "LightGCN", 2, users, y, 0.01)  # another seed: still paired
+    row = compare_runs([d1, d2]).splitlines()[2].split()
+    assert row[0] == str(d2) and row[2] == "1"
+    assert float(row[-4]) == pytest.approx(stats.ttest_rel(y, x).pvalue, rel=1e-2)
+    assert row[-4] == row[-3] and row[-2] == row[-1] == "n/a"  # one comparison; no seeds to test
