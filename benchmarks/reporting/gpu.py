@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from .kg import early_stops, grouped, speed_table
-from .stats import significance_rows
+from .stats import TESTS, significance_rows
 from .tables import (KG_KEYS, cells, epoch_times, fmt, load, mean_std, suite_runs, target_cells,
                      user_means)
 
@@ -91,7 +91,7 @@ def long_budget_lines(suite, long: dict) -> list[str]:
         L.append(f"| {row} | {rs[0]['lr']} | {len(rs)} | " + " | ".join(cells(rs, KG_KEYS))
                  + f" | {', '.join(str(r['best_epoch']) for r in rs)} | "
                  f"{', '.join(str(r['epochs_run']) for r in rs)} |")
-    L += ["", "Paired t-tests on test NDCG@20:", ""]
+    L += ["", f"Paired t-tests on test NDCG@20 {TESTS}:", ""]
     L += significance_rows(long, [("KGAT", "BPR"), ("MKGAT", "KGAT"), ("MKGAT", "BPR"),
                                    ("MultiKG4Rec", "KGAT"), ("MultiKG4Rec", "MKGAT"),
                                    ("MultiKG4Rec", "BPR")], "ndcg@20")

@@ -7,8 +7,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from .stats import significance_rows
-from .tables import KG_KEYS, best_baseline, cells, epoch_times, fmt, load, suite_runs, target_cells
+from .stats import TESTS, significance_rows
+from .tables import (KG_KEYS, best_baseline, cells, epoch_times, fmt, header, load, suite_runs,
+                     target_cells)
 
 
 def grouped(suite, runs: list[dict]):
@@ -72,7 +73,7 @@ def section() -> list[str]:
          "### Main comparison (the paper's Table 2)", ""]
     head = ("| model | lr | seeds | " + " | ".join(KG_KEYS)
             + " | s/epoch | s to best epoch | best at the cap |")
-    L += [head, "|" + "---|" * (head.count("|") - 1)]
+    L += header(head)
 
     def row_line(name, rs, lr):
         if not rs:
@@ -90,7 +91,7 @@ def section() -> list[str]:
              + [("KGAT", "BPR"), ("MKGAT", "KGAT"), ("MultiKG4Rec-no fusion", "MultiKG4Rec"),
                 ("MultiKG4Rec-no fusion", "KGAT"), ("MultiKG4Rec-no fusion", "MKGAT"),
                 ("MultiKG4Rec-w/o t&v", "KGAT")])
-    L += ["", f"Paired t-tests on test NDCG@20 (best baseline by mean test NDCG@20: {best}; rows with "
+    L += ["", f"Paired t-tests on test NDCG@20 {TESTS} (best baseline by mean test NDCG@20: {best}; rows with "
           "one seed pair users within seed 2020):", ""]
     L += significance_rows(final, pairs, "ndcg@20")
     for title, rows in (("Modality ablations (the paper's Table 3; one seed)",
@@ -185,7 +186,7 @@ def _l2_stage_lines(suite, final: dict) -> list[str]:
               f"the patience stopped them in a dip of validation after the first epochs: {early}."]
     if "MultiKG4Rec" in chosen:
         kgat, mkgat = suite.LONG_L2["KGAT"], suite.LONG_L2["MKGAT"]
-        L += ["", "Paired t-tests on test NDCG@20, each model at its chosen regulariser:", ""]
+        L += ["", f"Paired t-tests on test NDCG@20 {TESTS}, each model at its chosen regulariser:", ""]
         L += significance_rows(chosen, [("MultiKG4Rec", "KGAT"), ("MultiKG4Rec", kgat),
                                          ("MultiKG4Rec", "MKGAT"), ("MultiKG4Rec", mkgat),
                                          ("MKGAT", "KGAT"), (mkgat, kgat)], "ndcg@20")
@@ -237,7 +238,7 @@ def _approx_fusion_lines(suite, final: dict, speed: dict) -> list[str]:
         L.append(f"| {row} | {len(rs)} | " + " | ".join(cells(rs, KG_KEYS)) + " | "
                  + ", ".join(str(r["best_epoch"]) for r in rs)
                  + f" | {f'{t:.2f}' if t else 'not run'} |")
-    L += ["", "Paired t-tests on test NDCG@20:", ""]
+    L += ["", f"Paired t-tests on test NDCG@20 {TESTS}:", ""]
     L += significance_rows(final, [p for exact, approx in pairs
                                     for p in [(approx, exact), *((approx, b) for b in
                                               suite.LONG_L2.values() if final.get(b))]], "ndcg@20")

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from .stats import significance_rows
-from .tables import ACC_KEYS, fmt, seed_cells, set_str, suite_runs
+from .stats import TESTS, significance_rows
+from .tables import ACC_KEYS, fmt, header, seed_cells, set_str, suite_runs
 
 
 def section() -> list[str]:
@@ -44,7 +44,7 @@ def section() -> list[str]:
          "mean ± std over seeds. "
          "These runs used one torch thread beside other work: their s/epoch are not speed figures.", ""]
     head = "| variant | lr | seeds | " + " | ".join(ACC_KEYS) + " | s/epoch |"
-    L += [head, "|" + "---|" * (head.count("|") - 1)]
+    L += header(head)
     order = ["BPR", "LightGCN", "VBPR-text", "VBPR-image", "VBPR-both", "VBPR-both-shuffled",
              "VBPR-both-std", "MMGCN-text", "MMGCN-image", "MMGCN-both", "MMGCN-both-shuffled",
              "sparse-BPR", "sparse-LightGCN", "sparse-VBPR-both", "sparse-VBPR-both-shuffled",
@@ -57,7 +57,7 @@ def section() -> list[str]:
             continue
         cells, se = seed_cells(rs)
         L.append(f"| {v} | {rs[0]['chosen_lr']} | {len(rs)} | " + " | ".join(cells) + f" | {se:.3f} |")
-    L += ["", "Paired t-tests on test NDCG@10 over (user, seed) pairs, and over seeds:", ""]
+    L += ["", f"Paired t-tests on test NDCG@10 {TESTS}:", ""]
     pairs = [("VBPR-both", "BPR"), ("VBPR-both", "VBPR-both-shuffled"), ("VBPR-text", "BPR"),
              ("VBPR-image", "BPR"), ("MMGCN-both", "LightGCN"), ("MMGCN-both", "MMGCN-both-shuffled"),
              ("LightGCN", "BPR"), ("sparse-VBPR-both", "sparse-BPR"),

@@ -8,8 +8,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from .stats import comparison_cells
-from .tables import fmt, load, mean_std, suite_runs
+from .stats import P_HEAD, TESTS, adjust, compare, p_cells
+from .tables import fmt, header, load, mean_std, suite_runs
 
 
 def section(suite_rows: str) -> list[str]:
@@ -60,7 +60,7 @@ def section(suite_rows: str) -> list[str]:
           "", "Test metrics per group, mean ± std over seeds:", ""]
     cols = [(n, k) for n in names for k in keys]
     head = "| row | seeds | " + " | ".join(f"{n} {k}" for n, k in cols) + " |"
-    L += [head, "|" + "---|" * (head.count("|") - 1)]
+    L += header(head)
     for v in rows:
         rs = by_row.get(v, [])
         if not rs:
@@ -69,18 +69,14 @@ def section(suite_rows: str) -> list[str]:
         cells = [fmt(*mean_std([r["groups"][names.index(n)]["metrics"][k] for r in rs]))
                  for n, k in cols]
         L.append(f"| {v} | {len(rs)} | " + " | ".join(cells) + " |")
-    L += ["", "Paired t-tests per group, over (user, seed) pairs and over seeds:", "",
-          "| comparison | group | " + " | ".join(f"difference ({k}) | p (users x seeds) | p (seeds)"
-                                              for k in keys) + " |",
-          "|---|---|" + "---|---|---|" * len(keys)]
-    for a_v, b_v in pairs:
-        for gi, name in enumerate(names):
-            # each group as a run of its own: its metrics and per-user values, paired by seed
-            a_runs, b_runs = ([{"seed": r["seed"], "test": r["groups"][gi]["metrics"],
-                                "per_user": r["groups"][gi]["per_user"]} for r in by_row.get(v, [])]
-                              for v in (a_v, b_v))
-            L.append(f"| {a_v} vs {b_v} | {name} | "
-                     + " | ".join(comparison_cells(a_runs, b_runs, k) for k in keys) + " |")
+    L += ["", f"Paired t-tests per group {TESTS}:", "",
+          "| comparison | group | " + " | ".join(f"difference ({k}) | {P_HEAD}" for k in keys) + " |",
+          "|---|---|" + "---|---|---|---|" * len(keys)]
+    cells = [(a_v, b_v, name, k) for a_v, b_v in pairs for name in names for k in keys]
+    tests = adjust([compare(*_group_runs(by_row, names.index(name), a_v, b_v), k) for a_v, b_v, name, k in cells])
+    for j in range(0, len(cells), len(keys)):
+        a_v, b_v, name, _ = cells[j]
+        L.append(f"| {a_v} vs {b_v} | {name} | " + " | ".join(p_cells(c) for c in tests[j:j + len(keys)]) + " |")
     if not seq:
         L += ["", "For comparison, MMRec's published figures (Amazon Baby, 5-core, random 8:1:1, full "
               "ranking; ANCHORS.md) have MMGCN below LightGCN: Recall@20 0.0615 vs 0.0754, "
@@ -106,3 +102,10 @@ def _as_here(a: str, b: str, sign: int) -> str:
     ma, mb = (float(np.mean(final[v])) for v in (a, b))
     same = (ma - mb) * sign > 0
     return f" ({'as' if same else 'unlike'} here: {a} {ma:.4f} vs {b} {mb:.4f} Recall@20)"
+
+
+def _group_runs(by_row: dict, gi: int, *rows: str) -> list[list[dict]]:
+    """Each row's runs cut to popularity group ``gi``: the group's metrics and per-user values as
+    a run of their own (seed kept, for pairing)."""
+    return [[{"seed": r["seed"], "test": r["groups"][gi]["metrics"], "per_user": r["groups"][gi]["per_user"]}
+             for r in by_row.get(v, [])] for v in rows]

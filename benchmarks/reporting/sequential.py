@@ -6,11 +6,10 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from mmkgrec.evaluation.significance import paired_ttest
-
 from . import latency
-from .stats import pooled_pairs, significance_rows
-from .tables import OUT, SEQ_KEYS, best_baseline, fmt, load, mean_std, suite_runs, user_means
+from .stats import ALPHA, TESTS, adjust, compare, p_holm, significance_rows, verdict
+from .tables import (OUT, SEQ_KEYS, best_baseline, fmt, header, load, mean_std, suite_runs,
+                     user_means)
 
 
 def _sensitivity_plot(by_row: dict, prefix: str, values, xlabel: str, name: str) -> str | None:
@@ -112,7 +111,7 @@ def section() -> list[str]:
             "s/epoch |")
 
     def table(rows, label=None, by_row=by_row):
-        out = [head, "|" + "---|" * (head.count("|") - 1)]
+        out = header(head)
         for row in rows:
             rs = by_row.get(row, [])
             name = label(row) if label else row
@@ -130,7 +129,7 @@ def section() -> list[str]:
     L += ["", "### Main table (the paper's Tables 2-4)", ""] + table(suite.MAIN)
     base = [r for r in suite.MAIN if not r.startswith("MM-RACL-KAL") and by_row.get(r)]
     best = best_baseline(by_row, base, "ndcg@10")
-    L += ["", f"Paired t-tests on test NDCG@10 over users (best baseline by mean test NDCG@10: {best}):", ""]
+    L += ["", f"Paired t-tests on test NDCG@10 {TESTS} (best baseline by mean test NDCG@10: {best}):", ""]
     L += significance_rows(by_row, [("MM-RACL-KAL", b) for b in dict.fromkeys([best, "RACL-KAL", "SASRec"]) if b]
                             + [("MM-RACL-KAL+ID", best or "SASRec"), ("MM-RACL-KAL+ID", "MM-RACL-KAL"),
                                ("ladder-+S", best or "SASRec")],
@@ -146,16 +145,17 @@ def section() -> list[str]:
           "(= MM-RACL-KAL).", ""]
     ladder = list(suite.LADDER) + ["MM-RACL-KAL"]
     L += table(ladder, lambda r: r.replace("ladder-", ""))
-    L += ["", "Effect of each rung (test NDCG@10, seed 2020, paired over users against the rung below):", "",
-          "| rung | NDCG@10 change | p (users) |", "|---|---|---|"]
-    for lo, hi in zip(ladder, ladder[1:]):
-        a, b = by_row.get(hi, [])[:1], by_row.get(lo, [])[:1]
-        if a and b:
-            x, y = pooled_pairs(a, b, "ndcg@10")
-            t = paired_ttest(x, y)
-            L.append(f"| {hi.replace('ladder-', '')} | {t['mean_diff']:+.4f} | {t['p']:.3g} |")
-        else:
-            L.append(f"| {hi.replace('ladder-', '')} | not run | |")
+    L += ["", "Effect of each rung (test NDCG@10, seed 2020, paired t-test over users against the rung "
+          f"below, p-values Holm-adjusted over the {len(ladder) - 1} rungs, verdicts at adjusted p < {ALPHA}):", "",
+          "| rung | NDCG@10 change | p over users (Holm) | verdict |", "|---|---|---|---|"]
+    rungs = list(zip(ladder, ladder[1:]))
+    tests = adjust([compare(by_row.get(hi, [])[:1], by_row.get(lo, [])[:1], "ndcg@10") for lo, hi in rungs])
+    for (lo, hi), c in zip(rungs, tests):
+        if c is None:
+            L.append(f"| {hi.replace('ladder-', '')} | not run | | |")
+            continue
+        L.append(f"| {hi.replace('ladder-', '')} | {c['diff']:+.4f} | {p_holm(c, 'users')} | "
+                 f"{verdict(c)} |")
     L += ["", "### Leave-one-out ablation (the paper's Fig. 2; one seed)", ""]
     L += table(["MM-RACL-KAL"] + list(suite.LOO), lambda r: r.replace("loo-", "w/o ").replace("w/o wo-", "w/o "))
     L += ["", "### Contrastive losses (the paper's Table 6; one seed)", ""]
@@ -216,7 +216,7 @@ def _tuned_lines(suite, tuned: dict, trials: dict, table) -> list[str]:
     base = [r for r in by if not r.startswith("MM-RACL-KAL")]
     best = best_baseline(by, base, "ndcg@10")
     if best:
-        L += ["", f"Paired t-tests on test NDCG@10 (best tuned baseline by mean test NDCG@10: {best}):",
+        L += ["", f"Paired t-tests on test NDCG@10 {TESTS} (best tuned baseline by mean test NDCG@10: {best}):",
               ""]
         L += significance_rows(by, [(a, b) for a in ("MM-RACL-KAL (tuned)", "MM-RACL-KAL+ID (tuned)")
                                      for b in dict.fromkeys([best, "SASRec (tuned)"])], "ndcg@10")
@@ -247,7 +247,7 @@ def _long_seq_lines(suite, long: dict, tuned: dict, table) -> list[str]:
     base = [r for r in rows if not r.startswith("MM-RACL-KAL") and len(long.get(r, [])) == 3]
     best = best_baseline(long, base, "ndcg@10")
     if best:
-        L += ["", f"Paired t-tests on test NDCG@10 (best baseline with 3 seeds at this budget: {best}):",
+        L += ["", f"Paired t-tests on test NDCG@10 {TESTS} (best baseline with 3 seeds at this budget: {best}):",
               ""]
         L += significance_rows(long, [(a + label, b) for a in ("MM-RACL-KAL+ID", "MM-RACL-KAL")
                                        for b in dict.fromkeys([best, "SASRec" + label])
@@ -323,6 +323,6 @@ def _lr2_seq_lines(suite, by_job: dict, tuned: dict, table) -> list[str]:
     best = best_baseline(final, base, "ndcg@10")
     ours = "MM-RACL-KAL+ID" + label
     if best and len(final.get(ours, [])) == 3:
-        L += ["", f"Paired t-tests on test NDCG@10 (best baseline after stage 2: {best}):", ""]
+        L += ["", f"Paired t-tests on test NDCG@10 {TESTS} (best baseline after stage 2: {best}):", ""]
         L += significance_rows(final, [(ours, b) for b in base], "ndcg@10")
     return L

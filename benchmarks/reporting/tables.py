@@ -104,3 +104,7 @@ def target_cells(ours: list[float], ref: list[float]) -> str:
     allowed = max(0.005, sd if sd == sd else 0.0)
     return f"{d:+.4f} | -{allowed:.4f} | {'yes' if d >= -allowed else 'no'} |"
 
+
+def header(head: str) -> list[str]:
+    """A markdown table's header line and the rule under it."""
+    return [head, "|" + "---|" * (head.count("|") - 1)]
