@@ -24,7 +24,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from .config import Config, load_config
+from .config import Config, load_config, load_run_config
 from .data import load_dataset
 from .data.split import split_from_config
 from .evaluation.evaluator import make_evaluator
@@ -233,11 +233,7 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     for p in (cfg_path, w_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p} not found: {run_dir} is not a finished run directory")
-    values = yaml.safe_load(cfg_path.read_text())
-    model, dataset = values.pop("model"), values.pop("dataset")
-    if device is not None:
-        values["device"] = device
-    config = load_config(model, dataset, overrides=values)
+    config = load_run_config(cfg_path, device)
     ds, split, net = prepare(config)
     net.load_state_dict(load_file(str(w_path)))  # read on the CPU, copied to the model's device
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
