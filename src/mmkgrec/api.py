@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import Config, load_config, load_run_config
 from .data import load_dataset
-from .data.split import split_from_config
+from .data.split_factory import split_from_config
 from .evaluation.evaluator import make_evaluator
 from .models import build_inputs, get_model_class
 from .training.trainer import Trainer, median, seed_everything
