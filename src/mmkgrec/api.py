@@ -38,7 +38,7 @@ def versions() -> dict:
     import numpy
     import scipy
 
-    from . import __version__
+    from ._version import __version__
 
     return {"mmkgrec": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "scipy": scipy.__version__}
