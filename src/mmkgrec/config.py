@@ -128,6 +128,9 @@ class Config(Mapping):
         except KeyError:
             raise ConfigError(key, "unknown key") from None
 
+    def __contains__(self, key):
+        return key in self._values
+
     def __iter__(self):
         return iter(self._values)
 
@@ -256,7 +259,7 @@ def _fmt(value) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    return text.replace("|", "\\|").replace("<", "\\<").replace(">", "\\>")
 
 
 def reference_markdown() -> str:
