@@ -25,14 +25,12 @@ from typing import Callable
 
 import numpy as np
 
-from mmkgrec.evaluation.plots import draw, metric_label, pixel_size
+from mmkgrec.evaluation.plots import draw, metric_label
 
 from .tables import OUT, epoch_times, mean_std
 
 IMG = OUT.parent / "img"
 FORMATS = ("png", "svg")
-SIZE = (6.4, 3.6)  # inches: 960 x 540 pixels at plots.DPI
-WIDE = (9.6, 4.2)
 MMRACLKAL = "MM-RACL-KAL"
 MULTIKG4REC = "Multi-KG4Rec"
 
@@ -129,10 +127,6 @@ def _titled(plan: Plan):
         fig.suptitle(plan.title, fontsize=10)
         plan.paint(fig)
     return paint
-
-
-def pixels(plan: Plan) -> tuple[int, int]:
-    return pixel_size(plan.size)
 
 
 # ------------------------------------------------------------------ what the figures say
@@ -313,15 +307,6 @@ def heatmap(ax, matrix, rows: list[str], cols: list[str], vmin: float, vmax: flo
     return im
 
 
-def label(row: str) -> str:
-    """A row name as a tick label: long names broken at the first space or hyphen after 12
-    characters."""
-    if len(row) <= 14:
-        return row
-    cut = next((j for j in range(12, len(row)) if row[j] in " -("), None)
-    return row if cut is None else row[:cut] + "\n" + row[cut:].lstrip()
-
-
 def curves_plan(by_row: dict, rows, metric: str, epochs: int, patience: int, what: str) -> Plan | None:
     """Validation curves of ``rows`` (one line per seed) at a budget of ``epochs`` and
     ``patience``."""
@@ -363,5 +348,5 @@ def speed_plan(pairs: list[tuple[str, list | None, list | None]], what: str) -> 
 
 
 __all__ = ["MissingField", "Plan", "bars", "collect", "curve_rows", "curves", "curves_plan", "embed",
-           "heatmap", "history", "label", "metric_label", "mirrors", "need", "seed_stats",
+           "heatmap", "history", "metric_label", "mirrors", "need", "seed_stats",
            "seeds_note", "setting", "speed", "speed_plan", "sweep", "without_note", "write"]
