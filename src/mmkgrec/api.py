@@ -24,9 +24,9 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from .config import Config, load_config
+from .config import Config, load_config, load_run_config
 from .data import load_dataset
-from .data.split import split_from_config
+from .data.split_factory import split_from_config
 from .evaluation.evaluator import make_evaluator
 from .models import build_inputs, get_model_class
 from .training.trainer import Trainer, median, seed_everything
@@ -38,7 +38,7 @@ def versions() -> dict:
     import numpy
     import scipy
 
-    from . import __version__
+    from ._version import __version__
 
     return {"mmkgrec": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "scipy": scipy.__version__}
@@ -233,11 +233,7 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     for p in (cfg_path, w_path):
         if not p.is_file():
             raise FileNotFoundError(f"{p} not found: {run_dir} is not a finished run directory")
-    values = yaml.safe_load(cfg_path.read_text())
-    model, dataset = values.pop("model"), values.pop("dataset")
-    if device is not None:
-        values["device"] = device
-    config = load_config(model, dataset, overrides=values)
+    config = load_run_config(cfg_path, device)
     ds, split, net = prepare(config)
     net.load_state_dict(load_file(str(w_path)))  # read on the CPU, copied to the model's device
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}

@@ -4,7 +4,7 @@
     mmkgrec evaluate RUN_DIR [--part test|valid] [--device cpu|cuda] [--set eval_protocol=sampled ...]
                      [--by-popularity N]
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
-    mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10]
+    mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10] [--plot FILE.png|.svg|.pdf]
     mmkgrec data info NAME
     mmkgrec data export-recbole NAME --out DIR [--sequential [--max-len 50]] [--set k=v ...]
     mmkgrec data download ml-100k [--dest DIR]
@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="a table of runs with paired tests over users")
     c.add_argument("run_dirs", nargs="+")
     c.add_argument("--metric", default="ndcg@10")
+    c.add_argument("--plot", metavar="FILE", help="also draw the runs' validation curves and "
+                   "per-user test metric distributions to FILE (.png, .svg or .pdf; needs matplotlib)")
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
@@ -150,7 +152,14 @@ def _run(args, command: str) -> int:
     if args.cmd == "compare":
         from .evaluation.report import compare_runs
 
-        print(compare_runs(args.run_dirs, args.metric))
+        table = compare_runs(args.run_dirs, args.metric)
+        if args.plot:
+            from .evaluation.plots import plot_runs
+
+            plot_runs(args.run_dirs, args.metric, args.plot)
+        print(table)
+        if args.plot:
+            print(f"figure written to {args.plot}")
         return 0
     if args.cmd == "models":
         from .models import registered_models
@@ -225,7 +234,8 @@ def _data_config(name: str, overrides):
 
 
 def _data(args) -> int:
-    from .data import load_dataset, split_dataset
+    from .data import load_dataset
+    from .data.split_factory import split_from_config
 
     if args.data_cmd == "download":
         from .data.download import download
@@ -235,8 +245,7 @@ def _data(args) -> int:
         return 0
     cfg = _data_config(args.name, args.overrides)
     ds = load_dataset(args.name, cfg)
-    seed = cfg["split_seed"] if cfg["split_seed"] is not None else cfg["seed"]
-    split = split_dataset(ds, cfg["split"], cfg["split_ratio"], seed, cfg["valid_ratio"])
+    split = split_from_config(ds, cfg)
     if args.data_cmd == "info":
         from .graph.kg import kg_summary
 
@@ -247,8 +256,10 @@ def _data(args) -> int:
         print(json.dumps(info, indent=2, default=str))
         return 0
     if args.data_cmd == "export-recbole":
-        out = split.export_recbole(args.out, ds.name, sequential=args.sequential,
-                                   max_len=args.max_len)
+        from .data.export import export_recbole
+
+        out = export_recbole(split, args.out, ds.name, sequential=args.sequential,
+                             max_len=args.max_len)
         print(f"RecBole benchmark files written to {out}")
         return 0
     return 2
