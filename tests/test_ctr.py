@@ -9,6 +9,7 @@ import torch
 
 from mmkgrec.config import load_config
 from mmkgrec.data import build_dataset, load_dataset
+from mmkgrec.data.batches import AlternatingBatches, LabelledBatches
 from mmkgrec.data.ctr import CTRSplit, _distinct_outside, ctr_split, labelled_pairs
 from mmkgrec.data.dataset import Interactions
 from mmkgrec.data.split import split_dataset
@@ -18,9 +19,7 @@ from mmkgrec.evaluation.ctr import CTREvaluator, binary_f1, per_user_auc
 from mmkgrec.evaluation.evaluator import make_evaluator
 from mmkgrec.models import build_inputs, get_model_class
 from mmkgrec.models.base import Recommender
-from mmkgrec.training.kg_batches import AlternatingBatches
-from mmkgrec.training.pointwise import LabelledBatches, training_batches
-from mmkgrec.training.trainer import Trainer
+from mmkgrec.training.trainer import Trainer, training_batches
 
 CTR = {"eval_protocol": "ctr", "split_ratio": [0.6, 0.2, 0.2], "valid_metric": "auc",
        "train_loss": "bce", "show_progress": False}

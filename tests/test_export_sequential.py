@@ -5,8 +5,9 @@ import pytest
 
 from mmkgrec.cli import main
 from mmkgrec.data import load_dataset, split_dataset
+from mmkgrec.data.batches import SequenceBatches
 from mmkgrec.data.export import export_recbole
-from mmkgrec.data.sequences import EvalSamples, SequenceBatches, build_sequences
+from mmkgrec.data.sequences import EvalSamples, build_sequences
 from mmkgrec.errors import MMKGRecError
 
 MAX_LEN = 4

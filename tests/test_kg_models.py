@@ -10,7 +10,8 @@ from mmkgrec.config import load_config
 from mmkgrec.data import load_dataset, split_dataset
 from mmkgrec.evaluation.evaluator import make_evaluator
 from mmkgrec.models import build_inputs, get_model_class
-from mmkgrec.training.trainer import PairwiseBatches, Trainer, make_optimizer
+from mmkgrec.data.batches import PairwiseBatches
+from mmkgrec.training.trainer import Trainer, make_optimizer
 
 QUIET = {"show_progress": False}
 MODELS = ["CKE", "KGCN", "KGAT"]
@@ -140,19 +141,21 @@ def test_training_improves_validation_ndcg(name, epochs, split):
 
 def test_kgat_attention_refresh_and_checkpoint(split, tmp_path):
     model, cfg = _model("KGAT", split)
-    uniform = model.attention.clone()
+    prop = model.propagation
+    uniform = prop.attention.clone()
     model.on_epoch_start(0)
-    assert torch.equal(model.attention, uniform)  # epoch 0: uniform 1/|N_h|
+    assert torch.equal(prop.attention, uniform)  # epoch 0: uniform 1/|N_h|
     model.on_epoch_start(1)
-    assert not torch.allclose(model.attention, uniform)
-    assert "attention" in model.state_dict()  # the best epoch's weights carry their attention
-    sums = torch.zeros(model.ckg.n_nodes).index_add_(0, model.edge_heads, model.attention)
+    assert not torch.allclose(prop.attention, uniform)
+    # the best epoch's weights carry their attention
+    assert "propagation.attention" in model.state_dict()
+    sums = torch.zeros(model.ckg.n_nodes).index_add_(0, model.edge_heads, prop.attention)
     has = torch.bincount(model.edge_heads, minlength=model.ckg.n_nodes) > 0
     assert torch.allclose(sums[has], torch.ones(int(has.sum())), atol=1e-5)
 
 
 def test_kg_batches_exclude_true_tails(split):
-    from mmkgrec.training.kg_batches import KGTripleBatches
+    from mmkgrec.data.batches import KGTripleBatches
 
     model, cfg = _model("KGAT", split)
     trip = model.kg.triples_with_inverse()

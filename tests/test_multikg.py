@@ -158,8 +158,8 @@ def test_fusion_off_is_the_kg_only_path(split):
     with torch.no_grad():
         init, layer0 = model.initial_tables(), model.layer0_tables()
         assert all(torch.equal(init[m], layer0[m]) for m in init)
-        e = torch.cat([g.propagate(init[m][model.input_nodes], model.plan, model.self_pos,
-                                   model.n_out) for m, g in model.graphs.items()], 1)
+        e = torch.cat([g(init[m][model.input_nodes], model.plan, model.self_pos, model.n_out)
+                       for m, g in model.graphs.items()], 1)
         u, i = e[:model.n_users], e[model.n_users:]
         assert torch.allclose(model.score_all(torch.arange(7)), u[:7] @ i.T, atol=1e-5)
     # with fusion on, the items' layer-0 rows change and nothing else does

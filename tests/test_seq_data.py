@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mmkgrec.data.dataset import build_dataset
-from mmkgrec.data.sequences import (EvalSamples, SequenceBatches, SharedWindowBatches,
-                                    build_sequences)
+from mmkgrec.data.batches import SequenceBatches, SharedWindowBatches
+from mmkgrec.data.sequences import EvalSamples, build_sequences
 from mmkgrec.data.split import split_dataset
 from mmkgrec.evaluation.sequential import NextItemEvaluator
 

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 import mmkgrec
 from mmkgrec.data import load_dataset, split_dataset
-from mmkgrec.training import sampling
-from mmkgrec.training.sampling import sample_negatives
+from mmkgrec.data import sampling
+from mmkgrec.data.sampling import sample_negatives
 
 QUIET = {"show_progress": False}
 

@@ -24,8 +24,8 @@ Samples
   (train, then earlier validation items), truncated to the last ``max_seq_length``.
 * test: every test interaction, its input everything before it (train, valid, earlier test).
 
-Batching: :class:`SequenceBatches` yields one input per sample (RecBole's scheme);
-:class:`SharedWindowBatches` (config ``share_windows``, for causal models) gives every sample
+Batching (:mod:`mmkgrec.data.batches`): ``SequenceBatches`` yields one input per sample (RecBole's
+scheme); ``SharedWindowBatches`` (config ``share_windows``, for causal models) gives every sample
 exactly the same input but lets a user's first ``max_seq_length`` samples share one window,
 which cuts the tokens per epoch by about 1.8x on ML-100K.
 
@@ -145,115 +145,6 @@ def gather_inputs(seqs: UserSequences, shifted: torch.Tensor, positions: torch.T
     # +1: ``shifted`` has the padding entry at 0
     seq = shifted[torch.where(valid, idx + 1, torch.zeros_like(idx))]
     return seq, lengths
-
-
-class SequenceBatches:
-    """Training batches of next-item samples (see the module docstring for the batch format).
-
-    ``epoch(rng, device)`` shuffles the training targets and yields ``{"seq", "lengths",
-    "target", "users"}``; with ``include_target`` (cloze models) the input window also holds the
-    target as its last item (``seq[b, lengths[b] - 1] == target[b] + 1``)."""
-
-    def __init__(self, seqs: UserSequences, max_len: int, batch_size: int,
-                 include_target: bool = False):
-        self.seqs, self.max_len, self.batch_size = seqs, int(max_len), int(batch_size)
-        self.include_target = include_target
-        self.positions = torch.from_numpy(seqs.targets("train"))
-        self.users = torch.from_numpy(seqs.user_of(self.positions.numpy()))
-        self.row_start = torch.from_numpy(seqs.indptr[self.users.numpy()])
-        self.shifted = torch.from_numpy(np.concatenate([[0], seqs.items + 1]))
-        self.items = torch.from_numpy(seqs.items)
-
-    def __len__(self):
-        return (len(self.positions) + self.batch_size - 1) // self.batch_size
-
-    @property
-    def n_samples(self) -> int:
-        return len(self.positions)
-
-    def batch(self, idx: torch.Tensor, device="cpu") -> dict:
-        pos = self.positions[idx]
-        seq, lengths = gather_inputs(self.seqs, self.shifted, pos, self.row_start[idx],
-                                     self.max_len, self.include_target)
-        return {"seq": seq.to(device), "lengths": lengths.to(device),
-                "target": self.items[pos].to(device), "users": self.users[idx].to(device)}
-
-    def epoch(self, rng: np.random.Generator, device="cpu"):
-        perm = torch.from_numpy(rng.permutation(len(self.positions)))
-        for s in range(0, len(perm), self.batch_size):
-            yield self.batch(perm[s:s + self.batch_size], device)
-
-
-class SharedWindowBatches:
-    """The same training samples as :class:`SequenceBatches` (every training position ``t >= 1``,
-    input the up-to-``max_len`` training items before it), computed with fewer tokens, for
-    causal models whose output at a position depends only on the items up to it.
-
-    A user's first ``max_len`` targets all have inputs that start at the user's first item, so
-    one window of the first ``min(n_train - 1, max_len)`` items serves all of them (the output
-    at position ``j`` predicts item ``j + 1``); every later target gets its own window of the
-    ``max_len`` items before it. Each sample's input is exactly the per-sample input; what
-    changes is only that a user's first targets share a batch. Batches are formed from shuffled
-    windows until they hold about ``batch_size`` targets.
-
-    Batch format: ``seq [W, L]``, ``lengths [W]`` as usual, plus ``target [M]``, ``target_window
-    [M]`` (row of ``seq``) and ``target_pos [M]`` (position whose output predicts the target);
-    ``users [W]`` is the user of each window.
-    On ML-100K (time 8:1:1, max length 50) this is 2.19M input tokens per epoch instead of 3.99M.
-    """
-
-    def __init__(self, seqs: UserSequences, max_len: int, batch_size: int):
-        self.seqs, self.max_len, self.batch_size = seqs, int(max_len), int(batch_size)
-        row_start = seqs.indptr[:-1]
-        n_train = seqs.part_end[:, 0] - row_start
-        head = np.flatnonzero(n_train > 1)
-        head_len = np.minimum(n_train[head] - 1, self.max_len)
-        tail_pos = seqs.targets("train")
-        tail_pos = tail_pos[tail_pos - row_start[seqs.user_of(tail_pos)] > self.max_len]
-        # window = (start, length, k): its last k positions each predict the following item
-        self.start = torch.from_numpy(np.concatenate([row_start[head], tail_pos - self.max_len]))
-        self.length = torch.from_numpy(np.concatenate([head_len,
-                                                       np.full(len(tail_pos), self.max_len)]))
-        self.k = self.length.clone()
-        self.k[len(head):] = 1
-        self.users = torch.from_numpy(seqs.user_of(self.start.numpy()))
-        self.n_targets = int(self.k.sum())
-        self.shifted = torch.from_numpy(np.concatenate([[0], seqs.items + 1]))
-        self.items = torch.from_numpy(seqs.items)
-
-    def __len__(self):
-        return (self.n_targets + self.batch_size - 1) // self.batch_size
-
-    @property
-    def n_samples(self) -> int:
-        return self.n_targets
-
-    def batch(self, win: torch.Tensor, device="cpu") -> dict:
-        start, length, k = self.start[win], self.length[win], self.k[win]
-        width = int(length.max())
-        ar = torch.arange(width)
-        valid = ar[None, :] < length[:, None]
-        seq = self.shifted[torch.where(valid, start[:, None] + ar[None, :] + 1,
-                                       torch.zeros(1, dtype=torch.long))]
-        rows = torch.repeat_interleave(torch.arange(len(win)), k)
-        offs = torch.arange(int(k.sum())) - torch.repeat_interleave(torch.cumsum(k, 0) - k, k)
-        pos = (length - k)[rows] + offs
-        target = self.items[start[rows] + pos + 1]
-        return {"seq": seq.to(device), "lengths": length.to(device), "target": target.to(device),
-                "target_window": rows.to(device), "target_pos": pos.to(device),
-                "users": self.users[win].to(device)}
-
-    def epoch(self, rng: np.random.Generator, device="cpu"):
-        perm = torch.from_numpy(rng.permutation(len(self.start)))
-        cum = torch.cumsum(self.k[perm], 0)
-        # batch b takes the windows whose cumulative target count ends in (b*B, (b+1)*B]
-        cuts = torch.searchsorted(cum, torch.arange(1, len(self) + 1) * self.batch_size)
-        lo = 0
-        for hi in cuts.tolist():
-            hi = min(hi + 1, len(perm))
-            if hi > lo:
-                yield self.batch(perm[lo:hi], device)
-            lo = hi
 
 
 class EvalSamples:

@@ -95,7 +95,7 @@ class SampledEvaluator:
         self.metrics = [canonical(m) for m in metrics if parse_metric(m)[0] in ("hit", "ndcg", "mrr")]
         n_items = split.n_items
         target = restrict_targets(split.part(part), items, n_items)
-        from ..training.sampling import KnownPairs, sample_negatives
+        from ..data.sampling import KnownPairs, sample_negatives
 
         parts = [split.part(p) for p in ("train", "valid", "test")]
         known = KnownPairs(np.concatenate([p.user for p in parts]),

@@ -58,7 +58,7 @@ class NextItemEvaluator:
             self.samples.keep(item_mask(items, split.n_items)[self.samples.targets.numpy()])
         self.negatives = None
         if sampled_negatives:
-            from ..training.sampling import KnownPairs, sample_negatives
+            from ..data.sampling import KnownPairs, sample_negatives
 
             parts = [split.part(p) for p in ("train", "valid", "test")]
             known = KnownPairs(np.concatenate([p.user for p in parts]),

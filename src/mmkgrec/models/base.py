@@ -255,17 +255,3 @@ class VectorModel(Recommender):
 
     def item_vectors(self):
         return self._vectors()[1]
-
-
-def l2_per_batch(*tensors: torch.Tensor, n: int | None = None) -> torch.Tensor:
-    """Sum of squared L2 norms divided by the batch size ``n`` (default: the first tensor's
-    rows), as RecBole's ``EmbLoss`` with ``require_pow``."""
-    n = tensors[0].shape[0] if n is None else n
-    return sum(t.pow(2).sum() for t in tensors) / n
-
-
-def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-    """``-mean log sigmoid(pos - neg)``; ``neg`` may hold several negatives per positive."""
-    if neg.dim() > pos.dim():
-        pos = pos.unsqueeze(-1)
-    return -torch.nn.functional.logsigmoid(pos - neg).mean()

@@ -9,8 +9,8 @@ from torch import nn
 from ..config import config_value
 from ..errors import ConfigError
 from ..nn.kg import TransR
-from .base import (MODALITIES, ModelInputs, VectorModel, bpr_loss, l2_per_batch, modality_features,
-                   register)
+from ..nn.losses import bpr_loss, l2_per_batch, pair_scores
+from .base import MODALITIES, ModelInputs, VectorModel, modality_features, register
 
 
 def _cke_modalities(config) -> tuple[str, ...]:
@@ -35,14 +35,16 @@ class CKE(VectorModel):
       :class:`~mmkgrec.nn.kg.TransR`, ``-ln sigmoid(g(h,r,t') - g(h,r,t))`` over a corrupted
       tail, + ``reg_weights[1]`` times the L2 of the projected entities and the relation.
     * Both losses are summed in every step: each CF batch comes with a KG batch of the same size
-      (:class:`~mmkgrec.training.kg_batches.JointBatches`), as in the paper's joint SGD.
+      (:class:`~mmkgrec.data.batches.JointBatches`), as in the paper's joint SGD.
 
     **Resolutions.** ``modalities: []`` (the default) is the KG-only CKE that RecBole 1.2.1
     implements, for like-for-like comparison. With ``modalities: [text, image]``, the textual and
     visual terms use pre-computed item features (``features/``) mapped to ``embedding_size`` by a
     linear layer, in place of the paper's stacked denoising / convolutional auto-encoders (no
     reconstruction loss). ``kg_inverse_relations`` (default false, as RecBole's ``kg_reverse_r``)
-    adds each triple's inverse to TransR's training triples."""
+    adds each triple's inverse to TransR's training triples.
+
+    SPEC.md "Multi-KG4Rec": a Table 2 baseline; no SPEC.md resolution beyond the shared ones."""
 
     name = "CKE"
     requires = frozenset({"kg"})
@@ -111,9 +113,7 @@ class CKE(VectorModel):
             users = batch["users"]
             iv = self._item_vectors(items, ent[:len(items)])
             u, p, n = self.user_emb(users), iv[:len(pos)], iv[len(pos):].view(*neg.shape, -1)
-            pos_s = (u * p).sum(-1)
-            neg_s = (u.unsqueeze(1) * n).sum(-1) if n.dim() == 3 else (u * n).sum(-1)
-            loss = bpr_loss(pos_s, neg_s)
+            loss = bpr_loss(*pair_scores(u, p, n))
             if self.reg_cf:
                 loss = loss + self.reg_cf * l2_per_batch(u, p, n)
             ent = ent[len(items):]
@@ -123,8 +123,7 @@ class CKE(VectorModel):
         return loss
 
     def make_batches(self, split, config):
-        from ..training.kg_batches import JointBatches, KGTripleBatches
-        from ..training.trainer import PairwiseBatches
+        from ..data.batches import JointBatches, KGTripleBatches, PairwiseBatches
 
         bs = config["train_batch_size"]
         cf = PairwiseBatches(split.train, split.n_items, bs, config["num_neg"])

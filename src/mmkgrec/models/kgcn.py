@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ..nn.kg import KGCNAggregator
-from .base import ModelInputs, Recommender, bpr_loss, l2_per_batch, register
+from ..nn.losses import bpr_loss, l2_per_batch
+from .base import ModelInputs, Recommender, register
 
 _CHUNK_ELEMENTS = 1 << 24  # elements of the largest intermediate tensor in score_all
 
@@ -33,7 +34,9 @@ class KGCN(Recommender):
     the KG is undirected; the entity table keeps only entities within H sampled hops of an item
     (the others can never reach a score); an entity without neighbours (an unlinked item) aggregates itself through
     a dedicated "self" relation. ``score_all`` computes user-specific item vectors for every item in
-    chunks of users (memory bounded by ``2^24`` elements per intermediate tensor)."""
+    chunks of users (memory bounded by ``2^24`` elements per intermediate tensor).
+
+    SPEC.md "Multi-KG4Rec": a Table 2 baseline; no SPEC.md resolution beyond the shared ones."""
 
     name = "KGCN"
     requires = frozenset({"kg"})

@@ -3,68 +3,23 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..graph.adjacency import bipartite_adjacency, row_normalize, spmm, to_torch_csr
+from ..graph.adjacency import bipartite_adjacency, row_normalize, to_torch_csr
+from ..nn.propagation import ModalityGCN
 from .base import ModelInputs, configured_modalities, modality_features, register
-from .mf import _FactorModel
+from .factor_base import FactorModel
 
 AGGREGATIONS = ("mean", "sum")
 COMBINATIONS = ("concat", "add")
 
 
-class _ModalityGCN(nn.Module):
-    """The graph of one modality ``m``: layer-0 user nodes are a learned preference embedding
-    ``[n_users, latent_size]``, item nodes ``W_0 f_i + b_0`` (the item's features of ``m``
-    projected to ``latent_size``; zero for items without that content). Then ``n_layers`` of
-
-    * aggregation (paper Eq. (1)-(2), mean aggregator):
-      ``h_v = LeakyReLU(W_1 * mean_{j in N(v)} x_j + b_1)``
-    * combination (Eq. (5)-(7)): ``x_hat_v = LeakyReLU(W_2 x_v + b_2) + id_v`` (the node's
-      representation moved into the ID space plus its shared ID embedding), then
-      ``concat``: ``x_v <- LeakyReLU(W_3 [h_v ; x_hat_v] + b_3)`` (Eq. 6) or
-      ``add``: ``x_v <- LeakyReLU(W_3 h_v + b_3 + x_hat_v)`` (Eq. 7).
-
-    Layer 1 works in ``latent_size`` dims and outputs ``embedding_size``; later layers stay in
-    ``embedding_size``. Weights are shared by user and item nodes within a modality."""
-
-    def __init__(self, feat_dim: int, n_users: int, latent: int, emb: int, n_layers: int,
-                 combination: str):
-        super().__init__()
-        self.n_users = n_users
-        self.combination = combination
-        self.preference = nn.Embedding(n_users, latent)
-        nn.init.xavier_normal_(self.preference.weight)
-        self.project = nn.Linear(feat_dim, latent)
-        dims = [latent] + [emb] * n_layers
-        self.aggregate = nn.ModuleList(nn.Linear(dims[k], dims[k]) for k in range(n_layers))
-        self.to_id = nn.ModuleList(nn.Linear(dims[k], emb) for k in range(n_layers))
-        self.combine = nn.ModuleList(
-            nn.Linear(dims[k] + emb if combination == "concat" else dims[k], emb)
-            for k in range(n_layers))
-        for lin in (self.project, *self.aggregate, *self.to_id, *self.combine):
-            nn.init.xavier_uniform_(lin.weight)
-            nn.init.zeros_(lin.bias)
-
-    def forward(self, feat, mask, ids, adj, adj_t):
-        x = torch.cat([self.preference.weight, self.project(feat) * mask.unsqueeze(1)])
-        for agg, to_id, comb in zip(self.aggregate, self.to_id, self.combine):
-            h = F.leaky_relu(agg(spmm(adj, adj_t, x)))
-            x_hat = F.leaky_relu(to_id(x)) + ids
-            if self.combination == "concat":
-                x = F.leaky_relu(comb(torch.cat([h, x_hat], 1)))
-            else:
-                x = F.leaky_relu(comb(h) + x_hat)
-        return x
-
-
 @register
-class MMGCN(_FactorModel):
-    """MMGCN: a :class:`_ModalityGCN` per configured modality, all on the same graph (the
-    training interactions), sharing the user/item ID embeddings ``id`` (``embedding_size``).
+class MMGCN(FactorModel):
+    """MMGCN: a :class:`~mmkgrec.nn.propagation.ModalityGCN` (aggregation eq. 1-2, combination
+    eq. 5-7) per configured modality, all on the same graph (the training interactions), sharing
+    the user/item ID embeddings ``id`` (``embedding_size``).
     Final vectors (Eq. (8)): ``u* = sum_m x_u^(m, L)``, ``i* = sum_m x_i^(m, L)``; score
     ``u* . i*`` (Eq. (9)).
 
@@ -76,7 +31,9 @@ class MMGCN(_FactorModel):
     embeddings and the batch users' preference embeddings of every modality, divided by the batch
     size (as MMGCN's code); the linear layers are not in it (``weight_decay`` shrinks them).
     Propagation is full-graph inside every training batch, with gradients, and once per
-    evaluation in ``prepare_eval``."""
+    evaluation in ``prepare_eval``.
+
+    SPEC.md "MM-RACL-KAL": a baseline; no SPEC.md resolution beyond the shared ones."""
 
     name = "MMGCN"
 
@@ -108,7 +65,7 @@ class MMGCN(_FactorModel):
             device = feat.device
             self.register_buffer(f"feat_{m}", feat, persistent=False)  # rebuilt from inputs
             self.register_buffer(f"mask_{m}", mask, persistent=False)
-            self.branches[m] = _ModalityGCN(feat.shape[1], self.n_users, latent, emb,
+            self.branches[m] = ModalityGCN(feat.shape[1], self.n_users, latent, emb,
                                             self.n_layers, self.combination)
         a = bipartite_adjacency(inputs.train, self.n_users, self.n_items)
         if self.aggregation == "mean":

@@ -22,18 +22,20 @@ Implemented (sections of the paper; see SPEC.md "MM-RACL-KAL" for the resolution
   Transformer blocks, :class:`~mmkgrec.nn.transformer.SequenceTransformer`) over the (augmented)
   input's ``e_i``; ``u_d`` = the output at the last position. **Resolution:** causal attention,
   so one window serves all of a user's first targets (``share_windows``), as SASRec.
-* **Static interest (3.3.2, eq. 9-10).** LightGCN (:func:`~mmkgrec.models.mf.light_propagate`) on
-  the symmetric-normalised training user-item graph, ``u_s`` = the user's mean over layers
+* **Static interest (3.3.2, eq. 9-10).** LightGCN
+  (:func:`~mmkgrec.nn.propagation.light_propagate`) on the symmetric-normalised training user-item graph, ``u_s`` = the user's mean over layers
   ``0..gnn_layers`` (the spec's mean; eq. 10 prints a sum). Layer 0: user ID embeddings, and item
   ID embeddings (``static_item_init: id``, the resolution) or the items' ``e_i``
   (``static_item_init: content``). ``use_static: false`` drops it (``u = u_d``).
-* **Gate (3.3.3, eq. 11-12).** ``g = sigmoid(W_g [u_d; u_s] + b_g)``, ``u = g u_d + (1 - g) u_s``.
+* **Gate (3.3.3, eq. 11-12).** ``g = sigmoid(W_g [u_d; u_s] + b_g)``, ``u = g u_d + (1 - g) u_s``
+  (:class:`~mmkgrec.nn.fusion.GatedFusion`).
 * **Scores and loss.** ``score(u, j) = <u, e_j>``; ``L_rec`` = cross-entropy of the next item over
   all items. ``L = L_rec + contrastive_beta (lambda_ui L_ui + lambda_ii L_ii + lambda_mm L_mm)``
   (eq. 16, 18) with temperature ``contrastive_tau``; similarities are cosine
   (``contrastive_normalize: true``, **resolution**: eq. 13-15 print ``<.,.>``; raw inner products
   under ``false``). Denominators sum over negatives only, as eq. 13-15 are printed (decoupled);
-  ``contrastive_positive_in_denominator: true`` gives the standard InfoNCE.
+  ``contrastive_positive_in_denominator: true`` gives the standard InfoNCE
+  (:func:`~mmkgrec.nn.losses.contrastive_loss`, :func:`~mmkgrec.nn.losses.similarity`).
 
   * ``L_ui`` (eq. 13): ``u`` against ``e`` of its next item; negatives: the other next items of the
     batch (``ui_negatives: in_batch``, an item equal to the positive is never a negative) or
@@ -61,18 +63,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import config_value
+from ..data.sampling import KnownPairs, sample_negatives
 from ..errors import ConfigError
-from ..training.sampling import KnownPairs, sample_negatives
-from .base import register
-from .mf import light_propagate
-from .base import standardised_content
-from .sequential import SASRec, _init_bert_style
+from ..nn.fusion import GatedFusion
+from ..nn.losses import contrastive_loss, similarity
+from ..nn.propagation import light_propagate
+from ..nn.transformer import init_bert_style
+from .base import register, standardised_content
+from .sasrec import SASRec
 
 log = logging.getLogger(__name__)
 
 CHOICES = {"ii_negatives": ("retrieved", "random"), "ui_negatives": ("in_batch", "sampled"),
            "static_item_init": ("id", "content"), "index_kind": ("flat", "ivf", "hnsw")}
-_MASKED = -1e9  # a negative's similarity / tau where it is not a negative (finite: no NaN grads)
 
 
 @register
@@ -167,10 +170,10 @@ class MMRACLKAL(SASRec):
             if self.static_item_init == "id":
                 self.static_item_emb = nn.Embedding(self.n_items, d)
                 new.append(self.static_item_emb)
-            self.gate = nn.Linear(2 * d, d)
+            self.gate = GatedFusion(d)
             new.append(self.gate)
         for m in new:
-            _init_bert_style(m, std)
+            init_bert_style(m, std)
         if self.needs_index:
             self.refresh_index()
 
@@ -239,10 +242,8 @@ class MMRACLKAL(SASRec):
         return light_propagate(self.adj, ego, self.gnn_layers)[:self.n_users]
 
     def fuse(self, u_d: torch.Tensor, u_s: torch.Tensor | None) -> torch.Tensor:
-        if u_s is None:
-            return u_d
-        g = torch.sigmoid(self.gate(torch.cat([u_d, u_s], -1)))
-        return g * u_d + (1.0 - g) * u_s
+        """``u``: the gate (eq. 11-12) over ``u_d`` and ``u_s``, or ``u_d`` without static interest."""
+        return u_d if u_s is None else self.gate(u_d, u_s)
 
     # ---- scoring -------------------------------------------------------------------------
     def train(self, mode: bool = True):
@@ -302,28 +303,11 @@ class MMRACLKAL(SASRec):
         return loss + self.beta * cl
 
     def _sim(self, a: torch.Tensor, b: torch.Tensor, pairwise: bool = False) -> torch.Tensor:
-        """Similarities (cosine or inner product) over the last dimension, broadcast; with
-        ``pairwise`` the ``[len(a), len(b)]`` matrix."""
-        if self.normalize:
-            a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-        return a @ b.T if pairwise else (a * b).sum(-1)
+        return similarity(a, b, self.normalize, pairwise)
 
     def contrastive(self, pos: torch.Tensor, neg: torch.Tensor, valid: torch.Tensor):
-        """Mean over anchors of ``-log exp(pos/tau) / sum_valid exp(neg/tau)`` (decoupled) or
-        with ``exp(pos/tau)`` in the denominator too. ``pos`` [N], ``neg`` / ``valid`` [N, K]."""
-        pos = pos / self.tau
-        neg = (neg / self.tau).masked_fill(~valid, _MASKED)
-        if self.pos_in_denominator:
-            denom = torch.logsumexp(torch.cat([pos.unsqueeze(1), neg], 1), 1)
-            keep = torch.ones_like(pos, dtype=torch.bool)
-        else:
-            if neg.shape[1] == 0:
-                return pos.sum() * 0.0
-            denom = torch.logsumexp(neg, 1)
-            keep = valid.any(1)
-        if not bool(keep.any()):
-            return pos.sum() * 0.0
-        return (denom - pos)[keep].mean()
+        """:func:`~mmkgrec.nn.losses.contrastive_loss` with the config's ``tau`` and form."""
+        return contrastive_loss(pos, neg, valid, self.tau, self.pos_in_denominator)
 
     def _random_items(self, users: torch.Tensor, k: int) -> torch.Tensor:
         """``[len(users), k]`` uniform items outside each user's training items (numpy sampler

@@ -11,26 +11,17 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..nn.fusion import FUSION_MODES, ModalFusion
+from ..nn.propagation import rows_at
 from .base import ModelInputs, modality_features, register
-from .kgat import (CKGModel, KnowledgePropagation, layer_widths, optional_modalities,
-                   rows_at)
+from .ckg_base import CKGModel, layer_widths, optional_modalities
 
 ENTITY_INITS = ("add", "feature_only", "concat_linear")
 BFS_ORDERS = ("random", "id")
 
 
-class _ModalityGraph(KnowledgePropagation, nn.Module):
-    """One single-modal graph: its TransR space, attention and aggregators
-    (:class:`~mmkgrec.models.kgat.KnowledgePropagation`)."""
-
-    def __init__(self, config, ckg, d, edge_heads):
-        nn.Module.__init__(self)
-        self.init_propagation(config, ckg, d, edge_heads)
-
-
 @register
 class MultiKG4Rec(CKGModel):
-    """Multi-KG4Rec over the collaborative KG (:class:`~mmkgrec.models.kgat.CKGModel`: users,
+    """Multi-KG4Rec over the collaborative KG (:class:`~mmkgrec.models.ckg_base.CKGModel`: users,
     items, attribute entities; training interactions only), SPEC.md "Multi-KG4Rec".
 
     * Single-modal graphs (Sec. 1, 4.1): one graph per configured modality (``modalities``;
@@ -42,9 +33,10 @@ class MultiKG4Rec(CKGModel):
       ``ID(x) + reduce_m(f_m(x))``, ``feature_only``: ``reduce_m(f_m(x))``, or
       ``concat_linear``: ``W_m [ID(x) || reduce_m(f_m(x))]``; ``reduce_m`` = Linear to
       ``embedding_size`` + LeakyReLU (the paper's CLIP 512 -> 64 map). Users, attribute entities
-      and items without content in ``m`` use their ID embedding.
-    * TransR (4.2.1): ``L_KG`` = TransR's pairwise loss in every modality on the initial
-      (pre-fusion) representations, summed over modalities.
+      and items without content in ``m`` use their ID embedding (SPEC.md resolution: ``add`` by
+      default, the others as options).
+    * TransR (4.2.1, :class:`~mmkgrec.nn.kg.TransR`): ``L_KG`` = TransR's pairwise loss in every
+      modality on the initial (pre-fusion) representations, summed over modalities.
     * Fine-grained fusion (4.2.2, :class:`~mmkgrec.nn.fusion.ModalFusion`): for every item a BFS
       over the CKG collects ``fusion_seq_len`` nodes, the item first, then its first-order
       users and attributes, second-order nodes and so on (within one distance in random order
@@ -58,17 +50,21 @@ class MultiKG4Rec(CKGModel):
       propagation path). The fusion runs for all items once per CF batch (and once, without
       gradients, for each attention refresh).
     * Propagation (4.2.3): KGAT's knowledge-aware attention and Bi-Interaction over ``layers``
-      (64, 32, 16), per modality; attention refreshed at the start of every epoch after the first.
+      (64, 32, 16: SPEC.md resolution, KGAT's defaults), one
+      :class:`~mmkgrec.nn.propagation.KnowledgePropagation` per modality (``graphs``); attention
+      refreshed at the start of every epoch after the first.
     * Prediction (4.2.4): ``e* = e(0) || ... || e(L)`` per modality, ``e_u = e_u^v || e_u^t``
       (concatenated in the order text, image), likewise items; inner-product score.
-    * Optimisation (4.2.5): ``L = L_KG + L_CF`` (BPR + ``reg_weight`` L2), alternating CF and KG
-      phases each epoch as KGAT; Xavier initialisation.
+    * Optimisation (4.2.5): ``L = L_KG + L_CF`` (BPR + ``reg_weight`` L2,
+      :mod:`mmkgrec.nn.losses`), alternating CF and KG phases each epoch as KGAT; Xavier
+      initialisation.
 
     ``modalities: [text]`` / ``[image]`` are Table 3's "w/o v" / "w/o t"; ``modalities: []``
     (no content: one ID-only graph, no fusion) is Table 3's "w/o t&v", KGAT with these layers.
     :meth:`modality_attention` gives Fig. 4's visual-vs-text attention of a user's items.
 
-    **Resolutions.** Only items carry content (our datasets have no features for attribute
+    **Resolutions** (beyond SPEC.md's: every rating is an interaction, the CKG is built from
+    training interactions only). Only items carry content (our datasets have no features for attribute
     entities). TransR sees pre-fusion representations (fusing the items of every KG batch would
     cost a fusion pass per KG batch). The fusion has no position embedding; the item is at
     position 0 and order only decides which nodes fit in ``fusion_seq_len``."""
@@ -99,7 +95,7 @@ class MultiKG4Rec(CKGModel):
             self.reduce[m] = self._linear(feat.shape[1], d)
             if self.entity_init == "concat_linear":
                 self.combine[m] = self._linear(2 * d, d)
-        self.graphs = nn.ModuleDict({m: _ModalityGraph(config, self.ckg, d, self.edge_heads)
+        self.graphs = nn.ModuleDict({m: self.knowledge_propagation(config, d)
                                      for m in (self.modalities or ("id",))})
         self.fusion_mode = config["fusion"]
         if self.fusion_mode not in FUSION_MODES:
@@ -216,8 +212,8 @@ class MultiKG4Rec(CKGModel):
     def compute_vectors(self):
         batch = getattr(self, "_batch", None) if self.training else None
         tables = self.layer0_tables(self._fusion_items(batch))
-        e = torch.cat([g.propagate(rows_at(tables[m], self.input_nodes), self.plan,
-                                   self.self_pos, self.n_out) for m, g in self.graphs.items()], 1)
+        e = torch.cat([g(rows_at(tables[m], self.input_nodes), self.plan, self.self_pos, self.n_out)
+                       for m, g in self.graphs.items()], 1)
         u0 = self.ckg.n_users
         return e[:u0], e[u0:]
 
@@ -236,7 +232,7 @@ class MultiKG4Rec(CKGModel):
         """Each graph's ``pi(h, r, t)`` from its layer-0 vectors (fusion without dropout)."""
         tables = self._eval_tables()
         for m, g in self.graphs.items():
-            g.refresh_attention_from(tables[m], *self.edges())
+            g.refresh_attention(tables[m], *self.edges())
 
     def on_epoch_start(self, epoch: int) -> None:
         if epoch > 0 and self.use_attention:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError
 from ..config import config_value
-from .base import (ModelInputs, VectorModel, bpr_loss, configured_modalities, l2_per_batch,
-                   modality_features, register, standardised_content)
+from ..errors import ConfigError
+from ..nn.losses import bpr_loss, l2_per_batch
+from .base import (ModelInputs, VectorModel, configured_modalities, modality_features, register,
+                   standardised_content)
 
 
 @register
@@ -39,7 +40,10 @@ class VBPR(VectorModel):
     ``lambda_E``, here ``content_reg_weight`` times ``||E||^2 + ||beta'||^2`` once per step.
 
     ``user_vectors``/``item_vectors`` are the augmented ``[gamma_u, theta_u, 1]`` and
-    ``[gamma_i, E f_i, beta_i + beta' . f_i]``, whose inner product is ``x_ui``."""
+    ``[gamma_i, E f_i, beta_i + beta' . f_i]``, whose inner product is ``x_ui``.
+
+    SPEC.md "MM-RACL-KAL": the Visual BPR baseline (its citation there names it wrongly); no
+    SPEC.md resolution beyond the shared ones (full ranking, training items masked)."""
 
     name = "VBPR"
 

@@ -1,66 +1,44 @@
-"""Fine-grained cross-modal fusion (Multi-KG4Rec 4.2.2): a self-attention transformer per
-modality, then blocks of cross multi-head attention in which each modality's queries attend over
-the keys and values of every modality, concatenated along the sequence.
+"""Fusion of representations: Multi-KG4Rec's fine-grained cross-modal fusion (4.2.2) and
+MM-RACL-KAL's gated fusion (3.3.3, eq. 11-12).
+
+**Cross-modal fusion** (:class:`ModalFusion`): a self-attention transformer per modality, then
+blocks of cross multi-head attention in which each modality's queries attend over the keys and
+values of every modality, concatenated along the sequence (SPEC.md "Multi-KG4Rec",
+fine-grained fusion).
 
 Per block and head, modality ``m`` has its own projections ``Q_m = X_m W_Q^m``,
 ``K_m = X_m W_K^m``, ``V_m = X_m W_V^m`` and
 ``head_m = softmax(Q_m [K_1; ...; K_M]^T / sqrt(d_h)) [V_1; ...; V_M]`` (2n keys for two
 modalities; padded positions masked in every modality's half). Heads are concatenated and
 projected (``W_O^m``), then residual + layer norm, a ReLU feed-forward network, residual + layer
-norm (post-norm, as :class:`~mmkgrec.nn.transformer.SelfAttentionBlock`, whose layers each block
-reuses as its per-modality parameters).
+norm: each modality's parameters are a :class:`~mmkgrec.nn.transformer.SelfAttentionBlock`, whose
+projections and tail the block uses, and attention is :func:`~mmkgrec.nn.transformer.attention`
+with an additive mask (:meth:`CrossModalBlock.attention_bias`) carrying both the padding and the
+cross permissions.
 
 ``cross`` says which modalities' queries may attend across: a modality whose entry is false
 attends to its own keys only (the other halves are masked, so their weight is exactly zero).
 
 Speed (the fusion runs over every item in every CF step): without dropout, the queries of all
-modalities are concatenated along the sequence and attend in one batched product against the
-shared ``[K_1; ...; K_M]`` keys, with an additive ``0 / -inf`` mask (:func:`attention_bias`)
-carrying both the padding and the cross permissions; attention is computed with plain matrix
-products (:func:`biased_attention`), which on CPU is 2-3x faster, forward and backward, than
-``scaled_dot_product_attention`` for these short sequences (n = 8, 8-wide heads). Softmax rows
-are independent, so the outputs equal the per-modality computation. With attention or hidden
-dropout in training, the per-modality path is kept, so the random masks are drawn as before.
+modalities are concatenated along the sequence and attend in one product against the shared
+``[K_1; ...; K_M]`` keys, with the ``"matmul"`` kernel, which on CPU is 2-3x faster, forward and
+backward, than ``scaled_dot_product_attention`` for these short sequences (n = 8, 8-wide heads).
+Softmax rows are independent, so the outputs equal the per-modality computation. With attention
+or hidden dropout in training (or when the weights are read), the modalities attend one after
+another, so the random masks are drawn in the same order as ever.
+
+**Gated fusion** (:class:`GatedFusion`): ``g = sigmoid(W_g [a; b] + b_g)``,
+``out = g a + (1 - g) b`` (MM-RACL-KAL eq. 11-12: the dynamic and static user interests).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .transformer import SelfAttentionBlock, SequenceTransformer, attention, fast_dropout
+from .transformer import SelfAttentionBlock, SequenceTransformer, attention, mask_bias
 
 FUSION_MODES = ("both", "none", "t2v", "v2t")
-
-
-def biased_attention(q, k, v, bias) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d_h) + bias) v`` for ``[B, h, Lq, d_h]`` queries, ``[B, h, L, d_h]``
-    keys and values and an additive float ``bias`` broadcastable to ``[B, h, Lq, L]`` (0 = attend,
-    -inf = masked; every row must keep one finite entry). Plain matrix products: for short
-    sequences with narrow heads they beat the fused CPU kernel, forward and backward. Under 16
-    keys the scores are laid out keys-first (``[.., L, Lq]``, softmax over dim -2): PyTorch's CPU
-    softmax along a last dimension of 8 is several times slower per element than along 16."""
-    scale = q.shape[-1] ** -0.5
-    if k.shape[-2] < 16:
-        scores = torch.matmul(k, q.transpose(-1, -2)).mul_(scale).add_(bias.transpose(-1, -2))
-        return torch.matmul(torch.softmax(scores, -2).transpose(-1, -2), v)
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(bias)
-    return torch.matmul(torch.softmax(scores, -1), v)
-
-
-def mask_bias(mask: torch.Tensor) -> torch.Tensor:
-    """The additive form (0 / -inf, float) of a bool attention mask (True = attend)."""
-    return torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, float("-inf"))
-
-
-def self_attention_fast(blk: SelfAttentionBlock, x: torch.Tensor, bias: torch.Tensor):
-    """``blk(x, False, key_mask)`` (bidirectional, no dropout) with :func:`biased_attention`;
-    ``bias`` is the key mask's additive form ``[B, 1, 1, n]``."""
-    q, k, v = F.linear(x, blk.qkv.weight, blk.qkv.bias).split(blk.hidden, dim=-1)
-    att = biased_attention(blk._heads(q), blk._heads(k), blk._heads(v), bias)
-    h = blk.ln_attn(blk.out(att.transpose(1, 2).reshape(x.shape)) + x)
-    return blk.ln_ff(blk.ff_out(blk.act(blk.ff_in(h))) + h)
 
 
 def cross_permissions(modalities, mode: str) -> dict[str, bool]:
@@ -97,9 +75,9 @@ class CrossModalBlock(nn.Module):
                               for o in self.modalities], 1) for m in self.modalities}
 
     def attention_bias(self, key_mask: torch.Tensor, n_queries: int) -> torch.Tensor:
-        """The additive mask of :meth:`fast_forward`: ``[B, 1, 1, M * n]`` when every modality's
-        queries see the same keys, else ``[B, 1, M * n_queries, M * n]`` (the queries of each
-        modality, ``n_queries`` each, in the order of ``modalities``)."""
+        """The additive mask of the concatenated queries: ``[B, 1, 1, M * n]`` when every
+        modality's queries see the same keys, else ``[B, 1, M * n_queries, M * n]`` (the queries
+        of each modality, ``n_queries`` each, in the order of ``modalities``)."""
         masks = self.key_masks(key_mask)
         if all(self.cross.values()):
             return mask_bias(masks[self.modalities[0]][:, None, None, :])
@@ -112,67 +90,42 @@ class CrossModalBlock(nn.Module):
         return self.training and (self.attn_dropout > 0 or any(
             blk.drop.p > 0 for blk in self.layers.values()))
 
-    def fast_forward(self, xs: dict, bias: torch.Tensor, first_only: bool = False) -> dict:
-        """:meth:`forward` without dropout: one attention product for the queries of every
-        modality (concatenated along the sequence) against the shared keys; ``bias`` from
-        :meth:`attention_bias` (``n_queries`` = 1 with ``first_only``, else ``n``)."""
-        x0 = xs[self.modalities[0]]
-        b, n, d = x0.shape
-        qs, ks, vs = [], [], []
-        for m in self.modalities:
-            w, bias_ = self.layers[m].qkv.weight, self.layers[m].qkv.bias
-            if first_only:  # queries at position 0 only
-                qs.append(F.linear(xs[m][:, :1], w[:d], bias_[:d]))
-                k, v = F.linear(xs[m], w[d:], bias_[d:]).split(d, dim=-1)
-            else:
-                q, k, v = F.linear(xs[m], w, bias_).split(d, dim=-1)
-                qs.append(q)
-            ks.append(k)
-            vs.append(v)
-        heads = self.layers[self.modalities[0]]._heads
-        att = biased_attention(heads(torch.cat(qs, 1)), heads(torch.cat(ks, 1)),
-                               heads(torch.cat(vs, 1)), bias)
-        lq = qs[0].shape[1]
-        att = att.transpose(1, 2).reshape(b, len(self.modalities) * lq, d)
-        out = {}
-        for m, a in zip(self.modalities, att.split(lq, 1)):
-            blk = self.layers[m]
-            xq = xs[m][:, :1] if first_only else xs[m]
-            h = blk.ln_attn(blk.out(a) + xq)
-            out[m] = blk.ln_ff(blk.ff_out(blk.act(blk.ff_in(h))) + h)
-        return out
-
     def forward(self, xs: dict, key_mask: torch.Tensor, first_only: bool = False,
                 return_weights: bool = False):
-        if not (return_weights or self.uses_dropout()):
-            n_queries = 1 if first_only else key_mask.shape[1]
-            return self.fast_forward(xs, self.attention_bias(key_mask, n_queries), first_only)
-        d = next(iter(xs.values())).shape[-1]
-        qs, ks, vs = {}, {}, {}
+        lq = 1 if first_only else key_mask.shape[1]
+        bias = self.attention_bias(key_mask, lq)
+        # random masks or weights: one modality at a time (masks drawn in modality order)
+        one_by_one = return_weights or self.uses_dropout()
+        qs, ks, vs = [], [], []
         for m in self.modalities:
-            blk = self.layers[m]
-            q, ks[m], vs[m] = F.linear(xs[m], blk.qkv.weight, blk.qkv.bias).split(d, dim=-1)
-            qs[m] = q[:, :1] if first_only else q
-        layer0 = self.layers[self.modalities[0]]
-        k = layer0._heads(torch.cat([ks[m] for m in self.modalities], 1))
-        v = layer0._heads(torch.cat([vs[m] for m in self.modalities], 1))
-        masks = self.key_masks(key_mask)
+            x = xs[m]
+            if one_by_one:  # every query projected, then those asked for (as this path always did)
+                q, k, v = self.layers[m].project(x)
+                q = q[:, :1] if first_only else q
+            else:  # queries at the positions asked for only
+                q, k, v = self.layers[m].project(x, x[:, :1] if first_only else None)
+            qs.append(q)
+            ks.append(k)
+            vs.append(v)
+        heads = self.layers[self.modalities[0]].heads
+        k, v = heads(torch.cat(ks, 1)), heads(torch.cat(vs, 1))
+        # (the queries' inputs for the residuals are sliced after attention, as they always
+        # were: the order in which autograd sums a tensor's gradients follows it)
+        if not one_by_one:
+            att = attention(heads(torch.cat(qs, 1)), k, v, bias, kernel="matmul")
+            att = att.transpose(1, 2).reshape(len(att), len(self.modalities) * lq, -1)
+            return {m: self.layers[m].tail(a, xs[m][:, :1] if first_only else xs[m])
+                    for m, a in zip(self.modalities, att.split(lq, 1))}
         out, weights = {}, {}
-        for m in self.modalities:
+        for j, (m, q) in enumerate(zip(self.modalities, qs)):
             blk = self.layers[m]
-            q = blk._heads(qs[m])
-            mask = masks[m][:, None, None, :]
+            bias_m = bias if bias.shape[2] == 1 else bias[:, :, j * lq:(j + 1) * lq]
+            att = attention(blk.heads(q), k, v, bias_m, dropout=self.attn_dropout,
+                            training=self.training, return_probs=return_weights)
             if return_weights:
-                scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
-                probs = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1)
-                weights[m] = probs
-                att = torch.matmul(fast_dropout(probs, self.attn_dropout, self.training), v)
-            else:
-                att = attention(q, k, v, mask, False, self.attn_dropout, self.training)
+                att, weights[m] = att
             xq = xs[m][:, :1] if first_only else xs[m]
-            att = att.transpose(1, 2).reshape(xq.shape)
-            h = blk.ln_attn(blk.drop(blk.out(att)) + xq)
-            out[m] = blk.ln_ff(blk.drop(blk.ff_out(blk.act(blk.ff_in(h)))) + h)
+            out[m] = blk.tail(att.transpose(1, 2).reshape(xq.shape), xq)
         return (out, weights) if return_weights else out
 
 
@@ -195,9 +148,10 @@ class ModalFusion(nn.Module):
                                                     dropout, cross) for _ in range(n_blocks))
 
     def forward(self, xs: dict, key_mask: torch.Tensor, return_weights: bool = False):
-        if not (return_weights or self.uses_dropout()):
-            return self.fast_forward(xs, key_mask)
-        xs = {m: self.self_attn[m](xs[m], False, key_mask) for m in self.modalities}
+        # scoring runs the self-attention with the "matmul" kernel (faster here); reading the
+        # weights keeps the fused kernel, with which Fig. 4's case study has been computed
+        kernel = "sdpa" if return_weights else "matmul"
+        xs = {m: self.self_attn[m](xs[m], False, key_mask, kernel=kernel) for m in self.modalities}
         weights = []
         for k, blk in enumerate(self.blocks):
             last = k == len(self.blocks) - 1
@@ -210,24 +164,11 @@ class ModalFusion(nn.Module):
         return (out, weights) if return_weights else out
 
     def uses_dropout(self) -> bool:
-        """True when a training forward draws random masks (then the per-modality path runs, so
-        the masks are drawn in the same order as ever)."""
+        """True when a training forward draws random masks (in its self-attention or in a cross
+        block)."""
         return self.training and (any(b.uses_dropout() for b in self.blocks) or any(
             blk.attn_dropout > 0 or blk.drop.p > 0
             for t in self.self_attn.values() for blk in t.blocks))
-
-    def fast_forward(self, xs: dict, key_mask: torch.Tensor) -> dict:
-        """:meth:`forward` without dropout (:func:`self_attention_fast`,
-        :meth:`CrossModalBlock.fast_forward`); the masks' additive forms are built once."""
-        bias = mask_bias(key_mask[:, None, None, :])
-        for m in self.modalities:
-            for blk in self.self_attn[m].blocks:
-                xs = {**xs, m: self_attention_fast(blk, xs[m], bias)}
-        n = key_mask.shape[1]
-        for k, blk in enumerate(self.blocks):
-            last = k == len(self.blocks) - 1
-            xs = blk.fast_forward(xs, blk.attention_bias(key_mask, 1 if last else n), last)
-        return {m: x[:, 0] for m, x in xs.items()}
 
     @torch.no_grad()
     def modality_mass(self, xs: dict, key_mask: torch.Tensor) -> torch.Tensor:
@@ -241,3 +182,16 @@ class ModalFusion(nn.Module):
                 q0 = p[:, :, 0].mean(1)  # [B, M * n]
                 parts.append(q0.view(len(q0), len(self.modalities), n).sum(-1))
         return torch.stack(parts).mean(0)
+
+
+class GatedFusion(nn.Linear):
+    """MM-RACL-KAL's gate (3.3.3, eq. 11-12): ``g = sigmoid(W_g [a; b] + b_g)``,
+    ``out = g a + (1 - g) b``, elementwise. The module is the gate's linear map ``W_g``
+    (``[2d -> d]``, parameters ``weight`` and ``bias``) with this two-input ``forward``."""
+
+    def __init__(self, dim: int):
+        super().__init__(2 * dim, dim)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(super().forward(torch.cat([a, b], -1)))
+        return g * a + (1.0 - g) * b

@@ -12,10 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def l2_per_batch(*tensors: torch.Tensor) -> torch.Tensor:
-    """Sum of squared L2 norms divided by the batch size (RecBole's / KGAT's regulariser)."""
-    return sum(t.pow(2).sum() for t in tensors) / tensors[0].shape[0]
+from .losses import bpr_loss, l2_per_batch
 
 
 class TransR(nn.Module):
@@ -63,7 +60,7 @@ class TransR(nn.Module):
         er = self.relation(r)
         pos = (p[:, 0] + er - p[:, 1]).pow(2).sum(-1)
         neg = (p[:, 0] + er - p[:, 2]).pow(2).sum(-1)
-        loss = -F.logsigmoid(neg - pos).mean()
+        loss = bpr_loss(neg, pos)  # BPR on distances: the corrupted triple ranked below
         if reg_weight:
             loss = loss + reg_weight * l2_per_batch(p[:, 0], er, p[:, 1], p[:, 2])
         return loss

@@ -1,1 +1,1 @@
-"""The one trainer, negative sampling, checkpoints."""
+"""The one trainer: seeded epochs, validation, early stopping, checkpoints and resume."""

@@ -1,4 +1,5 @@
-"""The one trainer: mini-batches, negatives, validation, early stopping, checkpoints and resume.
+"""The one trainer: epochs over a model's batches (:mod:`mmkgrec.data.batches`), validation,
+early stopping, checkpoints and resume.
 
 Every source of randomness in an epoch is seeded from ``(seed, epoch)``, and a checkpoint is
 written after every epoch, so a run killed at any point and resumed repeats the interrupted epoch
@@ -21,8 +22,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..config import config_value
+from ..data.batches import AlternatingBatches, LabelledBatches, PairwiseBatches
+from ..errors import ConfigError
 from ..evaluation.evaluator import make_evaluator
-from .sampling import KnownPairs, sample_negatives
 
 log = logging.getLogger("mmkgrec.train")
 
@@ -45,28 +48,27 @@ def make_optimizer(params, config) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, **kw)
 
 
-class PairwiseBatches:
-    """One epoch of (user, positive, negatives) mini-batches over the training interactions:
-    shuffled, with ``num_neg`` uniform negatives per positive excluding the user's training items."""
-
-    def __init__(self, train, n_items: int, batch_size: int, num_neg: int = 1):
-        self.users, self.items = train.user, train.item
-        self.n_items, self.batch_size, self.num_neg = n_items, batch_size, num_neg
-        self.known = KnownPairs(train.user, train.item, int(train.user.max()) + 1 if len(train) else 0, n_items)
-
-    def __len__(self):
-        return (len(self.users) + self.batch_size - 1) // self.batch_size
-
-    def epoch(self, rng: np.random.Generator, device="cpu"):
-        perm = rng.permutation(len(self.users))
-        users, pos = self.users[perm], self.items[perm]
-        neg = sample_negatives(users, self.n_items, self.known, rng, self.num_neg)
-        if self.num_neg == 1:
-            neg = neg[:, 0]
-        users_t, pos_t, neg_t = (torch.from_numpy(a).to(device) for a in (users, pos, neg))
-        for s in range(0, len(users), self.batch_size):
-            sl = slice(s, s + self.batch_size)
-            yield {"users": users_t[sl], "pos_items": pos_t[sl], "neg_items": neg_t[sl]}
+def training_batches(model, split, config):
+    """The batches the trainer iterates: the model's own (``make_batches``) or pairwise ones for
+    ``train_loss: bpr``; for ``bce``, :class:`~mmkgrec.data.batches.LabelledBatches` (a CTR
+    split's labelled training pairs, fixed negatives drawn once as in KGCN; for any other split
+    the training positives plus ``num_neg`` uniform negatives per positive drawn afresh every
+    epoch), which also replace the CF phase of a model that alternates CF and KG phases (KGAT's
+    :class:`~mmkgrec.data.batches.AlternatingBatches`; its KG phase is unchanged)."""
+    own = model.make_batches(split, config)
+    if config_value(config, "train_loss") != "bce":
+        if own is not None:
+            return own
+        return PairwiseBatches(split.train, split.n_items, config["train_batch_size"],
+                               config["num_neg"])
+    labelled = LabelledBatches.from_split(split, config)
+    if own is None:
+        return labelled
+    if isinstance(own, AlternatingBatches):
+        own.cf = labelled
+        return own
+    raise ConfigError("train_loss", f"'bce' is not available for {model.name}: its training "
+                      f"batches ({type(own).__name__}) have no separate CF part to replace")
 
 
 @dataclass
@@ -100,8 +102,6 @@ class Trainer:
         self.optimizer = None
         if model.input_type != "none":
             self.optimizer = make_optimizer(model.parameters(), config)
-            from .pointwise import training_batches
-
             self.batches = training_batches(model, split, config)
 
     # ---- checkpoints ---------------------------------------------------------------------
@@ -173,7 +173,7 @@ class Trainer:
                 batches = tqdm(batches, total=len(self.batches), desc=f"epoch {epoch}", leave=False)
             for batch in batches:
                 self.optimizer.zero_grad(set_to_none=True)
-                # labelled (user, item, 0/1) batches: train_loss bce (training/pointwise.py)
+                # labelled (user, item, 0/1) batches: train_loss bce (training_batches)
                 loss = model.pointwise_loss(batch) if "labels" in batch else model.loss(batch)
                 loss.backward()
                 if cfg["clip_grad_norm"]:
