@@ -549,7 +549,7 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     columns, types, entity = data.items()
     indptr, indices = data.exclusion()
     known = Interactions(np.repeat(np.arange(data.n_users), np.diff(indptr)), indices)
-    ds = Dataset(name=m["dataset"], user_ids=user_ids, item_ids=item_ids, inter=known,
+    ds = Dataset(name=m.get("dataset_name", m["dataset"]), user_ids=user_ids, item_ids=item_ids, inter=known,
                  item_features=columns, item_feature_types=types, item_entity=entity,
                  source=m.get("source", ""))
     split = data.split(ds)

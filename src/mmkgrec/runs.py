@@ -309,8 +309,8 @@ def write_run_data(folder: str | Path, run_id: str, config, dataset, split, mode
         index.save(folder / INDEX_DIR)
         index_info = index.manifest()
     manifest = {
-        "format": FORMAT, "run_id": run_id, "model": model_name, "dataset": name,
-        "n_users": int(dataset.n_users), "n_items": int(dataset.n_items),
+        "format": FORMAT, "run_id": run_id, "model": model_name,
+        "dataset": str(config["dataset"]), "dataset_name": name, "n_users": int(dataset.n_users), "n_items": int(dataset.n_items),
         "files": {k: FILES[k] for k in ("ids", "exclude", "split", "items", *optional)},
         "split": {"method": split.method, "stats": _json_safe(split.stats), "parts": parts,
                   "ctr": bool(labelled)},
