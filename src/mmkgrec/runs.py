@@ -174,7 +174,7 @@ def _item_columns(arrays: dict, dataset) -> list[dict]:
         key = f"col{j}"
         if typ == "float":
             arrays[f"{key}.values"] = np.asarray(col, dtype=np.float64)
-        elif typ == "token_seq":
+        elif typ in ("token_seq", "float_seq"):
             flat, counts = [], []
             for v in col:
                 vals = [] if _missing(v) else list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v]
@@ -453,9 +453,11 @@ class RunData:
             if typ == "float":
                 self._need("items", a, (f"{key}.values",))
                 col = a[f"{key}.values"]
-            elif typ == "token_seq":
+            elif typ in ("token_seq", "float_seq"):
                 self._need("items", a, (f"{key}.blob", f"{key}.offsets", f"{key}.indptr"))
                 flat, ptr = _get_strings(a, key), a[f"{key}.indptr"]
+                if typ == "float_seq":
+                    flat = np.asarray([float(x) for x in flat], dtype=object)
                 col = [list(flat[s:e]) for s, e in zip(ptr[:-1].tolist(), ptr[1:].tolist())]
             else:
                 self._need("items", a, (f"{key}.blob", f"{key}.offsets", f"{key}.present"))
