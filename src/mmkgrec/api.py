@@ -526,7 +526,7 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     if not cfg_path.is_file():
         raise runs.RunFileError(cfg_path, "missing: not a finished run directory")
     try:
-        values = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        values = yaml.load(cfg_path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise runs.RunFileError(cfg_path, f"unreadable or truncated YAML ({_first_line(e)})") from None
     if not isinstance(values, dict) or "model" not in values or "dataset" not in values:
@@ -576,6 +576,10 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
         raise runs.RunFileError(w_path, f"the weights do not fit {model} on '{dataset}' "
                                 f"({_first_line(e)})") from None
     return Run(config, ds, split, net, metrics, run_dir, data=data, exclude=(indptr, indices))
+
+
+# libyaml's safe loader when present (the same safe subset of YAML, faster)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _first_line(e: Exception) -> str:
