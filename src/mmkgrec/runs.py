@@ -349,6 +349,10 @@ class RunData:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        if not (self.folder / MANIFEST).is_file() and (self.folder / "model.safetensors").is_file():
+            raise RunFileError(self.folder / MANIFEST, "missing: the run directory holds weights but "
+                               "not its data (a run written before runs kept their data, or an "
+                               "incomplete copy); train it again")
         m = read_json(self.folder / MANIFEST, "run manifest")
         if m.get("format") != FORMAT:
             raise RunFileError(self.folder / MANIFEST, f"format {m.get('format')!r}, expected "
