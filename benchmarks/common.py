@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -88,6 +89,8 @@ def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None, wor
         except NotReady as e:
             print(f"[{suite}] {job['id']} skipped: {e}", flush=True)
             return
+        if "command" in result:
+            result["command"] = relative_command(result["command"], ROOT)
         result = {"job": job["id"], "suite": suite, **result, "git_sha": git_sha(),
                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                   "wall_s": time.time() - t0}
@@ -97,6 +100,32 @@ def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None, wor
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for f in [pool.submit(one, k, job) for k, job in enumerate(todo, 1)]:
             f.result()
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.~-])/[^\s'\",;=:]+")  # an absolute path inside an argument
+
+
+def relative_command(command: str | list[str], root: Path | str | None = None) -> str:
+    """``command`` (a string or an argument list) with every path under the repository written
+    relative to its root and an interpreter outside it written as ``python``, so that a command
+    names the repository, not the machine it ran on, and reruns from the root of any checkout.
+    ``root``: where it ran; by default the folder above the first ``benchmarks/`` the command
+    names (a stored command from another machine or checkout), else this repository. Other
+    absolute paths (inputs outside the repository) stay as they are."""
+    args = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+    paths = [os.path.normpath(m) for a in args for m in _ABSOLUTE.findall(a)]
+    if root is None:
+        root = next((p[:p.index("/benchmarks/")] for p in paths if "/benchmarks/" in p), ROOT)
+    root = os.path.normpath(str(root))
+
+    def rel(m: re.Match) -> str:
+        p = os.path.normpath(m.group(0))
+        return os.path.relpath(p, root) if p.startswith(root + os.sep) else m.group(0)
+
+    out = [_ABSOLUTE.sub(rel, a) for a in args]
+    if out and os.path.isabs(out[0]):  # every recorded command starts with its interpreter
+        out[0] = "python"  # one of that machine's environments
+    return " ".join(shlex.quote(a) for a in out)
 
 
 def run_cmd(cmd: list[str], log: Path, env: dict | None = None) -> None:

@@ -95,3 +95,35 @@ def test_popularity_jobs_rebuild_the_exact_settings_of_the_rows_they_retrain():
             assert Path(recorded[recorded.index("--config") + 1]).name == Path(config_file).name
         else:
             assert "--config" not in recorded
+
+
+def test_commands_name_the_repository_not_the_machine():
+    """A stored command from another checkout or machine reads relative to the repository root it
+    ran in; an interpreter outside that checkout reads `python`; inputs outside it stay."""
+    rel = common.relative_command
+    assert rel("/work/main/benchmarks/../.venv/bin/python -m mmkgrec.cli train --model BPR --out "
+               "/work/main/benchmarks/work/runs/kg/BPR-s2021 --config "
+               "/work/main/src/mmkgrec/configs/variant/KGAT-lastfm-ctr.yaml --set seed=2021") == (
+        ".venv/bin/python -m mmkgrec.cli train --model BPR --out benchmarks/work/runs/kg/BPR-s2021 "
+        "--config src/mmkgrec/configs/variant/KGAT-lastfm-ctr.yaml --set seed=2021")
+    assert rel("/opt/torch/.venv/bin/python3 -m mmkgrec.cli train --out /root/repo/benchmarks/work/"
+               "runs/gpu/x --set 'text_encoder=\"file:/root/repo/.dev/features/t.npz\"' --set "
+               "'image_encoder=\"file:/data/f/i.npz\"'") == (
+        "python -m mmkgrec.cli train --out benchmarks/work/runs/gpu/x --set "
+        "'text_encoder=\"file:.dev/features/t.npz\"' --set 'image_encoder=\"file:/data/f/i.npz\"'")
+    assert rel("/tmp/rbpy /w/b/benchmarks/recbole_runner.py --data-dir /w/b/benchmarks/work/splits/s "
+               "--set 'valid_metric=\"NDCG@20\"'") == (
+        "python benchmarks/recbole_runner.py --data-dir benchmarks/work/splits/s --set "
+        "'valid_metric=\"NDCG@20\"'")
+    assert rel("benchmarks/features.py") == "benchmarks/features.py"  # already relative
+    assert rel(["/x/y/.venv/bin/python", "/x/y/benchmarks/bound.py", "--k", "20"], "/x/y") == (
+        ".venv/bin/python benchmarks/bound.py --k 20")  # an argument list, with its root given
+
+
+def test_queue_records_commands_relative_to_the_repository(results):
+    out = common.ROOT / "benchmarks" / "work" / "runs" / "x"
+    cmd = [sys.executable, "-m", "mmkgrec.cli", "train", "--out", str(out), "--set", "seed=1"]
+    common.run_queue("q", [{"id": "a"}], lambda job: {"command": " ".join(cmd)})
+    recorded = json.loads((results / "q" / "a.json").read_text())["command"]
+    assert recorded.endswith(" -m mmkgrec.cli train --out benchmarks/work/runs/x --set seed=1")
+    assert str(common.ROOT) not in recorded and not recorded.startswith("/")

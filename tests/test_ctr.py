@@ -11,7 +11,8 @@ from mmkgrec.config import load_config
 from mmkgrec.data import build_dataset, load_dataset
 from mmkgrec.data.ctr import CTRSplit, _distinct_outside, ctr_split, labelled_pairs
 from mmkgrec.data.dataset import Interactions
-from mmkgrec.data.split import split_dataset, split_from_config
+from mmkgrec.data.split import split_dataset
+from mmkgrec.data.split_factory import split_from_config
 from mmkgrec.errors import ConfigError, MMKGRecError
 from mmkgrec.evaluation.ctr import CTREvaluator, binary_f1, per_user_auc
 from mmkgrec.evaluation.evaluator import make_evaluator

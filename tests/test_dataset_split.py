@@ -4,6 +4,7 @@ import pytest
 from mmkgrec.data import build_dataset, load_dataset, split_dataset
 from mmkgrec.data.dataset import kcore_mask
 from mmkgrec.data.readers import read_atomic
+from mmkgrec.data.export import export_recbole
 from mmkgrec.data.split import ratio_counts
 from mmkgrec.errors import MMKGRecError
 
@@ -100,7 +101,7 @@ def test_given_split_carves_validation_from_train(tmp_path):
 def test_export_recbole_roundtrip(tmp_path):
     ds = _synthetic()
     s = split_dataset(ds, "random_ratio")
-    out = s.export_recbole(tmp_path, "syn")
+    out = export_recbole(s, tmp_path, "syn")
     t = read_atomic(out / "syn.test.inter")
     assert t.columns["user_id"].tolist() == ds.user_ids[s.test.user].tolist()
     assert t.columns["item_id"].tolist() == ds.item_ids[s.test.item].tolist()

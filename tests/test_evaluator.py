@@ -6,7 +6,8 @@ import torch
 from mmkgrec.data import build_dataset, split_dataset
 from mmkgrec.data.dataset import Interactions
 from mmkgrec.data.split import Split
-from mmkgrec.evaluation.evaluator import FullRankingEvaluator, SampledEvaluator, metric_names
+from mmkgrec.evaluation.metric_names import metric_names
+from mmkgrec.evaluation.ranking import FullRankingEvaluator, SampledEvaluator
 
 
 class FixedScores(torch.nn.Module):

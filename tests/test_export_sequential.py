@@ -5,6 +5,7 @@ import pytest
 
 from mmkgrec.cli import main
 from mmkgrec.data import load_dataset, split_dataset
+from mmkgrec.data.export import export_recbole
 from mmkgrec.data.sequences import EvalSamples, SequenceBatches, build_sequences
 from mmkgrec.errors import MMKGRecError
 
@@ -48,7 +49,7 @@ def _expected(split, max_len):
 
 def test_sequential_export_rows_are_our_samples(tmp_path):
     split = _split()
-    out = split.export_recbole(tmp_path, "syn", sequential=True, max_len=MAX_LEN)
+    out = export_recbole(split, tmp_path, "syn", sequential=True, max_len=MAX_LEN)
     rows = {part: _read(out / f"syn.{part}.inter") for part in ("train", "valid", "test")}
     expected, times = _expected(split, MAX_LEN)
     assert rows == expected
@@ -82,4 +83,4 @@ def test_sequential_export_cli_and_bad_length(tmp_path):
     rows = _read(tmp_path / "synthetic" / "synthetic.train.inter")
     assert rows and max(len(h) for _, h, _ in rows) == 3
     with pytest.raises(MMKGRecError, match="max_len"):
-        _split().export_recbole(tmp_path, "bad", sequential=True, max_len=0)
+        export_recbole(_split(), tmp_path, "bad", sequential=True, max_len=0)

@@ -10,7 +10,7 @@ from mmkgrec import load
 from mmkgrec.cli import main
 from mmkgrec.config import load_config
 from mmkgrec.errors import ConfigError
-from mmkgrec.evaluation.evaluator import FullRankingEvaluator, SampledEvaluator
+from mmkgrec.evaluation.ranking import FullRankingEvaluator, SampledEvaluator
 from mmkgrec.evaluation.sequential import NextItemEvaluator
 from mmkgrec.evaluation.popularity import evaluate_by_popularity, popularity_groups
 

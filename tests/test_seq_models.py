@@ -141,7 +141,7 @@ def test_mask_history_switch_changes_results(split):
 
 
 def test_eval_next_item_puts_a_cf_model_under_the_next_item_protocol(split):
-    from mmkgrec.evaluation.evaluator import FullRankingEvaluator
+    from mmkgrec.evaluation.ranking import FullRankingEvaluator
 
     model, cfg = _model("BPR", split)
     assert isinstance(make_evaluator(split, "test", cfg, model), FullRankingEvaluator)

@@ -6,7 +6,7 @@
     run.recommend("196", k=10)
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 
 def train(*args, **kwargs):

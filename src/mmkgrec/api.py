@@ -31,10 +31,10 @@ import yaml
 from safetensors.torch import save_file
 
 from . import runs
-from .config import Config, load_config
+from .config import Config, load_config, load_run_config
 from .data import load_dataset
 from .data.dataset import Dataset, Interactions
-from .data.split import split_from_config
+from .data.split_factory import split_from_config
 from .errors import ConfigError, MMKGRecError
 from .evaluation.evaluator import make_evaluator
 from .inputs import build_inputs, content_features
@@ -48,7 +48,7 @@ def versions() -> dict:
     import numpy
     import scipy
 
-    from . import __version__
+    from ._version import __version__
 
     return {"mmkgrec": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__, "scipy": scipy.__version__}
@@ -283,7 +283,7 @@ class Run:
                 u = int(users[0])
                 scores[0, indices[indptr[u]:indptr[u + 1]]] = -torch.inf
             else:
-                from .evaluation.evaluator import _rows_of
+                from .evaluation.ranking import _rows_of
 
                 rows, cols = _rows_of(indptr, indices, users)
                 scores[rows, cols] = -torch.inf
@@ -526,22 +526,17 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     if not cfg_path.is_file():
         raise runs.RunFileError(cfg_path, "missing: not a finished run directory")
     try:
-        values = yaml.load(cfg_path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise runs.RunFileError(cfg_path, f"unreadable or truncated YAML ({_first_line(e)})") from None
-    if not isinstance(values, dict) or "model" not in values or "dataset" not in values:
-        raise runs.RunFileError(cfg_path, "not a run configuration (no model and dataset keys)")
-    model, dataset = values.pop("model"), values.pop("dataset")
+        config = load_run_config(cfg_path, device)
+    except MMKGRecError as e:
+        msg = _first_line(e)  # one line (a YAML parser's message spans several)
+        if str(cfg_path) in msg:  # it names the file already
+            raise runs.RunFileError(cfg_path, msg.split(f"{cfg_path}: ", 1)[-1]) from None
+        raise runs.RunFileError(cfg_path, msg) from None
+    model, dataset = config["model"], config["dataset"]
     m = data.manifest
     if (model, str(dataset)) != (m["model"], m["dataset"]):
         raise runs.RunFileError(cfg_path, f"configures {model} on '{dataset}', but the run is "
                                 f"{m['model']} on '{m['dataset']}' ({runs.MANIFEST})")
-    if device is not None:
-        values["device"] = device
-    try:
-        config = load_config(model, dataset, overrides=values)
-    except MMKGRecError as e:
-        raise runs.RunFileError(cfg_path, str(e)) from None
     metrics = runs.read_json(run_dir / "metrics.json", "metrics")
     if config["threads"]:
         torch.set_num_threads(config["threads"])
@@ -576,10 +571,6 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
         raise runs.RunFileError(w_path, f"the weights do not fit {model} on '{dataset}' "
                                 f"({_first_line(e)})") from None
     return Run(config, ds, split, net, metrics, run_dir, data=data, exclude=(indptr, indices))
-
-
-# libyaml's safe loader when present (the same safe subset of YAML, faster)
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _first_line(e: Exception) -> str:

@@ -260,7 +260,8 @@ def _data_config(name: str, overrides):
 
 
 def _data(args) -> int:
-    from .data import load_dataset, split_dataset
+    from .data import load_dataset
+    from .data.split_factory import split_from_config
 
     if args.data_cmd == "download":
         from .data.download import download
@@ -270,8 +271,7 @@ def _data(args) -> int:
         return 0
     cfg = _data_config(args.name, args.overrides)
     ds = load_dataset(args.name, cfg)
-    seed = cfg["split_seed"] if cfg["split_seed"] is not None else cfg["seed"]
-    split = split_dataset(ds, cfg["split"], cfg["split_ratio"], seed, cfg["valid_ratio"])
+    split = split_from_config(ds, cfg)
     if args.data_cmd == "info":
         from .graph.kg import kg_summary
 
@@ -282,8 +282,10 @@ def _data(args) -> int:
         print(json.dumps(info, indent=2, default=str))
         return 0
     if args.data_cmd == "export-recbole":
-        out = split.export_recbole(args.out, ds.name, sequential=args.sequential,
-                                   max_len=args.max_len)
+        from .data.export import export_recbole
+
+        out = export_recbole(split, args.out, ds.name, sequential=args.sequential,
+                             max_len=args.max_len)
         print(f"RecBole benchmark files written to {out}")
         return 0
     return 2

@@ -1,34 +1,31 @@
-"""Layered configuration: defaults < model < dataset < file < ``--set key=value``.
+"""Layered configuration: schema defaults < model < dataset < file < ``--set key=value``.
 
-The known keys are those of ``configs/defaults.yaml`` plus those the model's own file declares.
-Every later layer may only set known keys, and each value is checked against the type of the key's
-default (and, for some keys, a list of choices). Errors name the key and the layer it came from.
+Every key, its default, type and allowed values are declared once, in
+:mod:`mmkgrec.config_schema`; the packaged files under ``configs/`` (a model's, a dataset's, a
+variant) only set values. The keys of a run are the general keys and those declared for its model;
+every layer may set only those, and every value of every layer is checked against its key as it is
+read, so that a bad value stops the run before anything is written. Errors name the key and the
+layer (file) it came from; a run directory's ``config.yaml`` is such a layer
+(:func:`load_run_config`).
+
+This module is a leaf: it imports nothing from the package but the schema and the errors, and
+knows the models only by their config files.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
-import functools
+import sys
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from .config_schema import JOINT_RULES, KEYS, SECTIONS, SET_BY_COMMAND, Key, keys_for
+from .evaluation.metric_names import canonical
 from .errors import ConfigError
-
-CHOICES = {
-    "device": None,  # checked by prefix below
-    "data_format": ("auto", "atomic", "kgat", "kgcn", "synthetic"),
-    "dedup": ("first", "last", "none"),
-    "split": ("random_ratio", "time_ratio", "leave_one_out", "given"),
-    "eval_protocol": ("full", "sampled", "ctr"),
-    "ctr_labels": ("auto", "file", "sample"),
-    "train_loss": ("bpr", "bce"),
-    "log_level": ("debug", "info", "warning", "error"),
-    "kg_merge": ("auto", "external", "domain", "both"),
-    "kg_bad_triples": ("drop", "reject"),
-}
 
 
 def _config_dir():
@@ -40,6 +37,8 @@ def _read_yaml(path, source: str) -> dict:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("<file>", f"{source}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("<file>", f"{source}: cannot be read ({e})") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
@@ -49,28 +48,27 @@ def _read_yaml(path, source: str) -> dict:
     return data
 
 
-@functools.cache
-def default_values() -> dict:
-    """The values of ``configs/defaults.yaml`` (read once)."""
-    return _read_yaml(_config_dir() / "defaults.yaml", "defaults.yaml")
+_FROM_SCHEMA = object()
 
 
-_FROM_DEFAULTS = object()
-
-
-def config_value(config, key: str, default=_FROM_DEFAULTS):
+def config_value(config, key: str, default=_FROM_SCHEMA):
     """``config[key]`` for a :class:`Config` or a plain mapping; when ``config`` is ``None`` or
-    lacks the key, ``default`` if given, else the value in ``configs/defaults.yaml``. (A Config
-    raises ConfigError, not KeyError, for an unknown key.)"""
+    lacks the key, ``default`` if given, else the key's default in the schema. (A Config raises
+    ConfigError, not KeyError, for a key it does not have.)"""
     if config is not None:
         try:
             return config[key]
         except (KeyError, ConfigError):
             pass
-    return default_values()[key] if default is _FROM_DEFAULTS else default
+    if default is not _FROM_SCHEMA:
+        return default
+    if key not in KEYS:
+        raise ConfigError(key, "unknown key")
+    return copy.deepcopy(KEYS[key].default)
 
 
 def model_config_names() -> list[str]:
+    """The models that have a config file (``configs/model/NAME.yaml``)."""
     return sorted(p.name[:-5] for p in (_config_dir() / "model").iterdir() if p.name.endswith(".yaml"))
 
 
@@ -80,6 +78,41 @@ def parse_value(text: str):
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def _unknown(key: str, model: str, known: Mapping[str, Key], source: str) -> ConfigError:
+    if key in SET_BY_COMMAND:
+        return ConfigError(key, f"is set by {SET_BY_COMMAND[key]}, not by a configuration layer",
+                           source)
+    if key in KEYS:
+        owners = ", ".join(KEYS[key].models or ())
+        return ConfigError(key, f"unknown key for model {model}; it is a key of {owners}", source)
+    close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return ConfigError(key, f"unknown key{hint}", source)
+
+
+def _validated(key: str, value, model: str, known: Mapping[str, Key], source: str):
+    """``value`` for ``key`` as ``known`` (the model's keys) accepts it; ConfigError naming the
+    key and ``source`` otherwise."""
+    if not isinstance(key, str) or key not in known:
+        raise _unknown(str(key), model, known, source)
+    try:
+        return known[key].validate(value)
+    except ValueError as e:
+        raise ConfigError(key, str(e), source) from None
+
+
+def _check_joint(values: dict, sources: dict) -> None:
+    """The rules that involve several keys (:data:`~mmkgrec.config_schema.JOINT_RULES`), checked
+    on the resolved values; the error names the key and where each value involved came from."""
+    for key, others, rule in JOINT_RULES:
+        if key not in values or any(o not in values for o in others):
+            continue
+        msg = rule(values)
+        if msg:
+            also = "".join(f"; {o} from {sources.get(o, 'defaults')}" for o in others)
+            raise ConfigError(key, msg + also, sources.get(key, "defaults"))
 
 
 class Config(Mapping):
@@ -94,6 +127,9 @@ class Config(Mapping):
             return self._values[key]
         except KeyError:
             raise ConfigError(key, "unknown key") from None
+
+    def __contains__(self, key):
+        return key in self._values
 
     def __iter__(self):
         return iter(self._values)
@@ -113,73 +149,22 @@ class Config(Mapping):
         return dict(self._values)
 
     def updated(self, **changes) -> "Config":
+        """This configuration with ``changes`` applied, each checked like any layer's value. (The
+        rules that tie the training keys together, such as a ``valid_metric`` the protocol
+        computes, are checked when a configuration is resolved, not here: a finished run may be
+        re-evaluated under another protocol.)"""
+        model = str(self._values.get("model"))
+        known = {k: KEYS[k] for k in self._values if k in KEYS}
         values = dict(self._values)
         sources = dict(self._sources)
         for k, v in changes.items():
-            v = coerce(k, v, values)
-            _check(k, v, values, "override")
-            values[k] = v
+            values[k] = _validated(k, v, model, known, "override")
             sources[k] = "override"
+        _canonical_metric(values)
         return Config(values, sources)
 
     def __repr__(self):
         return f"Config({self._values})"
-
-
-def _type_ok(default, value) -> bool:
-    if default is None or value is None:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    if isinstance(default, list):
-        return isinstance(value, list)
-    if isinstance(default, dict):
-        return isinstance(value, dict)
-    return True
-
-
-def coerce(key: str, value, known: dict):
-    """YAML 1.1 reads ``1e-5`` (no dot) as a string; a float key takes it as the number."""
-    if isinstance(known.get(key), float) and isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _check(key: str, value, known: dict, source: str) -> None:
-    if key not in known:
-        close = difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise ConfigError(key, f"unknown key{hint}", source)
-    default = known[key]
-    if not _type_ok(default, value):
-        raise ConfigError(key, f"expected {type(default).__name__} like {default!r}, got "
-                          f"{value!r}", source)
-    if key == "device":
-        if not (value in ("cpu", "cuda", "mps") or str(value).startswith("cuda:")):
-            raise ConfigError(key, f"expected cpu, cuda, cuda:N or mps, got {value!r}", source)
-    elif CHOICES.get(key) and value not in CHOICES[key]:
-        raise ConfigError(key, f"expected one of {CHOICES[key]}, got {value!r}", source)
-    if key == "valid_metric":
-        from .evaluation.metrics import parse_metric
-
-        try:
-            parse_metric(value)
-        except ValueError as e:
-            raise ConfigError(key, str(e), source) from None
-    if key in ("epochs", "train_batch_size", "eval_batch_size", "stopping_step", "eval_step",
-               "embedding_size", "num_neg") and isinstance(value, int) and value < 0:
-        raise ConfigError(key, f"must be >= 0, got {value}", source)
-    if key == "learning_rate" and isinstance(value, (int, float)) and value <= 0:
-        raise ConfigError(key, f"must be > 0, got {value}", source)
 
 
 def parse_overrides(overrides: dict | list[str] | None) -> dict:
@@ -197,45 +182,131 @@ def parse_overrides(overrides: dict | list[str] | None) -> dict:
     return ov
 
 
-def load_config(model: str, dataset: str | None = None, file: str | Path | None = None,
-                overrides: dict | list[str] | None = None) -> Config:
-    """Resolve the layered configuration for ``model`` on ``dataset``.
+def _canonical_metric(values: dict) -> None:
+    values["valid_metric"] = canonical(values["valid_metric"])
 
-    ``overrides`` is a dict or a list of ``key=value`` strings (as from ``--set``)."""
+
+def _packaged_layers(model: str, dataset) -> list[tuple[dict, str]]:
+    """The model's config file and the dataset's packaged one (if any), as (values, source)."""
     cdir = _config_dir()
-    values = dict(default_values())
-    sources = {k: "defaults" for k in values}
     mpath = cdir / "model" / f"{model}.yaml"
-    if not mpath.is_file():
-        from .models import registered_models
-
-        raise ConfigError("model", f"unknown model '{model}'; registered: {registered_models()}")
-    mvals = _read_yaml(mpath, f"configs/model/{model}.yaml")
-    for k, v in mvals.items():
-        if k in values:
-            _check(k, v, values, f"configs/model/{model}.yaml")
-        values[k] = v
-        sources[k] = f"configs/model/{model}.yaml"
-    layers = []
+    if not isinstance(model, str) or not mpath.is_file():
+        raise ConfigError("model", f"unknown model '{model}'; models with a config: "
+                          f"{model_config_names()}")
+    layers = [(_read_yaml(mpath, f"configs/model/{model}.yaml"), f"configs/model/{model}.yaml")]
     if dataset is not None:
         dpath = cdir / "dataset" / f"{Path(str(dataset)).name}.yaml"
         if dpath.is_file():
             layers.append((_read_yaml(dpath, f"configs/dataset/{dpath.name}"),
                            f"configs/dataset/{dpath.name}"))
+    return layers
+
+
+def _resolve(model: str, dataset, layers: list[tuple[dict, str]]) -> Config:
+    """Schema defaults for ``model`` with ``layers`` applied in order, every value checked."""
+    known = keys_for(model)
+    values = {k: copy.deepcopy(key.default) for k, key in known.items()}
+    sources = {k: "defaults" for k in values}
+    for layer, source in layers:
+        for k, v in layer.items():
+            values[k] = _validated(k, v, model, known, source)
+            sources[k] = source
+    _canonical_metric(values)
+    _check_joint(values, sources)
+    values["model"] = model
+    values["dataset"] = None if dataset is None else str(dataset)
+    return Config(values, sources)
+
+
+def load_config(model: str, dataset: str | None = None, file: str | Path | None = None,
+                overrides: dict | list[str] | None = None) -> Config:
+    """Resolve the layered configuration for ``model`` on ``dataset``.
+
+    ``overrides`` is a dict or a list of ``key=value`` strings (as from ``--set``)."""
+    layers = _packaged_layers(model, dataset)
     if file is not None:
         layers.append((_read_yaml(Path(file), str(file)), str(file)))
     if overrides:
         layers.append((parse_overrides(overrides), "--set"))
-    for layer, source in layers:
-        for k, v in layer.items():
-            v = coerce(k, v, values)
-            _check(k, v, values, source)
-            values[k] = v
-            sources[k] = source
-    if isinstance(values.get("valid_metric"), str):
-        from .evaluation.metrics import canonical
+    return _resolve(model, dataset, layers)
 
-        values["valid_metric"] = canonical(values["valid_metric"])
-    values["model"] = model
-    values["dataset"] = None if dataset is None else str(dataset)
-    return Config(values, sources)
+
+def load_run_config(path: str | Path, device: str | None = None) -> Config:
+    """The configuration of a run from its ``config.yaml`` (``path``): the model's and the
+    dataset's packaged files, then every value of ``config.yaml``, each checked and, if bad,
+    blamed on that file; ``device`` (``--device``) replaces the device the run was trained on."""
+    path = Path(path)
+    values = _read_yaml(path, str(path))
+    for key in SET_BY_COMMAND:
+        if key not in values:
+            raise ConfigError(key, f"{path}: missing; a run's config.yaml names its {key}", str(path))
+    model, dataset = values.pop("model"), values.pop("dataset")
+    layers = _packaged_layers(model, dataset) + [(values, str(path))]
+    if device is not None:
+        layers.append(({"device": device}, "--device"))
+    return _resolve(model, dataset, layers)
+
+
+# ---- the reference page ------------------------------------------------------------------------
+def _fmt(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "\\<").replace(">", "\\>")
+
+
+def reference_markdown() -> str:
+    """``docs/CONFIG.md``: every key of the schema, and the values each packaged model and dataset
+    file sets."""
+    cdir = _config_dir()
+    model_values = {m: _read_yaml(cdir / "model" / f"{m}.yaml", m) for m in model_config_names()}
+    out = [
+        "# Configuration keys",
+        "",
+        "<!-- Generated from src/mmkgrec/config_schema.py by `python -m mmkgrec.config "
+        "docs/CONFIG.md`; do not edit by hand. -->",
+        "",
+        "A run's configuration is layered: the defaults below < the model's file "
+        "(`configs/model/NAME.yaml`) < the dataset's (`configs/dataset/NAME.yaml`) < `--config "
+        "FILE` < `--set key=value`. Each layer may set only the keys of the run's model: the "
+        "general keys and those that name it under *models*. Every value is checked against its "
+        "key when it is read, and an error names the key and the layer it came from. `model` "
+        "and `dataset` are set by the command (`--model`, `--dataset`).",
+        "",
+        "Where a model's file sets a value other than the default, *default* shows it after the "
+        "schema's own (`GRU4Rec: 128`).",
+    ]
+    for section in SECTIONS:
+        keys = [k for k in KEYS.values() if k.section == section]
+        out += ["", f"## {section}", "", "| key | default | accepts | models | description |",
+                "|---|---|---|---|---|"]
+        for k in keys:
+            default = _fmt(k.default)
+            own = [f"{m}: {_fmt(v[k.name])}" for m, v in model_values.items() if k.name in v]
+            if own:
+                default += " (" + "; ".join(own) + ")"
+            models = "all" if k.models is None else ", ".join(k.models)
+            out.append(f"| `{k.name}` | {_cell(default)} | {_cell(k.describe())} | {models} | "
+                       f"{_cell(k.doc)} |")
+    out += ["", "## packaged dataset settings", "", "| dataset | values |", "|---|---|"]
+    for p in sorted((cdir / "dataset").iterdir(), key=lambda p: p.name):
+        if p.name.endswith(".yaml"):
+            vals = _read_yaml(p, p.name)
+            out.append(f"| {p.name[:-5]} | " + _cell(", ".join(f"{k}: {_fmt(v)}" for k, v in
+                                                                vals.items())) + " |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":  # python -m mmkgrec.config [docs/CONFIG.md]
+    text = reference_markdown()
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)

@@ -237,7 +237,7 @@ def item_vectors_of(model) -> np.ndarray | None:
     ``None`` for a model without them."""
     import torch
 
-    from .evaluation.evaluator import EvalMode
+    from .evaluation.common import EvalMode
 
     with torch.no_grad(), EvalMode(model):
         v = model.item_vectors()

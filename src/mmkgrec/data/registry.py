@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import config_value
 from ..errors import DataFormatError, MMKGRecError
 from .dataset import Dataset, Interactions, align_table, build_dataset
 from .readers import read_atomic, read_int_triples, read_kgat_interactions, read_named_triples
@@ -60,26 +61,27 @@ def detect_format(path: Path) -> str:
 
 def load_dataset(name: str, config=None) -> Dataset:
     """Load and preprocess a dataset with the data keys of ``config`` (a Config or dict)."""
-    cfg = dict(config or {})
-    fmt = cfg.get("data_format", "auto")
+    def cfg(key):
+        return config_value(config, key)
+
+    fmt = cfg("data_format")
     base = Path(str(name)).name
     if fmt == "auto":
-        fmt = KNOWN.get(base) or detect_format(resolve_path(name, cfg.get("data_path")))
-    pre = dict(rating_threshold=cfg.get("rating_threshold"), dedup=cfg.get("dedup", "first"),
-               user_min_inter=cfg.get("user_min_inter", 0), item_min_inter=cfg.get("item_min_inter", 0))
-    load_kg = cfg.get("load_kg", True)
+        fmt = KNOWN.get(base) or detect_format(resolve_path(name, cfg("data_path")))
+    pre = {k: cfg(k) for k in ("rating_threshold", "dedup", "user_min_inter", "item_min_inter")}
+    load_kg = cfg("load_kg")
     if fmt == "synthetic":
         from .synthetic import make_synthetic
 
         ds = make_synthetic(seed=0, **pre)
     else:
-        path = resolve_path(name, cfg.get("data_path"))
+        path = resolve_path(name, cfg("data_path"))
         loader = {"atomic": load_atomic, "kgat": load_kgat, "kgcn": load_kgcn}[fmt]
         ds = loader(path, load_kg=load_kg, **pre)
-    content = cfg.get("require_item_content") or []
+    content = cfg("require_item_content")
     if content:
-        ds = keep_items_with_content(ds, content, cfg, pre)
-    n_sub = cfg.get("subsample_users")
+        ds = keep_items_with_content(ds, content, config, pre)
+    n_sub = cfg("subsample_users")
     if n_sub:
         ds = subsample_users(ds, int(n_sub), pre)
     return ds

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .evaluator import EvalMode
+from .common import EvalMode
 from .metrics import CLASSIFICATION_METRICS, MetricAccumulator, classification_metrics, parse_metric
 
 CTR_METRICS = ("auc", "f1", "accuracy")

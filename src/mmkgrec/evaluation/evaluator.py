@@ -1,210 +1,74 @@
-"""Full-ranking and sampled evaluation of a model on a split's validation or test part.
+"""The evaluator a configuration asks for: the one place where the config (and the model's input
+type) decide how a part of a split is evaluated.
 
-Full ranking scores every item for each evaluated user, in chunks of ``eval_batch_size`` users so
-memory stays bounded; the user's training items (and validation items, at test time) are masked
-to ``-inf`` before the top-k is taken. Only users with at least one relevant item are evaluated.
+:func:`evaluation_protocol` names the protocol; :data:`PROTOCOLS` maps each name to the builder of
+its evaluator; :func:`make_evaluator` is the two together. The evaluators themselves live below
+this module (:mod:`.ranking`, :mod:`.sequential`, :mod:`.ctr`, sharing :mod:`.common`), so that
+none of them imports the factory. A new kind of evaluation adds a builder here and the case that
+selects it in :func:`evaluation_protocol`.
 """
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-import torch
 
 from ..config import config_value
 from ..data.split import Split
-from .metrics import (
-    MetricAccumulator,
-    canonical,
-    parse_metric,
-    ranking_metrics_from_hits,
-    sampled_ranking_metrics,
-    topk_with_ties,
-)
+from ..errors import ConfigError
+from .ctr import CTREvaluator
+from .metric_names import metric_names
+from .ranking import FullRankingEvaluator, SampledEvaluator
+from .sequential import NextItemEvaluator
 
 
-class EvalMode:
-    """``with EvalMode(model) as mode``: the model in eval mode with ``prepare_eval`` done; its
-    training flag is restored on exit and ``mode.seconds`` holds the time spent inside."""
-
-    def __init__(self, model):
-        self.model = model
-        self.seconds = 0.0
-
-    def __enter__(self):
-        self._t0 = time.perf_counter()
-        self._was_training = self.model.training
-        self.model.eval()
-        self.model.prepare_eval()
-        return self
-
-    def __exit__(self, *exc):
-        self.model.train(self._was_training)
-        self.seconds = time.perf_counter() - self._t0
-        return False
+def evaluation_protocol(config, model=None) -> str:
+    """``ctr`` under ``eval_protocol: ctr``; else ``next_item`` for a model whose ``input_type``
+    is ``"sequence"`` and for every model under ``eval_next_item: true`` (a CF model ranked for
+    each next-item target from its user vector, so it sits in the same table as the sequential
+    models); else ``eval_protocol`` itself (``full`` or ``sampled``)."""
+    if config["eval_protocol"] == "ctr":
+        return "ctr"
+    if getattr(model, "input_type", None) == "sequence" or config_value(config, "eval_next_item"):
+        return "next_item"
+    return config["eval_protocol"]
 
 
-def metric_names(metrics, topk) -> list[str]:
-    """``[recall, ndcg] x [10, 20]`` -> ``['recall@10', 'recall@20', 'ndcg@10', ...]``."""
-    out = []
-    for m in metrics:
-        if "@" in m:
-            out.append(canonical(m))
-        else:
-            out += [canonical(f"{m}@{k}") for k in topk]
-    return out
+def _ctr(split, part, config, model, items):
+    if getattr(model, "input_type", None) == "sequence":
+        raise ConfigError("eval_protocol", "'ctr' scores (user, item) pairs; sequential "
+                          "models are evaluated by next-item ranking (full or sampled)")
+    if items is not None:
+        raise ConfigError("eval_protocol", "'ctr' evaluates labelled pairs; a subset of "
+                          "target items applies to the ranking protocols (full, sampled)")
+    return CTREvaluator(split, part, [config["valid_metric"]])
 
 
-def _csr_torch(inter, n_users: int, n_items: int):
-    m = inter.csr(n_users, n_items)
-    return torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64))
+def _next_item(split, part, config, model, items):
+    sampled = config["sampled_negatives"] if config["eval_protocol"] == "sampled" else None
+    return NextItemEvaluator(split, part, metric_names(config["metrics"], config["topk"]),
+                             config["eval_batch_size"],
+                             mask_history=bool(config_value(config, "mask_history_seq")),
+                             sampled_negatives=sampled, items=items)
 
 
-def _rows_of(indptr: torch.Tensor, indices: torch.Tensor, users: torch.Tensor):
-    """(row position in ``users``, column) of every stored entry of the given CSR rows."""
-    start, end = indptr[users], indptr[users + 1]
-    lens = end - start
-    rows = torch.repeat_interleave(torch.arange(len(users)), lens)
-    offs = torch.arange(int(lens.sum())) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
-    return rows, indices[torch.repeat_interleave(start, lens) + offs]
+def _sampled(split, part, config, model, items):
+    return SampledEvaluator(split, part, metric_names(config["metrics"], config["topk"]),
+                            config["sampled_negatives"], seed=0, items=items)
 
 
-def item_mask(items, n_items: int) -> np.ndarray:
-    """``items`` checked as a bool mask over the ``n_items`` items."""
-    items = np.asarray(items)
-    if items.dtype != bool or items.shape != (n_items,):
-        raise ValueError(f"items must be a bool mask of shape ({n_items},), got "
-                         f"{items.dtype} {items.shape}")
-    return items
+def _full(split, part, config, model, items):
+    return FullRankingEvaluator(split, part, metric_names(config["metrics"], config["topk"]),
+                                config["eval_batch_size"], items=items)
 
 
-def restrict_targets(target, items, n_items: int):
-    """The interactions of ``target`` on ``items`` (a bool mask; ``None``: all of them)."""
-    return target if items is None else target.take(item_mask(items, n_items)[target.item])
-
-
-class FullRankingEvaluator:
-    """Evaluate ``part`` ("valid" or "test") of ``split`` by full ranking.
-
-    ``items`` (bool ``[n_items]``, optional) restricts what counts as relevant to the targets of
-    those items: every item is still ranked and masked as usual, a user is evaluated on their
-    targets among ``items`` only, and users with none are left out (a long-tail analysis,
-    :mod:`~mmkgrec.evaluation.popularity`)."""
-
-    def __init__(self, split: Split, part: str, metrics: list[str], batch_size: int = 4096,
-                 mask_history: bool = True, items: np.ndarray | None = None):
-        self.split, self.part = split, part
-        self.metrics = [canonical(m) for m in metrics]
-        self.max_k = max(parse_metric(m)[1] for m in self.metrics)
-        self.batch_size = batch_size
-        n_users, n_items = split.n_users, split.n_items
-        target = restrict_targets(split.part(part), items, n_items)
-        self.users = torch.from_numpy(np.unique(target.user))
-        self.n_relevant = torch.from_numpy(np.bincount(target.user, minlength=n_users))
-        self.target_keys = torch.from_numpy(target.keys(n_items))
-        masked = [split.train] + ([split.valid] if part == "test" else [])
-        self.mask = None
-        if mask_history:
-            from ..data.dataset import Interactions
-
-            both = Interactions(np.concatenate([m.user for m in masked]),
-                                np.concatenate([m.item for m in masked]))
-            self.mask = _csr_torch(both, n_users, n_items)
-
-    @torch.no_grad()
-    def evaluate(self, model, device="cpu") -> tuple[dict, MetricAccumulator, float]:
-        """Returns (mean metrics, per-user accumulator, seconds)."""
-        with EvalMode(model) as mode:
-            acc = MetricAccumulator()
-            n_items = self.split.n_items
-            for start in range(0, len(self.users), self.batch_size):
-                users = self.users[start:start + self.batch_size]
-                scores = model.score_all(users.to(device)).float().cpu()
-                if self.mask is not None:
-                    rows, cols = _rows_of(*self.mask, users)
-                    scores[rows, cols] = -torch.inf
-                top = topk_with_ties(scores, self.max_k)
-                keys = users.unsqueeze(1) * n_items + top
-                pos = torch.searchsorted(self.target_keys, keys).clamp_max(len(self.target_keys) - 1)
-                hits = self.target_keys[pos] == keys
-                acc.update(ranking_metrics_from_hits(hits, self.n_relevant[users], self.metrics), users)
-        return acc.compute(), acc, mode.seconds
-
-
-class SampledEvaluator:
-    """Each positive of ``part`` ranked against ``n_negatives`` items sampled uniformly among the
-    items the user never interacted with in any part (fixed seed, so every model sees the same
-    candidates). Per-user values are the mean over the user's positives."""
-
-    def __init__(self, split: Split, part: str, metrics: list[str], n_negatives: int = 100,
-                 seed: int = 0, items: np.ndarray | None = None):
-        self.split, self.part = split, part
-        self.metrics = [canonical(m) for m in metrics if parse_metric(m)[0] in ("hit", "ndcg", "mrr")]
-        n_items = split.n_items
-        target = restrict_targets(split.part(part), items, n_items)
-        from ..training.sampling import KnownPairs, sample_negatives
-
-        parts = [split.part(p) for p in ("train", "valid", "test")]
-        known = KnownPairs(np.concatenate([p.user for p in parts]),
-                           np.concatenate([p.item for p in parts]), split.n_users, n_items)
-        rng = np.random.default_rng(seed)
-        self.pos_users = torch.from_numpy(target.user)
-        self.pos_items = torch.from_numpy(target.item)
-        self.negatives = torch.from_numpy(
-            sample_negatives(target.user, n_items, known, rng, n_negatives))
-
-    @torch.no_grad()
-    def evaluate(self, model, device="cpu", chunk: int = 8192):
-        with EvalMode(model) as mode:
-            acc = MetricAccumulator()
-            per_pos = {m: [] for m in self.metrics}
-            for s in range(0, len(self.pos_users), chunk):
-                u = self.pos_users[s:s + chunk]
-                p = self.pos_items[s:s + chunk]
-                neg = self.negatives[s:s + chunk]
-                ps = model.score(u.to(device), p.to(device)).float().cpu()
-                ns = model.score(u.repeat_interleave(neg.shape[1]).to(device),
-                                 neg.reshape(-1).to(device)).float().cpu().view(neg.shape)
-                for m, v in sampled_ranking_metrics(ps, ns, self.metrics).items():
-                    per_pos[m].append(v)
-            users, inv = torch.unique(self.pos_users, return_inverse=True)
-            counts = torch.bincount(inv).double()
-            per_user = {}
-            for m, parts in per_pos.items():
-                v = torch.cat(parts).double()
-                per_user[m] = torch.zeros(len(users), dtype=torch.float64).index_add_(0, inv, v) / counts
-            acc.update(per_user, users)
-        return acc.compute(), acc, mode.seconds
+#: protocol name -> builder ``(split, part, config, model, items) -> evaluator``
+PROTOCOLS = {"ctr": _ctr, "next_item": _next_item, "sampled": _sampled, "full": _full}
 
 
 def make_evaluator(split: Split, part: str, config, model=None, items: np.ndarray | None = None):
-    """The evaluator of ``part`` for ``config``; a model whose ``input_type`` is ``"sequence"``
-    gets the next-item protocol (:class:`~.sequential.NextItemEvaluator`), and so does every
-    model under ``eval_next_item: true`` (a CF model ranked for each next-item target from its
-    user vector, so it sits in the same table as the sequential models); ``eval_protocol:
-    ctr`` the labelled pairs of a CTR split (:class:`~.ctr.CTREvaluator`: auc, f1, accuracy;
-    the ranking ``metrics`` do not apply). ``items`` (bool ``[n_items]``) counts only the
-    targets on those items (every item is still ranked; ranking protocols only)."""
-    if config["eval_protocol"] == "ctr":
-        from ..errors import ConfigError
-        from .ctr import CTREvaluator
-
-        if getattr(model, "input_type", None) == "sequence":
-            raise ConfigError("eval_protocol", "'ctr' scores (user, item) pairs; sequential "
-                              "models are evaluated by next-item ranking (full or sampled)")
-        if items is not None:
-            raise ConfigError("eval_protocol", "'ctr' evaluates labelled pairs; a subset of "
-                              "target items applies to the ranking protocols (full, sampled)")
-        return CTREvaluator(split, part, [config["valid_metric"]])
-    names = metric_names(config["metrics"], config["topk"])
-    if getattr(model, "input_type", None) == "sequence" or config_value(config, "eval_next_item"):
-        from .sequential import NextItemEvaluator
-
-        mask = bool(config_value(config, "mask_history_seq"))
-        sampled = config["sampled_negatives"] if config["eval_protocol"] == "sampled" else None
-        return NextItemEvaluator(split, part, names, config["eval_batch_size"], mask_history=mask,
-                                 sampled_negatives=sampled, items=items)
-    if config["eval_protocol"] == "sampled":
-        return SampledEvaluator(split, part, names, config["sampled_negatives"], seed=0, items=items)
-    return FullRankingEvaluator(split, part, names, config["eval_batch_size"], items=items)
+    """The evaluator of ``part`` for ``config`` and ``model`` (:func:`evaluation_protocol`):
+    :class:`~.ranking.FullRankingEvaluator`, :class:`~.ranking.SampledEvaluator`,
+    :class:`~.sequential.NextItemEvaluator` or :class:`~.ctr.CTREvaluator` (auc, f1, accuracy;
+    the ranking ``metrics`` do not apply). ``items`` (bool ``[n_items]``) counts only the targets
+    on those items (every item is still ranked; ranking protocols only)."""
+    return PROTOCOLS[evaluation_protocol(config, model)](split, part, config, model, items)

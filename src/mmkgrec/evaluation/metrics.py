@@ -23,6 +23,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .metric_names import (  # the name grammar lives in a leaf module, re-exported here
+    CLASSIFICATION_METRICS,
+    RANKING_METRICS,
+    RATING_METRICS,
+    SAMPLED_METRICS,
+    canonical,
+    parse_metric,
+)
+
 __all__ = [
     "RANKING_METRICS",
     "SAMPLED_METRICS",
@@ -39,41 +48,6 @@ __all__ = [
     "classification_metrics",
     "MetricAccumulator",
 ]
-
-RANKING_METRICS: tuple[str, ...] = ("recall", "hit", "ndcg", "mrr", "precision")
-SAMPLED_METRICS: tuple[str, ...] = ("hit", "ndcg", "mrr")
-RATING_METRICS: tuple[str, ...] = ("mse", "rmse", "mae")
-CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "f1_micro", "f1_macro", "auc")
-
-_VALID = ", ".join([f"{m}@k" for m in RANKING_METRICS] + list(RATING_METRICS) + list(CLASSIFICATION_METRICS))
-
-
-# --------------------------------------------------------------------------- names
-def parse_metric(name: str) -> tuple[str, int | None]:
-    """Parse a metric name (any case, spaces ignored) into ``(base, k)``.
-
-    ``"MRR@10" -> ("mrr", 10)``, ``"RMSE" -> ("rmse", None)``. Ranking metrics
-    require a positive integer ``k``; other metrics must not have one.
-    Raises ``ValueError`` naming the bad string and listing the valid names.
-    """
-    if not isinstance(name, str):
-        raise ValueError(f"Metric name must be a string, got {name!r}; valid: {_VALID}")
-    s = "".join(name.split()).lower()
-    base, sep, kstr = s.partition("@")
-    if base in RANKING_METRICS:
-        if sep and kstr.isdigit() and kstr.isascii() and int(kstr) > 0:
-            return base, int(kstr)
-        raise ValueError(f"Bad metric {name!r}: {base}@k needs a positive integer k; valid: {_VALID}")
-    if not sep and base in RATING_METRICS + CLASSIFICATION_METRICS:
-        return base, None
-    raise ValueError(f"Unknown metric {name!r}; valid: {_VALID}")
-
-
-def canonical(name: str) -> str:
-    """Return the canonical (normalised) form of a metric name, e.g. ``"NDCG@ 20" -> "ndcg@20"``."""
-    base, k = parse_metric(name)
-    return base if k is None else f"{base}@{k}"
-
 
 def _parse_ranking(metrics: Sequence[str], allowed: tuple[str, ...]) -> list[tuple[str, str, int]]:
     """Parse ranking metric names into ``(canonical, base, k)``, rejecting others."""

@@ -25,7 +25,7 @@ import torch
 
 from ..data.sequences import EvalSamples, build_sequences
 from ..data.split import Split
-from .evaluator import EvalMode, item_mask
+from .common import EvalMode, item_mask
 from .metrics import (
     MetricAccumulator,
     canonical,

@@ -11,7 +11,7 @@ items without content (no text fields, no image, or an input that could not be r
 Features are computed through the store (:mod:`.store`) the first time and loaded from it
 afterwards, memory-mapped.
 
-Config keys (``configs/defaults.yaml``): ``text_encoder`` (default ``minilm``), ``image_encoder``
+Config keys (declared in :mod:`mmkgrec.config_schema`): ``text_encoder`` (default ``minilm``), ``image_encoder``
 (default ``descriptor``, the hand-crafted descriptor that needs no weights), ``text_fields``,
 ``image_dir``, ``image_column``, ``feature_batch_size``; ``device`` and ``show_progress`` are
 honoured. Modules: :mod:`.content` (texts, image references, decoding), :mod:`.encoders`
@@ -131,7 +131,7 @@ def extract_features(dataset, modality: str, config: Mapping | None = None, *,
     info = {"dataset": dataset.name, "source": str(getattr(dataset, "source", ""))}
     return store.extract(dataset.item_ids, inputs, keys, enc, prepare=prepare,
                          batch_size=int(config_value(config, "feature_batch_size")),
-                         show_progress=bool(config_value(config, "show_progress", False)), info=info)
+                         show_progress=bool(config_value(config, "show_progress")), info=info)
 
 
 def item_feature_matrix(dataset, modality: str, config: Mapping | None = None

@@ -33,22 +33,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ConfigError, MMKGRecError
+from ..config import config_value
+from ..errors import MMKGRecError
 
 log = logging.getLogger(__name__)
 
 MERGE_MODES = ("auto", "external", "domain", "both")
 BAD_TRIPLE_MODES = ("drop", "reject")
-DEFAULT_DOMAIN_COLUMNS = ("class", "release_year")
-
-
-def _cfg(config, key, default):
-    if config is None:
-        return default
-    try:
-        return config[key]
-    except (KeyError, ConfigError):  # a Config raises ConfigError for keys it does not know
-        return default
 
 
 def _missing(tokens: np.ndarray) -> np.ndarray:
@@ -283,10 +274,10 @@ class KnowledgeGraph:
     @classmethod
     def from_dataset(cls, ds, config=None) -> "KnowledgeGraph":
         """Build the KG of ``ds`` with the config keys ``kg_merge``, ``kg_domain_columns`` and
-        ``kg_bad_triples`` (defaults ``auto``, ``[class, release_year]``, ``drop``)."""
-        merge = _cfg(config, "kg_merge", "auto")
-        mode = _cfg(config, "kg_bad_triples", "drop")
-        columns = _cfg(config, "kg_domain_columns", list(DEFAULT_DOMAIN_COLUMNS)) or []
+        ``kg_bad_triples`` (their defaults are the schema's, :mod:`mmkgrec.config_schema`)."""
+        merge = config_value(config, "kg_merge")
+        mode = config_value(config, "kg_bad_triples")
+        columns = config_value(config, "kg_domain_columns") or []
         if merge not in MERGE_MODES:
             raise MMKGRecError(f"config key 'kg_merge': expected one of {MERGE_MODES}, got {merge!r}")
         if mode not in BAD_TRIPLE_MODES:

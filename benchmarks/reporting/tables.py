@@ -1,0 +1,110 @@
+"""Loading the benchmark results and formatting their tables: shared by every section."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+OUT = ROOT / "docs" / "BENCHMARKS.md"
+ACC_KEYS = ["ndcg@10", "recall@10", "mrr@10", "hit@10", "ndcg@20", "recall@20"]
+SEQ_KEYS = ["hit@10", "hit@20", "ndcg@10", "ndcg@20", "mrr@20"]
+KG_KEYS = ["recall@20", "mrr@20", "ndcg@20", "recall@10", "ndcg@10"]
+
+for _p in (ROOT / "src", ROOT / "benchmarks"):  # mmkgrec, and the queues' own definitions
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+
+def command(r: dict) -> str:
+    """The command a result records, relative to the repository it ran in (``common``)."""
+    from common import relative_command
+
+    return relative_command(r["command"])
+
+
+def load(suite: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((RESULTS / suite).glob("*.json"))]
+
+
+def suite_runs(name: str):
+    """A benchmark queue's module (its own definitions: rows, rates, budget) and its results."""
+    return importlib.import_module(name), load(name)
+
+
+def mean_std(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return float("nan"), float("nan")
+    return float(np.mean(xs)), float(np.std(xs, ddof=1)) if len(xs) > 1 else float("nan")
+
+
+def fmt(m, s=None, nd=4):
+    if m != m:
+        return "-"
+    return f"{m:.{nd}f}" if s is None or s != s else f"{m:.{nd}f} ± {s:.{nd}f}"  # one value: no ±
+
+
+def set_str(values) -> str:
+    return "{" + ", ".join(str(v) for v in values) + "}"
+
+
+def cells(rs: list[dict], keys: list[str]) -> list[str]:
+    """``mean ± std`` over runs of each test metric of ``keys``."""
+    return [fmt(*mean_std([r["test"][k] for r in rs])) for k in keys]
+
+
+def seed_cells(rs: list[dict]) -> tuple[list[str], float]:
+    """``mean ± std`` over seeds of each ACC_KEYS test metric, and the median s/epoch."""
+    out = cells(rs, ACC_KEYS)
+    secs = [r["timing"]["train_epoch_s"] for r in rs if r["timing"].get("train_epoch_s")]
+    return out, statistics.median(secs) if secs else float("nan")
+
+
+def epoch_times(rs: list[dict]) -> tuple[float, float]:
+    """Median s/epoch (training) and median seconds to the best epoch's end (training plus
+    validation of every epoch up to it, from the per-epoch timing)."""
+    per_epoch = [r["timing"]["train_epoch_s"] for r in rs if r["timing"].get("train_epoch_s")]
+    to_best = [(r["best_epoch"] + 1) * (r["timing"]["train_epoch_s"] + r["timing"].get("eval_s", 0.0))
+               for r in rs if r["timing"].get("train_epoch_s") and r.get("best_epoch") is not None]
+    med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+    return med(per_epoch), med(to_best)
+
+
+def best_baseline(by_row: dict, rows, key: str) -> str | None:
+    """The row of ``rows`` with the best mean test ``key`` over its runs (None without rows)."""
+    return max(rows, key=lambda r: np.mean([x["test"][key] for x in by_row[r]]), default=None)
+
+
+def user_means(r: dict, keys) -> dict:
+    """RecBole's sequential metrics are means over test rows (one per target); ours are means over
+    users of each user's mean over targets. The per-row values RecBole's runner keeps, averaged
+    per user first, give the figure that compares with ours."""
+    pu = r["per_user"]
+    users = np.asarray(pu["user_ids"], dtype=str)
+    uniq, inv = np.unique(users, return_inverse=True)
+    out = {}
+    for k in keys:
+        v = np.asarray(pu[k], dtype=float)
+        out[k] = float(np.mean(np.bincount(inv, v) / np.bincount(inv)))
+    return out
+
+
+def target_cells(ours: list[float], ref: list[float]) -> str:
+    """``difference | allowed | met |`` cells of the side-by-side target: our mean at least the
+    reference library's minus max(0.005, the reference's std over seeds)."""
+    d = np.mean(ours) - np.mean(ref)
+    sd = mean_std(ref)[1]
+    allowed = max(0.005, sd if sd == sd else 0.0)
+    return f"{d:+.4f} | -{allowed:.4f} | {'yes' if d >= -allowed else 'no'} |"
+
+
+def header(head: str) -> list[str]:
+    """A markdown table's header line and the rule under it."""
+    return [head, "|" + "---|" * (head.count("|") - 1)]

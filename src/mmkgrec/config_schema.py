@@ -1,0 +1,548 @@
+"""Every configuration key, declared once: its type, default, allowed values, the models it
+belongs to and one line of documentation.
+
+This module is the single source of every default. ``mmkgrec.config`` layers the packaged model and
+dataset files, a user's file and ``--set`` values over these defaults and checks each value with
+:meth:`Key.validate` as it reads it; ``docs/CONFIG.md`` is generated from this table
+(``python -m mmkgrec.config docs/CONFIG.md``). The files under ``configs/`` only set values.
+
+A key whose ``models`` is ``None`` belongs to every model; any other key belongs only to the models
+it names, and setting it for another model is an error ("unknown key"), as it is for a misspelt
+key. Where models of one family differ in a value, the default here is the family's and the
+model's own file sets the other value (``configs/model/GRU4Rec.yaml``: ``hidden_size: 128``).
+
+It is written in Python rather than YAML because a key's rules are more than data: element types
+of lists, open or closed bounds, metric names and device strings are checked by code, and one
+declaration here is both the check and its documentation. It imports nothing from the package but
+the metric-name grammar, itself a leaf, so any layer may import it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from .evaluation.metric_names import (
+    CLASSIFICATION_METRICS,
+    RANKING_METRICS,
+    SAMPLED_METRICS,
+    metric_names,
+    parse_metric,
+)
+
+_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "string", list: "list"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An extra check of one value: ``check(value)`` returns an error message or ``None``;
+    ``doc`` says in a few words what it accepts."""
+
+    doc: str
+    check: Callable[[object], str | None]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key. ``type`` is ``bool``, ``int``, ``float``, ``str`` or ``list``
+    (``item`` the type of the elements); ``choices``, the bounds ``ge`` / ``gt`` / ``le`` / ``lt``
+    and ``rule`` apply to the value, or to each element of a list; ``length`` / ``min_length`` /
+    ``distinct`` to a list itself; ``null`` is accepted only where ``nullable``. ``models``:
+    the models the key belongs to (``None``: all of them)."""
+
+    name: str
+    type: type
+    default: object
+    doc: str
+    item: type | None = None
+    choices: tuple = ()
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    nullable: bool = False
+    length: int | None = None
+    min_length: int = 0
+    distinct: bool = False
+    rule: Rule | None = None
+    models: tuple[str, ...] | None = None
+    section: str = ""
+
+    # ---- description ---------------------------------------------------------------------
+    def _bounds(self) -> str:
+        lo = (f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None
+              else None)
+        hi = (f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None
+              else None)
+        if lo and hi:
+            return f" in {lo}, {hi}"
+        if lo:
+            return f" >= {self.ge:g}" if self.ge is not None else f" > {self.gt:g}"
+        if hi:
+            return f" <= {self.le:g}" if self.le is not None else f" < {self.lt:g}"
+        return ""
+
+    def _scalar_doc(self, typ: type) -> str:
+        if self.choices:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.rule is not None:
+            return self.rule.doc
+        return _TYPE_NAMES[typ] + self._bounds()
+
+    def describe(self) -> str:
+        """What the key accepts, e.g. ``int >= 1``, ``null or float > 0``, ``list of int >= 1
+        (at least 1)``."""
+        if self.type is list:
+            parts = []
+            if self.length is not None:
+                parts.append(f"{self.length} items")
+            elif self.min_length:
+                parts.append(f"at least {self.min_length}")
+            if self.distinct:
+                parts.append("distinct")
+            text = f"list of {self._scalar_doc(self.item)}" + (f" ({', '.join(parts)})" if parts else "")
+        else:
+            text = self._scalar_doc(self.type)
+        return f"null or {text}" if self.nullable else text
+
+    # ---- validation ----------------------------------------------------------------------
+    def _scalar(self, value, typ: type, expected: str):
+        """``value`` checked against one scalar type, bounds, choices and rule (coerced where
+        YAML 1.1 reads a number as a string); raises ValueError (``expected``: what the key
+        accepts, for the message)."""
+        ok = True
+        if typ is bool:
+            ok = isinstance(value, bool)
+        elif typ is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif typ is float:
+            if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+                try:
+                    value = float(value)
+                except ValueError:
+                    ok = False
+            ok = ok and isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok and not math.isfinite(value):
+                raise ValueError(f"must be a finite number, got {value!r}")
+        elif typ is str:
+            ok = isinstance(value, str)
+            if ok and not value.strip():
+                raise ValueError("must not be empty")
+        if not ok:
+            raise ValueError(f"expected {expected}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"expected one of {list(self.choices)}, got {value!r}")
+        for bound, op, holds in (("ge", ">=", lambda v, b: v >= b), ("gt", ">", lambda v, b: v > b),
+                                 ("le", "<=", lambda v, b: v <= b), ("lt", "<", lambda v, b: v < b)):
+            b = getattr(self, bound)
+            if b is not None and not holds(value, b):
+                raise ValueError(f"must be {op} {b:g}, got {value!r}")
+        if self.rule is not None:
+            msg = self.rule.check(value)
+            if msg:
+                raise ValueError(msg)
+        return value
+
+    def validate(self, value):
+        """``value`` if this key accepts it (a float key takes ``"1e-5"`` as the number, a list
+        of strings takes ``"a, b"`` as ``[a, b]``); else ValueError saying what is expected."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise ValueError(f"null is not allowed; expected {self.describe()}")
+        if self.type is not list:
+            return self._scalar(value, self.type, self.describe())
+        if isinstance(value, str) and self.item is str:
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ValueError(f"expected {self.describe()}, got {value!r}")
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(self._scalar(v, self.item, self._scalar_doc(self.item)))
+            except ValueError as e:
+                raise ValueError(f"element {i} of {value!r}: {e}") from None
+        if self.length is not None and len(out) != self.length:
+            raise ValueError(f"expected {self.length} items, got {len(out)}: {value!r}")
+        if len(out) < self.min_length:
+            raise ValueError(f"expected at least {self.min_length} item(s), got {value!r}")
+        if self.distinct and len(set(map(repr, out))) != len(out):
+            raise ValueError(f"expected distinct items, got {value!r}")
+        return out
+
+    def belongs_to(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+# ---- rules of their own ------------------------------------------------------------------
+def _device(value) -> str | None:
+    if value in ("cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return None
+    return f"expected cpu, cuda, cuda:N or mps, got {value!r}"
+
+
+def _metric(value) -> str | None:
+    try:
+        parse_metric(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _ranking_metric(value) -> str | None:
+    try:
+        metric_names([value], [1])
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+DEVICE = Rule("cpu, cuda, cuda:N or mps", _device)
+METRIC = Rule("a metric name (ndcg@10, auc, ...)", _metric)
+RANKING_METRIC = Rule(f"{', '.join(RANKING_METRICS)} (at every topk) or name@k", _ranking_metric)
+MODALITY = ("text", "image")
+
+# ---- model families ----------------------------------------------------------------------
+SEQUENTIAL = ("GRU4Rec", "SASRec", "BERT4Rec", "MMRACLKAL")
+TRANSFORMER = ("SASRec", "BERT4Rec", "MMRACLKAL")
+CAUSAL = ("GRU4Rec", "SASRec", "MMRACLKAL")
+CONTENT_SEQUENTIAL = ("GRU4Rec", "SASRec", "BERT4Rec")
+KGAT_FAMILY = ("KGAT", "MKGAT", "MultiKG4Rec")
+TRANSR = ("CKE", "KGAT", "MKGAT", "MultiKG4Rec")
+FEATURE_MODELS = ("MKGAT", "MMGCN", "MultiKG4Rec", "VBPR")
+L2_MODELS = ("BPR", "LightGCN", "VBPR", "MMGCN", "KGCN", "KGAT", "MKGAT", "MultiKG4Rec")
+
+
+def _section(name: str, models: tuple[str, ...] | None, *keys: Key) -> list[Key]:
+    """``keys`` under the heading ``name``; those that name no models get ``models``."""
+    return [replace(k, section=name, models=k.models if k.models is not None else models)
+            for k in keys]
+
+
+_KEYS = [
+    *_section(
+        "run", None,
+        Key("seed", int, 2020, "torch, numpy and python RNGs; also the split seed unless "
+            "split_seed is set", ge=0),
+        Key("device", str, "cpu", "where the model trains and scores", rule=DEVICE),
+        Key("threads", int, 0, "torch intra-op threads; 0 keeps torch's default", ge=0),
+        Key("show_progress", bool, True, "progress bar during training epochs and feature "
+            "extraction"),
+        Key("log_level", str, "info", "level of the run's log.txt",
+            choices=("debug", "info", "warning", "error")),
+    ),
+    *_section(
+        "data", None,
+        Key("data_format", str, "auto", "how the dataset folder is read (auto: detected from "
+            "its files)", choices=("auto", "atomic", "kgat", "kgcn", "synthetic")),
+        Key("data_path", str, None, "folder of the dataset; null: $MMKGREC_DATA/<dataset>",
+            nullable=True),
+        Key("rating_threshold", float, None, "keep interactions whose rating >= this (null keeps "
+            "all)", nullable=True),
+        Key("dedup", str, "first", "repeated (user, item) pairs, in time order: keep the first, "
+            "the last, or all", choices=("first", "last", "none")),
+        Key("user_min_inter", int, 0, "k-core: users with fewer interactions are removed "
+            "(iterated with items)", ge=0),
+        Key("item_min_inter", int, 0, "k-core: items with fewer interactions are removed", ge=0),
+        Key("split", str, "random_ratio", "how interactions are cut into train / valid / test",
+            choices=("random_ratio", "time_ratio", "leave_one_out", "given")),
+        Key("split_ratio", list, [0.8, 0.1, 0.1], "train / valid / test shares of each user's "
+            "interactions (random_ratio, time_ratio; all pairs under eval_protocol ctr)",
+            item=float, ge=0, length=3),
+        Key("split_seed", int, None, "seed of the split; null uses `seed`", nullable=True, ge=0),
+        Key("valid_ratio", float, 0.1, "split given: share of each user's training "
+            "interactions held out for validation", ge=0, lt=1),
+        Key("load_kg", bool, True, "read .kg/.link (or kg_final) when the dataset has them"),
+        Key("subsample_users", int, None, "keep this many users (fixed seed 0), for quick runs; "
+            "null keeps all", nullable=True, ge=1),
+        Key("require_item_content", list, [], "keep only items with content in all of these; "
+            "the k-core filter is re-run", item=str, choices=MODALITY, distinct=True),
+    ),
+    *_section(
+        "training", None,
+        Key("epochs", int, 300, "most training epochs (0: the initial model is evaluated)", ge=0),
+        Key("train_batch_size", int, 2048, "training samples per step", ge=1),
+        Key("learning_rate", float, 0.001, "Adam's learning rate", gt=0),
+        Key("weight_decay", float, 0.0, "Adam's L2 weight decay on every parameter", ge=0),
+        Key("num_neg", int, 1, "uniform negatives per positive, excluding the user's training "
+            "items", ge=1),
+        Key("train_loss", str, "bpr", "bpr: the model's own (pairwise) loss; bce: log loss on "
+            "labelled pairs (the ctr pairs, else positives + num_neg negatives)",
+            choices=("bpr", "bce")),
+        Key("stopping_step", int, 10, "evaluations without improvement before stopping; 0 never "
+            "stops", ge=0),
+        Key("eval_step", int, 1, "validate every this many epochs", ge=1),
+        Key("valid_metric", str, "mrr@10", "chosen on validation: a ranking metric name@k "
+            "(sampled: hit, ndcg, mrr; ctr: auc, accuracy, f1_micro, f1_macro)", rule=METRIC),
+        Key("clip_grad_norm", float, None, "clip the gradient norm to this; null does not clip",
+            nullable=True, gt=0),
+    ),
+    *_section(
+        "evaluation", None,
+        Key("metrics", list, ["recall", "mrr", "ndcg", "hit", "precision"], "ranking metrics "
+            "reported (each at every topk, or name@k)", item=str, rule=RANKING_METRIC,
+            min_length=1),
+        Key("topk", list, [10, 20], "cut-offs of the ranking metrics", item=int, ge=1,
+            min_length=1),
+        Key("eval_batch_size", int, 4096, "users per scoring chunk in full ranking", ge=1),
+        Key("eval_protocol", str, "full", "full ranking | sampled negatives | ctr: labelled "
+            "pairs split by split_ratio, auc / f1 / accuracy of sigmoid(score)",
+            choices=("full", "sampled", "ctr")),
+        Key("sampled_negatives", int, 100, "sampled protocol: negatives per positive", ge=1),
+        Key("eval_next_item", bool, False, "rank every model for each next-item target (valid / "
+            "test interactions in time order), sequential or not"),
+        Key("mask_history_seq", bool, False, "next-item evaluation: remove earlier items from "
+            "the ranking (RecBole does not)"),
+        Key("ctr_labels", str, "auto", "ctr: file (the data's 0/1 rating column) | sample (one "
+            "unseen item per positive) | auto (file if it has 0s)",
+            choices=("auto", "file", "sample")),
+    ),
+    *_section(
+        "model", None,
+        Key("embedding_size", int, 64, "width of user, item and entity embeddings", ge=1),
+    ),
+    *_section(
+        "item content and features", None,
+        Key("text_encoder", str, "minilm", "minilm | sentence-transformers:<path> | "
+            "bert:<path>[:mean|cls] | clip-text:<path> | file:<npz>"),
+        Key("image_encoder", str, "descriptor", "descriptor (hand-crafted, no weights) | "
+            "clip-image:<path> | vit:<path>[:cls|mean] | file:<npz>"),
+        Key("text_fields", list, None, "item columns joined into the item text; null: every "
+            "token/token_seq column", item=str, nullable=True, min_length=1),
+        Key("image_dir", str, None, "folder of <raw item id>.jpg|.png (relative: to the dataset "
+            "folder)", nullable=True),
+        Key("image_column", str, None, "item column of image paths (relative: to the dataset "
+            "folder) or URLs", nullable=True),
+        Key("feature_batch_size", int, 64, "items per encoder batch (and per durable chunk of "
+            "the feature store)", ge=1),
+    ),
+    *_section(
+        "knowledge graph", None,
+        Key("kg_merge", str, "auto", "auto (external KG if the dataset has one, else domain) | "
+            "external | domain | both", choices=("auto", "external", "domain", "both")),
+        Key("kg_domain_columns", list, ["class", "release_year"], "item columns that become "
+            "relations of the domain KG", item=str, distinct=True),
+        Key("kg_bad_triples", str, "drop", "unknown tokens, .link rows for unknown items, "
+            "self-loops, duplicates: drop them or reject the data", choices=("drop", "reject")),
+    ),
+    # ---- model-specific keys ---------------------------------------------------------------
+    *_section(
+        "sequential models", SEQUENTIAL,
+        Key("max_seq_length", int, 50, "longest input history (BERT4Rec: including the [mask] "
+            "token)", ge=1),
+        Key("share_windows", bool, True, "training: a user's first max_seq_length targets share "
+            "one window (exact, fewer tokens)", models=CAUSAL),
+        Key("item_content", str, None, "null: ID embeddings | text | image: e_i = W f_i "
+            "(LightGCN: item layer 0 = W f_i + b)", nullable=True, choices=MODALITY,
+            models=(*CONTENT_SEQUENTIAL, "LightGCN")),
+        Key("content_with_id", bool, False, "with item_content: also add an ID embedding",
+            models=CONTENT_SEQUENTIAL),
+        Key("hidden_size", int, 64, "hidden width (GRU4Rec: the GRU state)", ge=1),
+    ),
+    *_section(
+        "Transformer encoders", TRANSFORMER,
+        Key("n_layers", int, 2, "Transformer blocks (SASRec, BERT4Rec, MMRACLKAL) or "
+            "propagation layers (LightGCN, MMGCN)", ge=0,
+            models=(*TRANSFORMER, "LightGCN", "MMGCN")),
+        Key("n_heads", int, 2, "attention heads per block", ge=1),
+        Key("inner_size", int, 256, "feed-forward width", ge=1),
+        Key("hidden_dropout_prob", float, 0.5, "dropout of embeddings and block outputs",
+            ge=0, lt=1),
+        Key("attn_dropout_prob", float, 0.5, "dropout of attention weights", ge=0, lt=1),
+        Key("hidden_act", str, "gelu", "feed-forward activation", choices=("gelu", "relu")),
+        Key("layer_norm_eps", float, 1e-12, "layer-norm epsilon", gt=0),
+        Key("initializer_range", float, 0.02, "std of the normal initialisation of every "
+            "weight", gt=0),
+    ),
+    *_section(
+        "BERT4Rec", ("BERT4Rec",),
+        Key("mask_ratio", float, 0.2, "probability that an item of a training window is masked",
+            ge=0, le=1),
+        Key("ft_ratio", float, 0.5, "probability that a training window masks only its last "
+            "item (the target)", ge=0, le=1),
+    ),
+    *_section(
+        "GRU4Rec", ("GRU4Rec",),
+        Key("num_layers", int, 1, "stacked GRU layers", ge=1),
+        Key("dropout_prob", float, 0.3, "dropout on the item embeddings", ge=0, lt=1),
+    ),
+    *_section(
+        "factorisation and graph models", L2_MODELS,
+        Key("reg_weight", float, 1e-5, "weight of the L2 term of the batch's embeddings (each "
+            "model's docstring says which)", ge=0),
+    ),
+    *_section(
+        "knowledge-graph models", TRANSR,
+        Key("kg_embedding_size", int, 64, "dims of TransR's relation space", ge=1),
+    ),
+    *_section(
+        "KGAT, MKGAT, Multi-KG4Rec", KGAT_FAMILY,
+        Key("layers", list, [64], "output width of each propagation layer", item=int, ge=1,
+            min_length=1),
+        Key("aggregator_type", str, "bi", "bi (Bi-Interaction) | gcn | graphsage",
+            choices=("bi", "gcn", "graphsage")),
+        Key("mess_dropout", float, 0.1, "message dropout after each propagation layer",
+            ge=0, lt=1),
+        Key("use_attention", bool, True, "false: uniform 1/|N_h| propagation weights"),
+        Key("kg_batch_size", int, None, "triples per KG-phase batch; null: train_batch_size",
+            nullable=True, ge=1),
+        Key("kg_loss_triples", str, "kg", "kg: KG triples + inverses | ckg: every edge of the "
+            "collaborative KG", choices=("kg", "ckg")),
+    ),
+    *_section(
+        "content models", FEATURE_MODELS,
+        Key("modalities", list, ["text", "image"], "item content used (MMGCN, VBPR: at least "
+            "one; CKE, MKGAT, Multi-KG4Rec: [] = none)", item=str, choices=MODALITY,
+            distinct=True, models=(*FEATURE_MODELS, "CKE")),
+        Key("shuffle_features", bool, False, "control run: feature rows permuted across items "
+            "(seed = `seed`)"),
+    ),
+    *_section(
+        "CKE", ("CKE",),
+        Key("reg_weights", list, [0.01, 0.01], "L2 weights: [CF user/item vectors, KG projected "
+            "entities + relation]", item=float, ge=0, length=2),
+        Key("kg_inverse_relations", bool, False, "add (t, r^-1, h) to TransR's triples"),
+    ),
+    *_section(
+        "KGCN", ("KGCN",),
+        Key("n_iter", int, 1, "H: hops of the receptive field", ge=1),
+        Key("neighbor_sample_size", int, 4, "K: neighbours sampled per entity (once, with "
+            "`seed`)", ge=1),
+        Key("aggregator", str, "sum", "how an entity and its neighbourhood combine",
+            choices=("sum", "concat", "neighbor")),
+    ),
+    *_section(
+        "MKGAT", ("MKGAT",),
+        Key("kg_loss", str, "transe", "transe (the paper's) | transr (KGAT's); also the "
+            "attention's W_r", choices=("transe", "transr")),
+    ),
+    *_section(
+        "MMGCN", ("MMGCN",),
+        Key("latent_size", int, 64, "dims of projected item features and user preference "
+            "embeddings", ge=1),
+        Key("aggregation", str, "mean", "mean (D^-1 A) | sum (binary A)", choices=("mean", "sum")),
+        Key("combination", str, "concat", "concat (paper Eq. 6) | add (Eq. 7)",
+            choices=("concat", "add")),
+    ),
+    *_section(
+        "VBPR", ("VBPR",),
+        Key("feature_norm", str, "none", "none (features as stored) | standard (per-dimension "
+            "z-scores)", choices=("none", "standard")),
+        Key("visual_size", int, None, "K': dims of theta_u and E f_i; null: embedding_size",
+            nullable=True, ge=1),
+        Key("content_reg_weight", float, 0.0, "lambda_E: weight of ||E||^2 + ||beta'||^2, once "
+            "per step", ge=0),
+    ),
+    *_section(
+        "Multi-KG4Rec", ("MultiKG4Rec",),
+        Key("entity_init", str, "add", "add: ID + reduce(f) | feature_only: reduce(f) | "
+            "concat_linear: W [ID || reduce(f)]", choices=("add", "feature_only", "concat_linear")),
+        Key("fusion", str, "both", "cross-modal fusion: both | none | t2v (only text queries "
+            "cross) | v2t (only visual)", choices=("both", "none", "t2v", "v2t")),
+        Key("fusion_seq_len", int, 8, "n: BFS neighbourhood length per item, the item first",
+            ge=1),
+        Key("fusion_bfs_order", str, "random", "order within one BFS distance: random (drawn "
+            "once from `seed`) | id", choices=("random", "id")),
+        Key("fusion_self_layers", int, 1, "self-attention blocks per modality before the cross "
+            "blocks", ge=0),
+        Key("fusion_blocks", int, 3, "cross multi-head attention blocks", ge=0),
+        Key("fusion_heads", int, 8, "heads per block; must divide embedding_size", ge=1),
+        Key("fusion_inner_size", int, 128, "hidden width of the fusion blocks' feed-forward "
+            "network", ge=1),
+        Key("fusion_dropout", float, 0.0, "dropout on attention probabilities and block outputs",
+            ge=0, lt=1),
+        Key("fusion_items_per_batch", int, None, "null: every item fused in every CF step "
+            "(exact); k: k random items, the rest from the epoch-start pass", nullable=True, ge=1),
+    ),
+    *_section(
+        "MM-RACL-KAL", ("MMRACLKAL",),
+        Key("use_image", bool, True, "+M: fuse the image feature (false: text only)"),
+        Key("item_id_embedding", bool, False, "add an item ID embedding to e_i"),
+        Key("use_augmentation", bool, True, "+RA: retrieval-augmented training inputs"),
+        Key("augment_p", float, 0.1, "probability that an item of the input is replaced",
+            ge=0, le=1),
+        Key("augment_topk", int, 10, "K: neighbours per item (replacements; also L_ii's hard "
+            "negatives)", ge=0),
+        Key("refresh_every", int, 1, "rebuild the index over the current e_i every this many "
+            "epochs", ge=1),
+        Key("augment_at_inference", bool, False, "also augment evaluation inputs (seeded by "
+            "`seed`)"),
+        Key("index_kind", str, "flat", "flat (exact) | ivf | hnsw (approximate, for large "
+            "catalogues)", choices=("flat", "ivf", "hnsw")),
+        Key("use_static", bool, True, "+S: LightGCN user interest fused by the gate "
+            "(false: u = u_d)"),
+        Key("gnn_layers", int, 2, "K: LightGCN layers of the static interest", ge=0),
+        Key("static_item_init", str, "id", "items at LightGCN layer 0: id embeddings | content "
+            "(e_i)", choices=("id", "content")),
+        Key("use_contrastive", bool, True, "+C: add beta * (l_ui L_ui + l_ii L_ii + l_mm L_mm)"),
+        Key("contrastive_beta", float, 0.1, "beta: weight of the contrastive losses", ge=0),
+        Key("lambda_ui", float, 1.0, "l_ui: user vs next item", ge=0),
+        Key("lambda_ii", float, 1.0, "l_ii: anchor (last input item) vs next item", ge=0),
+        Key("lambda_mm", float, 1.0, "l_mm: text vs image of the same item (needs use_image)",
+            ge=0),
+        Key("contrastive_tau", float, 0.2, "temperature tau", gt=0),
+        Key("contrastive_normalize", bool, True, "cosine similarities (false: raw inner "
+            "products)"),
+        Key("contrastive_positive_in_denominator", bool, False, "false: decoupled (negatives "
+            "only, as printed); true: InfoNCE"),
+        Key("ui_negatives", str, "in_batch", "L_ui's negatives: other next items of the batch | "
+            "sampled", choices=("in_batch", "sampled")),
+        Key("ui_num_negatives", int, 64, "ui_negatives sampled: uniform negatives outside the "
+            "user's training items", ge=1),
+        Key("ii_negatives", str, "retrieved", "L_ii's negatives: retrieved neighbours (hard) | "
+            "random", choices=("retrieved", "random")),
+        Key("mm_symmetric", bool, False, "L_mm: also image as anchor (mean of both directions)"),
+    ),
+]
+
+KEYS: dict[str, Key] = {k.name: k for k in _KEYS}
+if len(KEYS) != len(_KEYS):  # pragma: no cover (a declaration error, caught on import)
+    raise RuntimeError("a configuration key is declared twice")
+
+#: keys every resolved configuration carries that no layer may set: the command names them
+SET_BY_COMMAND = {"model": "the model (--model)", "dataset": "the dataset (--dataset)"}
+
+#: the sections of the reference, in order
+SECTIONS = tuple(dict.fromkeys(k.section for k in _KEYS))
+
+
+def keys_for(model: str) -> dict[str, Key]:
+    """The keys of ``model``: every general key and those declared for it."""
+    return {name: k for name, k in KEYS.items() if k.belongs_to(model)}
+
+
+def model_names() -> tuple[str, ...]:
+    """Every model some key names (the models with keys of their own)."""
+    return tuple(sorted({m for k in _KEYS if k.models for m in k.models}))
+
+
+def _split_ratio_train(values) -> str | None:
+    ratios = values["split_ratio"]
+    return None if ratios[0] > 0 else f"the train share (the first) must be > 0, got {ratios!r}"
+
+
+def _valid_metric_protocol(values) -> str | None:
+    base, k = parse_metric(values["valid_metric"])
+    protocol = values["eval_protocol"]
+    if protocol == "ctr":
+        allowed = CLASSIFICATION_METRICS
+        ok = base in allowed
+    else:
+        allowed = SAMPLED_METRICS if protocol == "sampled" else RANKING_METRICS
+        ok = k is not None and base in allowed
+        allowed = tuple(f"{a}@k" for a in allowed)
+    if ok:
+        return None
+    return (f"{values['valid_metric']!r} is not computed under eval_protocol '{protocol}'; "
+            f"choose one of {', '.join(allowed)}")
+
+
+#: checks of a resolved configuration that involve more than one value: (the key blamed, the
+#: other keys involved, the check returning an error message or None)
+JOINT_RULES: tuple[tuple[str, tuple[str, ...], Callable[[dict], str | None]], ...] = (
+    ("split_ratio", (), _split_ratio_train),
+    ("valid_metric", ("eval_protocol",), _valid_metric_protocol),
+)

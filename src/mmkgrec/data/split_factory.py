@@ -1,0 +1,48 @@
+"""The split a configuration asks for: the one place where the config decides how a dataset is cut
+into train / validation / test.
+
+:func:`splitter` names the kind of split; :data:`SPLITTERS` maps each name to the function that
+makes it from ``(dataset, config)``; :func:`split_from_config` is the two together. The splits
+themselves live below this module (:mod:`.split` for the interaction splits, :mod:`.ctr` for the
+labelled pairs of the CTR protocol), so that none of them imports the factory. A new kind of split
+adds a function here and the case that selects it in :func:`splitter`.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .ctr import ctr_split
+from .dataset import Dataset
+from .split import Split, split_dataset
+
+
+def split_seed(config) -> int:
+    """``split_seed``, or ``seed`` when it is null."""
+    return config["split_seed"] if config["split_seed"] is not None else config["seed"]
+
+
+def _ctr(ds: Dataset, config) -> Split:
+    if config["split"] != "random_ratio":
+        raise ConfigError("split", f"eval_protocol 'ctr' splits labelled pairs at random (split: "
+                          f"random_ratio), got split '{config['split']}'")
+    return ctr_split(ds, config["split_ratio"], split_seed(config), config["ctr_labels"])
+
+
+def _interactions(ds: Dataset, config) -> Split:
+    return split_dataset(ds, config["split"], config["split_ratio"], split_seed(config),
+                         config["valid_ratio"])
+
+
+#: kind of split -> ``(dataset, config) -> Split``
+SPLITTERS = {"ctr": _ctr, "interactions": _interactions}
+
+
+def splitter(config) -> str:
+    """``ctr`` (labelled pairs, :func:`~.ctr.ctr_split`) under ``eval_protocol: ctr``, else
+    ``interactions`` (:func:`~.split.split_dataset` with the ``split*`` keys)."""
+    return "ctr" if config["eval_protocol"] == "ctr" else "interactions"
+
+
+def split_from_config(ds: Dataset, config) -> Split:
+    """The split of ``ds`` that ``config`` asks for (:func:`splitter`)."""
+    return SPLITTERS[splitter(config)](ds, config)

@@ -1,0 +1,130 @@
+"""Full-ranking and sampled evaluation of a model on a split's validation or test part.
+
+Full ranking scores every item for each evaluated user, in chunks of ``eval_batch_size`` users so
+memory stays bounded; the user's training items (and validation items, at test time) are masked
+to ``-inf`` before the top-k is taken. Only users with at least one relevant item are evaluated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.split import Split
+from .common import EvalMode, restrict_targets
+from .metrics import (
+    MetricAccumulator,
+    canonical,
+    parse_metric,
+    ranking_metrics_from_hits,
+    sampled_ranking_metrics,
+    topk_with_ties,
+)
+
+
+def _csr_torch(inter, n_users: int, n_items: int):
+    m = inter.csr(n_users, n_items)
+    return torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64))
+
+
+def _rows_of(indptr: torch.Tensor, indices: torch.Tensor, users: torch.Tensor):
+    """(row position in ``users``, column) of every stored entry of the given CSR rows."""
+    start, end = indptr[users], indptr[users + 1]
+    lens = end - start
+    rows = torch.repeat_interleave(torch.arange(len(users)), lens)
+    offs = torch.arange(int(lens.sum())) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
+    return rows, indices[torch.repeat_interleave(start, lens) + offs]
+
+
+class FullRankingEvaluator:
+    """Evaluate ``part`` ("valid" or "test") of ``split`` by full ranking.
+
+    ``items`` (bool ``[n_items]``, optional) restricts what counts as relevant to the targets of
+    those items: every item is still ranked and masked as usual, a user is evaluated on their
+    targets among ``items`` only, and users with none are left out (a long-tail analysis,
+    :mod:`~mmkgrec.evaluation.popularity`)."""
+
+    def __init__(self, split: Split, part: str, metrics: list[str], batch_size: int = 4096,
+                 mask_history: bool = True, items: np.ndarray | None = None):
+        self.split, self.part = split, part
+        self.metrics = [canonical(m) for m in metrics]
+        self.max_k = max(parse_metric(m)[1] for m in self.metrics)
+        self.batch_size = batch_size
+        n_users, n_items = split.n_users, split.n_items
+        target = restrict_targets(split.part(part), items, n_items)
+        self.users = torch.from_numpy(np.unique(target.user))
+        self.n_relevant = torch.from_numpy(np.bincount(target.user, minlength=n_users))
+        self.target_keys = torch.from_numpy(target.keys(n_items))
+        masked = [split.train] + ([split.valid] if part == "test" else [])
+        self.mask = None
+        if mask_history:
+            from ..data.dataset import Interactions
+
+            both = Interactions(np.concatenate([m.user for m in masked]),
+                                np.concatenate([m.item for m in masked]))
+            self.mask = _csr_torch(both, n_users, n_items)
+
+    @torch.no_grad()
+    def evaluate(self, model, device="cpu") -> tuple[dict, MetricAccumulator, float]:
+        """Returns (mean metrics, per-user accumulator, seconds)."""
+        with EvalMode(model) as mode:
+            acc = MetricAccumulator()
+            n_items = self.split.n_items
+            for start in range(0, len(self.users), self.batch_size):
+                users = self.users[start:start + self.batch_size]
+                scores = model.score_all(users.to(device)).float().cpu()
+                if self.mask is not None:
+                    rows, cols = _rows_of(*self.mask, users)
+                    scores[rows, cols] = -torch.inf
+                top = topk_with_ties(scores, self.max_k)
+                keys = users.unsqueeze(1) * n_items + top
+                pos = torch.searchsorted(self.target_keys, keys).clamp_max(len(self.target_keys) - 1)
+                hits = self.target_keys[pos] == keys
+                acc.update(ranking_metrics_from_hits(hits, self.n_relevant[users], self.metrics), users)
+        return acc.compute(), acc, mode.seconds
+
+
+class SampledEvaluator:
+    """Each positive of ``part`` ranked against ``n_negatives`` items sampled uniformly among the
+    items the user never interacted with in any part (fixed seed, so every model sees the same
+    candidates). Per-user values are the mean over the user's positives."""
+
+    def __init__(self, split: Split, part: str, metrics: list[str], n_negatives: int = 100,
+                 seed: int = 0, items: np.ndarray | None = None):
+        self.split, self.part = split, part
+        self.metrics = [canonical(m) for m in metrics if parse_metric(m)[0] in ("hit", "ndcg", "mrr")]
+        n_items = split.n_items
+        target = restrict_targets(split.part(part), items, n_items)
+        from ..training.sampling import KnownPairs, sample_negatives
+
+        parts = [split.part(p) for p in ("train", "valid", "test")]
+        known = KnownPairs(np.concatenate([p.user for p in parts]),
+                           np.concatenate([p.item for p in parts]), split.n_users, n_items)
+        rng = np.random.default_rng(seed)
+        self.pos_users = torch.from_numpy(target.user)
+        self.pos_items = torch.from_numpy(target.item)
+        self.negatives = torch.from_numpy(
+            sample_negatives(target.user, n_items, known, rng, n_negatives))
+
+    @torch.no_grad()
+    def evaluate(self, model, device="cpu", chunk: int = 8192):
+        with EvalMode(model) as mode:
+            acc = MetricAccumulator()
+            per_pos = {m: [] for m in self.metrics}
+            for s in range(0, len(self.pos_users), chunk):
+                u = self.pos_users[s:s + chunk]
+                p = self.pos_items[s:s + chunk]
+                neg = self.negatives[s:s + chunk]
+                ps = model.score(u.to(device), p.to(device)).float().cpu()
+                ns = model.score(u.repeat_interleave(neg.shape[1]).to(device),
+                                 neg.reshape(-1).to(device)).float().cpu().view(neg.shape)
+                for m, v in sampled_ranking_metrics(ps, ns, self.metrics).items():
+                    per_pos[m].append(v)
+            users, inv = torch.unique(self.pos_users, return_inverse=True)
+            counts = torch.bincount(inv).double()
+            per_user = {}
+            for m, parts in per_pos.items():
+                v = torch.cat(parts).double()
+                per_user[m] = torch.zeros(len(users), dtype=torch.float64).index_add_(0, inv, v) / counts
+            acc.update(per_user, users)
+        return acc.compute(), acc, mode.seconds

@@ -1,0 +1,97 @@
+"""Tests for the generated benchmark report (benchmarks/report.py and benchmarks/reporting/)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import report  # noqa: E402
+from reporting import sequential  # noqa: E402
+
+# an absolute path of a machine: "/work/...", "/root/...", "/opt/...", not "benchmarks/work/..."
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:[\w.-]+/)+")
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory):
+    """docs/BENCHMARKS.md as the stored results generate it now (figures into a temporary folder)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(sequential, "OUT", tmp_path_factory.mktemp("docs") / "BENCHMARKS.md")
+    try:
+        yield report.document()
+    finally:
+        mp.undo()
+
+
+@pytest.mark.parametrize("source", ["generated", "committed"])
+def test_document_names_no_machine_paths(document, source):
+    text = document if source == "generated" else (ROOT / "docs" / "BENCHMARKS.md").read_text()
+    found = sorted({m.group(0) for m in MACHINE_PATH.finditer(text)})
+    assert not found, f"absolute paths in the {source} docs/BENCHMARKS.md: {found[:5]}"
+    assert "`.venv/bin/python -m mmkgrec.cli train" in text  # the commands are still shown
+
+
+def test_conclusions_follow_the_numbers(monkeypatch):
+    """Sentences that state a direction are chosen by the results, not typed: the same sentence
+    turns when the numbers do."""
+    from reporting import kg, popularity
+
+    runs = [{"seed": 2021, "best_epoch": 2, "test": {"ndcg@20": 0.14}},
+            {"seed": 2020, "best_epoch": 47, "test": {"ndcg@20": 0.30}}]
+    assert kg.early_stops({"KGAT": runs}, 10) == "KGAT seed 2021 (best epoch 2; test NDCG@20 0.1400)"
+    assert kg.early_stops({"KGAT": runs}, 2) == ""
+
+    def results(a, b):
+        return [{"variant": "A", "test": {"recall@20": a}}, {"variant": "B", "test": {"recall@20": b}}]
+
+    monkeypatch.setattr(popularity, "load", lambda suite: results(0.30, 0.20))
+    assert popularity._as_here("A", "B", +1) == " (as here: A 0.3000 vs B 0.2000 Recall@20)"
+    assert popularity._as_here("A", "B", -1).startswith(" (unlike here:")
+    monkeypatch.setattr(popularity, "load", lambda suite: results(0.20, 0.30))
+    assert popularity._as_here("A", "B", -1).startswith(" (as here:")
+
+
+def _runs(values: dict) -> list[dict]:
+    """Runs of one row: seed -> per-user values of ndcg@10 (users u0, u1, ...)."""
+    return [{"seed": s, "test": {"ndcg@10": float(np.mean(v))},
+             "per_user": {"user_ids": [f"u{k}" for k in range(len(v))], "ndcg@10": list(v)}}
+            for s, v in values.items()]
+
+
+def test_comparisons_use_user_means_over_seeds_holm_and_generated_verdicts():
+    from scipy import stats as sps
+
+    from reporting import stats
+
+    rng = np.random.default_rng(7)
+    base = {s: rng.random(50) for s in (1, 2, 3)}
+    a = {s: v + 0.03 + 0.02 * rng.standard_normal(50) for s, v in base.items()}  # clearly better
+    b = {s: v + 0.01 * rng.standard_normal(50) for s, v in base.items()}  # about the same
+    c_ab, c_bb, missing = stats.adjust([stats.compare(_runs(a), _runs(base), "ndcg@10"),
+                                        stats.compare(_runs(b), _runs(base), "ndcg@10"),
+                                        stats.compare([], _runs(base), "ndcg@10")])
+    mean = lambda d: np.mean([d[s] for s in (1, 2, 3)], axis=0)  # noqa: E731
+    assert c_ab["p_users"] == pytest.approx(sps.ttest_rel(mean(a), mean(base)).pvalue)
+    assert c_ab["n_users"] == 50 and c_ab["n_seeds"] == 3
+    assert c_ab["p_seeds"] == pytest.approx(sps.ttest_rel([a[s].mean() for s in a],
+                                                          [base[s].mean() for s in base]).pvalue)
+    lo, hi = sorted([c_ab["p_users"], c_bb["p_users"]])  # Holm over the two that ran, by hand
+    assert sorted([c_ab["holm_users"], c_bb["holm_users"]]) == pytest.approx([2 * lo, max(2 * lo, hi)])
+    assert missing is None and stats.p_cells(missing) == "not run | - | - | -"
+    assert stats.verdict(c_ab).startswith("higher") and stats.verdict(c_bb) == "not significant"
+    assert stats.claim("A", "B", c_ab, "ndcg@10").startswith(f"A beats B on test NDCG@10 ({c_ab['diff']:+.4f}; p = ")
+    worse = stats.adjust([stats.compare(_runs(base), _runs(a), "ndcg@10")])[0]
+    assert stats.claim("B", "A", worse, "ndcg@10").startswith("B trails A")
+    assert stats.verdict(worse).startswith("lower")
+    if c_bb["diff"] > 0:
+        assert stats.claim("X", "Y", c_bb, "ndcg@10").startswith("X does not beat Y")
+    else:
+        assert stats.claim("X", "Y", c_bb, "ndcg@10").startswith("X is not significantly below Y")
+    one = stats.adjust([stats.compare(_runs({1: a[1]}), _runs({1: base[1]}), "ndcg@10")])[0]
+    assert np.isnan(one["p_seeds"]) and stats.verdict(one) == "higher (one seed)"
