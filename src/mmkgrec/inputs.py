@@ -97,8 +97,8 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
                 raise ValueError(f"item features '{m}' have shapes {mat.shape} and {mask.shape}; "
                                  f"expected [{split.n_items}, dim] and [{split.n_items}]")
             raw[m] = (mat, mask)
-        if config_value(config, "shuffle_features", False):
-            raw = shuffle_item_rows(raw, int(config_value(config, "seed", 0)))
+        if config_value(config, "shuffle_features"):  # defaults: the schema's
+            raw = shuffle_item_rows(raw, int(config_value(config, "seed")))
         inputs.features = {
             m: (torch.from_numpy(mat).to(device),
                 torch.from_numpy(mask.astype(np.float32)).to(device))

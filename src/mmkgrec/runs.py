@@ -200,7 +200,7 @@ def image_folder(dataset, config) -> str | None:
     """The absolute path of the dataset's image folder (config ``image_dir``), when it exists."""
     from .config import config_value
 
-    image_dir = config_value(config, "image_dir", None)
+    image_dir = config_value(config, "image_dir")
     if not image_dir:
         return None
     from .features.content import dataset_folder
