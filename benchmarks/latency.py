@@ -32,9 +32,12 @@ items; 2 epochs: the weights do not change the timings) into
 
 Each measurement first waits (up to ``--wait`` seconds) for the 1-minute load average to fall
 under ``--max-load`` and records the load average before and after it: other work on the
-machine shows in these figures, so read them with the load they report.
+machine shows in the wall times, so read them with the load they report. Beside every wall time
+stands the CPU time spent (the cold process's user + system seconds, each request's thread CPU
+time, the batch paths' process CPU time): what the same work costs when nothing else competes
+for the cores.
 
-    python benchmarks/latency.py [--only SUBSTRING] [--max-load 0.5] [--wait 1800]
+    python benchmarks/latency.py [--only SUBSTRING] [--max-load 0.5] [--wait 1800] [--tag t1]
 Resumable: a job whose JSON exists is skipped (delete it to measure again).
 """
 
@@ -216,6 +219,26 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "recommend_s": t3 - t2
 """
 
 
+def _command(job: dict) -> str:
+    tag = job["id"][len(job["name"]) + 1:]
+    return (f"python benchmarks/latency.py --only ={job['id']} --tag {tag} --max-load "
+            f"{QUIET['max_load']} --wait {QUIET['wait']:g}")
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes so far."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _percentiles(ms: list) -> dict:
+    a = np.asarray(ms)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "mean_ms": float(a.mean()), "max_ms": float(a.max()), "n": len(a)}
+
+
 def cold_job(job: dict) -> dict:
     run = serve_run_dir()
     import mmkgrec
@@ -226,19 +249,25 @@ def cold_job(job: dict) -> dict:
     reps = []
     for user in users:
         before = wait_quiet()
+        c0 = _children_cpu()
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", COLD, str(SERVE_RUN), user], cwd=ROOT,
                              capture_output=True, text=True, check=True)
         wall = time.perf_counter() - t0
-        reps.append({"user": user, "process_wall_s": wall, **json.loads(out.stdout),
-                     "loadavg_before": before, "loadavg_after": loadavg()})
-        print(f"cold: {wall:.2f} s (load avg {before[0]})", flush=True)
+        cpu = _children_cpu() - c0
+        reps.append({"user": user, "process_wall_s": wall, "process_cpu_s": cpu,
+                     **json.loads(out.stdout), "loadavg_before": before,
+                     "loadavg_after": loadavg()})
+        print(f"cold: {wall:.2f} s wall, {cpu:.2f} s CPU (load avg {before[0]})", flush=True)
     walls = [r["process_wall_s"] for r in reps]
+    cpus = [r["process_cpu_s"] for r in reps]
     return {"model": "BPR", "dataset": "amazon-book", "target_s": 2.0,
             "process_wall_s": {"median": statistics.median(walls), "max": max(walls),
                                "min": min(walls)},
+            "process_cpu_s": {"median": statistics.median(cpus), "max": max(cpus),
+                              "min": min(cpus)},
             "repeats": reps, "threads": torch.get_num_threads(), "versions": versions(),
-            "command": f"python benchmarks/latency.py --only ={job['id']}"}
+            "command": _command(job)}
 
 
 def request_job(job: dict) -> dict:
@@ -250,21 +279,25 @@ def request_job(job: dict) -> dict:
     users = [str(ids[i]) for i in np.random.default_rng(1).integers(0, len(ids),
                                                                     N_REQUESTS + WARMUP)]
     before = wait_quiet()
-    out = []
+    wall, cpu = [], []
     for k, u in enumerate(users):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         run.recommend(u, K)
-        dt = (time.perf_counter() - t0) * 1000.0
+        dt, dc = (time.perf_counter() - t0) * 1000.0, (time.thread_time() - c0) * 1000.0
         if k >= WARMUP:
-            out.append(dt)
-    a = np.asarray(out)
-    res = {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
-           "mean_ms": float(a.mean()), "max_ms": float(a.max()), "n": len(a)}
-    print(f"request: p50 {res['p50_ms']:.2f} ms p99 {res['p99_ms']:.2f} ms", flush=True)
+            wall.append(dt)
+            cpu.append(dc)
+    res = _percentiles(wall)
+    # CPU time of the request's thread: what a request costs when nothing else competes for
+    # the core (wall time also counts the time other processes held it)
+    res_cpu = _percentiles(cpu)
+    print(f"request: p50 {res['p50_ms']:.2f} ms p99 {res['p99_ms']:.2f} ms wall; CPU p99 "
+          f"{res_cpu['p99_ms']:.2f} ms", flush=True)
     return {"model": "BPR", "dataset": "amazon-book", "k": K, "threads": 1, "target_p99_ms": 5.0,
             "n_users": run.split.n_users, "n_items": run.split.n_items, "request": res,
+            "request_thread_cpu": res_cpu,
             "loadavg_before": before, "loadavg_after": loadavg(), "versions": versions(),
-            "command": f"python benchmarks/latency.py --only ={job['id']}"}
+            "command": _command(job)}
 
 
 def all_job(job: dict) -> dict:
@@ -287,16 +320,19 @@ def all_job(job: dict) -> dict:
             pass
 
     times = {"bound_s": [], "recommend_all_s": []}
+    cpu = {"bound_s": [], "recommend_all_s": []}  # process CPU seconds (all threads)
     loads = []
     for _ in range(REPEATS):
         loads.append(wait_quiet())
         for name, fn in (("bound_s", bound), ("recommend_all_s", ours)):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
         print(f"all: bound {times['bound_s'][-1]:.2f} s, ours {times['recommend_all_s'][-1]:.2f} s "
               f"(load avg {loads[-1][0]})", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     # the CLI end to end (load, compute, and writing the CSV), once, for scale
     out_csv = WORK / "latency-all.csv"
     cli_cmd = ["-m", "mmkgrec.cli", "recommend", str(SERVE_RUN), "--all", "--out",
@@ -311,12 +347,15 @@ def all_job(job: dict) -> dict:
            "n_users": run.split.n_users, "n_items": run.split.n_items,
            "threads": torch.get_num_threads(), "all_s": times, "median_s": med,
            "ratio": med["recommend_all_s"] / med["bound_s"], "target_ratio": 1.2,
+           "cpu_s": cpu, "median_cpu_s": med_cpu,
+           "cpu_ratio": med_cpu["recommend_all_s"] / med_cpu["bound_s"],
            "loadavg_before": loads, "loadavg_after": loadavg(),
            "cli_with_writing_s": cli_s, "cli_loadavg_before": before, "csv_mb": size,
            "cli_command": "python " + " ".join(shlex.quote(c) for c in cli_cmd),
            "versions": versions(),
-           "command": f"python benchmarks/latency.py --only ={job['id']}"}
-    print(f"all: ratio {res['ratio']:.3f}; CLI with writing {cli_s:.1f} s", flush=True)
+           "command": _command(job)}
+    print(f"all: ratio {res['ratio']:.3f} (CPU time {res['cpu_ratio']:.3f}); CLI with writing "
+          f"{cli_s:.1f} s", flush=True)
     return res
 
 
@@ -331,11 +370,14 @@ def main() -> None:
                    help="wait for the 1-minute load average to fall under this")
     p.add_argument("--wait", type=float, default=QUIET["wait"],
                    help="longest wait for a quiet machine, in seconds, per measurement")
+    p.add_argument("--tag", default="t1", help="names one session of the serving measurements "
+                   "(job ids end in -TAG), so a later, quieter session sits beside it")
     a = p.parse_args()
     QUIET.update(max_load=a.max_load, wait=a.wait)
     run_queue("latency", [{"id": name} for name in CATALOGUES], mmraclkal_job, a.only)
-    run_queue("latency/serving", [{"id": name} for name in SERVING],
-              lambda job: SERVING[job["id"]](job), a.only)
+    jobs = [{"id": name if name.endswith("-train") else f"{name}-{a.tag}", "name": name}
+            for name in SERVING]
+    run_queue("latency/serving", jobs, lambda job: SERVING[job["name"]](job), a.only)
 
 
 if __name__ == "__main__":
