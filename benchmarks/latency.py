@@ -300,9 +300,13 @@ def request_job(job: dict) -> dict:
             "command": _command(job)}
 
 
+DEFAULT_THREADS = torch.get_num_threads()  # before a request job sets one thread
+
+
 def all_job(job: dict) -> dict:
     import mmkgrec
 
+    torch.set_num_threads(DEFAULT_THREADS)  # the batch paths use every core, as the CLI does
     run = mmkgrec.load(serve_run_dir())
     chunk = run.chunk_size()
     run._prepare()
