@@ -278,19 +278,23 @@ class Run:
         self._prepare()
         scores = self.model.score_all(users.to(self.config["device"])).float().cpu()
         if exclude_seen:
-            indptr, indices = self._exclude
-            if len(users) == 1:
-                u = int(users[0])
-                scores[0, indices[indptr[u]:indptr[u + 1]]] = -torch.inf
-            else:
-                from .evaluation.ranking import _rows_of
-
-                rows, cols = _rows_of(indptr, indices, users)
-                scores[rows, cols] = -torch.inf
-        from .evaluation.metrics import topk_with_ties
-
-        top = topk_with_ties(scores, k)
+            scores[self._excluded(users)] = -torch.inf
+        top = _topk(scores, k)
         return top, scores.gather(1, top)
+
+    def _excluded(self, users: torch.Tensor):
+        """(rows, columns) of ``users``' excluded items in a ``[len(users), n_items]`` matrix; a
+        run of consecutive users (the batch paths) slices the CSR directly."""
+        indptr, indices = self._exclude
+        first, n = int(users[0]), len(users)
+        if n == 1 or bool((users == torch.arange(first, first + n)).all()):
+            a, b = int(indptr[first]), int(indptr[first + n])
+            rows = torch.repeat_interleave(torch.arange(n), indptr[first + 1:first + n + 1]
+                                           - indptr[first:first + n], output_size=b - a)
+            return rows, indices[a:b]
+        from .evaluation.ranking import _rows_of
+
+        return _rows_of(indptr, indices, users)
 
     def _pairs(self, items: torch.Tensor, scores: torch.Tensor) -> list[tuple[str, float]]:
         ids = self.dataset.item_ids
@@ -436,6 +440,23 @@ class Run:
     def image_dir(self) -> str | None:
         """The dataset's image folder, as the run recorded it."""
         return self.data.manifest.get("image_dir") if self.data is not None else None
+
+
+def _topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`~mmkgrec.evaluation.metrics.topk_with_ties` (ties by lower item id), with a fast
+    path: where the ``k + 1`` best scores of a row are all distinct, ``torch.topk``'s order is
+    already that order; only rows holding a tie go through ``topk_with_ties``."""
+    from .evaluation.metrics import topk_with_ties
+
+    if k + 1 >= scores.shape[1]:
+        return topk_with_ties(scores, k)
+    vals, idx = torch.topk(scores, k + 1, dim=1, sorted=True)
+    top = idx[:, :k].contiguous()
+    tied = (vals[:, 1:] == vals[:, :-1]).any(1)
+    if bool(tied.any()):
+        rows = tied.nonzero(as_tuple=True)[0]
+        top[rows] = topk_with_ties(scores[rows], k)
+    return top
 
 
 class _CsvRows:
