@@ -359,3 +359,19 @@ def test_foreign_files_are_named(bpr_run, pop_run, tmp_path, capsys):
     run = _copy(bpr_run, tmp_path / "run3")
     shutil.copy(pop_run / "config.yaml", run / "config.yaml")
     _cli_fails_naming(run, "config.yaml", capsys)
+
+
+def test_fast_top_k_keeps_the_tie_rule():
+    """recommend's top-k equals topk_with_ties (ties by lower item id), masked rows included."""
+    from mmkgrec.api import _topk
+    from mmkgrec.evaluation.metrics import topk_with_ties
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        n = int(torch.randint(2, 60, (1,), generator=g))
+        b = int(torch.randint(1, 20, (1,), generator=g))
+        k = int(torch.randint(1, n + 3, (1,), generator=g))
+        ties = torch.randint(0, 5, (b, n), generator=g).float()
+        ties[torch.rand(b, n, generator=g) < 0.3] = -torch.inf
+        for s in (ties, torch.randn(b, n, generator=g)):
+            assert torch.equal(_topk(s, k), topk_with_ties(s, k)), (n, b, k)
