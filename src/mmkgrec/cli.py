@@ -7,7 +7,7 @@
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
     mmkgrec recommend RUN_DIR --all --out FILE.csv|FILE.parquet [-k 20]
     mmkgrec similar RUN_DIR --item I [-k 10]
-    mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10]
+    mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10] [--plot FILE.png|.svg|.pdf]
     mmkgrec data info NAME
     mmkgrec data export-recbole NAME --out DIR [--sequential [--max-len 50]] [--set k=v ...]
     mmkgrec data download ml-100k [--dest DIR]
@@ -79,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="a table of runs with paired tests over users")
     c.add_argument("run_dirs", nargs="+")
     c.add_argument("--metric", default="ndcg@10")
+    c.add_argument("--plot", metavar="FILE", help="also draw the runs' validation curves and "
+                   "per-user test metric distributions to FILE (.png, .svg or .pdf; needs matplotlib)")
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
@@ -185,7 +187,14 @@ def _run(args, command: str) -> int:
     if args.cmd == "compare":
         from .evaluation.report import compare_runs
 
-        print(compare_runs(args.run_dirs, args.metric))
+        table = compare_runs(args.run_dirs, args.metric)
+        if args.plot:
+            from .evaluation.plots import plot_runs
+
+            plot_runs(args.run_dirs, args.metric, args.plot)
+        print(table)
+        if args.plot:
+            print(f"figure written to {args.plot}")
         return 0
     if args.cmd == "models":
         from .models import registered_models
