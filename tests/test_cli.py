@@ -129,3 +129,71 @@ def test_demo_without_data_runs_multikg4rec_on_synthetic(tmp_path, monkeypatch, 
     from mmkgrec.config import load_config
 
     load_config("MultiKG4Rec", "synthetic", overrides=[s.strip() for s in sets])
+
+
+def test_set_takes_several_pairs_after_one_flag(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "BPR", "--dataset", "synthetic", "--out", str(out),
+                 "--set", "epochs=2", "learning_rate=0.01", "topk=[5, 10]",
+                 "--set", "show_progress=false", "embedding_size=16"]) == 0
+    import yaml
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert (cfg["epochs"], cfg["learning_rate"], cfg["topk"], cfg["show_progress"],
+            cfg["embedding_size"]) == (2, 0.01, [5, 10], False, 16)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--set", "eval_protocol=sampled", "topk=[5]"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"mrr@5", "ndcg@5", "hit@5"}
+    assert main(["data", "info", "synthetic", "--set", "split=leave_one_out", "seed=3"]) == 0
+    assert json.loads(capsys.readouterr().out)["split"]["method"] == "leave_one_out"
+    assert main(["evaluate", str(out), "--set", "topk=[5]", "oops"]) == 2
+    assert "'oops'" in capsys.readouterr().err
+
+
+def test_packaged_variant_configs_by_name(tmp_path, capsys, monkeypatch):
+    from mmkgrec import api
+    from mmkgrec.config import load_config
+
+    names = api.variant_names()
+    assert "MultiKG4Rec-t2v" in names and "Text-SASRec" in names
+    with api.config_file_path("variant:MultiKG4Rec-t2v") as p:
+        cfg = load_config("MultiKG4Rec", "synthetic", p)
+    assert cfg["fusion"] == "t2v"
+    monkeypatch.chdir(tmp_path)  # not from a checkout: the installed package's files
+    out = tmp_path / "run"
+    assert main(["train", "--model", "SASRec", "--dataset", "synthetic", "--out", str(out),
+                 "--config", "variant:Text-SASRec", "--set", "epochs=0", *Q[1:]]) == 0
+    assert "item_content: text" in (out / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(["train", "--model", "BPR", "--dataset", "synthetic", "--out",
+                 str(tmp_path / "x"), "--config", "variant:No-Such"]) == 2
+    err = capsys.readouterr().err
+    assert "No-Such" in err and "MultiKG4Rec-t2v" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+    own = tmp_path / "mine.yaml"  # file paths keep working
+    own.write_text("learning_rate: 0.02\n")
+    assert main(["train", "--model", "Pop", "--dataset", "synthetic", "--out", str(tmp_path / "p"),
+                 "--config", str(own)]) == 0
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(tmp_path, monkeypatch, capsys):
+    import tqdm
+
+    made = []
+
+    class Bar(tqdm.tqdm):
+        def __init__(self, *a, **k):
+            made.append(1)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    # show_progress defaults to true; stderr here is captured, not a terminal
+    assert main(["train", "--model", "BPR", "--dataset", "synthetic", "--out",
+                 str(tmp_path / "run"), "--set", "epochs=1"]) == 0
+    assert made == []
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["train", "--model", "BPR", "--dataset", "synthetic", "--out",
+                 str(tmp_path / "run2"), "--set", "epochs=1"]) == 0
+    assert made  # and on a terminal it is there

@@ -16,8 +16,8 @@ def train(*args, **kwargs):
     return _train(*args, **kwargs)
 
 
-def load(run_dir):
+def load(run_dir, device=None):
     """See :func:`mmkgrec.api.load`."""
     from .api import load as _load
 
-    return _load(run_dir)
+    return _load(run_dir, device)

@@ -1,15 +1,20 @@
-"""The Python API: ``train`` a model into a run directory, ``load`` a run and ``recommend``.
+"""The Python API: ``train`` a model into a run directory, ``load`` a run, ``recommend`` and
+``similar_items``.
 
-A run directory holds ``config.yaml`` (resolved), ``log.txt``, ``checkpoint/`` (weights in
-safetensors), ``per_user_test.npz`` and ``metrics.json``. It is built under ``<out>.partial`` and
-renamed when the run completes, so ``<out>`` is never half-written; a killed run resumes from
-``<out>.partial`` with ``resume=True``.
+A run directory holds ``config.yaml`` (resolved), ``log.txt``, ``model.safetensors`` (the
+weights), ``per_user_test.npz``, ``metrics.json``, and the data it needs to answer on its own
+(:mod:`mmkgrec.runs`: ``run.json`` and the id maps, split, pairs to exclude, item table, KG, item
+features, item vectors and their index). It is built under ``<out>.partial`` (with
+``checkpoint/`` while training) and renamed when the run completes, so ``<out>`` is never
+half-written; a killed run resumes from ``<out>.partial`` with ``resume=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import platform
 import resource
@@ -17,18 +22,23 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from . import runs
 from .config import Config, load_config, load_run_config
 from .data import load_dataset
+from .data.dataset import Dataset, Interactions
 from .data.split_factory import split_from_config
+from .errors import ConfigError, MMKGRecError
 from .evaluation.evaluator import make_evaluator
-from .models import build_inputs, get_model_class
+from .inputs import build_inputs, content_features
+from .models import get_model_class
 from .training.trainer import Trainer, median, seed_everything
 
 log = logging.getLogger("mmkgrec")
@@ -63,7 +73,10 @@ def peak_rss_mb() -> float:
 
 
 def prepare(config: Config):
-    """Dataset, split, model inputs and an initialised model for ``config`` (seeded).
+    """Dataset, split, model inputs and an initialised model for ``config`` (seeded): returns
+    ``(dataset, split, model, features, kg)``, the last two being the raw item features and the
+    knowledge graph the model was built from (empty / ``None`` when it needs none), which the run
+    directory keeps.
 
     The inputs are built on ``config['device']``; the model's parameters are initialised on the
     CPU and then moved there, so that a seed gives the same initial weights on every device (the
@@ -75,9 +88,36 @@ def prepare(config: Config):
     split = split_from_config(ds, config)
     cls = get_model_class(config["model"])
     seed_everything(config["seed"])
-    inputs = build_inputs(split, cls.requirements(config), config["device"], config)
+    requires = cls.requirements(config)
+    features = content_features(split, requires, config)
+    inputs = build_inputs(split, requires, config["device"], config, features=features)
     model = cls(config, inputs).to(config["device"])
-    return ds, split, model
+    return ds, split, model, features, inputs.kg
+
+
+VARIANT_PREFIX = "variant:"
+
+
+def variant_names() -> list[str]:
+    """The packaged variant configs (``configs/variant/NAME.yaml``), by name."""
+    folder = resources.files("mmkgrec") / "configs" / "variant"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+@contextlib.contextmanager
+def config_file_path(spec):
+    """The path of a ``--config`` value: a file path, or ``variant:NAME`` for the packaged
+    ``configs/variant/NAME.yaml`` (found in the installed package, not in a checkout)."""
+    if spec is None or not str(spec).startswith(VARIANT_PREFIX):
+        yield spec
+        return
+    name = str(spec)[len(VARIANT_PREFIX):]
+    names = variant_names()
+    if name not in names:
+        raise ConfigError("<file>", f"--config {spec}: no packaged variant '{name}'; variants: "
+                          f"{', '.join(names)}")
+    with resources.as_file(resources.files("mmkgrec") / "configs" / "variant" / f"{name}.yaml") as p:
+        yield p
 
 
 class _LogToFile:
@@ -106,10 +146,12 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
     """Train ``model`` on ``dataset`` and evaluate it on the test part.
 
     With ``out``, everything is written to that run directory (see the module docstring).
+    ``config_file``: a YAML path, or ``variant:NAME`` for a packaged variant config.
     Configuration and data errors are raised before anything is written."""
     t_start = time.perf_counter()
-    config = load_config(model, dataset, config_file, overrides)
-    ds, split, net = prepare(config)
+    with config_file_path(config_file) as path:
+        config = load_config(model, dataset, path, overrides)
+    ds, split, net, features, kg = prepare(config)
     out = Path(out) if out else None
     partial = None
     if out is not None:
@@ -141,19 +183,29 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
             "command": command or " ".join(sys.argv),
             "data": ds.describe(), "split": split.describe(), "history": result.history,
         }
-        run = Run(config, ds, split, net, metrics, out)
         if partial is not None:
+            run_id = runs.new_run_id()
             save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()},
-                      str(partial / "model.safetensors"))
+                      str(partial / WEIGHTS), metadata=_weights_meta(run_id, config, ds))
             per_user = acc.per_user()
             np.savez(partial / "per_user_test.npz",
                      user_ids=np.asarray(ds.user_ids[acc.user_ids], dtype=str),
                      **{k: v for k, v in per_user.items()})
             (partial / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+            runs.write_run_data(partial, run_id, config, ds, split, net, features, kg)
     if partial is not None:
         shutil.rmtree(partial / "checkpoint", ignore_errors=True)
         os.replace(partial, out)
-    return run
+    return Run(config, ds, split, net, metrics, out,
+               data=runs.RunData(out) if out is not None else None)
+
+
+WEIGHTS = "model.safetensors"
+
+
+def _weights_meta(run_id: str, config, ds) -> dict:
+    return {"format": runs.FORMAT, "run_id": run_id, "kind": "weights",
+            "model": str(config["model"]), "dataset": str(ds.name)}
 
 
 class _NullCtx:
@@ -166,33 +218,188 @@ class _NullCtx:
 
 EVAL_KEYS = frozenset({"eval_protocol", "sampled_negatives", "metrics", "topk", "eval_batch_size",
                        "eval_next_item", "mask_history_seq"})
+RECOMMEND_FORMATS = ("csv", "parquet")
+# scores of one chunk of users stay under this many bytes (float32 [chunk, n_items])
+CHUNK_BYTES = 1 << 28
 
 
 class Run:
-    """A trained model with its data: ``recommend``, ``evaluate``, ``metrics``."""
+    """A trained model with its data: ``recommend``, ``recommend_batch``, ``recommend_all``,
+    ``similar_items``, ``evaluate``, ``metrics``.
 
-    def __init__(self, config, dataset, split, model, metrics=None, path=None):
+    ``recommend`` leaves out every item the user interacted with anywhere in the dataset (the
+    run's ``exclude.safetensors``); ``data`` (a :class:`~mmkgrec.runs.RunData`) is the run
+    directory's stored data, when there is one."""
+
+    def __init__(self, config, dataset, split, model, metrics=None, path=None, data=None,
+                 exclude: tuple | None = None):
         self.config, self.dataset, self.split, self.model = config, dataset, split, model
         self.metrics, self.path = metrics or {}, path
-        self._seen = None
+        self.data = data
+        if exclude is None:
+            exclude = runs.exclusion_csr(dataset)
+        self._exclude = (torch.from_numpy(np.asarray(exclude[0], dtype=np.int64)),
+                         torch.from_numpy(np.asarray(exclude[1], dtype=np.int64)))
+        self._ready = False  # model.prepare_eval() done and still valid
+        self._vectors = self._index = None
+
+    # ---- ids ---------------------------------------------------------------------------
+    def _index_of(self, raw, kind: str) -> int:
+        try:
+            return self.dataset.user_index(raw) if kind == "user" else self.dataset.item_index(raw)
+        except KeyError:
+            where = f"run {self.path}" if self.path else "this run"
+            raise runs.UnknownIdError(f"unknown {kind} id '{raw}': {where} (dataset "
+                                      f"'{self.dataset.name}') does not know it") from None
+
+    def user_index(self, user) -> int:
+        """The dense id of the raw user id ``user`` (UnknownIdError naming it otherwise)."""
+        return self._index_of(user, "user")
+
+    def item_index(self, item) -> int:
+        """The dense id of the raw item id ``item`` (UnknownIdError naming it otherwise)."""
+        return self._index_of(item, "item")
+
+    # ---- recommendation ------------------------------------------------------------------
+    def _prepare(self) -> None:
+        """``prepare_eval`` once (a graph model propagates here, not per request)."""
+        if not self._ready:
+            self.model.eval()
+            with torch.no_grad():
+                self.model.prepare_eval()
+            self._ready = True
+
+    @torch.no_grad()
+    def _top(self, users: torch.Tensor, k: int, exclude_seen: bool = True):
+        """``(items [B, k'], scores [B, k'])`` (k' = min(k, n_items)) for dense ``users``, best
+        first, ties by lower item id; excluded items score ``-inf``."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self._prepare()
+        scores = self.model.score_all(users.to(self.config["device"])).float().cpu()
+        if exclude_seen:
+            scores[self._excluded(users)] = -torch.inf
+        top = _topk(scores, k)
+        return top, scores.gather(1, top)
+
+    def _excluded(self, users: torch.Tensor):
+        """(rows, columns) of ``users``' excluded items in a ``[len(users), n_items]`` matrix; a
+        run of consecutive users (the batch paths) slices the CSR directly."""
+        indptr, indices = self._exclude
+        first, n = int(users[0]), len(users)
+        if n == 1 or bool((users == torch.arange(first, first + n)).all()):
+            a, b = int(indptr[first]), int(indptr[first + n])
+            rows = torch.repeat_interleave(torch.arange(n), indptr[first + 1:first + n + 1]
+                                           - indptr[first:first + n], output_size=b - a)
+            return rows, indices[a:b]
+        from .evaluation.ranking import _rows_of
+
+        return _rows_of(indptr, indices, users)
+
+    def _pairs(self, items: torch.Tensor, scores: torch.Tensor) -> list[tuple[str, float]]:
+        ids = self.dataset.item_ids
+        return [(str(ids[i]), s) for i, s in zip(items.tolist(), scores.tolist())
+                if math.isfinite(s)]
 
     def recommend(self, user, k: int = 20, exclude_seen: bool = True) -> list[tuple[str, float]]:
-        """Top-``k`` (raw item id, score) for the raw user id ``user``; by default items the user
-        interacted with anywhere in the dataset are left out."""
-        u = self.dataset.user_index(user)
-        self.model.eval()
-        with torch.no_grad():
-            self.model.prepare_eval()
-            scores = self.model.score_all(torch.tensor([u], device=self.config["device"]))[0].float().cpu()
-        if exclude_seen:
-            inter = self.dataset.inter
-            scores[torch.from_numpy(inter.item[inter.user == u])] = -torch.inf
-        from .evaluation.metrics import topk_with_ties
+        """Top-``k`` (raw item id, score) for the raw user id ``user``: one user's scoring; by
+        default items the user interacted with anywhere in the dataset are left out."""
+        u = self.user_index(user)
+        items, scores = self._top(torch.tensor([u]), k, exclude_seen)
+        return self._pairs(items[0], scores[0])
 
-        top = topk_with_ties(scores.unsqueeze(0), k)[0]
-        top = top[torch.isfinite(scores[top])]
-        return [(str(self.dataset.item_ids[i]), float(scores[i])) for i in top]
+    def chunk_size(self) -> int:
+        """Users scored at once by the batch paths: ``[chunk, n_items]`` float32 scores stay
+        under 256 MiB (and at most 4,096 users)."""
+        return max(1, min(4096, CHUNK_BYTES // (4 * max(self.split.n_items, 1))))
 
+    def recommend_batch(self, users, k: int = 20,
+                        exclude_seen: bool = True) -> list[list[tuple[str, float]]]:
+        """:meth:`recommend` for each raw user id of ``users``, scored in chunks."""
+        dense = torch.tensor([self.user_index(u) for u in users], dtype=torch.long)
+        out = []
+        for s in range(0, len(dense), self.chunk_size()):
+            items, scores = self._top(dense[s:s + self.chunk_size()], k, exclude_seen)
+            out += [self._pairs(i, sc) for i, sc in zip(items, scores)]
+        return out
+
+    def iter_recommendations(self, k: int = 20, users=None, exclude_seen: bool = True,
+                             chunk: int | None = None):
+        """``(users, items, scores)`` per chunk of dense user ids (default: every user), as
+        :meth:`recommend` ranks them (dense ids; excluded items score ``-inf``)."""
+        dense = (torch.arange(self.split.n_users) if users is None
+                 else torch.as_tensor(np.asarray(users, dtype=np.int64)))
+        chunk = chunk or self.chunk_size()
+        for s in range(0, len(dense), chunk):
+            u = dense[s:s + chunk]
+            items, scores = self._top(u, k, exclude_seen)
+            yield u, items, scores
+
+    def recommend_all(self, out: str | Path, k: int = 20, fmt: str | None = None,
+                      exclude_seen: bool = True, chunk: int | None = None) -> int:
+        """Write the top-``k`` of every user to ``out``: one row per (user, rank) with columns
+        ``user, rank, item, score``; ``fmt`` ``csv`` or ``parquet`` (default: by the suffix;
+        Parquet needs ``pyarrow``, the ``parquet`` extra). Users are scored in chunks (bounded
+        memory) and rows written as they come, to a temporary file renamed at the end. Returns
+        the number of rows."""
+        out = Path(out)
+        fmt = fmt or ("parquet" if out.suffix.lower() in (".parquet", ".pq") else "csv")
+        if fmt not in RECOMMEND_FORMATS:
+            raise MMKGRecError(f"unknown output format '{fmt}'; choose one of {RECOMMEND_FORMATS}")
+        writer_cls = _ParquetRows if fmt == "parquet" else _CsvRows
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+        n = 0
+        try:
+            with writer_cls(tmp) as w:
+                for users, items, scores in self.iter_recommendations(k, None, exclude_seen, chunk):
+                    n += w.write(self.dataset.user_ids, self.dataset.item_ids, users, items, scores)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return n
+
+    # ---- similar items -------------------------------------------------------------------
+    def item_vectors(self) -> np.ndarray:
+        """The model's item vectors ``[n_items, d]`` (stored in the run directory, or computed);
+        MMKGRecError for a model that has none."""
+        if self._vectors is None:
+            v = self.data.item_vectors() if self.data is not None else None
+            if v is None and self.data is None:
+                v = runs.item_vectors_of(self.model)
+            if v is None:
+                raise MMKGRecError(f"{self.config['model']} exposes no item vectors, so it has no "
+                                   "item-to-item similarity; similar_items needs a model with "
+                                   "item_vectors() (vector models such as BPR, LightGCN, VBPR, "
+                                   "KGAT, and the sequential models)")
+            self._vectors = np.asarray(v, dtype=np.float32)
+        return self._vectors
+
+    def similarity_index(self):
+        """The cosine :class:`~mmkgrec.retrieval.ItemIndex` over :meth:`item_vectors`."""
+        if self._index is None:
+            vectors = self.item_vectors()
+            index = self.data.index() if self.data is not None else None
+            if index is None:
+                from .retrieval import ItemIndex
+
+                index = ItemIndex(vectors, metric="cosine", kind="flat")
+            self._index = index
+        return self._index
+
+    def similar_items(self, item, k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` items nearest to the raw item id ``item`` by cosine similarity of the
+        model's item vectors (the item itself left out), as (raw item id, similarity)."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        i = self.item_index(item)
+        index = self.similarity_index()
+        scores, ids = index.search(self.item_vectors()[i:i + 1], k + 1)
+        keep = (ids[0] >= 0) & (ids[0] != i)
+        ids, scores = ids[0][keep][:k], scores[0][keep][:k]
+        return [(str(self.dataset.item_ids[j]), float(s)) for j, s in zip(ids, scores)]
+
+    # ---- evaluation ----------------------------------------------------------------------
     def _eval_config(self, overrides) -> Config:
         """The run's config with ``overrides`` of evaluation settings (EVAL_KEYS) only."""
         from .config import parse_overrides
@@ -200,8 +407,6 @@ class Run:
         ov = parse_overrides(overrides)
         bad = sorted(set(ov) - EVAL_KEYS)
         if bad:
-            from .errors import ConfigError
-
             raise ConfigError(bad[0], f"not an evaluation setting; re-evaluation may change only "
                               f"{sorted(EVAL_KEYS)}", "--set")
         return self.config.updated(**ov) if ov else self.config
@@ -210,6 +415,7 @@ class Run:
         """Metrics of ``part``; ``overrides`` change evaluation settings only (EVAL_KEYS), e.g.
         ``{"eval_protocol": "sampled"}`` for the sampled mode beside the full ranking."""
         evaluator = make_evaluator(self.split, part, self._eval_config(overrides), self.model)
+        self._ready = False  # evaluation leaves the model's caches as it found them
         metrics, _, _ = evaluator.evaluate(self.model, self.config["device"])
         return metrics
 
@@ -220,21 +426,174 @@ class Run:
         :meth:`evaluate` (e.g. ``topk``)."""
         from .evaluation.popularity import evaluate_by_popularity
 
+        self._ready = False
         return evaluate_by_popularity(self.split, self.model, self._eval_config(overrides),
                                       n_groups, part)
 
+    # ---- stored data ---------------------------------------------------------------------
+    @property
+    def kg(self):
+        """The run's :class:`~mmkgrec.graph.kg.KnowledgeGraph` (``None`` when it has none)."""
+        return self.data.kg() if self.data is not None else None
+
+    @property
+    def image_dir(self) -> str | None:
+        """The dataset's image folder, as the run recorded it."""
+        return self.data.manifest.get("image_dir") if self.data is not None else None
+
+
+def _topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`~mmkgrec.evaluation.metrics.topk_with_ties` (ties by lower item id), with a fast
+    path: where the ``k + 1`` best scores of a row are all distinct, ``torch.topk``'s order is
+    already that order; only rows holding a tie go through ``topk_with_ties``."""
+    from .evaluation.metrics import topk_with_ties
+
+    if k + 1 >= scores.shape[1]:
+        return topk_with_ties(scores, k)
+    vals, idx = torch.topk(scores, k + 1, dim=1, sorted=True)
+    top = idx[:, :k].contiguous()
+    tied = (vals[:, 1:] == vals[:, :-1]).any(1)
+    if bool(tied.any()):
+        rows = tied.nonzero(as_tuple=True)[0]
+        top[rows] = topk_with_ties(scores[rows], k)
+    return top
+
+
+class _CsvRows:
+    """Rows ``user,rank,item,score`` to a CSV file (ids quoted where they need it)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        import csv
+
+        self.f = open(self.path, "w", newline="", encoding="utf-8")
+        self.w = csv.writer(self.f)
+        self.w.writerow(["user", "rank", "item", "score"])
+        return self
+
+    def write(self, user_ids, item_ids, users, items, scores) -> int:
+        ok = torch.isfinite(scores)
+        n = 0
+        for u, row, sc, keep in zip(user_ids[users.numpy()], items.tolist(), scores.tolist(),
+                                    ok.tolist()):
+            rows = [(u, r, item_ids[i], f"{s:.7g}")
+                    for r, (i, s, o) in enumerate(zip(row, sc, keep), 1) if o]
+            self.w.writerows(rows)
+            n += len(rows)
+        return n
+
+    def __exit__(self, *exc):
+        self.f.close()
+        return False
+
+
+class _ParquetRows:
+    """The same rows to a Parquet file (``pyarrow``), one row group per chunk of users."""
+
+    def __init__(self, path: Path):
+        try:
+            import pyarrow  # noqa: F401
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise MMKGRecError("writing Parquet needs pyarrow, which is not installed: pip "
+                               "install 'mmkgrec[parquet]' (or write CSV: --out FILE.csv)") from None
+        self.path = path
+
+    def __enter__(self):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.pa = pa
+        self.schema = pa.schema([("user", pa.string()), ("rank", pa.int32()),
+                                 ("item", pa.string()), ("score", pa.float32())])
+        self.w = pq.ParquetWriter(str(self.path), self.schema)
+        return self
+
+    def write(self, user_ids, item_ids, users, items, scores) -> int:
+        ok = torch.isfinite(scores).numpy()
+        b, k = items.shape
+        cols = {"user": np.repeat(user_ids[users.numpy()], k)[ok.ravel()],
+                "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), b)[ok.ravel()],
+                "item": item_ids[items.numpy().ravel()][ok.ravel()],
+                "score": scores.numpy().ravel()[ok.ravel()]}
+        table = self.pa.table({"user": self.pa.array(cols["user"].astype(str).tolist()),
+                               "rank": cols["rank"], "item": self.pa.array(cols["item"].astype(str).tolist()),
+                               "score": cols["score"]}, schema=self.schema)
+        self.w.write_table(table)
+        return table.num_rows
+
+    def __exit__(self, *exc):
+        self.w.close()
+        return False
+
 
 def load(run_dir: str | Path, device: str | None = None) -> Run:
-    """Load a finished run: its config, the data (re-read and re-split deterministically) and the
-    weights (safetensors). ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``) replaces the device
-    the run was trained on, e.g. to serve a GPU-trained run on a CPU machine."""
+    """Load a finished run from its directory alone: config, weights, and the stored data
+    (:mod:`mmkgrec.runs`: id maps, split, pairs to exclude, item table, KG, item features); the
+    dataset is neither read nor split, so a run copied to a machine without the data still
+    recommends and evaluates. ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``mps``) replaces the
+    device the run was trained on, e.g. to serve a GPU-trained run on a CPU machine.
+
+    A missing, truncated or foreign file raises :class:`~mmkgrec.runs.RunFileError` naming it.
+    ``run.dataset.inter`` holds the pairs to exclude (every interaction of the dataset, without
+    duplicates, ratings or timestamps); the split holds the interactions as trained."""
     run_dir = Path(run_dir)
-    cfg_path, w_path = run_dir / "config.yaml", run_dir / "model.safetensors"
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p} not found: {run_dir} is not a finished run directory")
-    config = load_run_config(cfg_path, device)
-    ds, split, net = prepare(config)
-    net.load_state_dict(load_file(str(w_path)))  # read on the CPU, copied to the model's device
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
-    return Run(config, ds, split, net, metrics, run_dir)
+    if not run_dir.is_dir():
+        raise runs.RunFileError(run_dir, "not a run directory (no such folder)")
+    data = runs.RunData(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise runs.RunFileError(cfg_path, "missing: not a finished run directory")
+    try:
+        config = load_run_config(cfg_path, device)
+    except MMKGRecError as e:
+        msg = _first_line(e)  # one line (a YAML parser's message spans several)
+        if str(cfg_path) in msg:  # it names the file already
+            raise runs.RunFileError(cfg_path, msg.split(f"{cfg_path}: ", 1)[-1]) from None
+        raise runs.RunFileError(cfg_path, msg) from None
+    model, dataset = config["model"], config["dataset"]
+    m = data.manifest
+    if (model, str(dataset)) != (m["model"], m["dataset"]):
+        raise runs.RunFileError(cfg_path, f"configures {model} on '{dataset}', but the run is "
+                                f"{m['model']} on '{m['dataset']}' ({runs.MANIFEST})")
+    metrics = runs.read_json(run_dir / "metrics.json", "metrics")
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
+    user_ids, item_ids = data.ids()
+    columns, types, entity = data.items()
+    indptr, indices = data.exclusion()
+    known = Interactions(np.repeat(np.arange(data.n_users), np.diff(indptr)), indices)
+    ds = Dataset(name=m.get("dataset_name", m["dataset"]), user_ids=user_ids, item_ids=item_ids, inter=known,
+                 item_features=columns, item_feature_types=types, item_entity=entity,
+                 source=m.get("source", ""))
+    split = data.split(ds)
+    cls = get_model_class(config["model"])
+    requires = cls.requirements(config)
+    kg = None
+    if "kg" in requires:
+        kg = data.kg()
+        if kg is None:
+            raise runs.RunFileError(data.path("kg"), f"missing: {model} is built from a KG")
+    features = data.features()
+    absent = sorted(set(requires) & {"text", "image"} - set(features))
+    if absent:
+        raise runs.RunFileError(data.path("features"), f"holds no {absent} features, which "
+                                f"{model} is built from")
+    seed_everything(config["seed"])
+    net = cls(config, build_inputs(split, requires, config["device"], config, features=features,
+                                   kg=kg)).to(config["device"])
+    w_path = run_dir / WEIGHTS
+    state = data.weights(w_path)
+    try:
+        net.load_state_dict(state)  # read on the CPU, copied to the model's device
+    except RuntimeError as e:
+        raise runs.RunFileError(w_path, f"the weights do not fit {model} on '{dataset}' "
+                                f"({_first_line(e)})") from None
+    return Run(config, ds, split, net, metrics, run_dir, data=data, exclude=(indptr, indices))
+
+
+def _first_line(e: Exception) -> str:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    return " ".join(lines[:2])[:300]

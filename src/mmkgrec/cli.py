@@ -1,9 +1,12 @@
 """The ``mmkgrec`` command.
 
-    mmkgrec train --model NAME --dataset NAME --out RUN_DIR [--config FILE] [--set k=v ...] [--resume]
+    mmkgrec train --model NAME --dataset NAME --out RUN_DIR [--config FILE|variant:NAME]
+                  [--set k=v ...] [--resume]
     mmkgrec evaluate RUN_DIR [--part test|valid] [--device cpu|cuda] [--set eval_protocol=sampled ...]
                      [--by-popularity N]
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
+    mmkgrec recommend RUN_DIR --all --out FILE.csv|FILE.parquet [-k 20]
+    mmkgrec similar RUN_DIR --item I [-k 10]
     mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10] [--plot FILE.png|.svg|.pdf]
     mmkgrec data info NAME
     mmkgrec data export-recbole NAME --out DIR [--sequential [--max-len 50]] [--set k=v ...]
@@ -26,6 +29,10 @@ from pathlib import Path
 from .errors import MMKGRecError
 
 
+# ``--set a=1 b=2 --set c=3``: several pairs after one flag, and repeated flags, all kept
+SET = {"dest": "overrides", "action": "extend", "nargs": "+", "default": [], "metavar": "KEY=VALUE"}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmkgrec", description="Multimodal, knowledge-graph-enhanced "
                                 "recommendation: train, evaluate, compare and serve models.")
@@ -35,24 +42,37 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--model", required=True)
     t.add_argument("--dataset", required=True, help="a registered name or a folder of atomic files")
     t.add_argument("--out", required=True, help="run directory to create")
-    t.add_argument("--config", help="YAML file layered over the model and dataset defaults")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--config", help="YAML file layered over the model and dataset defaults, or "
+                   "variant:NAME for a packaged variant (configs/variant/NAME.yaml)")
+    t.add_argument("--set", **SET)
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR.partial")
 
     e = sub.add_parser("evaluate", help="re-evaluate a finished run")
     e.add_argument("run_dir")
     e.add_argument("--part", default="test", choices=["test", "valid"])
-    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    e.add_argument("--set", **SET,
                    help="evaluation setting, e.g. eval_protocol=sampled")
     e.add_argument("--by-popularity", type=int, metavar="N",
                    help="metrics per group of items: N groups of equal size by training "
                    "interactions, most popular first")
 
-    r = sub.add_parser("recommend", help="top-k items for a user of a finished run")
+    r = sub.add_parser("recommend", help="top-k items for a user, or for every user into a file")
     r.add_argument("run_dir")
-    r.add_argument("--user", required=True)
+    who = r.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="a raw user id")
+    who.add_argument("--all", action="store_true", help="every user of the run, into --out")
+    r.add_argument("--out", help="with --all: the file to write (user, rank, item, score); CSV, "
+                   "or Parquet for a .parquet name (needs pyarrow: the parquet extra)")
+    r.add_argument("--format", choices=["csv", "parquet"], help="with --all: the file format "
+                   "(default: from the --out suffix)")
     r.add_argument("-k", type=int, default=20)
-    for one in (e, r):
+
+    s = sub.add_parser("similar", help="the items nearest to an item (cosine of the model's item "
+                       "vectors)")
+    s.add_argument("run_dir")
+    s.add_argument("--item", required=True, help="a raw item id")
+    s.add_argument("-k", type=int, default=10)
+    for one in (e, r, s):
         one.add_argument("--device", help="run on this device instead of the one the run was trained "
                        "on (cpu, cuda, cuda:N, mps)")
 
@@ -66,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     di = dsub.add_parser("info", help="statistics of a dataset")
     di.add_argument("name")
-    di.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    di.add_argument("--set", **SET)
     dx = dsub.add_parser("export-recbole", help="write the split as RecBole benchmark files")
     dx.add_argument("name")
     dx.add_argument("--out", required=True)
@@ -75,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                          "pre-augmented files RecBole's sequential models read")
     dx.add_argument("--max-len", type=int, default=50,
                     help="longest history of a sequential row (RecBole's MAX_ITEM_LIST_LENGTH)")
-    dx.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    dx.add_argument("--set", **SET)
     dd = dsub.add_parser("download", help="fetch a public dataset (needs a network)")
     dd.add_argument("name")
     dd.add_argument("--dest", help="folder to put it in (default: $MMKGREC_DATA)")
@@ -88,14 +108,14 @@ def _parser() -> argparse.ArgumentParser:
     fx.add_argument("--text", help="text encoder spec (default: config text_encoder; none skips)")
     fx.add_argument("--image", help="image encoder spec (default: config image_encoder; none "
                     "skips)")
-    fx.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    fx.add_argument("--set", **SET)
     fe = fsub.add_parser("export", help="write a dataset's features of one modality to an .npz "
                          "(item_ids, features), read elsewhere with <modality>_encoder: file:<path>")
     fe.add_argument("--dataset", required=True)
     fe.add_argument("--modality", required=True, choices=["text", "image"])
     fe.add_argument("--out", required=True, help="the .npz to write")
     fe.add_argument("--encoder", help="encoder spec (default: config <modality>_encoder)")
-    fe.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    fe.add_argument("--set", **SET)
     fi = fsub.add_parser("info", help="list the feature stores under $MMKGREC_CACHE")
     fi.add_argument("--dataset", help="only stores of this dataset name")
 
@@ -116,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "mmkgrec " + " ".join(shlex.quote(a) for a in argv)
     try:
         return _run(args, command)
-    except (MMKGRecError, FileExistsError, FileNotFoundError, KeyError) as e:
+    except (MMKGRecError, OSError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"mmkgrec: error: {msg}", file=sys.stderr)
         return 2
@@ -144,9 +164,24 @@ def _run(args, command: str) -> int:
         print(json.dumps([{k: v for k, v in g.items() if k != "per_user"} for g in groups],
                          indent=2))
         return 0
-    if args.cmd == "recommend":
+    if args.cmd in ("recommend", "similar"):
+        if args.k < 1:
+            print(f"mmkgrec: error: -k must be >= 1, got {args.k}", file=sys.stderr)
+            return 2
+        if args.cmd == "recommend" and bool(args.all) != bool(args.out):
+            print("mmkgrec: error: recommend --all writes to --out FILE; give both or neither",
+                  file=sys.stderr)
+            return 2
         run = api.load(args.run_dir, args.device)
-        for rank, (item, score) in enumerate(run.recommend(args.user, args.k), 1):
+        if args.cmd == "similar":
+            rows = run.similar_items(args.item, args.k)
+        elif args.all:
+            n = run.recommend_all(args.out, args.k, args.format)
+            print(f"{n} recommendations for {run.split.n_users} users written to {args.out}")
+            return 0
+        else:
+            rows = run.recommend(args.user, args.k)
+        for rank, (item, score) in enumerate(rows, 1):
             print(f"{rank}\t{item}\t{score:.4f}")
         return 0
     if args.cmd == "compare":

@@ -8,18 +8,16 @@ and evaluator know a model only through ``loss``, ``score_all``, ``score`` and t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..data.dataset import Interactions
 from ..config import config_value
+from ..data.dataset import Interactions
 from ..errors import ConfigError
-
-MODALITIES = ("text", "image")
+# ModelInputs and build_inputs live in mmkgrec.inputs; re-exported here for existing imports
+from ..inputs import MODALITIES, ModelInputs, build_inputs, shuffle_item_rows  # noqa: F401
 
 _REGISTRY: dict[str, type["Recommender"]] = {}
 
@@ -39,35 +37,6 @@ def get_model_class(name: str) -> type["Recommender"]:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown model '{name}'; registered: {registered_models()}") from None
-
-
-@dataclass
-class ModelInputs:
-    """What a model is built from: sizes, the training interactions, and what it requires.
-
-    ``features[modality]`` (``"text"`` / ``"image"``) is ``(matrix, mask)``: a float32
-    ``[n_items, dim]`` tensor aligned with dense item ids (all-zero rows for items without that
-    content) and a float32 ``[n_items]`` tensor, 1.0 where the item has that content."""
-
-    n_users: int
-    n_items: int
-    train: Interactions
-    graph: torch.Tensor | None = None  # symmetric-normalised user-item adjacency (sparse CSR)
-    kg: object | None = None  # mmkgrec.graph.kg.KnowledgeGraph, for models requiring "kg"
-    features: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
-
-
-def shuffle_item_rows(features: dict, seed: int) -> dict:
-    """The control "features shuffled across items": one permutation of the item axis, drawn from
-    ``numpy.random.default_rng(seed)``, applied to every modality's matrix and mask alike (an item
-    receives all the content of one other item, and text-only and text+image runs shuffle text the
-    same way). The multiset of rows is unchanged."""
-    if not features:
-        return features
-    n = len(next(iter(features.values()))[0])
-    perm = np.random.default_rng(seed).permutation(n)
-    return {m: (mat[perm], mask[perm]) for m, (mat, mask) in features.items()}
 
 
 def configured_modalities(config) -> tuple[str, ...]:
@@ -105,48 +74,6 @@ def standardised_content(inputs: ModelInputs, modality: str, model: str = "model
         sd = mat[has].std(0, unbiased=False).clamp_min(1e-6)
         mat = torch.where(has.unsqueeze(1), (mat - mu) / sd, torch.zeros_like(mat))
     return mat.contiguous(), mask
-
-
-def build_inputs(split, requires: frozenset, device="cpu", config=None) -> ModelInputs:
-    """The inputs a model asks for in ``requires``: ``"graph"`` (symmetric-normalised adjacency),
-    ``"kg"`` (:class:`mmkgrec.graph.kg.KnowledgeGraph` built with the config's ``kg_*`` keys),
-    ``"text"`` / ``"image"`` (item content from :func:`mmkgrec.features.item_feature_matrix`,
-    rows permuted across items when config ``shuffle_features`` is true)."""
-    inputs = ModelInputs(split.n_users, split.n_items, split.train)
-    if "graph" in requires:
-        from ..graph.adjacency import bipartite_adjacency, sym_normalize, to_torch_csr
-
-        adj = sym_normalize(bipartite_adjacency(split.train, split.n_users, split.n_items))
-        inputs.graph = to_torch_csr(adj, device)
-    modalities = [m for m in MODALITIES if m in requires]
-    if modalities:
-        from ..features import item_feature_matrix
-
-        raw = {}
-        for m in modalities:
-            mat, mask = item_feature_matrix(split.dataset, m, config)
-            # copies: the store may hand out read-only memory maps
-            mat = np.array(mat, dtype=np.float32)
-            mask = np.array(mask, dtype=bool)
-            if mat.ndim != 2 or mat.shape[0] != split.n_items or mask.shape != (split.n_items,):
-                raise ValueError(f"item_feature_matrix('{m}') returned shapes {mat.shape} and "
-                                 f"{mask.shape}; expected [{split.n_items}, dim] and "
-                                 f"[{split.n_items}]")
-            raw[m] = (mat, mask)
-        if config_value(config, "shuffle_features", False):
-            raw = shuffle_item_rows(raw, int(config_value(config, "seed", 0)))
-        inputs.features = {
-            m: (torch.from_numpy(mat).to(device),
-                torch.from_numpy(mask.astype(np.float32)).to(device))
-            for m, (mat, mask) in raw.items()}
-    if "kg" in requires:
-        from ..graph.kg import KnowledgeGraph
-
-        inputs.kg = KnowledgeGraph.from_split(split, config)
-    unknown = set(requires) - {"graph", "kg", *MODALITIES}
-    if unknown:
-        raise NotImplementedError(f"inputs {sorted(unknown)} are not available in this version")
-    return inputs
 
 
 class Recommender(nn.Module):

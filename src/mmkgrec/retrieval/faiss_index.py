@@ -203,7 +203,7 @@ class ItemIndex:
                 obj._index.hnsw.efSearch = obj.ef_search
         else:
             obj.backend = "torch"
-            obj._vectors = torch.from_numpy(np.load(path / "vectors.npy"))
+            obj._vectors = torch.from_numpy(np.load(path / "vectors.npy", allow_pickle=False))
         if (obj._index.ntotal if obj._index is not None else len(obj._vectors)) != obj.n:
             raise ValueError(f"{path}: the index holds a different number of vectors than its "
                              "manifest says")

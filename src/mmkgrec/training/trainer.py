@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +168,7 @@ class Trainer:
             model.on_epoch_start(epoch)
             total, n = 0.0, 0
             batches = self.batches.epoch(rng, self.device)
-            if cfg["show_progress"]:
+            if cfg["show_progress"] and sys.stderr.isatty():  # no bar in logs and pipes
                 from tqdm import tqdm
 
                 batches = tqdm(batches, total=len(self.batches), desc=f"epoch {epoch}", leave=False)

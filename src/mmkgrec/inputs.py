@@ -1,0 +1,112 @@
+"""What a model is built from: :class:`ModelInputs`, and :func:`build_inputs`, which assembles
+exactly the inputs a model ``requires`` from a split.
+
+The item content comes from the feature store (:func:`mmkgrec.features.item_feature_matrix`) when
+training, or from the arrays a run directory keeps (``features=``) when a run is loaded, so a
+loaded model is built from the very matrices it was trained on; the knowledge graph likewise
+(``kg=``). Models receive the result and never read files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import config_value
+from .data.dataset import Interactions
+
+MODALITIES = ("text", "image")
+
+
+@dataclass
+class ModelInputs:
+    """What a model is built from: sizes, the training interactions, and what it requires.
+
+    ``features[modality]`` (``"text"`` / ``"image"``) is ``(matrix, mask)``: a float32
+    ``[n_items, dim]`` tensor aligned with dense item ids (all-zero rows for items without that
+    content) and a float32 ``[n_items]`` tensor, 1.0 where the item has that content."""
+
+    n_users: int
+    n_items: int
+    train: Interactions
+    graph: torch.Tensor | None = None  # symmetric-normalised user-item adjacency (sparse CSR)
+    kg: object | None = None  # mmkgrec.graph.kg.KnowledgeGraph, for models requiring "kg"
+    features: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+def shuffle_item_rows(features: dict, seed: int) -> dict:
+    """The control "features shuffled across items": one permutation of the item axis, drawn from
+    ``numpy.random.default_rng(seed)``, applied to every modality's matrix and mask alike (an item
+    receives all the content of one other item, and text-only and text+image runs shuffle text the
+    same way). The multiset of rows is unchanged."""
+    if not features:
+        return features
+    n = len(next(iter(features.values()))[0])
+    perm = np.random.default_rng(seed).permutation(n)
+    return {m: (mat[perm], mask[perm]) for m, (mat, mask) in features.items()}
+
+
+def content_features(split, requires, config=None) -> dict:
+    """``{modality: (matrix, mask)}`` (float32 ``[n_items, dim]``, bool ``[n_items]``; possibly
+    read-only memory maps) from the feature store, for the modalities in ``requires``, in the fixed order
+    ``text, image``; rows not permuted (see ``shuffle_features`` in :func:`build_inputs`)."""
+    modalities = [m for m in MODALITIES if m in requires]
+    if not modalities:
+        return {}
+    from .features import item_feature_matrix
+
+    raw = {}
+    for m in modalities:
+        mat, mask = item_feature_matrix(split.dataset, m, config)
+        raw[m] = (np.asarray(mat, dtype=np.float32), np.asarray(mask, dtype=bool))
+    return raw
+
+
+def build_inputs(split, requires: frozenset, device="cpu", config=None, features: dict | None = None,
+                 kg=None) -> ModelInputs:
+    """The inputs a model asks for in ``requires``: ``"graph"`` (symmetric-normalised adjacency),
+    ``"kg"`` (:class:`mmkgrec.graph.kg.KnowledgeGraph` built with the config's ``kg_*`` keys, or
+    ``kg`` when given), ``"text"`` / ``"image"`` (item content: ``features[modality] = (matrix,
+    mask)`` when given, e.g. read back from a run directory, else
+    :func:`content_features` from the feature store; rows permuted across items when config
+    ``shuffle_features`` is true)."""
+    unknown = set(requires) - {"graph", "kg", *MODALITIES}
+    if unknown:
+        raise NotImplementedError(f"inputs {sorted(unknown)} are not available in this version")
+    inputs = ModelInputs(split.n_users, split.n_items, split.train)
+    if "graph" in requires:
+        from .graph.adjacency import bipartite_adjacency, sym_normalize, to_torch_csr
+
+        adj = sym_normalize(bipartite_adjacency(split.train, split.n_users, split.n_items))
+        inputs.graph = to_torch_csr(adj, device)
+    modalities = [m for m in MODALITIES if m in requires]
+    if modalities:
+        if features is None:
+            features = content_features(split, requires, config)
+        raw = {}
+        for m in modalities:
+            if m not in features:
+                raise ValueError(f"the given features hold {sorted(features)}, not '{m}'")
+            # copies: the store and a run directory may hand out read-only memory
+            mat = np.array(features[m][0], dtype=np.float32)
+            mask = np.array(features[m][1], dtype=bool)
+            if mat.ndim != 2 or mat.shape[0] != split.n_items or mask.shape != (split.n_items,):
+                raise ValueError(f"item features '{m}' have shapes {mat.shape} and {mask.shape}; "
+                                 f"expected [{split.n_items}, dim] and [{split.n_items}]")
+            raw[m] = (mat, mask)
+        if config_value(config, "shuffle_features"):  # defaults: the schema's
+            raw = shuffle_item_rows(raw, int(config_value(config, "seed")))
+        inputs.features = {
+            m: (torch.from_numpy(mat).to(device),
+                torch.from_numpy(mask.astype(np.float32)).to(device))
+            for m, (mat, mask) in raw.items()}
+    if "kg" in requires:
+        if kg is None:
+            from .graph.kg import KnowledgeGraph
+
+            kg = KnowledgeGraph.from_split(split, config)
+        inputs.kg = kg
+    return inputs
