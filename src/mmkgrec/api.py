@@ -71,9 +71,10 @@ def prepare(config: Config):
     the parameters."""
     if config["threads"]:
         torch.set_num_threads(config["threads"])
+    cls = get_model_class(config["model"])
+    cls.check_task(config)  # before the data is read
     ds = load_dataset(config["dataset"], config)
     split = split_from_config(ds, config)
-    cls = get_model_class(config["model"])
     seed_everything(config["seed"])
     inputs = build_inputs(split, cls.requirements(config), config["device"], config)
     model = cls(config, inputs).to(config["device"])

@@ -1,7 +1,9 @@
 """The contract every model honours, the inputs it may ask for, and the registry by name.
 
 A model declares what it ``requires`` (``"graph"``, ``"kg"``, ``"text"``, ``"image"``,
-``"sequence"``), receives exactly that in :class:`ModelInputs`, and never reads files. The trainer
+``"sequence"``, ``"labels"``, ``"item_embeddings"``), receives exactly that in
+:class:`ModelInputs`, and never reads files, and the ``tasks`` it supports; a run of another
+task is refused before training (:meth:`Recommender.check_task`). The trainer
 and evaluator know a model only through ``loss``, ``score_all``, ``score`` and the optional
 ``user_vectors`` / ``item_vectors``.
 """
@@ -47,7 +49,10 @@ class ModelInputs:
 
     ``features[modality]`` (``"text"`` / ``"image"``) is ``(matrix, mask)``: a float32
     ``[n_items, dim]`` tensor aligned with dense item ids (all-zero rows for items without that
-    content) and a float32 ``[n_items]`` tensor, 1.0 where the item has that content."""
+    content) and a float32 ``[n_items]`` tensor, 1.0 where the item has that content;
+    ``features["item_embeddings"]`` likewise (the ``item_embeddings`` file).
+    ``extra["labels"]``: the classification labels of the *training* items only
+    (:class:`mmkgrec.data.targets.TrainingLabels`)."""
 
     n_users: int
     n_items: int
@@ -143,7 +148,18 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None) -> Model
         from ..graph.kg import KnowledgeGraph
 
         inputs.kg = KnowledgeGraph.from_split(split, config)
-    unknown = set(requires) - {"graph", "kg", *MODALITIES}
+    if "item_embeddings" in requires:
+        from ..features import read_feature_file
+
+        res = read_feature_file(split.dataset, "item_embeddings",
+                                config_value(config, "item_embeddings"))
+        inputs.features["item_embeddings"] = (torch.from_numpy(res.matrix).to(device),
+                                              torch.from_numpy(res.mask.astype(np.float32)).to(device))
+    if "labels" in requires:
+        from ..data.targets import training_labels
+
+        inputs.extra["labels"] = training_labels(split)
+    unknown = set(requires) - {"graph", "kg", "labels", "item_embeddings", *MODALITIES}
     if unknown:
         raise NotImplementedError(f"inputs {sorted(unknown)} are not available in this version")
     return inputs
@@ -161,6 +177,19 @@ class Recommender(nn.Module):
     name: ClassVar[str] = ""
     requires: ClassVar[frozenset] = frozenset()
     input_type: ClassVar[str] = "pairwise"
+    #: the tasks (config ``task``) this model can be trained and evaluated for
+    tasks: ClassVar[tuple[str, ...]] = ("ranking", "next_item", "ctr")
+
+    @classmethod
+    def check_task(cls, config) -> None:
+        """ConfigError naming the task and the model when ``config``'s task is not one of
+        ``tasks``."""
+        from ..config import task_of
+
+        task = task_of(config)
+        if task not in cls.tasks:
+            raise ConfigError("task", f"model {cls.name} does not support task '{task}'; it "
+                              f"supports {', '.join(cls.tasks)}")
 
     @classmethod
     def requirements(cls, config) -> frozenset:
@@ -170,6 +199,7 @@ class Recommender(nn.Module):
 
     def __init__(self, config, inputs: ModelInputs):
         super().__init__()
+        self.check_task(config)
         self.config = config
         self.n_users = inputs.n_users
         self.n_items = inputs.n_items
