@@ -8,7 +8,7 @@ them in order and writes the document.
 
 from __future__ import annotations
 
-from reporting import core, ctr, features, gpu, kg, multimodal, popularity, sequential
+from reporting import core, ctr, features, gpu, kg, multimodal, popularity, rating, sequential
 from reporting.tables import OUT
 
 HEADER = ["# Benchmarks", "",
@@ -29,6 +29,7 @@ def document() -> str:
     L += ctr.section()
     L += sequential.section()
     L += popularity.section("sequential")
+    L += rating.section()
     L += gpu.section()
     return "\n".join(L) + "\n"
 

@@ -142,13 +142,16 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
             "command": command or " ".join(sys.argv),
             "data": ds.describe(), "split": split.describe(), "history": result.history,
         }
+        if hasattr(test_eval, "details"):  # e.g. classification's per-label table
+            metrics["test_details"] = test_eval.details()
         run = Run(config, ds, split, net, metrics, out)
         if partial is not None:
             save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()},
                       str(partial / "model.safetensors"))
             per_user = acc.per_user()
+            ids = ds.item_ids if acc.unit == "item" else ds.user_ids  # classification: per item
             np.savez(partial / "per_user_test.npz",
-                     user_ids=np.asarray(ds.user_ids[acc.user_ids], dtype=str),
+                     **{f"{acc.unit}_ids": np.asarray(ids[acc.user_ids], dtype=str)},
                      **{k: v for k, v in per_user.items()})
             (partial / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     if partial is not None:

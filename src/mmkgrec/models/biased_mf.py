@@ -38,9 +38,8 @@ class BiasedMF(Recommender):
         return rating_batches(split, config["train_batch_size"])
 
     def loss(self, batch: dict) -> torch.Tensor:
-        users, items = batch["users"], batch["items"]
-        return squared_error_l2(self.net(users, items), batch["ratings"],
-                                self.net.squared_norms(users, items), self.reg)
+        pred, norms = self.net(batch["users"], batch["items"], with_norms=True)
+        return squared_error_l2(pred, batch["ratings"], norms, self.reg)
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.net(users, items)
