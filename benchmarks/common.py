@@ -207,15 +207,18 @@ def export_split(dataset: str, out_dir: Path, overrides: dict, sequential: bool 
 
 
 def best_on_validation(suite: str, ids: list[str], metric: str, what: str) -> tuple[int, dict]:
-    """The result ``ids[k]`` of ``suite`` with the best validation ``metric`` (the first on a tie):
-    ``k`` and its JSON. NotReady, naming ``what`` and the missing file, while any is missing."""
+    """The result ``ids[k]`` of ``suite`` with the best validation ``metric`` (the first on a tie;
+    the lowest for a metric where lower is better, such as ``rmse``): ``k`` and its JSON.
+    NotReady, naming ``what`` and the missing file, while any is missing."""
+    from mmkgrec.evaluation.metric_names import is_better
+
     best = None
     for k, job_id in enumerate(ids):
         p = RESULTS / suite / f"{job_id}.json"
         if not p.exists():
             raise NotReady(f"{what} incomplete ({p.name} missing)")
         r = json.loads(p.read_text())
-        if best is None or r["valid"][metric] > best[1]["valid"][metric]:
+        if best is None or is_better(r["valid"][metric], best[1]["valid"][metric], metric):
             best = (k, r)
     return best
 

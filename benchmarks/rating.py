@@ -25,10 +25,11 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 import time
 
 from common import ROOT, WORK, export_split, mmkgrec_run, queue_main, run_cmd
+
+from mmkgrec.evaluation.metric_names import is_better
 
 SUITE = "rating"
 DATASET = "ml-100k"
@@ -44,6 +45,7 @@ OURS = {  # model -> the grid of its tuning (keys of our config)
     "BiasedMF": [{"embedding_size": f, "reg_weight": r} for f in FACTORS for r in REGS],
 }
 SURPRISE_GRID = {"n_factors": FACTORS, "reg_all": REGS}
+METRIC = "rmse"  # chosen on validation (Surprise's GridSearchCV: best_params["rmse"])
 
 
 def jobs() -> list[dict]:
@@ -76,7 +78,10 @@ def _ours(job: dict) -> dict:
         r["fit_s"] = sum(h["train_s"] or 0.0 for h in r["history"])
         trials.append((setting, r))
     tune_s = time.perf_counter() - t0
-    k = min(range(len(trials)), key=lambda j: (trials[j][1]["valid"]["rmse"], j))
+    k = 0  # the best validation RMSE (the metric's declared direction), the first on a tie
+    for j in range(1, len(trials)):
+        if is_better(trials[j][1]["valid"][METRIC], trials[k][1]["valid"][METRIC], METRIC):
+            k = j
     chosen, r = trials[k]
     r["trials"] = [{"params": s, "valid_rmse": x["valid"]["rmse"], "valid_mae": x["valid"]["mae"],
                     "fit_s": x["fit_s"], "best_epoch": x["best_epoch"]} for s, x in trials]
@@ -108,5 +113,4 @@ def run(job: dict) -> dict:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "src"))
     queue_main(SUITE, jobs(), run)

@@ -327,6 +327,8 @@ def test_run_directories_of_the_new_tasks(atomic_dir, tmp_path, capsys):
                      "learning_rate=0.05", "--set", "show_progress=false"]) == 0
     rmse = [json.loads((r / "metrics.json").read_text())["test"]["rmse"] for r in runs]
     capsys.readouterr()
+    assert main(["evaluate", str(runs[0])]) == 0  # the run's config.yaml resolves to its task
+    assert json.loads(capsys.readouterr().out)["rmse"] == pytest.approx(rmse[0])
     assert main(["compare", *map(str, runs), "--metric", "rmse"]) == 0
     table = capsys.readouterr().out.splitlines()
     rows = {line.split()[0]: line for line in table[1:] if line.strip()}

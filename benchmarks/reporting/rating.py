@@ -55,8 +55,8 @@ def section() -> list[str]:
          f"choosing): factors {suite.FACTORS} x L2 weight {suite.REGS} (BiasOnly: the L2 weights). "
          "Surprise: `GridSearchCV` over (train, valid) with its default 20 SGD epochs at lr 0.005, "
          "the chosen setting refitted on the whole of the training folds; ours: Adam at lr 0.02 "
-         "on batches of 4096 ratings, early stopping on validation RMSE, the chosen run as trained (on the training folds "
-         "without the validation slice). Every prediction is clipped to the training ratings' range. "
+         "on batches of 4096 ratings, early stopping on validation RMSE, the chosen run as trained "
+         "(on the training folds without the validation slice). Every prediction is clipped to the training ratings' range. "
          "*fit s*: training of the chosen setting (median over folds); *tuning s*: the whole grid. "
          "Published ML-100K RMSE (Surprise's documentation, its own 5-fold split): SVD 0.934, "
          "SVD++ 0.920. Timings were taken on a shared 2-core machine with other jobs running: they "
@@ -77,7 +77,8 @@ def section() -> list[str]:
     cs = adjust([compare(by_row.get(a, []), by_row.get(b, []), "rmse") for a, b in PAIRS])
     L += ["", f"Paired tests on test RMSE, {TESTS.replace('seeds', 'folds')} (a negative "
           "difference: the first model's RMSE is lower, i.e. better).", ""]
-    L += header("| comparison | mean difference (RMSE) | p over users (Holm) | p over folds (Holm) |")
+    L += header("| comparison | mean difference (RMSE) | p over users (Holm) | p over folds "
+                "(Holm) |")
     for (a, b), c in zip(PAIRS, cs):
         L.append(f"| {a} vs {b} | " + ("not run | - | - |" if c is None else
                                        f"{c['diff']:+.4f} | {test_cells(c)} |"))

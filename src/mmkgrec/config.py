@@ -149,9 +149,9 @@ def _resolve_task(values: dict, sources: dict, base: tuple, rank: Mapping[str, i
 
 
 def task_of(config) -> str:
-    """The task of ``config``: a resolved :class:`Config`'s ``task``; for a plain mapping (a
-    test's dict), its ``task``, else the task its aliases name, else the default."""
-    if isinstance(config, Config) or (config is not None and "task" in config):
+    """The task of ``config`` (a resolved :class:`Config` or a plain mapping): its ``task``;
+    where it has none (a test's dict), the task its aliases name, else the default."""
+    if config is not None and "task" in config:
         return config["task"]
     for key, on, alias in TASK_ALIASES:
         if config_value(config, key) == on:

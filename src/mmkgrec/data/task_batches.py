@@ -15,7 +15,8 @@ class ShuffledBatches:
     def __init__(self, arrays: dict[str, np.ndarray], batch_size: int):
         lengths = {len(a) for a in arrays.values()}
         if len(lengths) != 1:
-            raise ValueError(f"arrays of different lengths: { {k: len(a) for k, a in arrays.items()} }")
+            sizes = {k: len(a) for k, a in arrays.items()}
+            raise ValueError(f"arrays of different lengths: {sizes}")
         self.arrays = {k: np.ascontiguousarray(a) for k, a in arrays.items()}
         self.n, self.batch_size = lengths.pop(), int(batch_size)
 

@@ -32,7 +32,8 @@ class RatingEvaluator:
         self.items = torch.from_numpy(target.item)
         self.ratings = np.asarray(target.rating, dtype=np.float64)
         rated = np.asarray(train.rating, dtype=np.float64)
-        self.low, self.high = (float(rated.min()), float(rated.max())) if len(rated) else (-np.inf, np.inf)
+        self.low, self.high = ((float(rated.min()), float(rated.max())) if len(rated)
+                               else (-np.inf, np.inf))
 
     @torch.no_grad()
     def predictions(self, model, device="cpu") -> np.ndarray:

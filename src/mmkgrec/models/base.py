@@ -153,8 +153,8 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None) -> Model
 
         res = read_feature_file(split.dataset, "item_embeddings",
                                 config_value(config, "item_embeddings"))
-        inputs.features["item_embeddings"] = (torch.from_numpy(res.matrix).to(device),
-                                              torch.from_numpy(res.mask.astype(np.float32)).to(device))
+        mask = torch.from_numpy(res.mask.astype(np.float32)).to(device)
+        inputs.features["item_embeddings"] = (torch.from_numpy(res.matrix).to(device), mask)
     if "labels" in requires:
         from ..data.targets import training_labels
 

@@ -52,4 +52,5 @@ class ContentLR(Recommender):
 
     def loss(self, batch: dict) -> torch.Tensor:
         logits = self.classify(batch["items"])
-        return label_loss(logits, batch["targets"], self.mode) + self.reg * self.head.weight.pow(2).sum()
+        reg = self.reg * self.head.weight.pow(2).sum()
+        return label_loss(logits, batch["targets"], self.mode) + reg

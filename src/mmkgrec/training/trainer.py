@@ -147,8 +147,8 @@ class Trainer:
             metrics, _, secs = self.evaluator.evaluate(model, self.device)
             log.info("no training epochs | eval %.2fs | valid %s", secs, _fmt(metrics))
             return TrainResult(0, metrics, [{"epoch": 0, "valid": metrics}], [], [secs])
-        state = {"epoch": -1, "best_epoch": -1, "best_score": worst_value(self.valid_metric), "bad": 0,
-                 "history": [], "best_valid": {}, "train_epoch_s": [], "eval_s": []}
+        state = {"epoch": -1, "best_epoch": -1, "best_score": worst_value(self.valid_metric),
+                 "bad": 0, "history": [], "best_valid": {}, "train_epoch_s": [], "eval_s": []}
         best_state = None
         if resume:
             loaded = self._load_latest()
