@@ -85,7 +85,7 @@ def _ours(job: dict) -> dict:
     chosen, r = trials[k]
     r["trials"] = [{"params": s, "valid_rmse": x["valid"]["rmse"], "valid_mae": x["valid"]["mae"],
                     "fit_s": x["fit_s"], "best_epoch": x["best_epoch"]} for s, x in trials]
-    r["config"]["chosen"] = chosen
+    r["chosen"] = chosen  # beside the run's config (which holds it already), not inside it
     r["timing"] = {**r["timing"], "fit_s": r["fit_s"], "tune_s": tune_s}
     del r["fit_s"]
     return r

@@ -292,6 +292,39 @@ def test_the_target_column_never_reaches_text_or_kg(atomic_dir):
     assert kg_clf.stats["target_leak_triples"] == 3 and set(kg_clf.relation_tokens) == {"film.film.actor"}
 
 
+def test_text_without_the_target_is_encoded_anew_by_the_store(atomic_dir, tmp_path, monkeypatch):
+    from mmkgrec.features import item_feature_matrix
+    from mmkgrec.features.encoders import Encoder
+
+    class Recording(Encoder):
+        name, modality, version, dim = "recording", "text", "1", 2
+
+        def __init__(self):
+            self.texts = []
+
+        def _encode(self, texts):
+            self.texts += texts
+            return np.asarray([[len(t), t.count("a")] for t in texts], dtype=np.float32)
+
+    monkeypatch.setenv("MMKGREC_CACHE", str(tmp_path / "cache"))
+    ds = _dataset(atomic_dir)
+    tiny = str(atomic_dir({}, "tiny"))
+    enc = Recording()
+    ranking = _cfg("Pop", tiny, target_column="class")
+    plain, _ = item_feature_matrix(ds, "text", {**ranking, "text_encoder": enc})
+    assert "Alpha. Drama" in enc.texts
+    clf = _cfg("Majority", tiny, target_column="class")
+    enc.texts.clear()
+    guarded, mask = item_feature_matrix(ds, "text", {**clf, "text_encoder": enc})
+    # the items whose text held a genre have a new input: encoded again, without it; the
+    # one without a genre (i4) has the same text, reused
+    before, after = item_texts(ds), item_texts(ds, withheld=("class",))
+    assert sorted(enc.texts) == sorted(a for a, b in zip(after, before) if a != b)
+    assert len(enc.texts) == 7
+    assert not any("Drama" in t or "Comedy" in t for t in enc.texts)
+    assert mask.all() and not np.array_equal(plain, guarded)
+
+
 # ---------------------------------------------------------------- training on a rating task
 def test_early_stopping_keeps_the_lowest_rmse(atomic_dir):
     cfg = _cfg("BiasedMF", None, epochs=6, stopping_step=0, learning_rate=0.05, embedding_size=4,

@@ -24,7 +24,8 @@ def _chosen(rs: list[dict]) -> str:
     """The settings the folds chose, with how many folds chose each."""
     counts = defaultdict(int)
     for r in rs:
-        counts[", ".join(f"{k}={v}" for k, v in sorted(r["config"]["chosen"].items()))] += 1
+        chosen = r.get("chosen") or r["config"]["chosen"]  # ours, Surprise's
+        counts[", ".join(f"{k}={v}" for k, v in sorted(chosen.items()))] += 1
     return "; ".join(f"{s} ({n})" for s, n in sorted(counts.items(), key=lambda x: -x[1]))
 
 
