@@ -352,6 +352,9 @@ def test_run_directories_of_the_new_tasks(atomic_dir, tmp_path, capsys):
         assert "item_ids" in z.files and set(z["item_ids"]) <= {f"i{k}" for k in range(8)}
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["label"] for r in metrics["test_details"]["per_class"]] == ["Comedy", "Drama", "Horror"]
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--user", "u0"]) == 2  # a classifier ranks nothing
+    assert "predicts item labels" in capsys.readouterr().err
     runs = []
     for reg in (0.0, 50.0):  # two RMSEs: the better is the lower
         runs.append(tmp_path / f"b{reg}")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import Interactions
-from ..config import config_value
+from ..config import config_value, task_of
 from ..errors import ConfigError
 
 MODALITIES = ("text", "image")
@@ -184,8 +184,6 @@ class Recommender(nn.Module):
     def check_task(cls, config) -> None:
         """ConfigError naming the task and the model when ``config``'s task is not one of
         ``tasks``."""
-        from ..config import task_of
-
         task = task_of(config)
         if task not in cls.tasks:
             raise ConfigError("task", f"model {cls.name} does not support task '{task}'; it "

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..config import config_value
 from ..data.task_batches import label_batches
-from ..nn.classification import label_loss
+from ..nn.classification import label_loss, no_ranking
 from .base import Recommender, configured_modalities, register, standardised_content
 
 
@@ -49,6 +49,9 @@ class ContentLR(Recommender):
 
     def classify(self, items: torch.Tensor) -> torch.Tensor:
         return self.head(self.x[items])
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        raise no_ranking(self.name)
 
     def loss(self, batch: dict) -> torch.Tensor:
         logits = self.classify(batch["items"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..nn.classification import no_ranking
 from .base import Recommender, register
 
 
@@ -32,3 +33,6 @@ class Majority(Recommender):
 
     def classify(self, items: torch.Tensor) -> torch.Tensor:
         return self.prior.unsqueeze(0).expand(len(items), -1).clone()
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        raise no_ranking(self.name)

@@ -16,3 +16,11 @@ def label_loss(logits: torch.Tensor, labels: torch.Tensor, mode: str) -> torch.T
         return F.cross_entropy(logits, labels.float().argmax(1))
     return F.binary_cross_entropy_with_logits(logits, labels.float())
 
+
+
+def no_ranking(model: str):
+    """The error of a classifier asked to rank items for a user (``recommend``)."""
+    from ..errors import ConfigError
+
+    return ConfigError("task", f"{model} predicts item labels (task 'classification'); it ranks "
+                       "no items for a user: recommend with a ranking model")
