@@ -153,9 +153,9 @@ def mmkgrec_run(model: str, dataset: str, overrides: dict, run_dir: Path, log: P
     run_cmd(cmd, log)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     with np.load(run_dir / "per_user_test.npz", allow_pickle=False) as z:
-        keys = per_user_keys or [k for k in z.files if k != "user_ids"]
-        per_user = {"user_ids": z["user_ids"].tolist(),
-                    **{k: np.round(z[k], 6).tolist() for k in keys}}
+        ids = "item_ids" if "item_ids" in z.files else "user_ids"  # items: classification's unit
+        keys = per_user_keys or [k for k in z.files if k != ids]
+        per_user = {ids: z[ids].tolist(), **{k: np.round(z[k], 6).tolist() for k in keys}}
     config = __import__("yaml").safe_load((run_dir / "config.yaml").read_text())
     return {"library": "mmkgrec", "model": model, "dataset": dataset, "config": config,
             "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
