@@ -73,8 +73,9 @@ def section() -> list[str]:
         fit = _median([r["timing"].get("fit_s") for r in rs])
         tune = _median([r["timing"].get("tune_s") for r in rs])
         pub = suite.PUBLISHED.get(row)
+        published = f"{pub:.3f}" if pub else "-"
         L.append(f"| {row} | {len(rs)} | " + " | ".join(cells) + f" | {fit:.1f} | {tune:.1f} | "
-                 f"{_chosen(rs)} | {pub if pub else '-'} |")
+                 f"{_chosen(rs)} | {published} |")
     cs = adjust([compare(by_row.get(a, []), by_row.get(b, []), "rmse") for a, b in PAIRS])
     L += ["", f"Paired tests on test RMSE, {TESTS.replace('seeds', 'folds')} (a negative "
           "difference: the first model's RMSE is lower, i.e. better).", ""]
@@ -99,7 +100,7 @@ def section() -> list[str]:
             if rs:
                 m = np.mean([r["test"]["rmse"] for r in rs])
                 L.append(f"Surprise's {row} here: RMSE {m:.4f}, {m - suite.PUBLISHED[row]:+.4f} "
-                         f"against its published {suite.PUBLISHED[row]}.")
+                         f"against its published {suite.PUBLISHED[row]:.3f}.")
     example = next((r for r in runs if r["row"] == "BiasedMF"), runs[0])
     L += ["", "Commands: `python benchmarks/rating.py` (Surprise in the venv of "
           "`bash benchmarks/surprise_env.sh`); each JSON in `benchmarks/results/rating/` holds its "
