@@ -153,9 +153,9 @@ def mmkgrec_run(model: str, dataset: str, overrides: dict, run_dir: Path, log: P
     run_cmd(cmd, log)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     with np.load(run_dir / "per_user_test.npz", allow_pickle=False) as z:
-        keys = per_user_keys or [k for k in z.files if k != "user_ids"]
-        per_user = {"user_ids": z["user_ids"].tolist(),
-                    **{k: np.round(z[k], 6).tolist() for k in keys}}
+        ids = "item_ids" if "item_ids" in z.files else "user_ids"  # items: classification's unit
+        keys = per_user_keys or [k for k in z.files if k != ids]
+        per_user = {ids: z[ids].tolist(), **{k: np.round(z[k], 6).tolist() for k in keys}}
     config = __import__("yaml").safe_load((run_dir / "config.yaml").read_text())
     return {"library": "mmkgrec", "model": model, "dataset": dataset, "config": config,
             "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
@@ -207,15 +207,18 @@ def export_split(dataset: str, out_dir: Path, overrides: dict, sequential: bool 
 
 
 def best_on_validation(suite: str, ids: list[str], metric: str, what: str) -> tuple[int, dict]:
-    """The result ``ids[k]`` of ``suite`` with the best validation ``metric`` (the first on a tie):
-    ``k`` and its JSON. NotReady, naming ``what`` and the missing file, while any is missing."""
+    """The result ``ids[k]`` of ``suite`` with the best validation ``metric`` (the first on a tie;
+    the lowest for a metric where lower is better, such as ``rmse``): ``k`` and its JSON.
+    NotReady, naming ``what`` and the missing file, while any is missing."""
+    from mmkgrec.evaluation.metric_names import is_better
+
     best = None
     for k, job_id in enumerate(ids):
         p = RESULTS / suite / f"{job_id}.json"
         if not p.exists():
             raise NotReady(f"{what} incomplete ({p.name} missing)")
         r = json.loads(p.read_text())
-        if best is None or r["valid"][metric] > best[1]["valid"][metric]:
+        if best is None or is_better(r["valid"][metric], best[1]["valid"][metric], metric):
             best = (k, r)
     return best
 

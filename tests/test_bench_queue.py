@@ -45,6 +45,10 @@ def test_chosen_trial_takes_the_best_validation_and_waits_for_all(results):
     (results / "s" / "tune-m-t2.json").write_text(
         json.dumps({"valid": {"ndcg@10": 0.2}, "trial": {"dropout": 0.1}}))
     assert common.chosen_trial("s", "tune-m", 3, "ndcg@10") == (1, {"dropout": 0.3})
+    for k, rmse in enumerate([0.95, 0.91, 0.93]):  # lower is better: the choice follows
+        (results / "s" / f"tune-r-t{k}.json").write_text(
+            json.dumps({"valid": {"rmse": rmse}, "trial": {"k": k}}))
+    assert common.chosen_trial("s", "tune-r", 3, "rmse") == (1, {"k": 1})
 
 
 def test_queue_runs_with_workers_resumes_and_skips_jobs_not_ready(results):

@@ -120,8 +120,8 @@ def test_every_value_is_checked_against_its_key(override, key, fragment):
 
 
 def test_joint_rule_names_where_each_value_came_from():
-    with pytest.raises(ConfigError, match=r"'valid_metric' \(from defaults\).*eval_protocol "
-                                          r"'ctr'.*eval_protocol from --set"):
+    with pytest.raises(ConfigError, match=r"'valid_metric' \(from defaults\).*task 'ctr'.*task "
+                                          r"from eval_protocol in --set"):
         load_config("KGCN", "lastfm-kg", overrides=["eval_protocol=ctr"])
     with pytest.raises(ConfigError, match="'recall@10' is not computed under eval_protocol "
                                           "'sampled'"):

@@ -84,9 +84,10 @@ def prepare(config: Config):
     the parameters."""
     if config["threads"]:
         torch.set_num_threads(config["threads"])
+    cls = get_model_class(config["model"])
+    cls.check_task(config)  # before the data is read
     ds = load_dataset(config["dataset"], config)
     split = split_from_config(ds, config)
-    cls = get_model_class(config["model"])
     seed_everything(config["seed"])
     requires = cls.requirements(config)
     features = content_features(split, requires, config)
@@ -183,13 +184,16 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
             "command": command or " ".join(sys.argv),
             "data": ds.describe(), "split": split.describe(), "history": result.history,
         }
+        if hasattr(test_eval, "details"):  # e.g. classification's per-label table
+            metrics["test_details"] = test_eval.details()
         if partial is not None:
             run_id = runs.new_run_id()
             save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()},
                       str(partial / WEIGHTS), metadata=_weights_meta(run_id, config, ds))
             per_user = acc.per_user()
+            ids = ds.item_ids if acc.unit == "item" else ds.user_ids  # classification: per item
             np.savez(partial / "per_user_test.npz",
-                     user_ids=np.asarray(ds.user_ids[acc.user_ids], dtype=str),
+                     **{f"{acc.unit}_ids": np.asarray(ids[acc.user_ids], dtype=str)},
                      **{k: v for k, v in per_user.items()})
             (partial / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
             runs.write_run_data(partial, run_id, config, ds, split, net, features, kg)

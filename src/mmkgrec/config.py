@@ -8,6 +8,11 @@ read, so that a bad value stops the run before anything is written. Errors name 
 layer (file) it came from; a run directory's ``config.yaml`` is such a layer
 (:func:`load_run_config`).
 
+The run's ``task`` is resolved here, once: ``eval_protocol: ctr`` and ``eval_next_item: true``,
+the older spellings of ``task: ctr`` and ``task: next_item``, stay accepted as aliases so that
+every recorded command reproduces (:data:`TASK_ALIASES`, :func:`_resolve_task`). So are the inputs
+a task withholds from every model (:func:`withheld_item_columns`, :func:`withheld_relations`).
+
 This module is a leaf: it imports nothing from the package but the schema and the errors, and
 knows the models only by their config files.
 """
@@ -115,12 +120,71 @@ def _check_joint(values: dict, sources: dict) -> None:
             raise ConfigError(key, msg + also, sources.get(key, "defaults"))
 
 
+#: keys whose value names a task: (key, the value that selects it, the task). The first that is
+#: on wins (eval_protocol: ctr before eval_next_item: true, as the evaluators always chose).
+TASK_ALIASES = (("eval_protocol", "ctr", "ctr"), ("eval_next_item", True, "next_item"))
+
+
+def _resolve_task(values: dict, sources: dict, base: tuple, rank: Mapping[str, int]) -> None:
+    """Set ``values["task"]`` from ``base`` (the ``task`` the layers set, and where) and the
+    aliases: an alias set in a later layer than the task wins; a task set in a later layer than
+    an alias wins and the alias is reset to its default (so that the resolved values agree);
+    both in one layer, disagreeing, is an error naming the task and the alias."""
+    task, src = base
+    for key, on, alias in TASK_ALIASES:
+        if key not in values or values[key] != on:
+            continue
+        if alias != task:
+            a_src = sources.get(key, "defaults")
+            ra, rt = rank.get(a_src, 0), rank.get(src, 0)
+            if ra == rt:
+                raise ConfigError("task", f"'{task}' contradicts {key}: {_fmt(on)} (an alias of "
+                                  f"task '{alias}') in the same layer; set one of them", src)
+            if ra > rt:
+                task, src = alias, f"{key} in {a_src}"
+            else:
+                values[key], sources[key] = copy.deepcopy(KEYS[key].default), src
+        break
+    values["task"], sources["task"] = task, src
+
+
+def task_of(config) -> str:
+    """The task of ``config`` (a resolved :class:`Config` or a plain mapping): its ``task``;
+    where it has none (a test's dict), the task its aliases name, else the default."""
+    if config is not None and "task" in config:
+        return config["task"]
+    for key, on, alias in TASK_ALIASES:
+        if config_value(config, key) == on:
+            return alias
+    return KEYS["task"].default
+
+
+def withheld_item_columns(config) -> tuple[str, ...]:
+    """The item columns no input may carry (item text, domain KG): under task classification,
+    the target column."""
+    column = config_value(config, "target_column")
+    return (column,) if task_of(config) == "classification" and column else ()
+
+
+def withheld_relations(config) -> frozenset[str]:
+    """The external KG relations no input may carry: under task classification, the
+    ``target_leak_relations``."""
+    if task_of(config) != "classification":
+        return frozenset()
+    return frozenset(config_value(config, "target_leak_relations") or ())
+
+
 class Config(Mapping):
     """A resolved, validated run configuration. Reading an unknown key raises ConfigError."""
 
-    def __init__(self, values: dict, sources: dict | None = None):
+    def __init__(self, values: dict, sources: dict | None = None, task_base: tuple | None = None,
+                 rank: Mapping[str, int] | None = None):
         self._values = dict(values)
         self._sources = dict(sources or {})
+        # the task the layers set (before the aliases) and the order of the layers, so that an
+        # update re-resolves the task as loading would have
+        self._task_base = task_base or (self._values.get("task"), self.source("task"))
+        self._rank = dict(rank or {})
 
     def __getitem__(self, key):
         try:
@@ -157,11 +221,17 @@ class Config(Mapping):
         known = {k: KEYS[k] for k in self._values if k in KEYS}
         values = dict(self._values)
         sources = dict(self._sources)
+        base = self._task_base
+        rank = {**self._rank, "override": max(self._rank.values(), default=0) + 1}
         for k, v in changes.items():
             values[k] = _validated(k, v, model, known, "override")
             sources[k] = "override"
+            if k == "task":
+                base = (values[k], "override")
+        if "task" in values:
+            _resolve_task(values, sources, base, rank)
         _canonical_metric(values)
-        return Config(values, sources)
+        return Config(values, sources, base, rank)
 
     def __repr__(self):
         return f"Config({self._values})"
@@ -207,15 +277,19 @@ def _resolve(model: str, dataset, layers: list[tuple[dict, str]]) -> Config:
     known = keys_for(model)
     values = {k: copy.deepcopy(key.default) for k, key in known.items()}
     sources = {k: "defaults" for k in values}
+    rank = {"defaults": 0}
     for layer, source in layers:
+        rank[source] = len(rank)
         for k, v in layer.items():
             values[k] = _validated(k, v, model, known, source)
             sources[k] = source
+    base = (values["task"], sources["task"])
+    _resolve_task(values, sources, base, rank)
     _canonical_metric(values)
     _check_joint(values, sources)
     values["model"] = model
     values["dataset"] = None if dataset is None else str(dataset)
-    return Config(values, sources)
+    return Config(values, sources, base, rank)
 
 
 def load_config(model: str, dataset: str | None = None, file: str | Path | None = None,

@@ -25,7 +25,9 @@ from dataclasses import dataclass, replace
 
 from .evaluation.metric_names import (
     CLASSIFICATION_METRICS,
+    MULTILABEL_METRICS,
     RANKING_METRICS,
+    RATING_METRICS,
     SAMPLED_METRICS,
     metric_names,
     parse_metric,
@@ -213,7 +215,10 @@ CONTENT_SEQUENTIAL = ("GRU4Rec", "SASRec", "BERT4Rec")
 KGAT_FAMILY = ("KGAT", "MKGAT", "MultiKG4Rec")
 TRANSR = ("CKE", "KGAT", "MKGAT", "MultiKG4Rec")
 FEATURE_MODELS = ("MKGAT", "MMGCN", "MultiKG4Rec", "VBPR")
-L2_MODELS = ("BPR", "LightGCN", "VBPR", "MMGCN", "KGCN", "KGAT", "MKGAT", "MultiKG4Rec")
+RATING_MODELS = ("BiasedMF", "BiasOnly")
+L2_MODELS = ("BPR", "LightGCN", "VBPR", "MMGCN", "KGCN", "KGAT", "MKGAT", "MultiKG4Rec",
+             *RATING_MODELS, "ContentLR")
+TASKS = ("ranking", "next_item", "ctr", "rating", "classification")
 
 
 def _section(name: str, models: tuple[str, ...] | None, *keys: Key) -> list[Key]:
@@ -235,6 +240,23 @@ _KEYS = [
             choices=("debug", "info", "warning", "error")),
     ),
     *_section(
+        "task and target", None,
+        Key("task", str, "ranking", "what is predicted and how it is evaluated: ranking (top-k "
+            "over items) | next_item (each next interaction) | ctr (labelled pairs) | rating "
+            "(explicit scores) | classification (item categories); eval_protocol: ctr and "
+            "eval_next_item: true are aliases of ctr and next_item", choices=TASKS),
+        Key("target_column", str, None, "classification: the item column whose values are the "
+            "labels; it is withheld from the item text and the domain KG", nullable=True),
+        Key("classification_mode", str, "multi", "classification: single (softmax; only items "
+            "with exactly one label) | multi (one sigmoid per label)", choices=("single", "multi")),
+        Key("min_class_items", int, 1, "classification: labels with fewer items are dropped "
+            "(and the items left without a label)", ge=1),
+        Key("classification_threshold", float, 0.5, "classification multi: a label is predicted "
+            "where its sigmoid is >= this", gt=0, lt=1),
+        Key("target_leak_relations", list, [], "classification: external KG relations that "
+            "carry the target, removed from the KG", item=str, distinct=True),
+    ),
+    *_section(
         "data", None,
         Key("data_format", str, "auto", "how the dataset folder is read (auto: detected from "
             "its files)", choices=("auto", "atomic", "kgat", "kgcn", "synthetic")),
@@ -247,14 +269,19 @@ _KEYS = [
         Key("user_min_inter", int, 0, "k-core: users with fewer interactions are removed "
             "(iterated with items)", ge=0),
         Key("item_min_inter", int, 0, "k-core: items with fewer interactions are removed", ge=0),
-        Key("split", str, "random_ratio", "how interactions are cut into train / valid / test",
-            choices=("random_ratio", "time_ratio", "leave_one_out", "given")),
+        Key("split", str, "random_ratio", "how interactions (classification: items) are cut into "
+            "train / valid / test", choices=("random_ratio", "time_ratio", "leave_one_out", "given",
+                                             "kfold")),
+        Key("n_folds", int, 5, "kfold: number of folds (per user; classification: of the items)",
+            ge=2),
+        Key("fold", int, 0, "kfold: the fold that is the test part (0 .. n_folds-1)", ge=0),
         Key("split_ratio", list, [0.8, 0.1, 0.1], "train / valid / test shares of each user's "
             "interactions (random_ratio, time_ratio; all pairs under eval_protocol ctr)",
             item=float, ge=0, length=3),
         Key("split_seed", int, None, "seed of the split; null uses `seed`", nullable=True, ge=0),
-        Key("valid_ratio", float, 0.1, "split given: share of each user's training "
-            "interactions held out for validation", ge=0, lt=1),
+        Key("valid_ratio", float, 0.1, "split given and kfold: share of each user's training "
+            "interactions (classification: of the training items) held out for validation",
+            ge=0, lt=1),
         Key("load_kg", bool, True, "read .kg/.link (or kg_final) when the dataset has them"),
         Key("subsample_users", int, None, "keep this many users (fixed seed 0), for quick runs; "
             "null keeps all", nullable=True, ge=1),
@@ -276,7 +303,9 @@ _KEYS = [
             "stops", ge=0),
         Key("eval_step", int, 1, "validate every this many epochs", ge=1),
         Key("valid_metric", str, "mrr@10", "chosen on validation: a ranking metric name@k "
-            "(sampled: hit, ndcg, mrr; ctr: auc, accuracy, f1_micro, f1_macro)", rule=METRIC),
+            "(sampled: hit, ndcg, mrr; ctr: auc, accuracy, f1_micro, f1_macro; rating: mse, "
+            "rmse, mae, lower is better; classification: accuracy, f1_micro, f1_macro, and "
+            "multi: subset_accuracy, hamming_loss)", rule=METRIC),
         Key("clip_grad_norm", float, None, "clip the gradient norm to this; null does not clip",
             nullable=True, gt=0),
     ),
@@ -288,12 +317,12 @@ _KEYS = [
         Key("topk", list, [10, 20], "cut-offs of the ranking metrics", item=int, ge=1,
             min_length=1),
         Key("eval_batch_size", int, 4096, "users per scoring chunk in full ranking", ge=1),
-        Key("eval_protocol", str, "full", "full ranking | sampled negatives | ctr: labelled "
-            "pairs split by split_ratio, auc / f1 / accuracy of sigmoid(score)",
-            choices=("full", "sampled", "ctr")),
+        Key("eval_protocol", str, "full", "ranking and next_item: full ranking | sampled "
+            "negatives; ctr: alias of task: ctr (labelled pairs split by split_ratio, auc / f1 / "
+            "accuracy of sigmoid(score))", choices=("full", "sampled", "ctr")),
         Key("sampled_negatives", int, 100, "sampled protocol: negatives per positive", ge=1),
-        Key("eval_next_item", bool, False, "rank every model for each next-item target (valid / "
-            "test interactions in time order), sequential or not"),
+        Key("eval_next_item", bool, False, "alias of task: next_item: rank every model for each "
+            "next-item target (valid / test interactions in time order), sequential or not"),
         Key("mask_history_seq", bool, False, "next-item evaluation: remove earlier items from "
             "the ranking (RecBole does not)"),
         Key("ctr_labels", str, "auto", "ctr: file (the data's 0/1 rating column) | sample (one "
@@ -394,9 +423,9 @@ _KEYS = [
     ),
     *_section(
         "content models", FEATURE_MODELS,
-        Key("modalities", list, ["text", "image"], "item content used (MMGCN, VBPR: at least "
-            "one; CKE, MKGAT, Multi-KG4Rec: [] = none)", item=str, choices=MODALITY,
-            distinct=True, models=(*FEATURE_MODELS, "CKE")),
+        Key("modalities", list, ["text", "image"], "item content used (MMGCN, VBPR, ContentLR: "
+            "at least one; CKE, MKGAT, Multi-KG4Rec: [] = none)", item=str, choices=MODALITY,
+            distinct=True, models=(*FEATURE_MODELS, "CKE", "ContentLR")),
         Key("shuffle_features", bool, False, "control run: feature rows permuted across items "
             "(seed = `seed`)"),
     ),
@@ -435,6 +464,11 @@ _KEYS = [
             nullable=True, ge=1),
         Key("content_reg_weight", float, 0.0, "lambda_E: weight of ||E||^2 + ||beta'||^2, once "
             "per step", ge=0),
+    ),
+    *_section(
+        "ContentLR", ("ContentLR",),
+        Key("item_embeddings", str, None, "null | an .npz of item_ids and features (e.g. a "
+            "LightGCN run's item vectors), frozen and concatenated to the content", nullable=True),
     ),
     *_section(
         "Multi-KG4Rec", ("MultiKG4Rec",),
@@ -524,25 +558,44 @@ def _split_ratio_train(values) -> str | None:
     return None if ratios[0] > 0 else f"the train share (the first) must be > 0, got {ratios!r}"
 
 
+def task_metrics(task: str, protocol: str = "full", mode: str = "multi") -> tuple[str, ...]:
+    """The metric names (``name@k`` for ranking ones) a task's evaluator computes and may choose
+    on: ``protocol`` is ``eval_protocol`` (ranking, next_item), ``mode`` the
+    ``classification_mode``."""
+    if task == "ctr":
+        return CLASSIFICATION_METRICS
+    if task == "rating":
+        return RATING_METRICS
+    if task == "classification":
+        return ("accuracy", "f1_micro", "f1_macro") + (MULTILABEL_METRICS if mode == "multi"
+                                                       else ())
+    ranking = SAMPLED_METRICS if protocol == "sampled" else RANKING_METRICS
+    return tuple(f"{a}@k" for a in ranking)
+
+
 def _valid_metric_protocol(values) -> str | None:
     base, k = parse_metric(values["valid_metric"])
-    protocol = values["eval_protocol"]
-    if protocol == "ctr":
-        allowed = CLASSIFICATION_METRICS
-        ok = base in allowed
-    else:
-        allowed = SAMPLED_METRICS if protocol == "sampled" else RANKING_METRICS
-        ok = k is not None and base in allowed
-        allowed = tuple(f"{a}@k" for a in allowed)
-    if ok:
+    task, protocol = values["task"], values["eval_protocol"]
+    allowed = task_metrics(task, protocol, values["classification_mode"])
+    name = base if k is None else f"{base}@k"
+    if name in allowed:
         return None
-    return (f"{values['valid_metric']!r} is not computed under eval_protocol '{protocol}'; "
-            f"choose one of {', '.join(allowed)}")
+    where = (f"eval_protocol '{protocol}'" if task in ("ranking", "next_item")
+             else f"task '{task}'")
+    return (f"{values['valid_metric']!r} is not computed under {where}; choose one of "
+            f"{', '.join(allowed)}")
+
+
+def _fold_in_range(values) -> str | None:
+    if values["split"] != "kfold" or values["fold"] < values["n_folds"]:
+        return None
+    return f"must be < n_folds ({values['n_folds']}), got {values['fold']}"
 
 
 #: checks of a resolved configuration that involve more than one value: (the key blamed, the
 #: other keys involved, the check returning an error message or None)
 JOINT_RULES: tuple[tuple[str, tuple[str, ...], Callable[[dict], str | None]], ...] = (
     ("split_ratio", (), _split_ratio_train),
-    ("valid_metric", ("eval_protocol",), _valid_metric_protocol),
+    ("valid_metric", ("task", "eval_protocol", "classification_mode"), _valid_metric_protocol),
+    ("fold", ("n_folds", "split"), _fold_in_range),
 )

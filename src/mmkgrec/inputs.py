@@ -26,7 +26,10 @@ class ModelInputs:
 
     ``features[modality]`` (``"text"`` / ``"image"``) is ``(matrix, mask)``: a float32
     ``[n_items, dim]`` tensor aligned with dense item ids (all-zero rows for items without that
-    content) and a float32 ``[n_items]`` tensor, 1.0 where the item has that content."""
+    content) and a float32 ``[n_items]`` tensor, 1.0 where the item has that content;
+    ``features["item_embeddings"]`` likewise (the ``item_embeddings`` file).
+    ``extra["labels"]``: the classification labels of the *training* items only
+    (:class:`mmkgrec.data.targets.TrainingLabels`)."""
 
     n_users: int
     n_items: int
@@ -73,7 +76,7 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
     mask)`` when given, e.g. read back from a run directory, else
     :func:`content_features` from the feature store; rows permuted across items when config
     ``shuffle_features`` is true)."""
-    unknown = set(requires) - {"graph", "kg", *MODALITIES}
+    unknown = set(requires) - {"graph", "kg", "labels", "item_embeddings", *MODALITIES}
     if unknown:
         raise NotImplementedError(f"inputs {sorted(unknown)} are not available in this version")
     inputs = ModelInputs(split.n_users, split.n_items, split.train)
@@ -109,4 +112,20 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
 
             kg = KnowledgeGraph.from_split(split, config)
         inputs.kg = kg
+    if "item_embeddings" in requires:
+        if features is not None and "item_embeddings" in features:
+            mat, mask = features["item_embeddings"]
+        else:
+            from .features import read_feature_file
+
+            res = read_feature_file(split.dataset, "item_embeddings",
+                                    config_value(config, "item_embeddings"))
+            mat, mask = res.matrix, res.mask
+        inputs.features["item_embeddings"] = (
+            torch.from_numpy(np.array(mat, dtype=np.float32)).to(device),
+            torch.from_numpy(np.asarray(mask).astype(np.float32)).to(device))
+    if "labels" in requires:
+        from .data.targets import training_labels
+
+        inputs.extra["labels"] = training_labels(split)
     return inputs

@@ -277,6 +277,12 @@ def write_run_data(folder: str | Path, run_id: str, config, dataset, split, mode
     if labelled:
         for part, inter in labelled.items():
             parts[f"labelled.{part}"] = _interactions(arrays, f"labelled.{part}", inter)
+    classification = getattr(split, "labels", None) is not None  # a ClassificationSplit
+    if classification:
+        for part, items in split.items.items():
+            arrays[f"items.{part}"] = _small_int(np.asarray(items, dtype=np.int64))
+        arrays["labels"] = np.asarray(split.labels, dtype=bool)
+        _put_strings(arrays, "classes", split.classes)
     save("split", arrays)
     arrays = {}
     columns = _item_columns(arrays, dataset)
@@ -313,7 +319,8 @@ def write_run_data(folder: str | Path, run_id: str, config, dataset, split, mode
         "dataset": str(config["dataset"]), "dataset_name": name, "n_users": int(dataset.n_users), "n_items": int(dataset.n_items),
         "files": {k: FILES[k] for k in ("ids", "exclude", "split", "items", *optional)},
         "split": {"method": split.method, "stats": _json_safe(split.stats), "parts": parts,
-                  "ctr": bool(labelled)},
+                  "ctr": bool(labelled),
+                  "classification": split.mode if classification else None},
         "data": _json_safe(dataset.describe()), "source": str(dataset.source),
         "item_columns": columns, "item_entity": dataset.item_entity is not None,
         "image_dir": image_folder(dataset, config),
@@ -444,6 +451,20 @@ class RunData:
             labelled = {p: self._part(a, f"labelled.{p}") for p in PARTS}
             return CTRSplit(dataset, *parts, info.get("method", ""), dict(info.get("stats", {})),
                             labelled=labelled)
+        if info.get("classification"):
+            from .data.targets import ClassificationSplit
+
+            self._need("split", a, ("labels", "classes.blob", "classes.offsets",
+                                    *(f"items.{p}" for p in PARTS)))
+            labels = a["labels"]
+            if labels.ndim != 2 or labels.shape[0] != self.n_items:
+                raise RunFileError(self.path("split"), f"the label matrix does not fit the run's "
+                                   f"{self.n_items} items")
+            items = {p: a[f"items.{p}"].astype(np.int64) for p in PARTS}
+            return ClassificationSplit(dataset, *parts, info.get("method", ""),
+                                       dict(info.get("stats", {})), items=items, labels=labels,
+                                       classes=_get_strings(a, "classes"),
+                                       mode=info["classification"])
         from .data.split import Split
 
         return Split(dataset, *parts, info.get("method", ""), dict(info.get("stats", {})))

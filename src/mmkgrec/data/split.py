@@ -8,6 +8,12 @@
 * ``leave_one_out``: last interaction by time to test, the one before to validation.
 * ``given``: a train/test pair from the data (KGAT); validation carved from train by ``valid_ratio``
   per user, at random.
+* ``kfold``: each user's interactions dealt at random into ``n_folds`` folds (sizes differ by at
+  most one); fold ``fold`` is the test part, and the ``valid_ratio`` slice of the user's other
+  folds, at random, the validation part, so nothing chosen on validation reads the test fold.
+  Over ``fold = 0 .. n_folds-1`` (same seed) every interaction is tested exactly once. Users with
+  fewer than two interactions are dropped. (Classification deals items, not interactions, into
+  folds the same way: :func:`fold_parts`, :mod:`.targets`.)
 
 Users with fewer interactions than a split needs are dropped and counted in ``Split.stats``.
 
@@ -22,10 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import MMKGRecError
+from ..errors import ConfigError, MMKGRecError
 from .dataset import Dataset, Interactions
 
-SPLITS = ("random_ratio", "time_ratio", "leave_one_out", "given")
+SPLITS = ("random_ratio", "time_ratio", "leave_one_out", "given", "kfold")
 
 
 @dataclass
@@ -92,13 +98,60 @@ def check_ratios(ratios) -> list:
     return ratios
 
 
+def fold_parts(groups: np.ndarray, n_folds: int, fold: int, valid_ratio: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """Part of each row (0 train, 1 valid, 2 test) under k-fold within each group (``groups``:
+    dense ids, a user per interaction, or one group of items): a group's rows are shuffled and
+    dealt into the folds from a random fold on, so fold sizes differ by at most one; rows of fold
+    ``fold`` are the test part; of the others, the ``valid_ratio`` share (floor, at least one
+    where two or more rows remain and the ratio is positive), at random, the validation part."""
+    if not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
+        raise ConfigError("n_folds", f"k-fold needs at least 2 folds, got {n_folds!r}")
+    if not isinstance(fold, (int, np.integer)) or not 0 <= fold < n_folds:
+        raise ConfigError("fold", f"must be in 0 .. {n_folds - 1} (n_folds {n_folds}), got "
+                          f"{fold!r}")
+    groups = np.asarray(groups, dtype=np.int64)
+    n = len(groups)
+    part = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return part
+    order = np.lexsort((rng.random(n), groups))
+    pos, _ = _group_positions(groups, order)
+    g = groups[order]
+    offset = rng.integers(0, n_folds, size=int(g.max()) + 1)
+    test = (pos + offset[g]) % n_folds == fold
+    pool = ~test
+    cs = np.cumsum(pool)
+    start = np.arange(n) - pos
+    rank = cs - np.where(start > 0, cs[start - 1], 0) - 1  # position among the group's pool
+    size = np.bincount(g, weights=pool)[g]
+    n_valid = np.floor(size * valid_ratio + 1e-9)
+    n_valid = np.where((n_valid == 0) & (size > 1) & (valid_ratio > 0), 1, n_valid)
+    valid = pool & (rank >= size - n_valid)
+    part[order] = np.where(test, 2, np.where(valid, 1, 0))
+    return part
+
+
 def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0.1),
-                  seed: int = 2020, valid_ratio: float = 0.1) -> Split:
+                  seed: int = 2020, valid_ratio: float = 0.1, n_folds: int = 5,
+                  fold: int = 0) -> Split:
     if method not in SPLITS:
         raise MMKGRecError(f"unknown split '{method}'; choose one of {SPLITS}")
     inter = ds.inter
     rng = np.random.default_rng(seed)
     n = len(inter)
+    if method == "kfold":
+        counts = np.bincount(inter.user, minlength=ds.n_users)
+        ok = counts[inter.user] >= 2
+        part = np.full(n, -1, dtype=np.int64)
+        part[ok] = fold_parts(inter.user[ok], n_folds, fold, valid_ratio, rng)
+        rows = [np.flatnonzero(part == j) for j in range(3)]
+        if not len(rows[0]):
+            raise MMKGRecError(f"split 'kfold' left no training data for dataset '{ds.name}'")
+        return Split(ds, inter.take(rows[0]), inter.take(rows[1]), inter.take(rows[2]), method,
+                     {"dropped_users": int(((counts > 0) & (counts < 2)).sum()),
+                      "dropped_interactions": int((~ok).sum()), "seed": seed,
+                      "n_folds": int(n_folds), "fold": int(fold), "valid_ratio": valid_ratio})
     if method == "given":
         if ds.given_test is None:
             raise MMKGRecError(f"dataset '{ds.name}' has no given test file; split 'given' needs "

@@ -4,16 +4,19 @@ into train / validation / test.
 :func:`splitter` names the kind of split; :data:`SPLITTERS` maps each name to the function that
 makes it from ``(dataset, config)``; :func:`split_from_config` is the two together. The splits
 themselves live below this module (:mod:`.split` for the interaction splits, :mod:`.ctr` for the
-labelled pairs of the CTR protocol), so that none of them imports the factory. A new kind of split
-adds a function here and the case that selects it in :func:`splitter`.
+labelled pairs of the CTR protocol, :mod:`.targets` for the items of the classification task), so
+that none of them imports the factory. A new kind of split adds a function here and the case that
+selects it in :func:`splitter`. The kind follows the run's ``task``, never the model.
 """
 
 from __future__ import annotations
 
+from ..config import config_value, task_of
 from ..errors import ConfigError
 from .ctr import ctr_split
 from .dataset import Dataset
 from .split import Split, split_dataset
+from .targets import check_rating_target, classification_split
 
 
 def split_seed(config) -> int:
@@ -23,24 +26,37 @@ def split_seed(config) -> int:
 
 def _ctr(ds: Dataset, config) -> Split:
     if config["split"] != "random_ratio":
-        raise ConfigError("split", f"eval_protocol 'ctr' splits labelled pairs at random (split: "
-                          f"random_ratio), got split '{config['split']}'")
+        raise ConfigError("split", f"task 'ctr' (eval_protocol 'ctr') splits labelled pairs at "
+                          f"random (split: random_ratio), got split '{config['split']}'")
     return ctr_split(ds, config["split_ratio"], split_seed(config), config["ctr_labels"])
 
 
 def _interactions(ds: Dataset, config) -> Split:
     return split_dataset(ds, config["split"], config["split_ratio"], split_seed(config),
-                         config["valid_ratio"])
+                         config["valid_ratio"], config_value(config, "n_folds"),
+                         config_value(config, "fold"))
+
+
+def _ratings(ds: Dataset, config) -> Split:
+    check_rating_target(ds)
+    return _interactions(ds, config)
+
+
+def _items(ds: Dataset, config) -> Split:
+    return classification_split(ds, config)
 
 
 #: kind of split -> ``(dataset, config) -> Split``
-SPLITTERS = {"ctr": _ctr, "interactions": _interactions}
+SPLITTERS = {"ctr": _ctr, "interactions": _interactions, "ratings": _ratings, "items": _items}
 
 
 def splitter(config) -> str:
-    """``ctr`` (labelled pairs, :func:`~.ctr.ctr_split`) under ``eval_protocol: ctr``, else
+    """By the run's task: ``ctr`` (labelled pairs, :func:`~.ctr.ctr_split`), ``ratings`` (the
+    interactions with their rating column, refused on data without one), ``items`` (the
+    labelled items of task classification, :func:`~.targets.classification_split`), else
     ``interactions`` (:func:`~.split.split_dataset` with the ``split*`` keys)."""
-    return "ctr" if config["eval_protocol"] == "ctr" else "interactions"
+    return {"ctr": "ctr", "rating": "ratings", "classification": "items"}.get(task_of(config),
+                                                                              "interactions")
 
 
 def split_from_config(ds: Dataset, config) -> Split:

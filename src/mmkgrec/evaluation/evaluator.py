@@ -1,46 +1,63 @@
-"""The evaluator a configuration asks for: the one place where the config (and the model's input
-type) decide how a part of a split is evaluated.
+"""The evaluator a configuration asks for: the one place where the run's ``task`` decides how a
+part of a split is evaluated.
 
-:func:`evaluation_protocol` names the protocol; :data:`PROTOCOLS` maps each name to the builder of
-its evaluator; :func:`make_evaluator` is the two together. The evaluators themselves live below
-this module (:mod:`.ranking`, :mod:`.sequential`, :mod:`.ctr`, sharing :mod:`.common`), so that
-none of them imports the factory. A new kind of evaluation adds a builder here and the case that
-selects it in :func:`evaluation_protocol`.
+:func:`evaluation_protocol` names the protocol from the task alone (the model only has to support
+that task, :meth:`~mmkgrec.models.base.Recommender.check_task`); :data:`PROTOCOLS` maps each name
+to the builder of its evaluator; :func:`make_evaluator` is the two together. The evaluators
+themselves live below this module (:mod:`.ranking`, :mod:`.sequential`, :mod:`.ctr`,
+:mod:`.rating`, :mod:`.classification`, sharing :mod:`.common`), so that none of them imports the
+factory. A new kind of evaluation adds a builder here and the case that selects it in
+:func:`evaluation_protocol`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..config import config_value
+from ..config import config_value, task_of
 from ..data.split import Split
 from ..errors import ConfigError
+from .classification import ClassificationEvaluator
 from .ctr import CTREvaluator
 from .metric_names import metric_names
 from .ranking import FullRankingEvaluator, SampledEvaluator
+from .rating import RatingEvaluator
 from .sequential import NextItemEvaluator
 
 
 def evaluation_protocol(config, model=None) -> str:
-    """``ctr`` under ``eval_protocol: ctr``; else ``next_item`` for a model whose ``input_type``
-    is ``"sequence"`` and for every model under ``eval_next_item: true`` (a CF model ranked for
-    each next-item target from its user vector, so it sits in the same table as the sequential
-    models); else ``eval_protocol`` itself (``full`` or ``sampled``)."""
-    if config["eval_protocol"] == "ctr":
-        return "ctr"
-    if getattr(model, "input_type", None) == "sequence" or config_value(config, "eval_next_item"):
-        return "next_item"
-    return config["eval_protocol"]
+    """The protocol of the run's task (:func:`mmkgrec.config.task_of`; ``eval_protocol: ctr``
+    and ``eval_next_item: true`` are its aliases): ``ctr``, ``next_item``, ``rating``,
+    ``classification``, or for ``ranking`` the ``eval_protocol`` (``full`` or ``sampled``).
+    With ``model``, the model must support the task (a ConfigError names both otherwise)."""
+    task = task_of(config)
+    if hasattr(model, "check_task"):  # a Recommender (a bare module in a test declares nothing)
+        model.check_task(config)
+    if task == "ranking":
+        return "sampled" if config["eval_protocol"] == "sampled" else "full"
+    return task
+
+
+def _ranking_only(task: str, items) -> None:
+    if items is not None:
+        raise ConfigError("task", f"'{task}' (eval_protocol '{task}') evaluates no ranking; a "
+                          "subset of target items applies to the ranking protocols (full, "
+                          "sampled, next_item)")
 
 
 def _ctr(split, part, config, model, items):
-    if getattr(model, "input_type", None) == "sequence":
-        raise ConfigError("eval_protocol", "'ctr' scores (user, item) pairs; sequential "
-                          "models are evaluated by next-item ranking (full or sampled)")
-    if items is not None:
-        raise ConfigError("eval_protocol", "'ctr' evaluates labelled pairs; a subset of "
-                          "target items applies to the ranking protocols (full, sampled)")
+    _ranking_only("ctr", items)
     return CTREvaluator(split, part, [config["valid_metric"]])
+
+
+def _rating(split, part, config, model, items):
+    _ranking_only("rating", items)
+    return RatingEvaluator(split, part)
+
+
+def _classification(split, part, config, model, items):
+    _ranking_only("classification", items)
+    return ClassificationEvaluator(split, part, config_value(config, "classification_threshold"))
 
 
 def _next_item(split, part, config, model, items):
@@ -62,13 +79,16 @@ def _full(split, part, config, model, items):
 
 
 #: protocol name -> builder ``(split, part, config, model, items) -> evaluator``
-PROTOCOLS = {"ctr": _ctr, "next_item": _next_item, "sampled": _sampled, "full": _full}
+PROTOCOLS = {"ctr": _ctr, "next_item": _next_item, "sampled": _sampled, "full": _full,
+             "rating": _rating, "classification": _classification}
 
 
 def make_evaluator(split: Split, part: str, config, model=None, items: np.ndarray | None = None):
     """The evaluator of ``part`` for ``config`` and ``model`` (:func:`evaluation_protocol`):
     :class:`~.ranking.FullRankingEvaluator`, :class:`~.ranking.SampledEvaluator`,
-    :class:`~.sequential.NextItemEvaluator` or :class:`~.ctr.CTREvaluator` (auc, f1, accuracy;
-    the ranking ``metrics`` do not apply). ``items`` (bool ``[n_items]``) counts only the targets
-    on those items (every item is still ranked; ranking protocols only)."""
+    :class:`~.sequential.NextItemEvaluator`, :class:`~.ctr.CTREvaluator` (auc, f1, accuracy),
+    :class:`~.rating.RatingEvaluator` (mse, rmse, mae) or
+    :class:`~.classification.ClassificationEvaluator` (the ranking ``metrics`` apply to the
+    first three only). ``items`` (bool ``[n_items]``) counts only the targets on those items
+    (every item is still ranked; ranking protocols only)."""
     return PROTOCOLS[evaluation_protocol(config, model)](split, part, config, model, items)

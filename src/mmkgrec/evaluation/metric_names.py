@@ -5,7 +5,11 @@ names as it reads them, before any data or model is loaded.
 
 Names are lowercase, spaces ignored: ``recall@k``, ``hit@k``, ``ndcg@k``, ``mrr@k``,
 ``precision@k`` (ranking, ``k`` a positive integer), ``mse``, ``rmse``, ``mae`` (rating) and
-``accuracy``, ``f1_micro``, ``f1_macro``, ``auc`` (classification).
+``accuracy``, ``f1_micro``, ``f1_macro``, ``auc`` (classification), ``subset_accuracy``,
+``hamming_loss`` (multi-label classification).
+
+A metric's direction is declared here once (:data:`LOWER_IS_BETTER`); whatever chooses on a
+metric (early stopping, the choice of a tuning trial) asks :func:`is_better`.
 """
 
 from __future__ import annotations
@@ -14,8 +18,12 @@ RANKING_METRICS: tuple[str, ...] = ("recall", "hit", "ndcg", "mrr", "precision")
 SAMPLED_METRICS: tuple[str, ...] = ("hit", "ndcg", "mrr")
 RATING_METRICS: tuple[str, ...] = ("mse", "rmse", "mae")
 CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "f1_micro", "f1_macro", "auc")
+MULTILABEL_METRICS: tuple[str, ...] = ("subset_accuracy", "hamming_loss")
+#: the metrics where a smaller value is the better one; every other metric is better larger
+LOWER_IS_BETTER: frozenset[str] = frozenset({"mse", "rmse", "mae", "hamming_loss"})
 
-_VALID = ", ".join([f"{m}@k" for m in RANKING_METRICS] + list(RATING_METRICS) + list(CLASSIFICATION_METRICS))
+_VALID = ", ".join([f"{m}@k" for m in RANKING_METRICS] + list(RATING_METRICS)
+                   + list(CLASSIFICATION_METRICS) + list(MULTILABEL_METRICS))
 
 
 def parse_metric(name: str) -> tuple[str, int | None]:
@@ -33,7 +41,7 @@ def parse_metric(name: str) -> tuple[str, int | None]:
         if sep and kstr.isdigit() and kstr.isascii() and int(kstr) > 0:
             return base, int(kstr)
         raise ValueError(f"Bad metric {name!r}: {base}@k needs a positive integer k; valid: {_VALID}")
-    if not sep and base in RATING_METRICS + CLASSIFICATION_METRICS:
+    if not sep and base in RATING_METRICS + CLASSIFICATION_METRICS + MULTILABEL_METRICS:
         return base, None
     raise ValueError(f"Unknown metric {name!r}; valid: {_VALID}")
 
@@ -59,3 +67,23 @@ def metric_names(metrics, topk) -> list[str]:
                              "each alone (taken at every topk) or as name@k")
         out += [canonical(f"{base}@{k}") for k in topk]
     return out
+
+
+def lower_is_better(name: str) -> bool:
+    """True for a metric where smaller is better (``rmse``, ``hamming_loss``, ...)."""
+    return parse_metric(name)[0] in LOWER_IS_BETTER
+
+
+def is_better(value: float, best: float, name: str) -> bool:
+    """Whether ``value`` of metric ``name`` improves on ``best`` (strictly; NaN never does, and
+    anything beats a NaN ``best``)."""
+    if value != value:
+        return False
+    if best != best:
+        return True
+    return value < best if lower_is_better(name) else value > best
+
+
+def worst_value(name: str) -> float:
+    """The value every real value of ``name`` improves on: ``inf`` or ``-inf``."""
+    return float("inf") if lower_is_better(name) else -float("inf")

@@ -13,6 +13,8 @@ Conventions
   scores the LOWER item index first (see :func:`topk_with_ties`).
 * Users without any relevant item get NaN for every ranking metric; average with
   ``nanmean`` (:class:`MetricAccumulator` does this and counts the exclusions).
+* Labels (classification) are boolean item x label matrices, one True per row in the
+  single-label mode: :func:`label_metrics` and :func:`per_class_table` serve both modes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import Tensor
 
 from .metric_names import (  # the name grammar lives in a leaf module, re-exported here
     CLASSIFICATION_METRICS,
+    MULTILABEL_METRICS,
     RANKING_METRICS,
     RATING_METRICS,
     SAMPLED_METRICS,
@@ -46,6 +49,9 @@ __all__ = [
     "sampled_ranking_metrics",
     "rating_metrics",
     "classification_metrics",
+    "label_counts",
+    "label_metrics",
+    "per_class_table",
     "MetricAccumulator",
 ]
 
@@ -305,6 +311,66 @@ def classification_metrics(
     return out
 
 
+def label_counts(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-label true positives, false positives and false negatives of two boolean
+    ``[n, n_labels]`` matrices (one True per row for single-label predictions)."""
+    t, p = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
+    if t.shape != p.shape or t.ndim != 2:
+        raise ValueError(f"y_true and y_pred must be boolean [n, n_labels] matrices of one shape, "
+                         f"got {t.shape} and {p.shape}")
+    tp = (t & p).sum(0).astype(np.float64)
+    return tp, (~t & p).sum(0).astype(np.float64), (t & ~p).sum(0).astype(np.float64)
+
+
+def label_metrics(y_true, y_pred, metrics: Sequence[str] = ("accuracy", "f1_micro", "f1_macro")
+                  ) -> dict[str, float]:
+    """Classification metrics of boolean ``[n, n_labels]`` label matrices:
+
+    * ``accuracy`` and ``subset_accuracy``: the share of rows predicted exactly (single-label:
+      the share of correct labels; multi-label: scikit-learn's ``accuracy_score``);
+    * ``f1_micro``: ``2 TP / (2 TP + FP + FN)`` summed over labels (single-label: the accuracy);
+    * ``f1_macro``: the mean over labels of ``2 tp / (2 tp + fp + fn)``, over the labels that
+      occur in ``y_true`` or ``y_pred`` (scikit-learn's convention);
+    * ``hamming_loss``: the share of (row, label) cells predicted wrongly.
+    """
+    t, p = np.asarray(y_true, dtype=bool), np.asarray(y_pred, dtype=bool)
+    tp, fp, fn = label_counts(t, p)
+    if t.shape[0] == 0:
+        raise ValueError("label metrics of no rows")
+    out: dict[str, float] = {}
+    for m in [metrics] if isinstance(metrics, str) else metrics:
+        base, _ = parse_metric(m)
+        if base in ("accuracy", "subset_accuracy"):
+            out[base] = float((t == p).all(1).mean())
+        elif base == "f1_micro":
+            denom = 2 * tp.sum() + fp.sum() + fn.sum()
+            out[base] = float(2 * tp.sum() / denom) if denom else 0.0
+        elif base == "f1_macro":
+            denom = 2 * tp + fp + fn
+            seen = denom > 0
+            out[base] = float((2 * tp[seen] / denom[seen]).mean()) if seen.any() else 0.0
+        elif base == "hamming_loss":
+            out[base] = float((t != p).mean())
+        else:
+            raise ValueError(f"Metric {m!r} is not a label metric; allowed: accuracy, f1_micro, "
+                             f"f1_macro, {', '.join(MULTILABEL_METRICS)}")
+    return out
+
+
+def per_class_table(y_true, y_pred, classes) -> list[dict]:
+    """One row per label: ``label``, ``precision`` = tp / (tp + fp), ``recall`` = tp / (tp + fn),
+    ``f1`` = 2 tp / (2 tp + fp + fn) (each 0 where its denominator is) and ``support`` (rows
+    that truly have the label)."""
+    tp, fp, fn = label_counts(y_true, y_pred)
+
+    def ratio(a, b):
+        return np.divide(a, b, out=np.zeros_like(a), where=b > 0)
+
+    prec, rec, f1 = ratio(tp, tp + fp), ratio(tp, tp + fn), ratio(2 * tp, 2 * tp + fp + fn)
+    return [{"label": str(c), "precision": float(prec[k]), "recall": float(rec[k]),
+             "f1": float(f1[k]), "support": int(tp[k] + fn[k])} for k, c in enumerate(classes)]
+
+
 # --------------------------------------------------------------------------- accumulation
 class MetricAccumulator:
     """Collect per-user metric tensors over chunks and average them.
@@ -312,12 +378,14 @@ class MetricAccumulator:
     ``update`` appends a chunk (CPU copies); ``compute`` returns the NaN-ignoring
     mean per metric (NaN if all values are NaN); ``per_user`` returns the
     concatenated arrays in update order, aligned with ``user_ids``; ``n_excluded``
-    counts users with NaN in any metric (e.g. no relevant item).
+    counts users with NaN in any metric (e.g. no relevant item). ``unit``: what the ids are,
+    ``"user"``, or ``"item"`` where items are what is evaluated (classification).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "user") -> None:
         self._vals: dict[str, list[np.ndarray]] = {}
         self._ids: list[np.ndarray] = []
+        self.unit = unit
 
     def update(self, per_user: Mapping[str, Tensor], user_ids) -> None:
         ids = np.asarray(user_ids.detach().cpu() if isinstance(user_ids, Tensor) else user_ids).reshape(-1)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .metric_names import lower_is_better
 from .metrics import canonical
 from .significance import holm, paired_ttest, paired_ttest_user_means
 
@@ -65,7 +66,10 @@ def _replicates(a: list[tuple[dict, dict]], b: list[tuple[dict, dict]], metric: 
     pairs = [((m, pu), by_seed[m.get("seed")]) for m, pu in a if m.get("seed") in by_seed]
     if not pairs and len(a) == len(b) == 1:
         pairs = [(a[0], b[0])]
-    reps = [(pa["user_ids"], pa[metric], pb["user_ids"], pb[metric]) for (_, pa), (_, pb) in pairs
+    def ids(pu):  # users, or items where items are the unit (classification)
+        return pu["user_ids"] if "user_ids" in pu else pu["item_ids"]
+
+    reps = [(ids(pa), pa[metric], ids(pb), pb[metric]) for (_, pa), (_, pb) in pairs
             if metric in pa and metric in pb]
     seeds = [(ma["test"][metric], mb["test"][metric]) for (ma, _), (mb, _) in pairs]
     return reps, seeds
@@ -82,7 +86,8 @@ def compare_runs(run_dirs: list, metric: str = "ndcg@10") -> str:
         raise KeyError(f"metric '{metric}' not in the runs' test metrics {keys}")
     rows = configuration_rows(run_dirs, runs)
     means = [{k: float(np.mean([runs[j][0]["test"][k] for j in row])) for k in keys} for row in rows]
-    best = int(np.argmax([m[metric] for m in means]))
+    sign = -1.0 if lower_is_better(metric) else 1.0  # the best row: lowest RMSE, highest NDCG
+    best = int(np.argmax([sign * m[metric] for m in means]))
     tests = []
     for g, row in enumerate(rows):
         if g == best:

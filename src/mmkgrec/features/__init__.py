@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..config import config_value
+from ..config import config_value, withheld_item_columns
 from ..errors import MMKGRecError
 from .encoders import Encoder, HandcraftedDescriptor, encoder_specs, make_encoder, register_encoder
 from .store import ExtractResult, FeatureStore, cache_root, store_info
@@ -40,13 +40,14 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Encoder", "ExtractResult", "FeatureStore", "HandcraftedDescriptor", "cache_root",
            "encoder_specs", "export_features", "extract_features", "item_feature_matrix",
-           "make_encoder", "register_encoder", "store_info"]
+           "make_encoder", "read_feature_file", "register_encoder", "store_info"]
 
 FILE_SPEC = "file:"
 
 
-def _read_feature_file(dataset, modality: str, path: str) -> ExtractResult:
-    """Features of ``dataset``'s items from an ``.npz`` of ``item_ids`` and ``features``."""
+def read_feature_file(dataset, modality: str, path: str) -> ExtractResult:
+    """Features of ``dataset``'s items from an ``.npz`` of ``item_ids`` and ``features``
+    (``modality`` names them in the log)."""
     import time
     import zipfile
 
@@ -108,10 +109,11 @@ def extract_features(dataset, modality: str, config: Mapping | None = None, *,
         raise MMKGRecError(f"modality must be 'text' or 'image', got {modality!r}")
     spec = encoder if encoder is not None else config_value(config, f"{modality}_encoder")
     if isinstance(spec, str) and spec.startswith(FILE_SPEC):
-        return _read_feature_file(dataset, modality, spec[len(FILE_SPEC):])
+        return read_feature_file(dataset, modality, spec[len(FILE_SPEC):])
     enc = make_encoder(spec, device=config_value(config, "device"), modality=modality)
     if modality == "text":
-        inputs = content.item_texts(dataset, config_value(config, "text_fields"))
+        inputs = content.item_texts(dataset, config_value(config, "text_fields"),
+                                    withheld=withheld_item_columns(config))
         keys = [None if t is None else content.text_key(t) for t in inputs]
         prepare = None
     else:

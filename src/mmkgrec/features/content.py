@@ -5,7 +5,10 @@ every ``token``/``token_seq`` column except id columns, in the table's column or
 ``token_seq`` columns (title, name, description, ...) are joined with spaces, list-like ones
 (genres, classes, tags, categories, ...) with ``", "``, and the fields with ``". "``. For ML-100K
 this gives ``"Toy Story. 1995. Animation, Children's, Comedy"``. An item with none of the fields
-has no text (``None``); that is logged with its item id and masked downstream.
+has no text (``None``); that is logged with its item id and masked downstream. Columns a task
+withholds (the target column of a classification run, ``withheld``) never enter the text: they
+leave the default fields, and naming one in ``text_fields`` is an error; the text then differs,
+and so does its fingerprint in the feature store.
 
 Image references come from a folder of ``<raw item id>.<jpg|jpeg|png|webp|bmp|gif>`` files
 (``image_dir``) or from an item column of paths or URLs (``image_column``); relative paths are
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MMKGRecError
+from ..errors import ConfigError, MMKGRecError
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +54,11 @@ def default_text_fields(dataset) -> list[str]:
             if t in ("token", "token_seq") and c != "item_id" and not c.endswith("_id")]
 
 
-def resolve_text_fields(dataset, fields) -> list[str]:
-    """``fields`` (None, a list, or a comma-separated string) checked against the item table."""
+def resolve_text_fields(dataset, fields, withheld=()) -> list[str]:
+    """``fields`` (None, a list, or a comma-separated string) checked against the item table;
+    ``withheld`` columns (a task's target) are left out of the default and refused when named."""
     if fields is None:
-        out = default_text_fields(dataset)
+        out = [f for f in default_text_fields(dataset) if f not in withheld]
         if not out:
             raise MMKGRecError(f"dataset '{dataset.name}' has no token/token_seq item columns to "
                                "build item text from; set text_fields to columns of its item "
@@ -66,6 +70,10 @@ def resolve_text_fields(dataset, fields) -> list[str]:
     if unknown:
         raise MMKGRecError(f"text_fields {unknown} are not item columns of dataset "
                            f"'{dataset.name}' (has: {sorted(dataset.item_features)})")
+    leak = [f for f in fields if f in withheld]
+    if leak:
+        raise ConfigError("text_fields", f"{leak} is the target_column of the task; the item "
+                          "text must not carry the target")
     return list(fields)
 
 
@@ -97,12 +105,13 @@ def _join_fields(parts: list[str]) -> str:
     return out
 
 
-def item_texts(dataset, fields=None) -> list[str | None]:
-    """One text per dense item id (``None`` where the item has none of ``fields``).
+def item_texts(dataset, fields=None, withheld=()) -> list[str | None]:
+    """One text per dense item id (``None`` where the item has none of ``fields``), never from a
+    ``withheld`` column.
 
     Items missing every field are logged as warnings with their item id; items missing only some
     fields are logged at info level and keep the text of the others."""
-    fields = resolve_text_fields(dataset, fields)
+    fields = resolve_text_fields(dataset, fields, withheld)
     cols = [(f, dataset.item_features[f], dataset.item_feature_types.get(f, "token"))
             for f in fields]
     texts: list[str | None] = []

@@ -16,6 +16,12 @@ Sources (config ``kg_merge``)
     ``column=value``); ``both``: their union; ``auto`` (default): external when the dataset has one,
     else domain.
 
+Targets (task ``classification``)
+    The target column never becomes a domain relation, and the external relations listed in
+    ``target_leak_relations`` (ML-100K: ``film.film.genre`` and its inverse) are removed before
+    ids are given, counted in ``stats["target_leak_triples"]``
+    (:func:`mmkgrec.config.withheld_item_columns`, :func:`~mmkgrec.config.withheld_relations`).
+
 Bad input (config ``kg_bad_triples``: ``drop`` or ``reject``)
     Triples with a missing head, relation or tail token (unknown entity / relation), ``.link`` rows
     for items that are not in the dataset, items linked to an entity another item already claimed,
@@ -33,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ..config import config_value
+from ..config import config_value, withheld_item_columns, withheld_relations
 from ..errors import MMKGRecError
 
 log = logging.getLogger(__name__)
@@ -277,7 +283,10 @@ class KnowledgeGraph:
         ``kg_bad_triples`` (their defaults are the schema's, :mod:`mmkgrec.config_schema`)."""
         merge = config_value(config, "kg_merge")
         mode = config_value(config, "kg_bad_triples")
-        columns = config_value(config, "kg_domain_columns") or []
+        withheld = withheld_item_columns(config)
+        columns = [c for c in config_value(config, "kg_domain_columns") or [] if c not in withheld]
+        leak_relations = withheld_relations(config)
+        n_leak = 0
         if merge not in MERGE_MODES:
             raise MMKGRecError(f"config key 'kg_merge': expected one of {MERGE_MODES}, got {merge!r}")
         if mode not in BAD_TRIPLE_MODES:
@@ -306,6 +315,9 @@ class KnowledgeGraph:
                  f"row {int(np.flatnonzero(miss)[0]) + 1 if miss.any() else 0}: "
                  f"{tuple(raw[miss][0]) if miss.any() else ''}")
             raw = raw[~miss]
+            if leak_relations:  # the target's relations leave before anything is built
+                leak = np.isin(raw[:, 1].astype(str), sorted(leak_relations))
+                n_leak, raw = int(leak.sum()), raw[~leak]
             parts.append(raw.astype(str).astype(object))
             n_unknown_link = int(ds.stats.get("link_rows_unknown_item", 0))
             note(".link rows for items not in the dataset", n_unknown_link,
@@ -368,6 +380,7 @@ class KnowledgeGraph:
         if not keep.all():  # ids again, so no relation or entity survives only in dropped rows
             entity_tokens, rel_tok, triples = _dense_ids(link, raw[keep])
         stats = {"kg_source": merge, "kg_domain_columns": used_cols,
+                 **({"target_leak_triples": n_leak} if leak_relations else {}),
                  "n_entities": len(entity_tokens), "n_relations": len(rel_tok),
                  "n_triples": len(triples), **bad_info,
                  "bad_input": {k: v for k, v in bad.items()}, "bad_input_action": mode}

@@ -12,6 +12,8 @@ from . import cke, kgcn, kgat  # noqa: F401,E402  (registers CKE, KGCN, KGAT)
 from . import mkgat, multikg4rec  # noqa: F401,E402  (registers MKGAT, MultiKG4Rec)
 from . import gru4rec, sasrec, bert4rec  # noqa: F401,E402  (registers GRU4Rec, SASRec, BERT4Rec)
 from . import mmraclkal  # noqa: F401,E402  (registers MMRACLKAL)
+from . import biased_mf, bias_only  # noqa: F401,E402  (registers BiasedMF, BiasOnly: rating)
+from . import majority, content_lr  # noqa: F401,E402  (registers Majority, ContentLR: classification)
 
 __all__ = ["ModelInputs", "Recommender", "build_inputs", "get_model_class", "register",
            "registered_models"]

@@ -1,7 +1,9 @@
 """The contract every model honours, the inputs it may ask for, and the registry by name.
 
 A model declares what it ``requires`` (``"graph"``, ``"kg"``, ``"text"``, ``"image"``,
-``"sequence"``), receives exactly that in :class:`ModelInputs`, and never reads files. The trainer
+``"sequence"``, ``"labels"``, ``"item_embeddings"``), receives exactly that in
+:class:`ModelInputs`, and never reads files, and the ``tasks`` it supports; a run of another
+task is refused before training (:meth:`Recommender.check_task`). The trainer
 and evaluator know a model only through ``loss``, ``score_all``, ``score`` and the optional
 ``user_vectors`` / ``item_vectors``.
 """
@@ -13,8 +15,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..config import config_value
 from ..data.dataset import Interactions
+from ..config import config_value, task_of
 from ..errors import ConfigError
 # ModelInputs and build_inputs live in mmkgrec.inputs; re-exported here for existing imports
 from ..inputs import MODALITIES, ModelInputs, build_inputs, shuffle_item_rows  # noqa: F401
@@ -88,6 +90,17 @@ class Recommender(nn.Module):
     name: ClassVar[str] = ""
     requires: ClassVar[frozenset] = frozenset()
     input_type: ClassVar[str] = "pairwise"
+    #: the tasks (config ``task``) this model can be trained and evaluated for
+    tasks: ClassVar[tuple[str, ...]] = ("ranking", "next_item", "ctr")
+
+    @classmethod
+    def check_task(cls, config) -> None:
+        """ConfigError naming the task and the model when ``config``'s task is not one of
+        ``tasks``."""
+        task = task_of(config)
+        if task not in cls.tasks:
+            raise ConfigError("task", f"model {cls.name} does not support task '{task}'; it "
+                              f"supports {', '.join(cls.tasks)}")
 
     @classmethod
     def requirements(cls, config) -> frozenset:
@@ -97,6 +110,7 @@ class Recommender(nn.Module):
 
     def __init__(self, config, inputs: ModelInputs):
         super().__init__()
+        self.check_task(config)
         self.config = config
         self.n_users = inputs.n_users
         self.n_items = inputs.n_items

@@ -50,6 +50,7 @@ class SequentialRecommender(Recommender):
     table (BERT4Rec's mask token)."""
 
     input_type = "sequence"
+    tasks = ("next_item",)
     extra_tokens = 0
     _table = None  # item table cached by prepare_eval (a plain tensor, never a Parameter)
     include_target = False  # cloze models see the target inside their training window

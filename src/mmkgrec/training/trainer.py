@@ -27,6 +27,7 @@ from ..config import config_value
 from ..data.batches import AlternatingBatches, LabelledBatches, PairwiseBatches
 from ..errors import ConfigError
 from ..evaluation.evaluator import make_evaluator
+from ..evaluation.metric_names import is_better, worst_value
 
 log = logging.getLogger("mmkgrec.train")
 
@@ -147,8 +148,8 @@ class Trainer:
             metrics, _, secs = self.evaluator.evaluate(model, self.device)
             log.info("no training epochs | eval %.2fs | valid %s", secs, _fmt(metrics))
             return TrainResult(0, metrics, [{"epoch": 0, "valid": metrics}], [], [secs])
-        state = {"epoch": -1, "best_epoch": -1, "best_score": -float("inf"), "bad": 0,
-                 "history": [], "best_valid": {}, "train_epoch_s": [], "eval_s": []}
+        state = {"epoch": -1, "best_epoch": -1, "best_score": worst_value(self.valid_metric),
+                 "bad": 0, "history": [], "best_valid": {}, "train_epoch_s": [], "eval_s": []}
         best_state = None
         if resume:
             loaded = self._load_latest()
@@ -190,7 +191,7 @@ class Trainer:
                 state["eval_s"].append(eval_s)
                 score = metrics[self.valid_metric]
                 entry.update(valid=metrics, eval_s=eval_s)
-                improved = score > state["best_score"]
+                improved = is_better(score, state["best_score"], self.valid_metric)
                 if improved:
                     state.update(best_score=score, best_epoch=epoch, best_valid=metrics, bad=0)
                     best_state = {k: v.detach().clone() for k, v in _contiguous(model.state_dict()).items()}
