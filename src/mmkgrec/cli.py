@@ -2,7 +2,7 @@
 
     mmkgrec train --model NAME --dataset NAME --out RUN_DIR [--config FILE] [--set k=v ...] [--resume]
     mmkgrec evaluate RUN_DIR [--part test|valid] [--device cpu|cuda] [--set eval_protocol=sampled ...]
-                     [--by-popularity N]
+                     [--by-popularity N]       (a cold-start split: also the cold-only metrics)
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
     mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10]
     mmkgrec data info NAME
@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR.partial")
 
-    e = sub.add_parser("evaluate", help="re-evaluate a finished run")
+    e = sub.add_parser("evaluate", help="re-evaluate a finished run (with a cold-start split, "
+                       "also the metrics of its cold items or users alone)")
     e.add_argument("run_dir")
     e.add_argument("--part", default="test", choices=["test", "valid"])
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -132,7 +133,10 @@ def _run(args, command: str) -> int:
     if args.cmd == "evaluate":
         run = api.load(args.run_dir, args.device)
         if args.by_popularity is None:
-            print(json.dumps(run.evaluate(args.part, args.overrides), indent=2))
+            metrics = run.evaluate(args.part, args.overrides)
+            for name, res in run.evaluate_cold(args.part, args.overrides).items():
+                metrics[name] = {k: v for k, v in res.items() if k != "per_user"}
+            print(json.dumps(metrics, indent=2))
             return 0
         if not 1 <= args.by_popularity <= run.split.n_items:
             print(f"mmkgrec: error: --by-popularity takes a number of groups from 1 to the "

@@ -248,13 +248,22 @@ _KEYS = [
             "(iterated with items)", ge=0),
         Key("item_min_inter", int, 0, "k-core: items with fewer interactions are removed", ge=0),
         Key("split", str, "random_ratio", "how interactions are cut into train / valid / test",
-            choices=("random_ratio", "time_ratio", "leave_one_out", "given")),
+            choices=("random_ratio", "time_ratio", "leave_one_out", "given", "cold_item",
+                     "cold_user")),
         Key("split_ratio", list, [0.8, 0.1, 0.1], "train / valid / test shares of each user's "
             "interactions (random_ratio, time_ratio; all pairs under eval_protocol ctr)",
             item=float, ge=0, length=3),
         Key("split_seed", int, None, "seed of the split; null uses `seed`", nullable=True, ge=0),
         Key("valid_ratio", float, 0.1, "split given: share of each user's training "
             "interactions held out for validation", ge=0, lt=1),
+        Key("cold_item_ratio", float, 0.1, "split cold_item: share of the items kept out of "
+            "training, half validation-only, half test-only (the rest: random_ratio)", ge=0,
+            lt=1),
+        Key("cold_user_ratio", float, 0.1, "split cold_user: share of the users cut to their "
+            "earliest cold_user_max_train training interactions (after random_ratio)", ge=0,
+            lt=1),
+        Key("cold_user_max_train", int, 3, "split cold_user: training interactions a cold user "
+            "keeps (earliest by timestamp; file order without timestamps)", ge=0),
         Key("load_kg", bool, True, "read .kg/.link (or kg_final) when the dataset has them"),
         Key("subsample_users", int, None, "keep this many users (fixed seed 0), for quick runs; "
             "null keeps all", nullable=True, ge=1),
@@ -299,6 +308,8 @@ _KEYS = [
         Key("ctr_labels", str, "auto", "ctr: file (the data's 0/1 rating column) | sample (one "
             "unseen item per positive) | auto (file if it has 0s)",
             choices=("auto", "file", "sample")),
+        Key("ctr_batch_size", int, None, "ctr: pairs per batch of the batch-mean auc_batch / "
+            "f1_batch (KGCN's reference figures); null: train_batch_size", nullable=True, ge=1),
     ),
     *_section(
         "model", None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..errors import ConfigError
 from .ctr import ctr_split
 from .dataset import Dataset
-from .split import Split, split_dataset
+from .split import COLD_SPLITS, Split, cold_item_split, cold_user_split, split_dataset
 
 
 def split_seed(config) -> int:
@@ -33,14 +33,30 @@ def _interactions(ds: Dataset, config) -> Split:
                          config["valid_ratio"])
 
 
+# ---- cold start: items or users the training part does not know -------------------------------
+def _cold_item(ds: Dataset, config) -> Split:
+    return cold_item_split(ds, config["cold_item_ratio"], config["split_ratio"], split_seed(config))
+
+
+def _cold_user(ds: Dataset, config) -> Split:
+    return cold_user_split(ds, config["cold_user_ratio"], config["cold_user_max_train"],
+                           config["split_ratio"], split_seed(config))
+
+
 #: kind of split -> ``(dataset, config) -> Split``
-SPLITTERS = {"ctr": _ctr, "interactions": _interactions}
+SPLITTERS = {"ctr": _ctr, "interactions": _interactions,
+             "cold_item": _cold_item, "cold_user": _cold_user}
 
 
 def splitter(config) -> str:
-    """``ctr`` (labelled pairs, :func:`~.ctr.ctr_split`) under ``eval_protocol: ctr``, else
-    ``interactions`` (:func:`~.split.split_dataset` with the ``split*`` keys)."""
-    return "ctr" if config["eval_protocol"] == "ctr" else "interactions"
+    """``ctr`` (labelled pairs, :func:`~.ctr.ctr_split`) under ``eval_protocol: ctr``; the cold
+    splits ``cold_item`` / ``cold_user`` by their name; else ``interactions``
+    (:func:`~.split.split_dataset` with the ``split*`` keys)."""
+    if config["eval_protocol"] == "ctr":
+        return "ctr"
+    if config["split"] in COLD_SPLITS:
+        return config["split"]
+    return "interactions"
 
 
 def split_from_config(ds: Dataset, config) -> Split:
