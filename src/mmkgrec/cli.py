@@ -5,6 +5,8 @@
                      [--by-popularity N]       (a cold-start split: also the cold-only metrics)
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
     mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10]
+    mmkgrec tune MODEL DATASET --grid KEY=V1,V2 [--grid ...] [--trials N] [--sampler grid|random|tpe]
+                 [--folds K] [--out DIR] [--config FILE] [--set k=v ...] [--keep-runs]
     mmkgrec data info NAME
     mmkgrec data export-recbole NAME --out DIR [--sequential [--max-len 50]] [--set k=v ...]
     mmkgrec data download ml-100k [--dest DIR]
@@ -60,6 +62,25 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="a table of runs with paired tests over users")
     c.add_argument("run_dirs", nargs="+")
     c.add_argument("--metric", default="ndcg@10")
+
+    tu = sub.add_parser("tune", help="search a grid of configuration values (Optuna), each trial "
+                        "scored on validation; writes one JSON per trial and DIR/best.yaml")
+    tu.add_argument("model")
+    tu.add_argument("dataset", help="a registered name or a folder of atomic files")
+    tu.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                    help="values of one key to try (YAML values; a list as [64, 32]); repeat "
+                    "for more keys")
+    tu.add_argument("--trials", type=int, help="most trials (default: every point of the grid)")
+    tu.add_argument("--sampler", default="grid", choices=["grid", "random", "tpe"])
+    tu.add_argument("--folds", type=int, metavar="K", help="score each trial by the mean "
+                    "validation metric over folds 0..K-1 of the kfold split")
+    tu.add_argument("--out", help="folder of the tune (default: tune-MODEL-DATASET); rerun the "
+                    "same command to continue a killed tune")
+    tu.add_argument("--config", help="YAML file layered under every trial")
+    tu.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a value fixed for every trial")
+    tu.add_argument("--keep-runs", action="store_true", help="keep every trial's run directory "
+                    "under DIR/runs/")
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
@@ -156,6 +177,8 @@ def _run(args, command: str) -> int:
 
         print(compare_runs(args.run_dirs, args.metric))
         return 0
+    if args.cmd == "tune":
+        return _tune(args, command)
     if args.cmd == "models":
         from .models import registered_models
 
@@ -168,6 +191,30 @@ def _run(args, command: str) -> int:
     if args.cmd == "demo":
         return _demo(args)
     return 2
+
+
+def _tune(args, command: str) -> int:
+    from .tuning import tune
+
+    # the console shows the tune's own lines; each trial's training log is kept beside its JSON
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(lambda r: r.name.startswith("mmkgrec.tune") or r.levelno >= logging.WARNING)
+    res = tune(args.model, args.dataset, args.grid, args.out, args.trials, args.sampler,
+               args.folds, args.config, args.overrides, args.keep_runs, command)
+    b = res.budget
+    print(f"budget: {b['name']}")
+    keys = list(b["space"])
+    rows = [["trial"] + keys + [b["valid_metric"], "best_epoch", "seconds"]]
+    for r in res.trials:
+        note = f" (= {r['duplicate_of']})" if r.get("duplicate_of") is not None else ""
+        rows.append([str(r["number"])] + [json.dumps(r["params"][k]) for k in keys]
+                    + [f"{r['value']:.4f}{note}", str(r["best_epoch"]), f"{r['seconds']:.1f}"])
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows))
+    print(f"best: trial {res.best['number']} ({b['valid_metric']} {res.best_value:.4f}); "
+          f"rerun it: mmkgrec train --model {args.model} --dataset {args.dataset} --config "
+          f"{res.best_yaml} --out RUN_DIR")
+    return 0
 
 
 # (model, overrides, epoch cap): the cap keeps `make demo` under 10 minutes on 2 cores

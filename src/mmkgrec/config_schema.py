@@ -233,6 +233,9 @@ _KEYS = [
             "extraction"),
         Key("log_level", str, "info", "level of the run's log.txt",
             choices=("debug", "info", "warning", "error")),
+        Key("tune_budget", str, None, "the tuning budget that chose this configuration (written "
+            "by mmkgrec tune into best.yaml; recorded with the run, changes nothing)",
+            nullable=True),
     ),
     *_section(
         "data", None,

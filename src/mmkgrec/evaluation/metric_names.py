@@ -6,6 +6,9 @@ names as it reads them, before any data or model is loaded.
 Names are lowercase, spaces ignored: ``recall@k``, ``hit@k``, ``ndcg@k``, ``mrr@k``,
 ``precision@k`` (ranking, ``k`` a positive integer), ``mse``, ``rmse``, ``mae`` (rating) and
 ``accuracy``, ``f1_micro``, ``f1_macro``, ``auc`` (classification).
+
+Whether more of a metric is better is said in one place, :func:`higher_is_better` (the errors
+``mse``, ``rmse``, ``mae``: lower is better); early stopping and tuning read it there.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ RANKING_METRICS: tuple[str, ...] = ("recall", "hit", "ndcg", "mrr", "precision")
 SAMPLED_METRICS: tuple[str, ...] = ("hit", "ndcg", "mrr")
 RATING_METRICS: tuple[str, ...] = ("mse", "rmse", "mae")
 CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "f1_micro", "f1_macro", "auc")
+
+#: metrics of which less is better (errors); every other metric is better higher
+LOWER_IS_BETTER: tuple[str, ...] = RATING_METRICS
 
 _VALID = ", ".join([f"{m}@k" for m in RANKING_METRICS] + list(RATING_METRICS) + list(CLASSIFICATION_METRICS))
 
@@ -59,3 +65,14 @@ def metric_names(metrics, topk) -> list[str]:
                              "each alone (taken at every topk) or as name@k")
         out += [canonical(f"{base}@{k}") for k in topk]
     return out
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of the metric ``name`` is better (``ndcg@10``, ``auc``: yes;
+    ``rmse``: no)."""
+    return parse_metric(name)[0] not in LOWER_IS_BETTER
+
+
+def direction(name: str) -> str:
+    """``"maximize"`` or ``"minimize"``: the direction in which the metric ``name`` improves."""
+    return "maximize" if higher_is_better(name) else "minimize"
