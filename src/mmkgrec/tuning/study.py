@@ -48,6 +48,7 @@ import shlex
 import shutil
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,10 +157,15 @@ def _check_spec(out: Path, spec: dict) -> None:
 
 
 # ---- Optuna -------------------------------------------------------------------------------------
-def _study(out: Path, sampler: str, space: dict, budget: dict):
-    import optuna
+def _storage(out: Path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(out / "study.journal")))
+
+
+def _study(storage, sampler: str, space: dict, budget: dict):
+    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = budget["seed"]
@@ -169,7 +175,6 @@ def _study(out: Path, sampler: str, space: dict, budget: dict):
         smp = optuna.samplers.RandomSampler(seed=seed)
     else:
         smp = optuna.samplers.TPESampler(seed=seed)
-    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
     return optuna.create_study(study_name=STUDY, storage=storage, sampler=smp,
                                direction=budget["direction"], load_if_exists=True)
 
@@ -181,11 +186,16 @@ def _decoded(space: dict, params: dict) -> dict | None:
     return {k: sp.value_of(space, k, params[k]) for k in space}
 
 
-def _recover(study, out: Path, space: dict) -> None:
+def _recover(storage, out: Path, space: dict) -> None:
     """After a killed tune: a trial left running is told finished if its JSON was written, else
     failed; the values of every failed trial not since finished are queued again (first)."""
+    import optuna
     from optuna.trial import TrialState
 
+    # told through a plain sampler: the grid sampler's after_trial may stop a study, which only an
+    # optimize loop allows
+    study = optuna.load_study(study_name=STUDY, storage=storage,
+                              sampler=optuna.samplers.RandomSampler())
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         rec = _read_trial(out, t.number)
         if rec is not None:
@@ -195,12 +205,21 @@ def _recover(study, out: Path, space: dict) -> None:
     trials = study.get_trials(deepcopy=False)
     settled = {sp.params_key(t.params) for t in trials
                if t.state in (TrialState.COMPLETE, TrialState.WAITING)}
+    retry = None
     for t in trials:
         if t.state == TrialState.FAIL and _decoded(space, t.params) is not None:
             key = sp.params_key(t.params)
             if key not in settled:
+                if retry is None:
+                    with warnings.catch_warnings():  # experimental in Optuna 5
+                        warnings.simplefilter("ignore")
+                        from optuna.storages import RetryFailedTrialCallback
+
+                        retry = RetryFailedTrialCallback(max_retry=None)
                 log.info("trial %d did not finish; its values are queued again", t.number)
-                study.enqueue_trial(dict(t.params))
+                # a copy of the trial, waiting (its grid point included, so the grid sampler
+                # counts the point done once the copy finishes)
+                retry(study, t)
                 settled.add(key)
 
 
@@ -339,8 +358,9 @@ def tune(model: str, dataset: str, grid, out: str | Path | None = None, trials: 
     (out / "trials").mkdir(parents=True, exist_ok=True)
     with _locked(out):
         _check_spec(out, spec)
-        study = _study(out, sampler, space, budget)
-        _recover(study, out, space)
+        storage = _storage(out)
+        study = _study(storage, sampler, space, budget)
+        _recover(storage, out, space)
         job = _Tune(model, dataset, config_file, fixed, space, budget, folds, out, keep_runs,
                     command)
         _loop(study, job, space, n_trials)
