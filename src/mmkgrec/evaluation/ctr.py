@@ -49,9 +49,10 @@ def group_f1(groups: np.ndarray, labels: np.ndarray, pred: np.ndarray, n_groups:
 
 
 def batch_mean_metrics(labels: np.ndarray, scores: np.ndarray, pred: np.ndarray,
-                       batch_size: int, seed: int = 0) -> dict:
+                       batch_size: int, seed: int | None = 0) -> dict:
     """AUC and F1 as KGCN's reference code reports them: the pairs in a fixed random order
-    (``seed``; the reference draws its test pairs in random order), cut into consecutive batches
+    (``seed``; the reference draws its test pairs in random order; ``None``: the order given),
+    cut into consecutive batches
     of ``batch_size``; the last incomplete batch is dropped, as the reference loop drops it (a
     part smaller than one batch is one batch); each batch's AUC (of the scores) and F1 (at
     ``sigmoid(score) >= 0.5``) are averaged over batches. A batch holding one class only has no
@@ -65,7 +66,8 @@ def batch_mean_metrics(labels: np.ndarray, scores: np.ndarray, pred: np.ndarray,
     if not n_batches:
         return {"auc_batch": float("nan"), "f1_batch": float("nan"), "batches": 0}
     size = batch_size if n >= batch_size else n
-    rows = np.random.default_rng(seed).permutation(n)[:n_batches * size]
+    order = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
+    rows = order[:n_batches * size]
     batch = np.arange(len(rows)) // size
     _, auc = per_user_auc(batch, labels[rows], scores[rows])
     f1 = group_f1(batch, labels[rows], np.asarray(pred)[rows], n_batches)
