@@ -17,7 +17,7 @@ from mmkgrec import api
 from mmkgrec.cli import main
 from mmkgrec.config_schema import KEYS
 from mmkgrec.errors import ConfigError, MMKGRecError
-from mmkgrec.evaluation.metric_names import direction, higher_is_better
+from mmkgrec.evaluation.metric_names import direction, lower_is_better
 from mmkgrec.tuning import study as tune_study
 from mmkgrec.tuning.space import checked_space, parse_grid, split_values
 
@@ -143,7 +143,7 @@ def test_a_killed_tune_resumes_its_running_trial_from_the_checkpoint(tmp_path):
 
 def test_the_metric_direction_is_read_from_one_place(tuned, tmp_path, monkeypatch):
     assert direction("ndcg@10") == "maximize" and direction("auc") == "maximize"
-    assert direction("rmse") == "minimize" and not higher_is_better("MAE")
+    assert direction("rmse") == "minimize" and lower_is_better("MAE")
     monkeypatch.setattr(tune_study, "direction", lambda name: "minimize")
     res = _tune(tmp_path / "low")
     assert res.budget["direction"] == "minimize"

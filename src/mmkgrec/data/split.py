@@ -121,6 +121,37 @@ def check_ratios(ratios) -> list:
     return ratios
 
 
+def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0.1),
+                  seed: int = 2020, valid_ratio: float = 0.1) -> Split:
+    if method not in SPLITS:
+        raise MMKGRecError(f"unknown split '{method}'; choose one of {SPLITS}")
+    inter = ds.inter
+    rng = np.random.default_rng(seed)
+    n = len(inter)
+    if method == "given":
+        if ds.given_test is None:
+            raise MMKGRecError(f"dataset '{ds.name}' has no given test file; split 'given' needs "
+                               "one (KGAT train.txt/test.txt)")
+        order = np.lexsort((rng.random(n), inter.user))
+        pos, size = _group_positions(inter.user, order)
+        n_valid = np.floor(size * valid_ratio + 1e-9).astype(np.int64)
+        n_valid = np.where((n_valid == 0) & (size > 1) & (valid_ratio > 0), 1, n_valid)
+        is_valid = pos >= size - n_valid
+        valid_rows, train_rows = np.sort(order[is_valid]), np.sort(order[~is_valid])
+        test = ds.given_test
+        test_has_train = np.isin(test.user, inter.user)
+        dropped = int(len(np.unique(test.user[~test_has_train])))
+        test = test.take(np.flatnonzero(test_has_train))
+        return Split(ds, inter.take(train_rows), inter.take(valid_rows), test, method,
+                     {"dropped_users": dropped, "seed": seed, "valid_ratio": valid_ratio})
+    counts = np.bincount(inter.user, minlength=ds.n_users)
+    part, ok_user = _cut(inter, ds.n_users, method, ratios, rng, ds.name)
+    dropped = int((~ok_user & (counts > 0)).sum())
+    return _parts(ds, part, method, {"dropped_users": dropped,
+                                     "dropped_interactions": int((part == -1).sum()),
+                                     "seed": seed})
+
+
 def _cut(inter: Interactions, n_users: int, method: str, ratios, rng: np.random.Generator,
          name: str) -> tuple[np.ndarray, np.ndarray]:
     """The part of every row of ``inter`` under ``random_ratio``, ``time_ratio`` or
@@ -163,37 +194,6 @@ def _parts(ds: Dataset, part: np.ndarray, method: str, stats: dict) -> Split:
     if not len(rows[0]):
         raise MMKGRecError(f"split '{method}' left no training data for dataset '{ds.name}'")
     return Split(ds, inter.take(rows[0]), inter.take(rows[1]), inter.take(rows[2]), method, stats)
-
-
-def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0.1),
-                  seed: int = 2020, valid_ratio: float = 0.1) -> Split:
-    if method not in SPLITS:
-        raise MMKGRecError(f"unknown split '{method}'; choose one of {SPLITS}")
-    inter = ds.inter
-    rng = np.random.default_rng(seed)
-    n = len(inter)
-    if method == "given":
-        if ds.given_test is None:
-            raise MMKGRecError(f"dataset '{ds.name}' has no given test file; split 'given' needs "
-                               "one (KGAT train.txt/test.txt)")
-        order = np.lexsort((rng.random(n), inter.user))
-        pos, size = _group_positions(inter.user, order)
-        n_valid = np.floor(size * valid_ratio + 1e-9).astype(np.int64)
-        n_valid = np.where((n_valid == 0) & (size > 1) & (valid_ratio > 0), 1, n_valid)
-        is_valid = pos >= size - n_valid
-        valid_rows, train_rows = np.sort(order[is_valid]), np.sort(order[~is_valid])
-        test = ds.given_test
-        test_has_train = np.isin(test.user, inter.user)
-        dropped = int(len(np.unique(test.user[~test_has_train])))
-        test = test.take(np.flatnonzero(test_has_train))
-        return Split(ds, inter.take(train_rows), inter.take(valid_rows), test, method,
-                     {"dropped_users": dropped, "seed": seed, "valid_ratio": valid_ratio})
-    counts = np.bincount(inter.user, minlength=ds.n_users)
-    part, ok_user = _cut(inter, ds.n_users, method, ratios, rng, ds.name)
-    dropped = int((~ok_user & (counts > 0)).sum())
-    return _parts(ds, part, method, {"dropped_users": dropped,
-                                     "dropped_interactions": int((part == -1).sum()),
-                                     "seed": seed})
 
 
 def _check_cold_ratio(key: str, ratio) -> float:

@@ -7,8 +7,9 @@ Names are lowercase, spaces ignored: ``recall@k``, ``hit@k``, ``ndcg@k``, ``mrr@
 ``precision@k`` (ranking, ``k`` a positive integer), ``mse``, ``rmse``, ``mae`` (rating) and
 ``accuracy``, ``f1_micro``, ``f1_macro``, ``auc`` (classification).
 
-Whether more of a metric is better is said in one place, :func:`higher_is_better` (the errors
-``mse``, ``rmse``, ``mae``: lower is better); early stopping and tuning read it there.
+A metric's direction is declared here once (:data:`LOWER_IS_BETTER`); whatever chooses on a
+metric (early stopping, the choice of a tuning trial) asks :func:`lower_is_better` or
+:func:`direction`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ SAMPLED_METRICS: tuple[str, ...] = ("hit", "ndcg", "mrr")
 RATING_METRICS: tuple[str, ...] = ("mse", "rmse", "mae")
 CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "f1_micro", "f1_macro", "auc")
 
-#: metrics of which less is better (errors); every other metric is better higher
-LOWER_IS_BETTER: tuple[str, ...] = RATING_METRICS
+#: the metrics where a smaller value is the better one; every other metric is better larger
+LOWER_IS_BETTER: frozenset[str] = frozenset({"mse", "rmse", "mae"})
 
 _VALID = ", ".join([f"{m}@k" for m in RANKING_METRICS] + list(RATING_METRICS) + list(CLASSIFICATION_METRICS))
 
@@ -67,12 +68,12 @@ def metric_names(metrics, topk) -> list[str]:
     return out
 
 
-def higher_is_better(name: str) -> bool:
-    """Whether a larger value of the metric ``name`` is better (``ndcg@10``, ``auc``: yes;
-    ``rmse``: no)."""
-    return parse_metric(name)[0] not in LOWER_IS_BETTER
+def lower_is_better(name: str) -> bool:
+    """True for a metric where smaller is better (``rmse``, ``hamming_loss``, ...)."""
+    return parse_metric(name)[0] in LOWER_IS_BETTER
 
 
 def direction(name: str) -> str:
-    """``"maximize"`` or ``"minimize"``: the direction in which the metric ``name`` improves."""
-    return "maximize" if higher_is_better(name) else "minimize"
+    """``"maximize"`` or ``"minimize"``: the direction in which the metric ``name`` improves
+    (the Optuna study of a tune)."""
+    return "minimize" if lower_is_better(name) else "maximize"
