@@ -197,10 +197,18 @@ def _tune(args, command: str) -> int:
     from .tuning import tune
 
     # the console shows the tune's own lines; each trial's training log is kept beside its JSON
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(lambda r: r.name.startswith("mmkgrec.tune") or r.levelno >= logging.WARNING)
-    res = tune(args.model, args.dataset, args.grid, args.out, args.trials, args.sampler,
-               args.folds, args.config, args.overrides, args.keep_runs, command)
+    def tune_lines(record) -> bool:
+        return record.name.startswith("mmkgrec.tune") or record.levelno >= logging.WARNING
+
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(tune_lines)
+    try:
+        res = tune(args.model, args.dataset, args.grid, args.out, args.trials, args.sampler,
+                   args.folds, args.config, args.overrides, args.keep_runs, command)
+    finally:
+        for handler in handlers:
+            handler.removeFilter(tune_lines)
     b = res.budget
     print(f"budget: {b['name']}")
     keys = list(b["space"])
