@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from . import figures
 from .stats import TESTS, adjust, claim, compare, test_cells
 from .tables import ACC_KEYS, command, fmt, header, load, mean_std, seed_cells
 
@@ -73,6 +74,10 @@ def section() -> list[str]:
             L.append(f"| {ds} | {model} | {lib} | {r['timing']['train_epoch_s']:.3f} | "
                      f"{'-' if ratio is None else f'{ratio:.1f}x'} | {fmt(ev or float('nan'), nd=2)} | {eb} | "
                      f"{r.get('peak_rss_mb', float('nan')):.0f} |")
+        L += figures.embed("core-speed", lambda: figures.speed_plan(
+            [(f"{model}, {ds}", [r], [speed[(ds, model, "recbole")]])
+             for (ds, model, lib), r in sorted(speed.items())
+             if lib == "mmkgrec" and (ds, model, "recbole") in speed], "BPR and LightGCN beside RecBole"))
         if bound:
             L += ["", f"Bare matmul + top-20 over 70,679 x 24,915 (64-d, chunks of 4,096 users, same run): "
                   f"{b_s:.2f} s (median of {len(bound['config']['all_s'])})."]

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from . import figures
 from .kg import early_stops, grouped, speed_table
 from .stats import TESTS, significance_rows
 from .tables import (KG_KEYS, cells, epoch_times, fmt, load, mean_std, suite_runs, target_cells,
@@ -61,6 +62,9 @@ def section() -> list[str]:
             L.append(f"| {proto} | {m} | {'RecBole' if lib == 'recbole' else lib} | {len(rs)} | "
                      f"{key} | {fmt(*mean_std(val[lib]))} | {extra} {secs[lib]:.2f} | {su} | "
                      f"{', '.join(hashes)} |")
+    L += figures.embed("gpu-speed", lambda: figures.speed_plan(
+        [(f"{m} ({proto})", libs.get("mmkgrec"), libs.get("recbole")) for (proto, m), libs in sorted(side.items())],
+        "side by side with RecBole on the GPU"))
     L += ["", f"Seconds per epoch of our models on the GPU ({suite.SPEED_EPOCHS} epochs, median; KG "
           "rows on the KG protocol, sequential rows on the sequential one). Target (issue 4): one "
           "Multi-KG4Rec epoch at most 3x our KGAT's.", ""]
@@ -91,6 +95,8 @@ def long_budget_lines(suite, long: dict) -> list[str]:
         L.append(f"| {row} | {rs[0]['lr']} | {len(rs)} | " + " | ".join(cells(rs, KG_KEYS))
                  + f" | {', '.join(str(r['best_epoch']) for r in rs)} | "
                  f"{', '.join(str(r['epochs_run']) for r in rs)} |")
+    L += figures.embed("gpu-long-validation", lambda: figures.curves_plan(
+        long, suite.LONG_ROWS, "ndcg@20", suite.LONG_EPOCHS, suite.LONG_PATIENCE, "KG models, longer budget"))
     L += ["", f"Paired t-tests on test NDCG@20 {TESTS}:", ""]
     L += significance_rows(long, [("KGAT", "BPR"), ("MKGAT", "KGAT"), ("MKGAT", "BPR"),
                                    ("MultiKG4Rec", "KGAT"), ("MultiKG4Rec", "MKGAT"),

@@ -7,6 +7,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from . import figures
+from .figures import MULTIKG4REC, Plan, metric_label, mirrors, need, setting
 from .stats import TESTS, significance_rows
 from .tables import (KG_KEYS, best_baseline, cells, epoch_times, fmt, header, load, suite_runs,
                      target_cells)
@@ -85,6 +87,8 @@ def section() -> list[str]:
 
     for row in suite.MAIN:
         L.append(row_line(row, final.get(row, []), chosen.get(row, "-")))
+    L += figures.embed("kg-validation", lambda: figures.curves_plan(
+        final, suite.MAIN, suite.BASE["valid_metric"], suite.EPOCHS, suite.PATIENCE, "main comparison"))
     baselines = [r for r in suite.MAIN if not r.startswith("MultiKG4Rec") and final.get(r)]
     best = best_baseline(final, baselines, "ndcg@20")
     pairs = ([("MultiKG4Rec", b) for b in dict.fromkeys([best, "MKGAT", "KGAT"]) if b]
@@ -131,6 +135,9 @@ def section() -> list[str]:
             else:
                 extra = " | | |"
             L.append(f"| {m} | {lib} | {len(rs)} | " + " | ".join(shown) + f" | {extra} {epoch_times(rs)[0]:.2f} |")
+    L += figures.embed("kg-side-by-side-speed", lambda: figures.speed_plan(
+        [(m, side[m].get("mmkgrec"), side[m].get("recbole")) for m in suite.SIDE],
+        "KG-only models beside RecBole, CPU"))
     L += ["", "Tuning (validation NDCG@20 per learning rate, seed 2020):", "",
           "| row | " + " | ".join(f"lr {lr}" for lr in suite.LRS) + " |", "|---|" + "---|" * len(suite.LRS)]
     for row in suite.MAIN:
@@ -142,7 +149,7 @@ def section() -> list[str]:
           "Multi-KG4Rec epoch at most 3x our KGAT's.", ""]
     L += speed_table(speed, suite.SPEED_ROWS, suite.SPEED_ROWS)
     L += _approx_fusion_lines(suite, final, speed)
-    L += case_study_lines()
+    L += case_study_lines(runs)
     L += ["", "Commands: `python benchmarks/kg.py` (each JSON in `benchmarks/results/kg/` holds its "
           "exact command)."]
     return L + [""]
@@ -269,7 +276,7 @@ def speed_table(speed: dict, rows, kg_rows) -> list[str]:
                 "layer (RecBole's default)."]
 
 
-def case_study_lines() -> list[str]:
+def case_study_lines(kg_runs: list[dict]) -> list[str]:
     runs = load("case_study")
     if not runs:
         return ["", "### Case study (the paper's Fig. 4)", "", "Not run (`python benchmarks/case_study.py` "
@@ -288,4 +295,35 @@ def case_study_lines() -> list[str]:
         for it in u["items"]:
             L.append(f"| {it['title'] or it['item']} | " + " | ".join(f"{it[m]:.3f}" for m in mods) + " |")
         L.append("")
-    return L
+    fig = figures.embed("multikg4rec-case-study", lambda: _case_study_plan(r, kg_runs))
+    return L[:-1] + fig if fig else L
+
+
+def _case_study_plan(r: dict, kg_runs: list[dict]) -> Plan:
+    """The case study's attention shares as a heat map per user (items x modalities)."""
+    mods = list(need(r, "modalities"))
+    users = [(str(need(u, "user")), [(it.get("title") or str(need(it, "item")), [float(need(it, m)) for m in mods])
+                                     for it in need(u, "items")]) for u in need(r, "users")]
+    vals = [v for _, items in users for _, row in items for v in row]
+    lo, hi = min(vals), max(vals)
+    run = str(need(r, "run")).rstrip("/").rsplit("/", 1)[-1]  # the trained run: its result file
+    trained = [x for x in kg_runs if x.get("job") == run]
+
+    def paint(fig):
+        axes = fig.subplots(1, len(users))
+        axes = axes if len(users) > 1 else [axes]
+        for ax, (user, items) in zip(axes, users):
+            im = figures.heatmap(ax, [row for _, row in items],
+                                 [t if len(t) <= 26 else t[:25] + "…" for t, _ in items], mods, lo, hi)
+            ax.set_title(f"user {user}")
+        fig.colorbar(im, ax=axes, label="share of cross-modal attention", shrink=0.8)
+
+    ours = (f"{len(users)} users; {setting(trained)}" if trained else
+            f"{len(users)} users of the run {run}")
+    return Plan(f"{MULTIKG4REC}'s attention per modality (cf. the paper's Fig. 4)",
+                "for each user, the share of cross-modal attention each of their items puts on "
+                "each modality's keys (averaged over heads, blocks and query modalities; the table "
+                "above). " + mirrors(MULTIKG4REC, "Fig. 4", "a MovieLens user and an Amazon-Books "
+                                     "user, CLIP features, drawn as the items of each modality's "
+                                     "graph", ours), (9.6, 4.4), paint)
+

@@ -8,6 +8,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from . import figures
+from .figures import Plan, metric_label, seed_stats, setting
 from .stats import P_HEAD, TESTS, adjust, compare, p_cells
 from .tables import fmt, header, load, mean_std, suite_runs
 
@@ -69,6 +71,7 @@ def section(suite_rows: str) -> list[str]:
         cells = [fmt(*mean_std([r["groups"][names.index(n)]["metrics"][k] for r in rs]))
                  for n, k in cols]
         L.append(f"| {v} | {len(rs)} | " + " | ".join(cells) + " |")
+    L += figures.embed(f"popularity-{suite_rows}", lambda: _plan(by_row, rows, names, keys, pop.GROUPS))
     L += ["", f"Paired t-tests per group {TESTS}:", "",
           "| comparison | group | " + " | ".join(f"difference ({k}) | {P_HEAD}" for k in keys) + " |",
           "|---|---|" + "---|---|---|---|" * len(keys)]
@@ -109,3 +112,28 @@ def _group_runs(by_row: dict, gi: int, *rows: str) -> list[list[dict]]:
     a run of their own (seed kept, for pairing)."""
     return [[{"seed": r["seed"], "test": r["groups"][gi]["metrics"], "per_user": r["groups"][gi]["per_user"]}
              for r in by_row.get(v, [])] for v in rows]
+
+
+def _plan(by_row: dict, rows: list[str], names: list[str], keys, n_groups: int) -> Plan | None:
+    """Each row's test metrics per item-popularity group: bars over seeds."""
+    rows = [v for v in rows if by_row.get(v)]
+    if not rows:
+        return None
+    st = {k: {v: [seed_stats(by_row[v], "groups", gi, "metrics", k) for gi in range(len(names))]
+              for v in rows} for k in keys}
+    runs = [r for v in rows for r in by_row[v]]
+
+    def paint(fig):
+        axes = fig.subplots(1, len(keys))
+        for ax, k in zip(axes, keys):
+            figures.bars(ax, names, [(v, [m for m, _, _ in st[k][v]], [s for _, s, _ in st[k][v]])
+                                     for v in rows], f"test {metric_label(k)}", annotate=False)
+            ax.set_xlabel("items by training interactions (head: the most)")
+        for ax in axes[1:]:
+            ax.get_legend().remove()
+
+    return Plan("Accuracy by item popularity",
+                f"test {' and '.join(metric_label(k) for k in keys)} of each row on the targets of "
+                f"each of {n_groups} item groups of equal size by training interactions (bars: mean "
+                "over seeds; error bars: ± one std). Not a figure of either paper; "
+                f"{setting(runs)}.", (11.0, 4.2), paint)

@@ -6,37 +6,13 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from . import latency
+import numpy as np
+
+from . import figures, latency
+from .figures import MMRACLKAL, Plan, metric_label, mirrors, need, seed_stats, seeds_note, setting
 from .stats import ALPHA, TESTS, adjust, compare, p_holm, significance_rows, verdict
-from .tables import (OUT, SEQ_KEYS, best_baseline, fmt, header, load, mean_std, suite_runs,
+from .tables import (SEQ_KEYS, best_baseline, fmt, header, load, mean_std, suite_runs,
                      user_means)
-
-
-def _sensitivity_plot(by_row: dict, prefix: str, values, xlabel: str, name: str) -> str | None:
-    """A PNG of test NDCG@10 / Hit@10 against a swept value; the file name, or None."""
-    pts = [(v, by_row[f"{prefix}-{v}"][0]["test"]) for v in values if by_row.get(f"{prefix}-{v}")]
-    if not pts:
-        return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for key in ("ndcg@10", "hit@10"):
-        ax.plot([str(v) for v, _ in pts], [t[key] for _, t in pts], marker="o", label=key)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("test (full ranking)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = OUT.parent / "img" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return f"img/{name}"
 
 
 def section() -> list[str]:
@@ -107,6 +83,7 @@ def section() -> list[str]:
         L += ["", f"{m}, validation NDCG@10 by epoch: mmkgrec " + ", ".join(f"{x:.4f}" for x in a)
               + "; RecBole " + ", ".join(f"{x:.4f}" for x in b) + " (RecBole's validation figure is a "
               "mean over rows, ours over users: the curves show the trend, not equal numbers)."]
+    L += figures.embed("sequential-side-by-side", lambda: _side_plan(suite, side))
     head = ("| model | seeds | " + " | ".join(SEQ_KEYS) + " | sampled ndcg@10 | sampled hit@10 | "
             "s/epoch |")
 
@@ -127,6 +104,7 @@ def section() -> list[str]:
         return out
 
     L += ["", "### Main table (the paper's Tables 2-4)", ""] + table(suite.MAIN)
+    L += figures.embed("sequential-validation", lambda: _curves_plan(suite, by_row))
     base = [r for r in suite.MAIN if not r.startswith("MM-RACL-KAL") and by_row.get(r)]
     best = best_baseline(by_row, base, "ndcg@10")
     L += ["", f"Paired t-tests on test NDCG@10 {TESTS} (best baseline by mean test NDCG@10: {best}):", ""]
@@ -157,7 +135,8 @@ def section() -> list[str]:
         L.append(f"| {hi.replace('ladder-', '')} | {c['diff']:+.4f} | {p_holm(c, 'users')} | "
                  f"{verdict(c)} |")
     L += ["", "### Leave-one-out ablation (the paper's Fig. 2; one seed)", ""]
-    L += table(["MM-RACL-KAL"] + list(suite.LOO), lambda r: r.replace("loo-", "w/o ").replace("w/o wo-", "w/o "))
+    L += table(["MM-RACL-KAL"] + list(suite.LOO), _loo_name)
+    L += figures.embed("mmraclkal-ablation", lambda: _ablation_plan(suite, by_row))
     L += ["", "### Contrastive losses (the paper's Table 6; one seed)", ""]
     L += table(["MM-RACL-KAL"] + list(suite.CL), lambda r: r.replace("cl-", ""))
     L += ["", "### Sensitivity (the paper's Fig. 3-4; one seed)", ""]
@@ -173,12 +152,11 @@ def section() -> list[str]:
                   f"; at the default settings (Top-K 10, p 0.1) the GPU run scores test NDCG@10 "
                   f"{same[0][1]['test']['ndcg@10']:.4f} and the CPU run of the main table "
                   f"{cpu_default[0]['test']['ndcg@10']:.4f}" if same and cpu_default else "") + "."]
-    for prefix, vals, xl, fn in (("topk", (1, 3, 5, 10, 20), "Top-K", "sens_topk.png"),
-                                 ("p", (0.0, 0.1, 0.2, 0.3, 0.5), "replacement probability p", "sens_p.png")):
-        img = _sensitivity_plot(by_row, prefix, vals, xl, fn)
-        if img:
-            L += ["", f"![{xl}]({img})"]
+    for prefix, key, xl, fig in (("topk", "augment_topk", "Top-K", "Fig. 3"),
+                                 ("p", "augment_p", "replacement probability p", "Fig. 4")):
+        L += figures.embed(f"sens_{prefix}", lambda: _sweep_plan(suite, by_row, prefix, key, xl, fig))
     L += latency.section()
+    L += figures.embed("mmraclkal-efficiency", lambda: _efficiency_plan(suite, by_row, load("latency")))
     L += ["", "Not run rows say so above. Commands: `python benchmarks/sequential.py` (each JSON in "
           "`benchmarks/results/sequential/` holds its exact command)."]
     return L + [""]
@@ -326,3 +304,177 @@ def _lr2_seq_lines(suite, by_job: dict, tuned: dict, table) -> list[str]:
         L += ["", f"Paired t-tests on test NDCG@10 {TESTS} (best baseline after stage 2: {best}):", ""]
         L += significance_rows(final, [(ours, b) for b in base], "ndcg@10")
     return L
+
+
+# ------------------------------------------------------------------ figures
+
+
+def _loo_name(row: str) -> str:
+    """``loo-wo-image`` -> ``w/o image``."""
+    return row.replace("loo-", "w/o ").replace("w/o wo-", "w/o ")
+
+
+PAPER_DATA = "Amazon-Fashion, CLIP features"  # the setting of MM-RACL-KAL's Fig. 2-4
+
+
+def _ablation_plan(suite, by_row: dict) -> Plan | None:
+    """MM-RACL-KAL and its leave-one-out variants: test NDCG@10 and Hit@10, bars over seeds."""
+    rows = [r for r in ["MM-RACL-KAL", *suite.LOO] if by_row.get(r)]
+    if len(rows) < 2:
+        return None
+    keys = ("ndcg@10", "hit@10")
+    st = {k: [seed_stats(by_row[r], "test", k) for r in rows] for k in keys}
+    names = [f"{_loo_name(r)}\n({seeds_note(n)})" for r, (_, _, n) in zip(rows, st[keys[0]])]
+    runs = [x for r in rows for x in by_row[r]]
+
+    def paint(fig):
+        for ax, k in zip(fig.subplots(1, 2), keys):
+            figures.bars(ax, names, [("", [m for m, _, _ in st[k]], [s for _, s, _ in st[k]])],
+                         f"test {metric_label(k)} (full ranking)")
+            ax.axhline(st[k][0][0], color="grey", linestyle="--", linewidth=0.8)
+
+    return Plan(f"Leave-one-out ablation of {MMRACLKAL} (cf. the paper's Fig. 2)",
+                "test NDCG@10 and Hit@10 of the full model and of each variant without one module "
+                "(bars: mean over seeds; error bars: ± one std where a row has two seeds or more; "
+                "dashed: the full model). "
+                + mirrors(MMRACLKAL, "Fig. 2", f"{PAPER_DATA}, NDCG@10", setting(runs)),
+                (9.6, 3.8), paint)
+
+
+def _sweep_plan(suite, by_row: dict, prefix: str, key: str, xlabel: str, fig_no: str) -> Plan | None:
+    """Test NDCG@10 and Hit@10 against a swept setting of the retrieval augmentation, beside the
+    spread over seeds of the main table's row at the default setting."""
+    rows = [r for r in suite.SENS if r.startswith(f"{prefix}-") and by_row.get(r)]
+    if not rows:
+        return None
+    xs = [need(by_row[r][0], "config", key) for r in rows]
+    hollow = [any(x.get("device", "cpu") != "cpu" for x in by_row[r]) for r in rows]
+    keys = ("ndcg@10", "hit@10")
+    ys = {k: [seed_stats(by_row[r], "test", k)[0] for r in rows] for k in keys}
+    main = by_row.get("MM-RACL-KAL", [])
+    band = {k: seed_stats(main, "test", k) for k in keys} if main else {}
+    default = need(main[0], "config", key) if main else None
+    runs = [x for r in rows for x in by_row[r]]
+
+    def paint(fig):
+        for ax, k in zip(fig.subplots(1, 2), keys):
+            figures.sweep(ax, xs, ys[k], f"{MMRACLKAL}, one run per value"
+                          + (" (hollow: on a GPU)" if any(hollow) else ""), "C0", hollow)
+            if band:
+                m, s, n = band[k]
+                ax.axhline(m, color="grey", linewidth=0.8,
+                           label=f"main table ({xlabel} {default}): mean ± std, {seeds_note(n)}")
+                if s == s:
+                    ax.axhspan(m - s, m + s, color="grey", alpha=0.2)
+            ax.set(xlabel=xlabel, ylabel=f"test {metric_label(k)} (full ranking)")
+            ax.legend(loc="lower left")
+
+    gpu = [str(x) for x, h in zip(xs, hollow) if h]
+    return Plan(f"{MMRACLKAL}'s sensitivity to {xlabel} (cf. the paper's {fig_no})",
+                f"test NDCG@10 and Hit@10 against {xlabel} of the retrieval augmentation, the rest "
+                "at the defaults (line: one run per value; grey band: the main table's row at the "
+                "default, mean ± one std over its seeds, the spread a change of seed alone gives)"
+                + (f"; hollow points ({xlabel} {', '.join(gpu)}) trained on a GPU" if gpu else "")
+                + ". " + mirrors(MMRACLKAL, fig_no, f"{PAPER_DATA}, NDCG@10", setting(runs)),
+                (9.6, 3.6), paint)
+
+
+def _curves_plan(suite, by_row: dict) -> Plan | None:
+    """Validation curves of the main table's rows, one line per seed."""
+    metric = suite.BASE["valid_metric"]
+    rows, without = figures.curve_rows(by_row, suite.MAIN, metric)
+    if not rows:
+        return None
+    runs = [x for r in suite.MAIN for x in by_row.get(r, [])]
+
+    def paint(fig):
+        ax = fig.subplots()
+        figures.curves(ax, rows, f"validation {metric_label(metric)}")
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+    return Plan(f"Validation {metric_label(metric)} by epoch, main table rows",
+                f"validation {metric_label(metric)} (full ranking, history masked) after each "
+                f"epoch, one line per seed, at most {suite.EPOCHS} epochs with patience "
+                f"{suite.PATIENCE}; {setting(runs)}." + figures.without_note(without),
+                (9.6, 4.8), paint)
+
+
+def _side_plan(suite, side: dict) -> Plan | None:
+    """Ours beside RecBole on identical samples: each model's validation curve per library, and
+    seconds per epoch."""
+    models = [m for m in suite.SIDE if side[m].get("mmkgrec") and side[m].get("recbole")]
+    if not models:
+        return None
+    metric = suite.BASE["valid_metric"]
+    cur = {m: {lib: figures.history(side[m][lib], metric) for lib in ("mmkgrec", "recbole")}
+           for m in models}
+    pairs = [(m, float(need(side[m]["mmkgrec"], "timing", "train_epoch_s")),
+              float(need(side[m]["recbole"], "timing", "train_epoch_s"))) for m in models]
+    for m in models:
+        for lib, c in cur[m].items():
+            if c is None:
+                raise figures.MissingField(figures.source(side[m][lib]), "history")
+
+    def paint(fig):
+        axes = fig.subplots(1, len(models) + 1)
+        for ax, m in zip(axes, models):
+            for lib, name in (("mmkgrec", "mmkgrec"), ("recbole", "RecBole")):
+                ax.plot(*cur[m][lib], marker="o", markersize=3, label=name)
+            ax.set(title=m, xlabel="epoch", ylabel=f"validation {metric_label(metric)}")
+            ax.legend(loc="lower right")
+        figures.speed(axes[-1], pairs)
+        axes[-1].set_title("Seconds per epoch")
+
+    runs = [side[m][lib] for m in models for lib in ("mmkgrec", "recbole")]
+    return Plan("Side by side with RecBole: validation curves and seconds per epoch",
+                f"validation {metric_label(metric)} by epoch of each library's run (RecBole's a mean "
+                "over rows, ours over users: compare the trend, not the level), and training "
+                "seconds per epoch on a log scale with RecBole's time as a multiple of ours; "
+                f"{setting(runs, modalities=False)}, seed 2020, one torch thread.",
+                (11.0, 3.8), paint)
+
+
+def _efficiency_plan(suite, by_row: dict, latency_runs: list[dict]) -> Plan | None:
+    """Training seconds per epoch and per validation pass of the main table's rows, and
+    MM-RACL-KAL's inference latency per request."""
+    rows = [r for r in suite.MAIN if by_row.get(r)]
+    if not rows:
+        return None
+    med = lambda xs: float(statistics.median(xs))  # noqa: E731
+    train = [med([need(x, "timing", "train_epoch_s") for x in by_row[r]]) for r in rows]
+    evals = [med([need(x, "timing", "eval_s") for x in by_row[r]]) for r in rows]
+    lat = [(f"{need(x, 'catalogue')}\n{need(x, 'n_items')} items", path,
+            float(need(x, path, "p50_ms")), float(need(x, path, "p99_ms")))
+           for x in latency_runs for path in ("torch_exact", "faiss_flat")]
+    runs = [x for r in rows for x in by_row[r]]
+
+    def paint(fig):
+        axes = fig.subplots(1, 2 if lat else 1, width_ratios=[3, 2] if lat else None)
+        axes = np.atleast_1d(axes)
+        ax = axes[0]
+        y = np.arange(len(rows))
+        ax.barh(y - 0.2, train, 0.4, label="training s/epoch", color="C0")
+        ax.barh(y + 0.2, evals, 0.4, label="s per validation pass", color="C2")
+        ax.set_yticks(y, rows)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds (log scale)")
+        ax.set_title("Training and evaluation, main table rows")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+        if lat:
+            cats = list(dict.fromkeys(c for c, _, _, _ in lat))
+            series = []
+            for path in ("torch_exact", "faiss_flat"):
+                for q, col in (("p50", 2), ("p99", 3)):
+                    series.append((f"{path} {q}", [next(x[col] for x in lat if x[0] == c and x[1] == path)
+                                                   for c in cats], [float("nan")] * len(cats)))
+            figures.bars(axes[1], cats, series, "milliseconds per request", annotate=False)
+            axes[1].set_title(f"{MMRACLKAL} inference latency")
+
+    return Plan(f"Computational efficiency (cf. {MMRACLKAL}'s Fig. 5)",
+                "left: median training seconds per epoch and seconds per full validation pass of "
+                "each main-table row (one torch thread beside other work: a comparison within the "
+                "table, not speed figures); right: MM-RACL-KAL's latency from history to top-20, "
+                "one user per request (the latency table). "
+                + mirrors(MMRACLKAL, "Fig. 5", "its data sets, CLIP features, its hardware; the "
+                          "text gives no numbers", setting(runs)), (11.0, 4.6), paint)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmkgrec.evaluation.plots import metric_label as metric_name
 from mmkgrec.evaluation.significance import holm, paired_ttest, paired_ttest_user_means
 
 ALPHA = 0.05
@@ -100,12 +101,6 @@ def claim(a: str, b: str, c: dict, key: str, family: str = "this table's compari
              else " (one seed)")
     return (f"{head} on test {metric_name(key)} ({c['diff']:+.4f}; p = {_p(users)} over "
             f"{c['n_users']} users' means{seeds}; Holm-adjusted over {family})")
-
-
-def metric_name(key: str) -> str:
-    """``ndcg@10`` -> ``NDCG@10``, ``recall@20`` -> ``Recall@20``."""
-    name, _, k = key.partition("@")
-    return {"ndcg": "NDCG", "mrr": "MRR", "auc": "AUC"}.get(name, name.capitalize()) + (f"@{k}" if k else "")
 
 
 def _p(p: float) -> str:

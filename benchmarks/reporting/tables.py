@@ -29,8 +29,23 @@ def command(r: dict) -> str:
     return relative_command(r["command"])
 
 
+class Result(dict):
+    """One result file's JSON object, which remembers the file it came from (``source``, relative
+    to the repository) so that a figure can name it when a field is missing."""
+
+    def __init__(self, data: dict, source: str):
+        super().__init__(data)
+        self.source = source
+
+
 def load(suite: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((RESULTS / suite).glob("*.json"))]
+    """The results of ``suite``, one :class:`Result` per JSON file, in file-name order."""
+    return [Result(json.loads(p.read_text()), _shown(p)) for p in sorted((RESULTS / suite).glob("*.json"))]
+
+
+def _shown(path: Path) -> str:
+    """A result file as messages name it: relative to the repository where it lies inside it."""
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
 
 
 def suite_runs(name: str):

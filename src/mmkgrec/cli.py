@@ -4,7 +4,7 @@
     mmkgrec evaluate RUN_DIR [--part test|valid] [--device cpu|cuda] [--set eval_protocol=sampled ...]
                      [--by-popularity N]       (a cold-start split: also the cold-only metrics)
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
-    mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10]
+    mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10] [--plot FILE.png|.svg|.pdf]
     mmkgrec tune MODEL DATASET --grid KEY=V1,V2 [--grid ...] [--trials N] [--sampler grid|random|tpe]
                  [--folds K] [--out DIR] [--config FILE] [--set k=v ...] [--keep-runs]
     mmkgrec data info NAME
@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="a table of runs with paired tests over users")
     c.add_argument("run_dirs", nargs="+")
     c.add_argument("--metric", default="ndcg@10")
+    c.add_argument("--plot", metavar="FILE", help="also draw the runs' validation curves and "
+                   "per-user test metric distributions to FILE (.png, .svg or .pdf; needs matplotlib)")
 
     tu = sub.add_parser("tune", help="search a grid of configuration values (Optuna), each trial "
                         "scored on validation; writes one JSON per trial and DIR/best.yaml")
@@ -175,7 +177,14 @@ def _run(args, command: str) -> int:
     if args.cmd == "compare":
         from .evaluation.report import compare_runs
 
-        print(compare_runs(args.run_dirs, args.metric))
+        table = compare_runs(args.run_dirs, args.metric)
+        if args.plot:
+            from .evaluation.plots import plot_runs
+
+            plot_runs(args.run_dirs, args.metric, args.plot)
+        print(table)
+        if args.plot:
+            print(f"figure written to {args.plot}")
         return 0
     if args.cmd == "tune":
         return _tune(args, command)

@@ -49,6 +49,15 @@ def _configuration(run_dir: Path, metrics: dict) -> str:
     return json.dumps(config, sort_keys=True, default=str)
 
 
+def configuration_rows(run_dirs: list, runs: list[tuple[dict, dict]]) -> list[list[int]]:
+    """The rows of a comparison: the indices of ``runs`` (as :func:`read_run` returns them) that
+    are seeds of one configuration, in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for j, (d, (m, _)) in enumerate(zip(run_dirs, runs)):
+        groups.setdefault(_configuration(Path(d), m), []).append(j)
+    return list(groups.values())
+
+
 def _replicates(a: list[tuple[dict, dict]], b: list[tuple[dict, dict]], metric: str):
     """The per-user values of ``metric`` of two rows' runs paired by seed, and each paired seed's
     test figures; two single runs of different seeds pair with each other."""
@@ -71,10 +80,7 @@ def compare_runs(run_dirs: list, metric: str = "ndcg@10") -> str:
     keys = list(runs[0][0]["test"])
     if metric not in keys:
         raise KeyError(f"metric '{metric}' not in the runs' test metrics {keys}")
-    groups: dict[str, list[int]] = {}
-    for j, (d, (m, _)) in enumerate(zip(run_dirs, runs)):
-        groups.setdefault(_configuration(Path(d), m), []).append(j)
-    rows = list(groups.values())
+    rows = configuration_rows(run_dirs, runs)
     means = [{k: float(np.mean([runs[j][0]["test"][k] for j in row])) for k in keys} for row in rows]
     best = int(np.argmax([m[metric] for m in means]))
     tests = []
