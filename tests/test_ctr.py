@@ -262,9 +262,58 @@ def test_kgcn_lastfm_ctr(data_dir, tmp_path):
     n = split["train_labelled"] + split["valid_labelled"] + split["test_labelled"]
     assert split["test_labelled"] == split["valid_labelled"] == int(0.2 * n)
     test = run.metrics["test"]
-    assert set(test) == {"auc", "f1", "accuracy"}
+    assert set(test) == {"auc", "f1", "accuracy", "auc_batch", "f1_batch"}
     assert test["auc"] > 0.7, test
+    assert test["auc_batch"] > 0.7 and test["auc_batch"] != test["auc"]  # batches of 128 pairs
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["test"]["auc"] == pytest.approx(test["auc"])
     per_user = np.load(tmp_path / "run" / "per_user_test.npz")
     assert set(per_user.files) == {"user_ids", "auc", "accuracy"}
+
+
+# ---- KGCN's batch-mean figures -----------------------------------------------------------------
+def test_batch_mean_metrics_match_a_hand_worked_example():
+    from mmkgrec.evaluation.ctr import batch_mean_metrics
+
+    y = np.array([1, 0, 1, 0, 1, 1, 0, 0, 1, 0])
+    s = np.array([2, 1, -1, 0.5, 3, -2, 1, -1, 0, 0])
+    pred = (s >= 0).astype(int)
+    got = batch_mean_metrics(y, s, pred, 4, seed=None)
+    # batch 0 (pairs 0-3): positives 2, -1 vs negatives 1, 0.5: 2 of 4 pairs -> AUC 0.5;
+    #   predicted 1, 1, 0, 1: tp 1, fp 2, fn 1 -> F1 2 / 5
+    # batch 1 (pairs 4-7): positives 3, -2 vs negatives 1, -1: AUC 0.5; predicted 1, 0, 1, 0:
+    #   tp 1, fp 1, fn 1 -> F1 0.5
+    # pairs 8-9 make an incomplete batch, dropped as the reference loop drops it
+    assert got == {"auc_batch": pytest.approx(0.5), "f1_batch": pytest.approx(0.45), "batches": 2}
+    # the global AUC of the same pairs: (5 + 0.5 + 5 + 0 + 1.5) / 25
+    assert per_user_auc(np.zeros(10, int), y, s)[1][0] == pytest.approx(12 / 25)
+    # one batch of the whole part equals the global figures; a part below one batch is one batch
+    one = batch_mean_metrics(y, s, pred, 10, seed=None)
+    assert one["auc_batch"] == pytest.approx(12 / 25) and one["batches"] == 1
+    assert batch_mean_metrics(y, s, pred, 50, seed=None)["auc_batch"] == pytest.approx(12 / 25)
+    assert one["f1_batch"] == pytest.approx(binary_f1(y, pred))
+    # a batch of one class has no AUC and is left out of the AUC mean (not of the F1 mean)
+    # (batch 0: labels 1, 1 predicted 1, 0 -> F1 2 / 3; batch 1: labels 1, 0 predicted 1, 0 -> 1)
+    two = batch_mean_metrics(np.array([1, 1, 1, 0]), np.array([1.0, 2, 0.5, -1]),
+                             np.array([1, 0, 1, 0]), 2, seed=None)
+    assert two == {"auc_batch": 1.0, "f1_batch": pytest.approx((1 + 2 / 3) / 2), "batches": 2}
+    # the default order is a fixed shuffle (seed 0): the same pairs, the same batches every time
+    a, b = batch_mean_metrics(y, s, pred, 4), batch_mean_metrics(y, s, pred, 4)
+    assert a == b and a["batches"] == 2
+    with pytest.raises(ValueError, match="batch_size"):
+        batch_mean_metrics(y, s, pred, 0)
+
+
+def test_the_evaluator_reports_both_at_the_configured_batch_size():
+    split, model = _hand_split()
+    cfg = load_config("KGCN", "synthetic", overrides={"eval_protocol": "ctr", "valid_metric": "auc",
+                                                       "train_batch_size": 3})
+    ev = make_evaluator(split, "test", cfg, model)
+    assert ev.batch_size == 3  # ctr_batch_size null: the training batch, as KGCN evaluates
+    metrics, _, _ = ev.evaluate(model)
+    assert metrics["auc"] == pytest.approx(5 / 8)
+    assert set(metrics) >= {"auc", "f1", "accuracy", "auc_batch", "f1_batch"}
+    assert make_evaluator(split, "test", cfg.updated(ctr_batch_size=6), model).batch_size == 6
+    whole, _, _ = make_evaluator(split, "test", cfg.updated(ctr_batch_size=6), model).evaluate(model)
+    assert whole["auc_batch"] == pytest.approx(whole["auc"])  # one batch of the 6 pairs
+    assert whole["f1_batch"] == pytest.approx(whole["f1"])

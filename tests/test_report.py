@@ -89,3 +89,30 @@ def test_comparisons_use_user_means_over_seeds_holm_and_generated_verdicts():
         assert stats.claim("X", "Y", c_bb, "ndcg@10").startswith("X is not significantly below Y")
     one = stats.adjust([stats.compare(_runs({1: a[1]}), _runs({1: base[1]}), "ndcg@10")])[0]
     assert np.isnan(one["p_seeds"]) and stats.verdict(one) == "higher (one seed)"
+
+
+def test_the_ctr_table_shows_global_and_batch_mean_figures_and_says_which_need_a_rerun(monkeypatch):
+    from reporting import ctr
+
+    class Suite:
+        ROWS = {"KGCN": None, "KGAT": None}
+        PUBLISHED = {"KGCN": {"auc": 0.796, "f1": 0.721}}
+
+    def run(row, auc, batch=None):
+        test = {"auc": auc, "f1": 0.7, "accuracy": 0.7}
+        if batch is not None:
+            test.update(auc_batch=batch, f1_batch=0.71)
+        return {"row": row, "test": test, "config": {"train_batch_size": 128,
+                                                     "ctr_batch_size": None}}
+
+    runs = [run("KGCN", 0.78, 0.79), run("KGCN", 0.80, 0.81), run("KGAT", 0.77)]
+    monkeypatch.setattr(ctr, "suite_runs", lambda name: (Suite, runs))
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in ctr.section()
+            if line.startswith("| KG")}
+    assert rows["KGCN"][5] == "0.8000 ± 0.0141 (128)" and rows["KGCN"][6] == "0.7100 ± 0.0000"
+    assert rows["KGCN"][8] == "+0.0040 |"  # the batch mean 0.80 against the published 0.796
+    assert rows["KGAT"][5] == rows["KGAT"][6] == "needs a rerun"
+    runs[1]["test"] = {k: v for k, v in runs[1]["test"].items() if k not in ctr.BATCH}
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in ctr.section()
+            if line.startswith("| KG")}
+    assert rows["KGCN"][5] == "needs a rerun" and rows["KGCN"][8] == "-0.0060 (global) |"

@@ -434,6 +434,15 @@ class Run:
         return evaluate_by_popularity(self.split, self.model, self._eval_config(overrides),
                                       n_groups, part)
 
+    def evaluate_cold(self, part: str = "test",
+                      overrides: dict | list[str] | None = None) -> dict[str, dict]:
+        """Metrics of ``part`` on the cold items or users of a cold-start split alone (empty for
+        another split; :func:`~mmkgrec.evaluation.cold.evaluate_cold`); ``overrides`` as for
+        :meth:`evaluate`."""
+        from .evaluation.cold import evaluate_cold
+
+        return evaluate_cold(self.split, self.model, self._eval_config(overrides), part)
+
     # ---- stored data ---------------------------------------------------------------------
     @property
     def kg(self):

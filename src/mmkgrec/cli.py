@@ -3,11 +3,13 @@
     mmkgrec train --model NAME --dataset NAME --out RUN_DIR [--config FILE|variant:NAME]
                   [--set k=v ...] [--resume]
     mmkgrec evaluate RUN_DIR [--part test|valid] [--device cpu|cuda] [--set eval_protocol=sampled ...]
-                     [--by-popularity N]
+                     [--by-popularity N]       (a cold-start split: also the cold-only metrics)
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
     mmkgrec recommend RUN_DIR --all --out FILE.csv|FILE.parquet [-k 20]
     mmkgrec similar RUN_DIR --item I [-k 10]
     mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10] [--plot FILE.png|.svg|.pdf]
+    mmkgrec tune MODEL DATASET --grid KEY=V1,V2 [--grid ...] [--trials N] [--sampler grid|random|tpe]
+                 [--folds K] [--out DIR] [--config FILE] [--set k=v ...] [--keep-runs]
     mmkgrec data info NAME
     mmkgrec data export-recbole NAME --out DIR [--sequential [--max-len 50]] [--set k=v ...]
     mmkgrec data download ml-100k [--dest DIR]
@@ -47,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", **SET)
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR.partial")
 
-    e = sub.add_parser("evaluate", help="re-evaluate a finished run")
+    e = sub.add_parser("evaluate", help="re-evaluate a finished run (with a cold-start split, "
+                       "also the metrics of its cold items or users alone)")
     e.add_argument("run_dir")
     e.add_argument("--part", default="test", choices=["test", "valid"])
     e.add_argument("--set", **SET,
@@ -81,6 +84,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--metric", default="ndcg@10")
     c.add_argument("--plot", metavar="FILE", help="also draw the runs' validation curves and "
                    "per-user test metric distributions to FILE (.png, .svg or .pdf; needs matplotlib)")
+
+    tu = sub.add_parser("tune", help="search a grid of configuration values (Optuna), each trial "
+                        "scored on validation; writes one JSON per trial and DIR/best.yaml")
+    tu.add_argument("model")
+    tu.add_argument("dataset", help="a registered name or a folder of atomic files")
+    tu.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                    help="values of one key to try (YAML values; a list as [64, 32]); repeat "
+                    "for more keys")
+    tu.add_argument("--trials", type=int, help="most trials (default: every point of the grid)")
+    tu.add_argument("--sampler", default="grid", choices=["grid", "random", "tpe"])
+    tu.add_argument("--folds", type=int, metavar="K", help="score each trial by the mean "
+                    "validation metric over folds 0..K-1 of the kfold split")
+    tu.add_argument("--out", help="folder of the tune (default: tune-MODEL-DATASET); rerun the "
+                    "same command to continue a killed tune")
+    tu.add_argument("--config", help="YAML file layered under every trial")
+    tu.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a value fixed for every trial")
+    tu.add_argument("--keep-runs", action="store_true", help="keep every trial's run directory "
+                    "under DIR/runs/")
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
@@ -154,7 +176,10 @@ def _run(args, command: str) -> int:
     if args.cmd == "evaluate":
         run = api.load(args.run_dir, args.device)
         if args.by_popularity is None:
-            print(json.dumps(run.evaluate(args.part, args.overrides), indent=2))
+            metrics = run.evaluate(args.part, args.overrides)
+            for name, res in run.evaluate_cold(args.part, args.overrides).items():
+                metrics[name] = {k: v for k, v in res.items() if k != "per_user"}
+            print(json.dumps(metrics, indent=2))
             return 0
         if not 1 <= args.by_popularity <= run.split.n_items:
             print(f"mmkgrec: error: --by-popularity takes a number of groups from 1 to the "
@@ -196,6 +221,8 @@ def _run(args, command: str) -> int:
         if args.plot:
             print(f"figure written to {args.plot}")
         return 0
+    if args.cmd == "tune":
+        return _tune(args, command)
     if args.cmd == "models":
         from .models import registered_models
 
@@ -208,6 +235,38 @@ def _run(args, command: str) -> int:
     if args.cmd == "demo":
         return _demo(args)
     return 2
+
+
+def _tune(args, command: str) -> int:
+    from .tuning import tune
+
+    # the console shows the tune's own lines; each trial's training log is kept beside its JSON
+    def tune_lines(record) -> bool:
+        return record.name.startswith("mmkgrec.tune") or record.levelno >= logging.WARNING
+
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(tune_lines)
+    try:
+        res = tune(args.model, args.dataset, args.grid, args.out, args.trials, args.sampler,
+                   args.folds, args.config, args.overrides, args.keep_runs, command)
+    finally:
+        for handler in handlers:
+            handler.removeFilter(tune_lines)
+    b = res.budget
+    print(f"budget: {b['name']}")
+    keys = list(b["space"])
+    rows = [["trial"] + keys + [b["valid_metric"], "best_epoch", "seconds"]]
+    for r in res.trials:
+        note = f" (= {r['duplicate_of']})" if r.get("duplicate_of") is not None else ""
+        rows.append([str(r["number"])] + [json.dumps(r["params"][k]) for k in keys]
+                    + [f"{r['value']:.4f}{note}", str(r["best_epoch"]), f"{r['seconds']:.1f}"])
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows))
+    print(f"best: trial {res.best['number']} ({b['valid_metric']} {res.best_value:.4f}); "
+          f"rerun it: mmkgrec train --model {args.model} --dataset {args.dataset} --config "
+          f"{res.best_yaml} --out RUN_DIR")
+    return 0
 
 
 # (model, overrides, epoch cap): the cap keeps `make demo` under 10 minutes on 2 cores

@@ -293,15 +293,19 @@ def _resolve(model: str, dataset, layers: list[tuple[dict, str]]) -> Config:
 
 
 def load_config(model: str, dataset: str | None = None, file: str | Path | None = None,
-                overrides: dict | list[str] | None = None) -> Config:
+                overrides: dict | list[str] | None = None,
+                extra: tuple[tuple[dict, str], ...] = ()) -> Config:
     """Resolve the layered configuration for ``model`` on ``dataset``.
 
-    ``overrides`` is a dict or a list of ``key=value`` strings (as from ``--set``)."""
+    ``overrides`` is a dict or a list of ``key=value`` strings (as from ``--set``); ``extra``:
+    further ``(values, source)`` layers above them, each value blamed on its ``source`` when bad
+    (a tuning grid's point: ``({"learning_rate": 0.01}, "--grid")``)."""
     layers = _packaged_layers(model, dataset)
     if file is not None:
         layers.append((_read_yaml(Path(file), str(file)), str(file)))
     if overrides:
         layers.append((parse_overrides(overrides), "--set"))
+    layers += [(dict(values), source) for values, source in extra]
     return _resolve(model, dataset, layers)
 
 

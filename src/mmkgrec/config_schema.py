@@ -238,6 +238,9 @@ _KEYS = [
             "extraction"),
         Key("log_level", str, "info", "level of the run's log.txt",
             choices=("debug", "info", "warning", "error")),
+        Key("tune_budget", str, None, "the tuning budget that chose this configuration (written "
+            "by mmkgrec tune into best.yaml; recorded with the run, changes nothing)",
+            nullable=True),
     ),
     *_section(
         "task and target", None,
@@ -271,7 +274,7 @@ _KEYS = [
         Key("item_min_inter", int, 0, "k-core: items with fewer interactions are removed", ge=0),
         Key("split", str, "random_ratio", "how interactions (classification: items) are cut into "
             "train / valid / test", choices=("random_ratio", "time_ratio", "leave_one_out", "given",
-                                             "kfold")),
+                                             "kfold", "cold_item", "cold_user")),
         Key("n_folds", int, 5, "kfold: number of folds (per user; classification: of the items)",
             ge=2),
         Key("fold", int, 0, "kfold: the fold that is the test part (0 .. n_folds-1)", ge=0),
@@ -282,6 +285,14 @@ _KEYS = [
         Key("valid_ratio", float, 0.1, "split given and kfold: share of each user's training "
             "interactions (classification: of the training items) held out for validation",
             ge=0, lt=1),
+        Key("cold_item_ratio", float, 0.1, "split cold_item: share of the items kept out of "
+            "training, half validation-only, half test-only (the rest: random_ratio)", ge=0,
+            lt=1),
+        Key("cold_user_ratio", float, 0.1, "split cold_user: share of the users cut to their "
+            "earliest cold_user_max_train training interactions (after random_ratio)", ge=0,
+            lt=1),
+        Key("cold_user_max_train", int, 3, "split cold_user: training interactions a cold user "
+            "keeps (earliest by timestamp; file order without timestamps)", ge=0),
         Key("load_kg", bool, True, "read .kg/.link (or kg_final) when the dataset has them"),
         Key("subsample_users", int, None, "keep this many users (fixed seed 0), for quick runs; "
             "null keeps all", nullable=True, ge=1),
@@ -328,6 +339,8 @@ _KEYS = [
         Key("ctr_labels", str, "auto", "ctr: file (the data's 0/1 rating column) | sample (one "
             "unseen item per positive) | auto (file if it has 0s)",
             choices=("auto", "file", "sample")),
+        Key("ctr_batch_size", int, None, "ctr: pairs per batch of the batch-mean auc_batch / "
+            "f1_batch (KGCN's reference figures); null: train_batch_size", nullable=True, ge=1),
     ),
     *_section(
         "model", None,

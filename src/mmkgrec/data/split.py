@@ -14,6 +14,14 @@
   Over ``fold = 0 .. n_folds-1`` (same seed) every interaction is tested exactly once. Users with
   fewer than two interactions are dropped. (Classification deals items, not interactions, into
   folds the same way: :func:`fold_parts`, :mod:`.targets`.)
+* ``cold_item`` (:func:`cold_item_split`): a ``cold_item_ratio`` share of the items, half of them
+  validation-only and half test-only, keeps no training interaction; the rest is ``random_ratio``.
+* ``cold_user`` (:func:`cold_user_split`): ``random_ratio``, after which a ``cold_user_ratio``
+  share of the users keep only their earliest ``cold_user_max_train`` training interactions.
+
+The cold splits record their cold items or users (dense ids) in ``Split.stats`` (read them as
+:attr:`Split.cold_items` / :attr:`Split.cold_users`), so that evaluation can report the metrics of
+their targets alone; ``describe()`` gives their counts.
 
 Users with fewer interactions than a split needs are dropped and counted in ``Split.stats``.
 
@@ -24,6 +32,7 @@ them import this module, and it imports none of them.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +41,11 @@ from ..errors import ConfigError, MMKGRecError
 from .dataset import Dataset, Interactions
 
 SPLITS = ("random_ratio", "time_ratio", "leave_one_out", "given", "kfold")
+COLD_SPLITS = ("cold_item", "cold_user")
+#: the stats keys under which the cold splits keep their cold ids
+COLD_KEYS = {"cold_item": "cold_items", "cold_user": "cold_users"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,9 +73,24 @@ class Split:
     def csr(self, name: str):
         return self.part(name).csr(self.n_users, self.n_items)
 
+    @property
+    def cold_items(self) -> np.ndarray | None:
+        """Dense ids of the items a ``cold_item`` split kept out of training (None otherwise)."""
+        return self._cold("cold_items")
+
+    @property
+    def cold_users(self) -> np.ndarray | None:
+        """Dense ids of the users a ``cold_user`` split cut to their earliest interactions."""
+        return self._cold("cold_users")
+
+    def _cold(self, key: str) -> np.ndarray | None:
+        ids = self.stats.get(key)
+        return None if ids is None else np.asarray(ids, dtype=np.int64)
+
     def describe(self) -> dict:
+        stats = {k: len(v) if k in COLD_KEYS.values() else v for k, v in self.stats.items()}
         return {"method": self.method, "train": len(self.train), "valid": len(self.valid),
-                "test": len(self.test), **self.stats}
+                "test": len(self.test), **stats}
 
 
 def _group_positions(users: np.ndarray, order: np.ndarray):
@@ -168,13 +197,27 @@ def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0
         test = test.take(np.flatnonzero(test_has_train))
         return Split(ds, inter.take(train_rows), inter.take(valid_rows), test, method,
                      {"dropped_users": dropped, "seed": seed, "valid_ratio": valid_ratio})
+    counts = np.bincount(inter.user, minlength=ds.n_users)
+    part, ok_user = _cut(inter, ds.n_users, method, ratios, rng, ds.name)
+    dropped = int((~ok_user & (counts > 0)).sum())
+    return _parts(ds, part, method, {"dropped_users": dropped,
+                                     "dropped_interactions": int((part == -1).sum()),
+                                     "seed": seed})
+
+
+def _cut(inter: Interactions, n_users: int, method: str, ratios, rng: np.random.Generator,
+         name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The part of every row of ``inter`` under ``random_ratio``, ``time_ratio`` or
+    ``leave_one_out`` (0 train, 1 valid, 2 test, -1 dropped with its user, too short for the
+    split) and the bool mask of the users kept."""
+    n = len(inter)
     if method == "random_ratio":
         order = np.lexsort((rng.random(n), inter.user))
     else:
         if inter.timestamp is None:
-            raise MMKGRecError(f"split '{method}' needs timestamps; dataset '{ds.name}' has none")
+            raise MMKGRecError(f"split '{method}' needs timestamps; dataset '{name}' has none")
         order = np.lexsort((np.arange(n), inter.timestamp, inter.user))
-    counts = np.bincount(inter.user, minlength=ds.n_users)
+    counts = np.bincount(inter.user, minlength=n_users)
     if method == "leave_one_out":
         cnt = np.stack([counts - 2, np.ones_like(counts), np.ones_like(counts)], 1)
         need = 3
@@ -189,12 +232,105 @@ def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0
             ok_user &= cnt[:, j] >= 1
     pos, _ = _group_positions(inter.user, order)
     u = inter.user[order]
-    part = np.where(pos < cnt[u, 0], 0, np.where(pos < cnt[u, 0] + cnt[u, 1], 1, 2))
-    part[~ok_user[u]] = -1
-    rows = [np.sort(order[part == j]) for j in range(3)]
-    dropped = int((~ok_user & (counts > 0)).sum())
+    part_sorted = np.where(pos < cnt[u, 0], 0, np.where(pos < cnt[u, 0] + cnt[u, 1], 1, 2))
+    part_sorted[~ok_user[u]] = -1
+    part = np.empty(n, dtype=np.int64)
+    part[order] = part_sorted
+    return part, ok_user & (counts > 0)
+
+
+def _parts(ds: Dataset, part: np.ndarray, method: str, stats: dict) -> Split:
+    """The split whose rows of ``ds.inter`` are labelled by ``part`` (0, 1, 2; -1 dropped); the
+    rows of each part keep the file order."""
+    inter = ds.inter
+    rows = [np.flatnonzero(part == j) for j in range(3)]
     if not len(rows[0]):
         raise MMKGRecError(f"split '{method}' left no training data for dataset '{ds.name}'")
-    return Split(ds, inter.take(rows[0]), inter.take(rows[1]), inter.take(rows[2]), method,
-                 {"dropped_users": dropped, "dropped_interactions": int((part == -1).sum()),
-                  "seed": seed})
+    return Split(ds, inter.take(rows[0]), inter.take(rows[1]), inter.take(rows[2]), method, stats)
+
+
+def _check_cold_ratio(key: str, ratio) -> float:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise ConfigError(key, f"must be a number in [0, 1), got {ratio!r}")
+    return float(ratio)
+
+
+def _cold_count(key: str, ratio: float, n: int, what: str, name: str, least: int) -> int:
+    """``floor(ratio * n)``, refused (naming ``key``) when a positive ratio gives fewer than
+    ``least`` or leaves none of the ``n`` outside."""
+    k = int(np.floor(ratio * n + 1e-9))
+    if ratio > 0 and k < least:
+        raise ConfigError(key, f"{ratio:g} of the {n} {what} of dataset '{name}' makes {k} cold "
+                          f"{what}; at least {least} are needed")
+    if k >= n:
+        raise ConfigError(key, f"{ratio:g} of the {n} {what} of dataset '{name}' leaves no "
+                          f"{what} with training interactions")
+    return k
+
+
+def cold_item_split(ds: Dataset, cold_ratio: float, ratios=(0.8, 0.1, 0.1),
+                    seed: int = 2020) -> Split:
+    """Item cold start: ``floor(cold_ratio * n)`` of the ``n`` items with interactions, drawn
+    with ``seed`` (a stream of its own), keep none in training; the first half of them
+    (rounded down) go to validation only, the rest to test only. The interactions of the other
+    items are split per user as ``random_ratio`` with ``ratios`` and ``seed``; a user left
+    without training interactions (too short for that split) is dropped with their cold
+    interactions, and counted."""
+    cold_ratio = _check_cold_ratio("cold_item_ratio", cold_ratio)
+    inter = ds.inter
+    present = np.flatnonzero(np.bincount(inter.item, minlength=ds.n_items))
+    n_cold = _cold_count("cold_item_ratio", cold_ratio, len(present), "items", ds.name, 2)
+    cold = np.random.default_rng([seed, 1]).permutation(present)[:n_cold]
+    n_valid = n_cold // 2
+    home = np.zeros(ds.n_items, dtype=np.int64)  # 0 warm, 1 validation-only, 2 test-only
+    home[cold[:n_valid]], home[cold[n_valid:]] = 1, 2
+    item_home = home[inter.item]
+    warm = np.flatnonzero(item_home == 0)
+    part = np.full(len(inter), -1, dtype=np.int64)
+    part[warm], _ = _cut(inter.take(warm), ds.n_users, "random_ratio", ratios,
+                         np.random.default_rng(seed), ds.name)
+    has_train = np.zeros(ds.n_users, dtype=bool)
+    has_train[inter.user[part == 0]] = True
+    cold_rows = item_home > 0
+    part[cold_rows] = np.where(has_train[inter.user[cold_rows]], item_home[cold_rows], -1)
+    if not has_train.any():
+        raise ConfigError("cold_item_ratio", f"{cold_ratio:g} leaves no training interactions "
+                          f"in dataset '{ds.name}'")
+    users = np.unique(inter.user)
+    return _parts(ds, part, "cold_item", {
+        "dropped_users": int((~has_train[users]).sum()),
+        "dropped_interactions": int((part == -1).sum()), "seed": seed,
+        "cold_item_ratio": cold_ratio, "cold_items_valid": int(n_valid),
+        "cold_items_test": int(n_cold - n_valid), "cold_items": np.sort(cold).tolist()})
+
+
+def cold_user_split(ds: Dataset, cold_ratio: float, max_train: int, ratios=(0.8, 0.1, 0.1),
+                    seed: int = 2020) -> Split:
+    """User cold start: the ``random_ratio`` split with ``ratios`` and ``seed``, after which
+    ``floor(cold_ratio * n)`` of its ``n`` users, drawn with ``seed`` (a stream of its own), keep
+    only their earliest ``max_train`` training interactions (by timestamp, ties in file order;
+    in file order when the data has no timestamps, which the log says). Their other training
+    interactions are dropped and counted; their validation and test interactions stay."""
+    cold_ratio = _check_cold_ratio("cold_user_ratio", cold_ratio)
+    if isinstance(max_train, bool) or not isinstance(max_train, int) or max_train < 0:
+        raise ConfigError("cold_user_max_train", f"must be an integer >= 0, got {max_train!r}")
+    base = split_dataset(ds, "random_ratio", ratios, seed)
+    users = np.unique(base.train.user)
+    n_cold = _cold_count("cold_user_ratio", cold_ratio, len(users), "users", ds.name, 1)
+    cold = np.sort(np.random.default_rng([seed, 1]).permutation(users)[:n_cold])
+    train = base.train
+    n = len(train)
+    if train.timestamp is None:
+        log.info("cold_user: dataset '%s' has no timestamps; cold users keep their first %d "
+                 "training interactions in file order", ds.name, max_train)
+        order = np.lexsort((np.arange(n), train.user))
+    else:
+        order = np.lexsort((np.arange(n), train.timestamp, train.user))
+    pos, _ = _group_positions(train.user, order)
+    is_cold = np.zeros(ds.n_users, dtype=bool)
+    is_cold[cold] = True
+    keep = np.ones(n, dtype=bool)
+    keep[order] = ~is_cold[train.user[order]] | (pos < max_train)
+    stats = {**base.stats, "cold_user_ratio": cold_ratio, "cold_user_max_train": max_train,
+             "cold_user_dropped_train": int((~keep).sum()), "cold_users": cold.tolist()}
+    return Split(ds, train.take(np.flatnonzero(keep)), base.valid, base.test, "cold_user", stats)

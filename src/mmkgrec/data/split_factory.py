@@ -15,7 +15,7 @@ from ..config import config_value, task_of
 from ..errors import ConfigError
 from .ctr import ctr_split
 from .dataset import Dataset
-from .split import Split, split_dataset
+from .split import COLD_SPLITS, Split, cold_item_split, cold_user_split, split_dataset
 from .targets import check_rating_target, classification_split
 
 
@@ -46,17 +46,32 @@ def _items(ds: Dataset, config) -> Split:
     return classification_split(ds, config)
 
 
+# ---- cold start: items or users the training part does not know -------------------------------
+def _cold_item(ds: Dataset, config) -> Split:
+    return cold_item_split(ds, config["cold_item_ratio"], config["split_ratio"], split_seed(config))
+
+
+def _cold_user(ds: Dataset, config) -> Split:
+    return cold_user_split(ds, config["cold_user_ratio"], config["cold_user_max_train"],
+                           config["split_ratio"], split_seed(config))
+
+
 #: kind of split -> ``(dataset, config) -> Split``
-SPLITTERS = {"ctr": _ctr, "interactions": _interactions, "ratings": _ratings, "items": _items}
+SPLITTERS = {"ctr": _ctr, "interactions": _interactions, "ratings": _ratings, "items": _items,
+             "cold_item": _cold_item, "cold_user": _cold_user}
 
 
 def splitter(config) -> str:
     """By the run's task: ``ctr`` (labelled pairs, :func:`~.ctr.ctr_split`), ``ratings`` (the
     interactions with their rating column, refused on data without one), ``items`` (the
-    labelled items of task classification, :func:`~.targets.classification_split`), else
-    ``interactions`` (:func:`~.split.split_dataset` with the ``split*`` keys)."""
-    return {"ctr": "ctr", "rating": "ratings", "classification": "items"}.get(task_of(config),
-                                                                              "interactions")
+    labelled items of task classification, :func:`~.targets.classification_split`); for the
+    interaction tasks (ranking, next_item) the cold splits ``cold_item`` / ``cold_user`` by their
+    name; else ``interactions`` (:func:`~.split.split_dataset` with the ``split*`` keys)."""
+    task = task_of(config)
+    kind = {"ctr": "ctr", "rating": "ratings", "classification": "items"}.get(task)
+    if kind is not None:
+        return kind
+    return config["split"] if config["split"] in COLD_SPLITS else "interactions"
 
 
 def split_from_config(ds: Dataset, config) -> Split:

@@ -2,11 +2,19 @@
 :class:`~mmkgrec.data.ctr.CTRSplit` part are scored with ``model.score(users, items)``; the
 probability of a click is ``sigmoid(score)``.
 
-Pooled over all the part's pairs: ``auc`` (ROC AUC), ``f1`` (binary F1 of the positive class, as
-scikit-learn's ``f1_score`` that KGCN reports) and ``accuracy``, both at probability threshold 0.5,
-plus any of ``f1_micro`` / ``f1_macro`` asked for. Per user (for the run's ``per_user_test.npz``
-and significance tests): ``auc`` over the user's own pairs (NaN when they hold a single class,
-which the accumulator counts as excluded) and ``accuracy``.
+Pooled over all the part's pairs (*global*): ``auc`` (ROC AUC), ``f1`` (binary F1 of the
+positive class, as scikit-learn's ``f1_score`` that KGCN reports) and ``accuracy``, both at
+probability threshold 0.5, plus any of ``f1_micro`` / ``f1_macro`` asked for.
+
+As KGCN's reference code computes them (*batch mean*): ``auc_batch`` and ``f1_batch``, the mean
+over evaluation batches of ``ctr_batch_size`` pairs (null: ``train_batch_size``, the batch the
+reference code evaluates with) of each batch's AUC and F1 (:func:`batch_mean_metrics`). Published
+KGCN-style figures are batch means; they differ from the global figures (a batch's AUC ranks only
+its own pairs), so a table says which it shows.
+
+Per user (for the run's ``per_user_test.npz`` and significance tests): ``auc`` over the user's own
+pairs (NaN when they hold a single class, which the accumulator counts as excluded) and
+``accuracy``.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from .common import EvalMode
 from .metrics import CLASSIFICATION_METRICS, MetricAccumulator, classification_metrics, parse_metric
 
 CTR_METRICS = ("auc", "f1", "accuracy")
+#: KGCN's figures: the mean over evaluation batches (:func:`batch_mean_metrics`)
+BATCH_METRICS = ("auc_batch", "f1_batch")
 
 
 def binary_f1(labels: np.ndarray, pred: np.ndarray) -> float:
@@ -27,6 +37,43 @@ def binary_f1(labels: np.ndarray, pred: np.ndarray) -> float:
     tp = float((labels & pred).sum())
     denom = 2 * tp + float((~labels & pred).sum()) + float((labels & ~pred).sum())
     return 2 * tp / denom if denom else 0.0
+
+
+def group_f1(groups: np.ndarray, labels: np.ndarray, pred: np.ndarray, n_groups: int) -> np.ndarray:
+    """:func:`binary_f1` within each group ``0..n_groups-1``, vectorised."""
+    labels, pred = np.asarray(labels).astype(bool), np.asarray(pred).astype(bool)
+    tp = np.bincount(groups, weights=labels & pred, minlength=n_groups)
+    wrong = np.bincount(groups, weights=labels != pred, minlength=n_groups)
+    denom = 2 * tp + wrong
+    return np.divide(2 * tp, denom, out=np.zeros(n_groups), where=denom > 0)
+
+
+def batch_mean_metrics(labels: np.ndarray, scores: np.ndarray, pred: np.ndarray,
+                       batch_size: int, seed: int | None = 0) -> dict:
+    """AUC and F1 as KGCN's reference code reports them: the pairs in a fixed random order
+    (``seed``; the reference draws its test pairs in random order; ``None``: the order given),
+    cut into consecutive batches
+    of ``batch_size``; the last incomplete batch is dropped, as the reference loop drops it (a
+    part smaller than one batch is one batch); each batch's AUC (of the scores) and F1 (at
+    ``sigmoid(score) >= 0.5``) are averaged over batches. A batch holding one class only has no
+    AUC and is left out of the AUC mean. Returns ``auc_batch``, ``f1_batch`` and ``batches``."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    labels = np.asarray(labels, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    n = len(labels)
+    n_batches = max(n // batch_size, 1 if n else 0)
+    if not n_batches:
+        return {"auc_batch": float("nan"), "f1_batch": float("nan"), "batches": 0}
+    size = batch_size if n >= batch_size else n
+    order = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
+    rows = order[:n_batches * size]
+    batch = np.arange(len(rows)) // size
+    _, auc = per_user_auc(batch, labels[rows], scores[rows])
+    f1 = group_f1(batch, labels[rows], np.asarray(pred)[rows], n_batches)
+    auc = auc[np.isfinite(auc)]
+    return {"auc_batch": float(auc.mean()) if len(auc) else float("nan"),
+            "f1_batch": float(f1.mean()), "batches": int(n_batches)}
 
 
 def per_user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,13 +101,17 @@ def per_user_auc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> t
 
 
 class CTREvaluator:
-    """Evaluate the labelled pairs of ``part`` ("valid" or "test") of a CTR split."""
+    """Evaluate the labelled pairs of ``part`` ("valid" or "test") of a CTR split: the global
+    metrics and, in batches of ``batch_size`` pairs, KGCN's batch means (``auc_batch``,
+    ``f1_batch``)."""
 
-    def __init__(self, split, part: str, metrics=CTR_METRICS, chunk: int = 8192):
+    def __init__(self, split, part: str, metrics=CTR_METRICS, chunk: int = 8192,
+                 batch_size: int = 128):
         if not hasattr(split, "labelled"):
             raise ConfigError("eval_protocol", "'ctr' needs the labelled pairs of a CTR split "
                               "(mmkgrec.data.ctr.ctr_split, made by split_from_config)")
         self.split, self.part, self.chunk = split, part, chunk
+        self.batch_size = batch_size
         self.metrics = list(CTR_METRICS)
         for m in metrics:
             self._add(m)
@@ -98,6 +149,7 @@ class CTREvaluator:
         out = classification_metrics(torch.from_numpy(y), torch.from_numpy(pred),
                                      torch.from_numpy(scores), others)
         out["f1"] = binary_f1(y, pred)
+        batched = batch_mean_metrics(y, scores, pred, self.batch_size)
         ids, auc = per_user_auc(self.users.numpy(), y, scores)
         slot = np.searchsorted(ids, self.users.numpy())
         correct = np.bincount(slot, weights=(pred == y), minlength=len(ids))
@@ -105,4 +157,5 @@ class CTREvaluator:
         acc.update({"auc": torch.from_numpy(auc),
                     "accuracy": torch.from_numpy(correct / np.bincount(slot, minlength=len(ids)))},
                    torch.from_numpy(ids))
-        return {m: out[m] for m in self.metrics}, acc, mode.seconds
+        return ({**{m: out[m] for m in self.metrics}, **{m: batched[m] for m in BATCH_METRICS}},
+                acc, mode.seconds)

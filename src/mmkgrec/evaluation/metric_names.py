@@ -9,7 +9,8 @@ Names are lowercase, spaces ignored: ``recall@k``, ``hit@k``, ``ndcg@k``, ``mrr@
 ``hamming_loss`` (multi-label classification).
 
 A metric's direction is declared here once (:data:`LOWER_IS_BETTER`); whatever chooses on a
-metric (early stopping, the choice of a tuning trial) asks :func:`is_better`.
+metric (early stopping, the choice of a tuning trial) asks :func:`is_better` (a tune's study
+:func:`direction`).
 """
 
 from __future__ import annotations
@@ -87,3 +88,9 @@ def is_better(value: float, best: float, name: str) -> bool:
 def worst_value(name: str) -> float:
     """The value every real value of ``name`` improves on: ``inf`` or ``-inf``."""
     return float("inf") if lower_is_better(name) else -float("inf")
+
+
+def direction(name: str) -> str:
+    """``"maximize"`` or ``"minimize"``: the direction in which the metric ``name`` improves
+    (the Optuna study of a tune)."""
+    return "minimize" if lower_is_better(name) else "maximize"

@@ -3,7 +3,7 @@
 Items are cut into groups by their number of training interactions (group 0 the most popular);
 each group is evaluated under the model's own protocol (full ranking, sampled, next-item), every
 item ranked as usual, with only the targets on that group's items counted
-(:func:`~.evaluator.make_evaluator` with ``items``). On a dense
+(:func:`~.evaluator.evaluate_restricted` with ``items``). On a dense
 split the popular items hold most test interactions, so the overall average says little about
 the long tail, the part of the catalogue content features (VBPR, MMGCN, ...) are meant to help.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.split import Split
-from .evaluator import make_evaluator
+from .evaluator import evaluate_restricted
 
 
 def popularity_groups(split: Split, n_groups: int = 3) -> np.ndarray:
@@ -50,13 +50,8 @@ def evaluate_by_popularity(split: Split, model, config, n_groups: int = 3, part:
     out = []
     for g in range(n_groups):
         members = groups == g
-        ev = make_evaluator(split, part, config, model, items=members)
-        metrics, acc, _ = ev.evaluate(model, device or config["device"])
-        per_user = acc.per_user()  # empty for a group without targets: NaN means, empty arrays
+        res = evaluate_restricted(split, part, config, model, device, items=members)
         out.append({"group": g, "items": int(members.sum()),
                     "train_interactions": [int(counts[members].min()), int(counts[members].max())],
-                    "targets": int(members[target.item].sum()), "users": len(acc.user_ids),
-                    "metrics": {m: metrics.get(m, float("nan")) for m in ev.metrics},
-                    "per_user": {"user_ids": acc.user_ids,
-                                 **{m: per_user.get(m, np.zeros(0)) for m in ev.metrics}}})
+                    "targets": int(members[target.item].sum()), **res})
     return out

@@ -42,16 +42,18 @@ class FullRankingEvaluator:
     ``items`` (bool ``[n_items]``, optional) restricts what counts as relevant to the targets of
     those items: every item is still ranked and masked as usual, a user is evaluated on their
     targets among ``items`` only, and users with none are left out (a long-tail analysis,
-    :mod:`~mmkgrec.evaluation.popularity`)."""
+    :mod:`~mmkgrec.evaluation.popularity`); ``users`` (bool ``[n_users]``) evaluates only those
+    users (the cold users of a ``cold_user`` split)."""
 
     def __init__(self, split: Split, part: str, metrics: list[str], batch_size: int = 4096,
-                 mask_history: bool = True, items: np.ndarray | None = None):
+                 mask_history: bool = True, items: np.ndarray | None = None,
+                 users: np.ndarray | None = None):
         self.split, self.part = split, part
         self.metrics = [canonical(m) for m in metrics]
         self.max_k = max(parse_metric(m)[1] for m in self.metrics)
         self.batch_size = batch_size
         n_users, n_items = split.n_users, split.n_items
-        target = restrict_targets(split.part(part), items, n_items)
+        target = restrict_targets(split.part(part), items, n_items, users, n_users)
         self.users = torch.from_numpy(np.unique(target.user))
         self.n_relevant = torch.from_numpy(np.bincount(target.user, minlength=n_users))
         self.target_keys = torch.from_numpy(target.keys(n_items))
@@ -87,14 +89,15 @@ class FullRankingEvaluator:
 class SampledEvaluator:
     """Each positive of ``part`` ranked against ``n_negatives`` items sampled uniformly among the
     items the user never interacted with in any part (fixed seed, so every model sees the same
-    candidates). Per-user values are the mean over the user's positives."""
+    candidates). Per-user values are the mean over the user's positives. ``items`` / ``users``
+    restrict the positives as for :class:`FullRankingEvaluator`."""
 
     def __init__(self, split: Split, part: str, metrics: list[str], n_negatives: int = 100,
-                 seed: int = 0, items: np.ndarray | None = None):
+                 seed: int = 0, items: np.ndarray | None = None, users: np.ndarray | None = None):
         self.split, self.part = split, part
         self.metrics = [canonical(m) for m in metrics if parse_metric(m)[0] in ("hit", "ndcg", "mrr")]
         n_items = split.n_items
-        target = restrict_targets(split.part(part), items, n_items)
+        target = restrict_targets(split.part(part), items, n_items, users, split.n_users)
         from ..data.sampling import KnownPairs, sample_negatives
 
         parts = [split.part(p) for p in ("train", "valid", "test")]

@@ -25,7 +25,7 @@ import torch
 
 from ..data.sequences import EvalSamples, build_sequences
 from ..data.split import Split
-from .common import EvalMode, item_mask
+from .common import EvalMode, counted
 from .metrics import (
     MetricAccumulator,
     canonical,
@@ -42,7 +42,7 @@ class NextItemEvaluator:
     def __init__(self, split: Split, part: str, metrics: list[str], batch_size: int = 4096,
                  mask_history: bool = False, max_seq_length: int | None = None,
                  sampled_negatives: int | None = None, seed: int = 0,
-                 items: np.ndarray | None = None):
+                 items: np.ndarray | None = None, users: np.ndarray | None = None):
         self.split, self.part = split, part
         self.metrics = [canonical(m) for m in metrics]
         if sampled_negatives:
@@ -54,8 +54,11 @@ class NextItemEvaluator:
         self.max_seq_length = max_seq_length
         self.seqs = build_sequences(split)
         self.samples = EvalSamples(self.seqs, part)
-        if items is not None:  # only targets on these items count; every item is still ranked
-            self.samples.keep(item_mask(items, split.n_items)[self.samples.targets.numpy()])
+        # only targets on these items, by these users, count; every item is still ranked
+        keep = counted(self.samples.users.numpy(), self.samples.targets.numpy(), split.n_users,
+                       split.n_items, items, users)
+        if keep is not None:
+            self.samples.keep(keep)
         self.negatives = None
         if sampled_negatives:
             from ..data.sampling import KnownPairs, sample_negatives
