@@ -6,8 +6,8 @@ patience PATIENCE); then 3 seeds with the chosen rate. Variants: BPR, LightGCN, 
 with text only, image only and both, plus controls with the features shuffled across items
 (same hyper-parameters as the variant they control); and a sparse regime (``sparse-*``: each
 user's interactions split 2:1:7) for BPR, LightGCN, VBPR and MMGCN. Text: all-MiniLM-L6-v2 over title, year and
-genres; image: the handcrafted poster descriptor (no pre-trained image encoder is available
-offline here; results computed with it say so).
+genres; image: the handcrafted poster descriptor, pinned in every job that reads images
+(``image_pin``; results computed with it say so).
 
     python benchmarks/multimodal.py [--only SUBSTRING]
 Resumable: a job whose JSON exists in benchmarks/results/multimodal/ is skipped.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import common
 from common import WORK, mmkgrec_run, queue_main
+from image_pin import pinned
 
 SUITE = "multimodal"
 LRS = [0.001, 0.005, 0.01]
@@ -114,6 +115,7 @@ def row_settings(job: dict) -> tuple[str, dict, dict]:
     ov = {**BASE, **extra, **reg, "learning_rate": lr, "seed": job["seed"], "split_seed": job["seed"]}
     if variant in CONTROLS:
         ov["shuffle_features"] = True
+    ov = pinned(model, ov)
     fields = dict(variant=variant, seed=job["seed"], tuning="lr" in job or "reg" in job, chosen_lr=lr,
                   **({"reg": next(iter(reg.values()))} if reg else {}),
                   **({"reg_key": REG_TUNED[variant][1]} if variant in REG_TUNED else {}))
