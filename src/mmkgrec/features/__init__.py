@@ -123,15 +123,25 @@ def extract_features(dataset, modality: str, config: Mapping | None = None, *,
         else:
             inputs = content.item_image_refs(dataset, image_dir, image_column)
         keys = [None if r is None else content.image_key(r) for r in inputs]
-        draft = enc.image_draft_size
+        draft, reduce = enc.image_draft_size, enc.image_reduce
+        converted: dict[str, str] = {}  # image ref -> the mode it was converted from
 
         def prepare(ref):
-            return content.load_image(ref, draft=draft)
+            im = content.load_image(ref, draft=draft, reduce=reduce)
+            if "source_mode" in im.info:
+                converted[ref] = im.info["source_mode"]
+            return im
     store = FeatureStore.for_dataset(dataset, modality, enc, root)
     info = {"dataset": dataset.name, "source": str(getattr(dataset, "source", ""))}
-    return store.extract(dataset.item_ids, inputs, keys, enc, prepare=prepare,
-                         batch_size=int(config_value(config, "feature_batch_size")),
-                         show_progress=bool(config_value(config, "show_progress", False)), info=info)
+    res = store.extract(dataset.item_ids, inputs, keys, enc, prepare=prepare,
+                        batch_size=int(config_value(config, "feature_batch_size")),
+                        show_progress=bool(config_value(config, "show_progress", False)), info=info)
+    if modality == "image" and converted:
+        ids = {ref: str(i) for i, ref in zip(dataset.item_ids, inputs) if ref is not None}
+        res.stats["converted"] = {ids[ref]: mode for ref, mode in converted.items()}
+        log.info("%s: %d images converted to RGB before encoding (item: source mode) %s",
+                 dataset.name, len(converted), dict(list(res.stats["converted"].items())[:20]))
+    return res
 
 
 def item_feature_matrix(dataset, modality: str, config: Mapping | None = None
