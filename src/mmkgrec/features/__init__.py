@@ -35,12 +35,14 @@ from ..config import config_value
 from ..errors import MMKGRecError
 from .encoders import Encoder, HandcraftedDescriptor, encoder_specs, make_encoder, register_encoder
 from .store import ExtractResult, FeatureStore, cache_root, store_info
+from .themes import imagenet_classes, item_theme_words
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Encoder", "ExtractResult", "FeatureStore", "HandcraftedDescriptor", "cache_root",
-           "encoder_specs", "export_features", "extract_features", "item_feature_matrix",
-           "make_encoder", "register_encoder", "store_info"]
+           "encoder_specs", "export_features", "extract_features", "imagenet_classes",
+           "item_feature_matrix", "item_theme_words", "make_encoder", "register_encoder",
+           "store_info"]
 
 FILE_SPEC = "file:"
 
