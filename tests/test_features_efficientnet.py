@@ -27,6 +27,7 @@ from mmkgrec.features import (Encoder, extract_features, imagenet_classes, item_
                               make_encoder, register_encoder)
 from mmkgrec.features import content
 from mmkgrec.features import efficientnet as effnet
+from test_features import _poster as _picture
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = sorted(effnet.VARIANTS)
@@ -45,17 +46,6 @@ def _installed(variant: str) -> bool:
 def _need(variant: str):
     if not _installed(variant):
         pytest.skip(f"{effnet.VARIANTS[variant].package} is not installed")
-
-
-def _picture(seed: int, size=(120, 180)):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    a = np.zeros((size[1], size[0], 3), dtype=np.uint8)
-    a[:] = rng.integers(0, 256, 3)
-    y, x = rng.integers(0, size[1] // 2), rng.integers(0, size[0] // 2)
-    a[y:y + size[1] // 3, x:x + size[0] // 3] = rng.integers(0, 256, 3)
-    return Image.fromarray(np.clip(a + rng.normal(0, 12, a.shape), 0, 255).astype(np.uint8))
 
 
 def _synthetic():
