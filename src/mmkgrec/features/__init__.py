@@ -15,7 +15,9 @@ Config keys (``configs/defaults.yaml``): ``text_encoder`` (default ``minilm``), 
 (default ``descriptor``, the hand-crafted descriptor that needs no weights), ``text_fields``,
 ``image_dir``, ``image_column``, ``feature_batch_size``; ``device`` and ``show_progress`` are
 honoured. Modules: :mod:`.content` (texts, image references, decoding), :mod:`.encoders`
-(encoder registry), :mod:`.store` (the store).
+(encoder registry; EfficientNet-Lite in :mod:`.efficientnet`), :mod:`.store` (the store),
+:mod:`.themes` (visual theme words, :func:`item_theme_words`: each item image's top ImageNet
+classes, kept in the store beside the vectors).
 
 Features computed elsewhere (on another machine, or by another library) are read from a file with
 the spec ``file:<path>.npz``: an archive with ``item_ids`` (raw ids, strings) and ``features``
