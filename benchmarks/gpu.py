@@ -18,8 +18,10 @@ count at torch's default for both libraries:
 
 A GPU machine may lack the posters (or the network for the text encoder's weights): ``--features
 DIR`` reads item features from ``DIR/<dataset>-text.npz`` and ``DIR/<dataset>-image.npz``, written
-where the store has them by ``mmkgrec features export``. The split files each job trained on are
-hashed into its JSON (``split_sha256``), so they can be compared with the CPU suites' exports.
+where the store has them by ``mmkgrec features export`` (the image file with ``--encoder
+descriptor``, the encoder every job here that reads images pins, ``image_pin``). The split files
+each job trained on are hashed into its JSON (``split_sha256``), so they can be compared with the
+CPU suites' exports.
 
     python benchmarks/gpu.py [--only SUBSTRING] [--features DIR] [--workers N]
 Resumable: a job whose JSON exists in benchmarks/results/gpu/ is skipped.
@@ -35,6 +37,7 @@ from pathlib import Path
 import kg
 import sequential as seq
 from common import WORK, export_split, feature_files, mmkgrec_run, recbole_run, run_queue
+from image_pin import pinned
 
 SUITE = "gpu"
 SEEDS = seq.SEEDS
@@ -74,7 +77,7 @@ def split_hash(folder: Path) -> str:
 
 
 def _ours(model: str, ov: dict, job: dict) -> dict:
-    ov = {**ov, **FEATURES, "device": "cuda", "threads": 0}
+    ov = pinned(model, {**ov, **FEATURES, "device": "cuda", "threads": 0})
     run_dir = WORK / "runs" / SUITE / job["id"]
     r = mmkgrec_run(model, "ml-100k", ov, run_dir, WORK / "logs" / SUITE / f"{job['id']}.log")
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -86,7 +89,8 @@ def _export(job: dict, split_cfg: dict) -> Path:
     seed = job["seed"]
     if job["suite"] == "seq":
         return export_split("ml-100k", WORK / "splits" / f"gpu-ml-100k-seq-aug-s{seed}",
-                            {**seq.PROTO, **split_cfg, **FEATURES}, sequential=True, max_len=50)
+                            pinned(None, {**seq.PROTO, **split_cfg, **FEATURES}), sequential=True,
+                            max_len=50)
     return export_split("ml-100k", WORK / "splits" / f"gpu-ml-100k-s{seed}",
                         {**split_cfg, **FEATURES})
 

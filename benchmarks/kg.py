@@ -1,7 +1,8 @@
 """Knowledge-graph models and Multi-KG4Rec on ML-100K (issue: knowledge graphs and Multi-KG4Rec).
 
 Protocol: ML-100K with its Freebase KG (.kg/.link), MiniLM text features (title, year, genres) and
-the handcrafted poster descriptor (no pre-trained image encoder offline: results with it say so);
+the handcrafted poster descriptor (pinned in every job that reads images, ``image_pin``; results
+with it say so);
 random 8:1:1 per user, full ranking, @10 and @20.
 
 Equal tuning budget: every main row tunes the learning rate over LRS with seed 2020, an epoch cap
@@ -27,6 +28,7 @@ import shutil
 
 import common
 from common import RESULTS, WORK, export_split, mmkgrec_run, queue_main, recbole_run
+from image_pin import pinned
 
 SUITE = "kg"
 LRS = [0.001, 0.005]
@@ -185,14 +187,14 @@ def run(job: dict) -> dict:
                 for k in ("job", "suite", "git_sha", "finished_at", "wall_s", "tuning", "chosen_lr"):
                     r.pop(k, None)
             else:
-                ov = {**BASE, **extra, **split_cfg, "learning_rate": SIDE_LR}
+                ov = pinned(model, {**BASE, **extra, **split_cfg, "learning_rate": SIDE_LR})
                 r = mmkgrec_run(model, "ml-100k", ov, WORK / "runs" / SUITE / job["id"], log)
         r.update(row=row, seed=seed, side_by_side=True)
         return r
     if job.get("speed"):
         model, extra = {**MAIN, **SPEED_ONLY}[row]
-        ov = {**BASE, **extra, **split_cfg, "learning_rate": 0.001, "epochs": SPEED_EPOCHS,
-              "eval_step": SPEED_EPOCHS, "stopping_step": 0}
+        ov = pinned(model, {**BASE, **extra, **split_cfg, "learning_rate": 0.001,
+                            "epochs": SPEED_EPOCHS, "eval_step": SPEED_EPOCHS, "stopping_step": 0})
         r = mmkgrec_run(model, "ml-100k", ov, WORK / "runs" / SUITE / job["id"], log)
         shutil.rmtree(WORK / "runs" / SUITE / job["id"], ignore_errors=True)
         r.update(row=row, seed=seed, speed=True)
@@ -205,7 +207,7 @@ def run(job: dict) -> dict:
     else:
         model, extra = MAIN[row]
         lr = job.get("lr") or chosen_lr(row)
-    ov = {**BASE, **extra, **split_cfg, "learning_rate": lr}
+    ov = pinned(model, {**BASE, **extra, **split_cfg, "learning_rate": lr})
     r = mmkgrec_run(model, "ml-100k", ov, WORK / "runs" / SUITE / job["id"], log)
     if row != "MultiKG4Rec":  # the JSON keeps what counts; Multi-KG4Rec's runs feed the case study
         shutil.rmtree(WORK / "runs" / SUITE / job["id"], ignore_errors=True)

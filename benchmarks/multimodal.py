@@ -6,8 +6,8 @@ patience PATIENCE); then 3 seeds with the chosen rate. Variants: BPR, LightGCN, 
 with text only, image only and both, plus controls with the features shuffled across items
 (same hyper-parameters as the variant they control); and a sparse regime (``sparse-*``: each
 user's interactions split 2:1:7) for BPR, LightGCN, VBPR and MMGCN. Text: all-MiniLM-L6-v2 over title, year and
-genres; image: the handcrafted poster descriptor (no pre-trained image encoder is available
-offline here; results computed with it say so).
+genres; image: the handcrafted poster descriptor, pinned in every job that reads images
+(``image_pin``; results computed with it say so).
 
     python benchmarks/multimodal.py [--only SUBSTRING]
 Resumable: a job whose JSON exists in benchmarks/results/multimodal/ is skipped.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import common
 from common import WORK, mmkgrec_run, queue_main
+from image_pin import pinned
 
 SUITE = "multimodal"
 LRS = [0.001, 0.005, 0.01]
@@ -64,11 +65,19 @@ REG_TUNED = {"BPR+reg": ("BPR", "reg_weight"), "VBPR-both+reg": ("VBPR-both", "c
 REG_TUNED.update({"VBPR-both-std+reg": ("VBPR-both-std", "content_reg_weight"),
                   "VBPR-both+L2": ("VBPR-both", "reg_weight"),
                   "VBPR-text+L2": ("VBPR-text", "reg_weight")})
+# The learned image encoder, chosen among the EfficientNet-Lite sizes on validation: VBPR
+# image-only with each, under the budget the VBPR-image row had (the learning rate in LRS, seed
+# 2020, the same epoch cap and patience), the size whose best run has the best validation
+# NDCG@10 wins (``chosen_image_encoder``). Tuning runs only: the rows measured again with the
+# chosen encoder are a later stage.
+IMAGE_ENCODERS = {f"VBPR-image-lite{n}": ("VBPR", {"modalities": ["image"],
+                                                   "image_encoder": f"efficientnet-lite{n}"})
+                  for n in range(3)}
 
 
 def jobs() -> list[dict]:
-    out = [{"id": f"tune-{v}-lr{lr}", "variant": v, "lr": lr, "seed": 2020} for v in VARIANTS
-           for lr in LRS]
+    out = [{"id": f"tune-{v}-lr{lr}", "variant": v, "lr": lr, "seed": 2020}
+           for v in [*VARIANTS, *IMAGE_ENCODERS] for lr in LRS]
     out += [{"id": f"{v}-s{s}", "variant": v, "seed": s} for v in VARIANTS for s in SEEDS]
     out += [{"id": f"{c}-s{s}", "variant": c, "seed": s} for c in CONTROLS for s in SEEDS]
     out += [{"id": f"tune-{v}-r{r}", "variant": v, "reg": r, "seed": 2020} for v in REG_TUNED
@@ -99,6 +108,14 @@ def chosen_lr(variant: str) -> float:
     return common.chosen_lr(SUITE, variant, LRS, "ndcg@10")
 
 
+def chosen_image_encoder() -> str:
+    """The EfficientNet-Lite size whose VBPR image-only tuning run has the best validation
+    NDCG@10 (NotReady until all of them exist)."""
+    ids = [f"tune-{v}-lr{lr}" for v in IMAGE_ENCODERS for lr in LRS]
+    k, _ = common.best_on_validation(SUITE, ids, "ndcg@10", "the image encoder choice")
+    return IMAGE_ENCODERS[list(IMAGE_ENCODERS)[k // len(LRS)]][1]["image_encoder"]
+
+
 def row_settings(job: dict) -> tuple[str, dict, dict]:
     """``(model, overrides, fields)`` of the job's row (``variant``, ``seed``, and ``lr`` / ``reg``
     for a tuning run): the settings its budget chose, and the fields its result records."""
@@ -109,11 +126,12 @@ def row_settings(job: dict) -> tuple[str, dict, dict]:
         base_variant, key = REG_TUNED[variant]
         value = job["reg"] if "reg" in job else chosen_reg(variant)
         reg = {} if value is None else {key: value}
-    model, extra = VARIANTS[base_variant]
+    model, extra = {**VARIANTS, **IMAGE_ENCODERS}[base_variant]
     lr = job.get("lr") or chosen_lr(base_variant)
     ov = {**BASE, **extra, **reg, "learning_rate": lr, "seed": job["seed"], "split_seed": job["seed"]}
     if variant in CONTROLS:
         ov["shuffle_features"] = True
+    ov = pinned(model, ov)
     fields = dict(variant=variant, seed=job["seed"], tuning="lr" in job or "reg" in job, chosen_lr=lr,
                   **({"reg": next(iter(reg.values()))} if reg else {}),
                   **({"reg_key": REG_TUNED[variant][1]} if variant in REG_TUNED else {}))

@@ -4,11 +4,12 @@ Protocol (MM-RACL-KAL's): users with >= 5 and items with >= 20 interactions, ite
 fixpoint; only items with both text and an image; per user, time-ordered 80/10/10; each
 validation / test interaction is a next-item target predicted from everything before it; full
 ranking over all items, and the named sampled mode (1 positive among 100 unseen items) beside
-it (``test_sampled`` in each JSON, the same trained model re-evaluated). Text: all-MiniLM-L6-v2 over title, year and genres;
-image: the hand-crafted poster descriptor (no pre-trained image encoder offline; results with it
-say so). Every model, sequential or not, is evaluated by the next-item evaluator with the user's
-earlier items removed from the ranking (``mask_history_seq: true``, so that CF models are not
-penalised for re-ranking training items); the side-by-side rows against RecBole use RecBole's
+it (``test_sampled`` in each JSON, the same trained model re-evaluated). Text: all-MiniLM-L6-v2
+over title, year and genres; image: the hand-crafted poster descriptor, pinned in every job (the
+protocol keeps only items with an image; ``image_pin``; results with it say so). Every model,
+sequential or not, is evaluated by the next-item evaluator with the user's earlier items removed
+from the ranking (``mask_history_seq: true``, so that CF models are not penalised for re-ranking
+training items); the side-by-side rows against RecBole use RecBole's
 convention (nothing masked).
 
 Budget (2 cores): an epoch cap of EPOCHS with patience PATIENCE on validation NDCG@10, the
@@ -31,6 +32,7 @@ import sys
 
 from common import (WORK, NotReady, best_on_validation, chosen_trial, export_split, feature_files, mmkgrec_run,
                     random_trials, recbole_run, run_queue, variant_file)
+from image_pin import pinned
 
 SUITE = "sequential"
 EPOCHS = 10
@@ -203,7 +205,7 @@ def row_settings(job: dict) -> tuple[str, dict, dict, str | None]:
     ov = {**BASE, **NEXT, **extra, **setting, "seed": seed, "split_seed": seed, **MACHINE}
     if variant:
         ov["config_file"] = variant_file(variant)
-    return model, ov, tuning, variant
+    return model, pinned(model, ov), tuning, variant
 
 
 def run(job: dict) -> dict:
@@ -216,13 +218,14 @@ def run(job: dict) -> dict:
             # one row per next-item sample, exactly ours (RecBole's benchmark files for sequential
             # models are pre-augmented: user, item_id_list, item_id)
             export_dir = export_split("ml-100k", WORK / "splits" / f"ml-100k-seq-aug-s{seed}",
-                                      {**PROTO, **split_cfg}, sequential=True, max_len=max_len)
+                                      pinned(None, {**PROTO, **split_cfg}), sequential=True,
+                                      max_len=max_len)
             epochs = RECBOLE_SASREC_EPOCHS if row == "SASRec" else EPOCHS
             ov = {**RECBOLE_SIDE, "epochs": epochs, "MAX_ITEM_LIST_LENGTH": max_len, "seed": seed}
             r = recbole_run(row, export_dir, "ml-100k", ov,
                             WORK / "runs" / SUITE / f"{job['id']}.json", log)
         else:
-            ov = {**BASE, **split_cfg}
+            ov = pinned(row, {**BASE, **split_cfg})
             r = mmkgrec_run(row, "ml-100k", ov, WORK / "runs" / SUITE / job["id"], log)
         r.update(row=row, seed=seed, side_by_side=True)
         return r

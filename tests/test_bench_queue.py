@@ -75,30 +75,83 @@ def test_queue_runs_with_workers_resumes_and_skips_jobs_not_ready(results):
     assert seen == ["wait"]
 
 
-def test_popularity_jobs_rebuild_the_exact_settings_of_the_rows_they_retrain():
-    """Every job of benchmarks/popularity.py trains with the `--set` list (and `--config`) its
-    row's recorded command used, so its groups describe that row and no other run."""
+PIN = ["--set", f"image_encoder={json.dumps('descriptor')}"]
+
+
+def _assert_rebuilds(model: str, ov: dict, row: Path, job_id: str, exact: bool = True) -> None:
+    """A job rebuilt for ``row`` (``ov``) names its image encoder if and only if the recorded run
+    read image features: the pinned descriptor, or an encoder the job chose itself (an
+    EfficientNet size; exported features on a GPU machine). A row recorded while the descriptor
+    was the default lacks the pin in its command, and its recorded configuration must show that
+    it read exactly that encoder. With ``exact``, the rest of the `--set` list (and `--config`)
+    is the recorded command's."""
     import shlex
 
+    from mmkgrec.models import get_model_class
+
+    r = json.loads(row.read_text())
+    ov = dict(ov)
+    config_file = ov.pop("config_file", None)
+    sets = [a for k, v in ov.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    recorded = shlex.split(r["command"])
+    cfg = r["config"]
+    reads_images = ("image" in get_model_class(model).requirements(cfg)
+                    or "image" in (cfg.get("require_item_content") or []))
+    assert ("image_encoder" in ov) == reads_images, job_id
+    if reads_images and "image_encoder" not in r["command"]:
+        assert sets[-2:] == PIN and cfg["image_encoder"] == "descriptor", job_id
+        sets = sets[:-2]
+    if not exact:
+        return
+    assert recorded[recorded.index("--set"):] == sets, job_id
+    if config_file:
+        assert Path(recorded[recorded.index("--config") + 1]).name == Path(config_file).name
+    else:
+        assert "--config" not in recorded
+
+
+def test_popularity_jobs_rebuild_the_exact_settings_of_the_rows_they_retrain():
+    """Every job of benchmarks/popularity.py trains with the `--set` list (and `--config`) its
+    row's recorded command used, so its groups describe that row and no other run; the rows
+    that read images pin the descriptor they were computed with."""
     import popularity
 
     for job in popularity.jobs():
         try:
-            _, ov, fields = popularity.settings(job)
+            model, ov, fields = popularity.settings(job)
         except popularity.common.NotReady:  # a stage-2 row not chosen yet, or the seq- job's run
             continue
         row = popularity.row_file({**job, **fields})
         if not row.exists():  # a row not run yet on this checkout has nothing to match
             continue
-        ov = dict(ov)
-        config_file = ov.pop("config_file", None)
-        sets = [a for k, v in ov.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-        recorded = shlex.split(json.loads(row.read_text())["command"])
-        assert recorded[recorded.index("--set"):] == sets, job["id"]
-        if config_file:
-            assert Path(recorded[recorded.index("--config") + 1]).name == Path(config_file).name
-        else:
-            assert "--config" not in recorded
+        _assert_rebuilds(model, ov, row, job["id"])
+        own = common.RESULTS / popularity.SUITE / f"{job['id']}.json"
+        if own.exists():  # the popularity run itself, recorded before the pin
+            _assert_rebuilds(model, ov, own, job["id"])
+
+
+@pytest.mark.parametrize("suite", ["multimodal", "sequential"])
+def test_recorded_rows_pin_the_descriptor_where_they_read_images(suite):
+    """Every recorded row of the suites whose queues rebuild a row's settings (``row_settings``)
+    is rebuilt with ``image_encoder: descriptor`` exactly where the row read images, so the rows
+    reproduce whatever the packaged default image encoder is. (Some rows predate settings that do
+    not change results, such as ``threads``: the exact command is checked for popularity's.)"""
+    import importlib
+
+    mod = importlib.import_module(suite)
+    jobs = mod.jobs() if suite == "multimodal" else mod.jobs(len(mod.SEEDS))
+    checked = 0
+    for job in jobs:
+        row = common.RESULTS / suite / f"{job['id']}.json"
+        if "lib" in job or not row.exists():
+            continue
+        try:
+            model, ov, *_ = mod.row_settings(job)
+        except common.NotReady:
+            continue
+        _assert_rebuilds(model, ov, row, job["id"], exact=False)
+        checked += 1
+    assert checked > 0
 
 
 def test_commands_name_the_repository_not_the_machine():

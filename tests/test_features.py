@@ -271,9 +271,12 @@ def test_bad_images_are_logged_with_the_item_id_and_masked(tmp_path, caplog):
         assert f"item {ds.item_ids[i]}:" in logged
     assert set(res.failed) == {str(ds.item_ids[i]) for i in (1, 2, 3, 4)}
     # a rerun decodes the bad files again (they may have been fixed) but encodes nothing new
+    generation = json.loads((Path(res.stats["store"]) / "manifest.json").read_text())["generation"]
     again = extract_features(ds, "image", cfg)
     assert again.stats["encoded"] == 0 and again.stats["reused"] == 3
     assert np.array_equal(again.matrix, res.matrix)
+    # ... and, having encoded nothing, leaves the stored matrix as it was
+    assert json.loads((Path(res.stats["store"]) / "manifest.json").read_text())["generation"] == generation
     # replacing a corrupt file re-encodes exactly that item
     (tmp_path / "img" / f"{ds.item_ids[1]}.jpg").unlink()
     _poster(1).save(tmp_path / "img" / f"{ds.item_ids[1]}.jpg")
@@ -288,7 +291,8 @@ def test_image_column_with_relative_paths_and_unreadable_path(atomic_dir, caplog
     _poster(0).save(path / "img" / "a.png")
     ds = load_dataset(str(path))
     with caplog.at_level(logging.WARNING):
-        X, mask = item_feature_matrix(ds, "image", {"image_column": "poster"})
+        X, mask = item_feature_matrix(ds, "image", {"image_column": "poster",
+                                                     "image_encoder": "descriptor"})
     assert mask.tolist() == [True, False, False]
     assert X.shape == (3, HandcraftedDescriptor.DIM)
     assert any("item b:" in r.getMessage() for r in caplog.records)
@@ -313,7 +317,8 @@ def test_image_urls_are_fetched_and_failures_masked(atomic_dir, caplog):
         (path / "tiny.item").write_text(item)
         ds = load_dataset(str(path))
         with caplog.at_level(logging.WARNING):
-            X, mask = item_feature_matrix(ds, "image", {"image_column": "poster"})
+            X, mask = item_feature_matrix(ds, "image", {"image_column": "poster",
+                                                     "image_encoder": "descriptor"})
     finally:
         server.shutdown()
         server.server_close()
@@ -326,7 +331,8 @@ def test_encoder_specs_and_config_keys():
     from mmkgrec.config import load_config
 
     cfg = load_config("Pop", "ml-100k")
-    assert cfg["text_encoder"] == "minilm" and cfg["image_encoder"] == "descriptor"
+    assert cfg["text_encoder"] == "minilm"
+    assert make_encoder(cfg["image_encoder"], modality="image").modality == "image"
     assert cfg["image_dir"] == "posters" and cfg["feature_batch_size"] == 64
     assert cfg["text_fields"] is None and cfg["image_column"] is None
     assert load_config("Pop", "synthetic")["image_dir"] is None
@@ -378,10 +384,10 @@ def test_exported_features_read_back_through_a_file_spec(tmp_path, capsys):
 
     ds = _synthetic()
     _write_images(tmp_path / "img", ds, {0: "ok", 1: "ok", 2: "corrupt", 5: "ok"})
-    cfg = {"image_dir": str(tmp_path / "img"), "show_progress": False}
+    cfg = {"image_dir": str(tmp_path / "img"), "show_progress": False, "image_encoder": "descriptor"}
     out = tmp_path / "feats" / "image.npz"
     assert main(["features", "export", "--dataset", "synthetic", "--modality", "image", "--out",
-                 str(out), "--set", f"image_dir={tmp_path / 'img'}"]) == 0
+                 str(out), "--encoder", "descriptor", "--set", f"image_dir={tmp_path / 'img'}"]) == 0
     assert "3 of" in capsys.readouterr().out
     want, want_mask = item_feature_matrix(ds, "image", cfg)
     got, got_mask = item_feature_matrix(ds, "image", {"image_encoder": f"file:{out}"})
@@ -433,7 +439,7 @@ def test_ml100k_poster_mask_matches_the_poster_map(data_dir):
     posters = data_dir / "ml-100k" / "posters"
     with_poster = {r["ml100k_item_id"] for r in rows
                    if r["has_poster"] == "True" and (posters / f"{r['ml100k_item_id']}.jpg").is_file()}
-    cfg = {**load_config("Pop", "ml-100k"), "show_progress": False}
+    cfg = {**load_config("Pop", "ml-100k"), "show_progress": False, "image_encoder": "descriptor"}
     X, mask = item_feature_matrix(ds, "image", cfg)
     assert X.shape == (ds.n_items, HandcraftedDescriptor.DIM)
     assert int(mask.sum()) == len(with_poster)

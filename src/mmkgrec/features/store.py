@@ -183,7 +183,7 @@ class FeatureStore:
                                               batch_size, show_progress, failed, dim)
             if failed:
                 self._log_failures(failed)
-            if todo or self._chunks() or man is None:
+            if n_encoded or self._chunks() or man is None:  # failures alone change nothing
                 if dim is None:
                     dim = encoder.dim
                 man = self._consolidate(encoder, dim, info or {})
