@@ -46,3 +46,30 @@ def _quiet_threads():
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     yield
+
+
+# ---- fixtures of the knowledge-graph and multimodal model tests ----------------------------------
+@pytest.fixture(scope="module")
+def split():
+    """The generated ``synthetic`` dataset, split 8:1:1 at random (planted structure)."""
+    from mmkgrec.data import load_dataset, split_dataset
+
+    return split_dataset(load_dataset("synthetic", {"data_format": "synthetic"}), "random_ratio")
+
+
+@pytest.fixture
+def fake_features(monkeypatch):
+    """Small fake item features (``helpers.fake_item_feature_matrix``) instead of the store's."""
+    import mmkgrec.features
+    from helpers import fake_item_feature_matrix
+
+    monkeypatch.setattr(mmkgrec.features, "item_feature_matrix", fake_item_feature_matrix)
+
+
+@pytest.fixture(scope="session")
+def pop(data_dir):
+    """Pop's test NDCG@10 on the ML-100K subsample of ``helpers.ML100K_BASE``."""
+    import mmkgrec
+    from helpers import ML100K_BASE
+
+    return mmkgrec.train("Pop", "ml-100k", overrides=ML100K_BASE).metrics["test"]["ndcg@10"]

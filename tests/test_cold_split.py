@@ -16,7 +16,7 @@ from mmkgrec.errors import ConfigError
 from mmkgrec.evaluation.cold import cold_subsets, evaluate_cold
 from mmkgrec.evaluation.ranking import FullRankingEvaluator, SampledEvaluator
 
-from test_evaluator import FixedScores, _split
+from helpers import FixedScores, make_split
 
 
 def _grid(n_users=6, n_items=10):
@@ -149,7 +149,7 @@ def test_the_config_refuses_ratios_out_of_range_and_the_factory_picks_the_cold_s
 
 def test_cold_metrics_count_only_the_cold_targets_or_users():
     # 3 users, 6 items; the scores rank each user's candidates; hand-worked hit@1
-    split = _split([(0, 0), (1, 0), (2, 1)], [], [(0, 4), (0, 2), (1, 3), (2, 5)], 3, 6)
+    split = make_split([(0, 0), (1, 0), (2, 1)], [], [(0, 4), (0, 2), (1, 3), (2, 5)], 3, 6)
     scores = [[0, 0, 5, 1, 4, 3],   # user 0: item 2 first (a warm target), item 4 second
               [0, 0, 2, 9, 0, 0],   # user 1: item 3 first
               [0, 0, 1, 0, 0, 2]]   # user 2: item 5 first

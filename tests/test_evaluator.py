@@ -3,6 +3,8 @@ import math
 import numpy as np
 import torch
 
+from helpers import FixedScores, make_split
+
 from mmkgrec.data import build_dataset, split_dataset
 from mmkgrec.data.dataset import Interactions
 from mmkgrec.data.split import Split
@@ -10,38 +12,9 @@ from mmkgrec.evaluation.metric_names import metric_names
 from mmkgrec.evaluation.ranking import FullRankingEvaluator, SampledEvaluator
 
 
-class FixedScores(torch.nn.Module):
-    input_type = "none"
-
-    def __init__(self, scores):
-        super().__init__()
-        self.s = torch.as_tensor(scores, dtype=torch.float32)
-
-    def prepare_eval(self):
-        pass
-
-    def score_all(self, users):
-        return self.s[users]
-
-    def score(self, users, items):
-        return self.s[users, items]
-
-
-def _split(train, valid, test, n_users, n_items):
-    ds = build_dataset("t", [str(u) for u in range(n_users)], [str(i) for i in range(n_users)])
-    ds.user_ids = np.asarray([str(u) for u in range(n_users)], dtype=object)
-    ds.item_ids = np.asarray([str(i) for i in range(n_items)], dtype=object)
-
-    def it(pairs):
-        a = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-        return Interactions(a[:, 0], a[:, 1])
-
-    return Split(ds, it(train), it(valid), it(test))
-
-
 def test_full_ranking_masks_history_and_counts_only_users_with_targets():
     # 2 users, 5 items. user 0: train {0}, valid {1}, test {2}; user 1: train {3}, no valid/test.
-    split = _split([(0, 0), (1, 3)], [(0, 1)], [(0, 2)], 2, 5)
+    split = make_split([(0, 0), (1, 3)], [(0, 1)], [(0, 2)], 2, 5)
     # user 0 scores: item0 (train, masked) 9, item1 (valid, masked at test) 8, item4 7, item2 6
     scores = [[9, 8, 6, 0, 7], [0, 0, 0, 0, 0]]
     ev = FullRankingEvaluator(split, "test", ["hit@1", "mrr@2", "ndcg@2", "recall@2"])
@@ -62,7 +35,7 @@ def test_full_ranking_matches_naive_loop_over_chunks():
     pairs = sorted(pairs)
     rng.shuffle(pairs)
     train, test = pairs[: len(pairs) * 3 // 4], pairs[len(pairs) * 3 // 4:]
-    split = _split(train, [], test, n_users, n_items)
+    split = make_split(train, [], test, n_users, n_items)
     scores = rng.integers(0, 5, (n_users, n_items)).astype(np.float32)  # many ties
     names = metric_names(["recall", "ndcg", "mrr", "hit", "precision"], [3, 10])
     m, acc, _ = FullRankingEvaluator(split, "test", names, batch_size=8).evaluate(FixedScores(scores))

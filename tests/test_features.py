@@ -25,6 +25,8 @@ from mmkgrec.features import (Encoder, FeatureStore, HandcraftedDescriptor, extr
                               item_feature_matrix, make_encoder, register_encoder)
 from mmkgrec.features import content
 
+from helpers import poster
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
@@ -108,33 +110,21 @@ def test_missing_text_field_is_a_masked_row(atomic_dir, caplog):
 
 # --------------------------------------------------------------------------- descriptor
 
-def _poster(seed: int, size=(60, 90)):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    a = np.zeros((size[1], size[0], 3), dtype=np.uint8)
-    a[:] = rng.integers(0, 256, 3)
-    y0, x0 = rng.integers(0, size[1] // 2), rng.integers(0, size[0] // 2)
-    a[y0:y0 + size[1] // 3, x0:x0 + size[0] // 3] = rng.integers(0, 256, 3)
-    a = np.clip(a + rng.normal(0, 8 * (seed % 3), a.shape), 0, 255).astype(np.uint8)
-    return Image.fromarray(a)
-
-
 def test_descriptor_separates_images_and_repeats_itself(tmp_path):
     d = make_encoder("descriptor", modality="image")
     assert d.name == "handcrafted-descriptor" and d.dim == HandcraftedDescriptor.DIM
-    imgs = [_poster(s) for s in range(6)]
+    imgs = [poster(s) for s in range(6)]
     X = d.encode(imgs)
     assert X.shape == (6, d.dim) and X.dtype == np.float32 and np.isfinite(X).all()
     dist = np.linalg.norm(X[:, None] - X[None], axis=-1)
     assert (dist[~np.eye(6, dtype=bool)] > 1e-3).all()
-    again = d.encode([_poster(3), _poster(3).copy()])
+    again = d.encode([poster(3), poster(3).copy()])
     assert np.array_equal(again[0], again[1]) and np.array_equal(again[0], X[3])
     # a round trip through a PNG file gives the same vector (lossless)
-    _poster(4).save(tmp_path / "x.png")
+    poster(4).save(tmp_path / "x.png")
     assert np.array_equal(d.encode([content.load_image(str(tmp_path / "x.png"))])[0], X[4])
     # grey-scale and palette images are converted, not rejected
-    assert d.encode([_poster(1).convert("L"), _poster(2).convert("P")]).shape == (2, d.dim)
+    assert d.encode([poster(1).convert("L"), poster(2).convert("P")]).shape == (2, d.dim)
 
 
 # --------------------------------------------------------------------------- the store
@@ -239,13 +229,13 @@ def _write_images(folder: Path, ds, which: dict[int, str]) -> None:
     for i, kind in which.items():
         raw = ds.item_ids[i]
         if kind == "ok":
-            _poster(i).save(folder / f"{raw}.jpg", quality=90)
+            poster(i).save(folder / f"{raw}.jpg", quality=90)
         elif kind == "png":
-            _poster(i).save(folder / f"{raw}.png")
+            poster(i).save(folder / f"{raw}.png")
         elif kind == "corrupt":
             (folder / f"{raw}.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(600))
         elif kind == "truncated":
-            _poster(i, (200, 300)).save(folder / "full.jpg", quality=95)
+            poster(i, (200, 300)).save(folder / "full.jpg", quality=95)
             data = (folder / "full.jpg").read_bytes()
             (folder / f"{raw}.jpg").write_bytes(data[: len(data) // 2])
             (folder / "full.jpg").unlink()
@@ -279,7 +269,7 @@ def test_bad_images_are_logged_with_the_item_id_and_masked(tmp_path, caplog):
     assert json.loads((Path(res.stats["store"]) / "manifest.json").read_text())["generation"] == generation
     # replacing a corrupt file re-encodes exactly that item
     (tmp_path / "img" / f"{ds.item_ids[1]}.jpg").unlink()
-    _poster(1).save(tmp_path / "img" / f"{ds.item_ids[1]}.jpg")
+    poster(1).save(tmp_path / "img" / f"{ds.item_ids[1]}.jpg")
     fixed = extract_features(ds, "image", cfg)
     assert fixed.stats["encoded"] == 1 and fixed.mask[1]
 
@@ -288,7 +278,7 @@ def test_image_column_with_relative_paths_and_unreadable_path(atomic_dir, caplog
     path = atomic_dir({"inter": "user_id:token\titem_id:token\nu\ta\nu\tb\nu\tc\n",
                        "item": "item_id:token\tposter:token\na\timg/a.png\nb\timg/none.png\nc\t\n"})
     (path / "img").mkdir()
-    _poster(0).save(path / "img" / "a.png")
+    poster(0).save(path / "img" / "a.png")
     ds = load_dataset(str(path))
     with caplog.at_level(logging.WARNING):
         X, mask = item_feature_matrix(ds, "image", {"image_column": "poster",
@@ -307,7 +297,7 @@ def test_image_urls_are_fetched_and_failures_masked(atomic_dir, caplog):
     path = atomic_dir({"inter": "user_id:token\titem_id:token\nu\ta\nu\tb\n",
                        "item": "item_id:token\tposter:token\na\tURL/a.png\nb\tURL/gone.png\n"})
     (path / "www").mkdir()
-    _poster(0).save(path / "www" / "a.png")
+    poster(0).save(path / "www" / "a.png")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(path / "www"))
     handler.log_message = lambda *a, **k: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -323,7 +313,7 @@ def test_image_urls_are_fetched_and_failures_masked(atomic_dir, caplog):
         server.shutdown()
         server.server_close()
     assert mask.tolist() == [True, False]
-    assert np.array_equal(X[0], HandcraftedDescriptor().encode([_poster(0)])[0])
+    assert np.array_equal(X[0], HandcraftedDescriptor().encode([poster(0)])[0])
     assert any("item b:" in r.getMessage() and "404" in r.getMessage() for r in caplog.records)
 
 

@@ -27,7 +27,7 @@ from mmkgrec.features import (Encoder, extract_features, imagenet_classes, item_
                               make_encoder, register_encoder)
 from mmkgrec.features import content
 from mmkgrec.features import efficientnet as effnet
-from test_features import _poster as _picture
+from helpers import poster as _picture
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = sorted(effnet.VARIANTS)

@@ -5,55 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-import mmkgrec
-from mmkgrec.config import load_config
-from mmkgrec.data import load_dataset, split_dataset
 from mmkgrec.evaluation.evaluator import make_evaluator
-from mmkgrec.models import build_inputs, get_model_class
-from mmkgrec.data.batches import PairwiseBatches
-from mmkgrec.training.trainer import Trainer, make_optimizer
+from mmkgrec.training.trainer import Trainer
 
-QUIET = {"show_progress": False}
+from helpers import assert_beats_popularity, build_model, first_batches, train_scores
+
+pytestmark = pytest.mark.usefixtures("fake_features")
 MODELS = ["CKE", "KGCN", "KGAT"]
-
-
-def fake_item_feature_matrix(dataset, modality, config=None):
-    cats = np.array([int(c[0][3:]) for c in dataset.item_features["class"]])
-    rng = np.random.default_rng(1 if modality == "text" else 2)
-    mat = rng.normal(size=(cats.max() + 1, 6))[cats] + 0.1 * rng.normal(size=(len(cats), 6))
-    return mat.astype(np.float32), np.ones(len(cats), dtype=bool)
-
-
-@pytest.fixture(scope="module")
-def split():
-    return split_dataset(load_dataset("synthetic", {"data_format": "synthetic"}), "random_ratio")
-
-
-@pytest.fixture(autouse=True)
-def _fake_features(monkeypatch):
-    import mmkgrec.features
-
-    monkeypatch.setattr(mmkgrec.features, "item_feature_matrix", fake_item_feature_matrix)
-
-
-def _model(name, split, **ov):
-    cfg = load_config(name, "synthetic", overrides={**QUIET, **ov})
-    torch.manual_seed(0)
-    cls = get_model_class(name)
-    return cls(cfg, build_inputs(split, cls.requirements(cfg), "cpu", cfg)), cfg
-
-
-def _batches(model, split, cfg):
-    return model.make_batches(split, cfg) or PairwiseBatches(
-        split.train, split.n_items, cfg["train_batch_size"], cfg["num_neg"])
-
-
-def _first_batches(model, split, cfg):
-    """One batch of every phase the model trains with."""
-    seen = {}
-    for b in _batches(model, split, cfg).epoch(np.random.default_rng(0)):
-        seen.setdefault(b.get("phase", "cf"), b)
-    return list(seen.values())
 
 
 CASES = [("CKE", {}), ("CKE", {"modalities": ["text", "image"], "kg_inverse_relations": True}),
@@ -65,31 +23,14 @@ CASES = [("CKE", {}), ("CKE", {"modalities": ["text", "image"], "kg_inverse_rela
 
 @pytest.mark.parametrize("name,ov", CASES)
 def test_every_parameter_gets_a_gradient(name, ov, split):
-    model, cfg = _model(name, split, **ov)
+    model, cfg = build_model(name, split, **ov)
     model.train()
     model.on_epoch_start(1)  # KGAT: attention from the current weights
-    batches = _first_batches(model, split, cfg)
+    batches = first_batches(model, split, cfg)
     assert len(batches) == (2 if name == "KGAT" else 1)
     sum(model.loss(b) for b in batches).backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, pname
-
-
-def _train_scores(name, split, epochs=2, **ov):
-    model, cfg = _model(name, split, learning_rate=0.01, **ov)
-    opt = make_optimizer(model.parameters(), cfg)
-    batches = _batches(model, split, cfg)
-    for epoch in range(epochs):
-        model.train()
-        model.on_epoch_start(epoch)
-        for b in batches.epoch(np.random.default_rng(epoch)):
-            opt.zero_grad()
-            model.loss(b).backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        model.prepare_eval()
-        return model.score_all(torch.arange(20))
 
 
 SWITCHES = {
@@ -104,16 +45,16 @@ SWITCHES = {
 
 @pytest.mark.parametrize("name", MODELS)
 def test_switches_change_scores(name, split):
-    base = _train_scores(name, split)
-    assert torch.equal(base, _train_scores(name, split))  # deterministic
+    base = train_scores(name, split)
+    assert torch.equal(base, train_scores(name, split))  # deterministic
     for ov in SWITCHES[name]:
-        other = _train_scores(name, split, **ov)
+        other = train_scores(name, split, **ov)
         assert not torch.allclose(base, other, atol=1e-5), ov
 
 
 @pytest.mark.parametrize("name,ov", CASES)
 def test_score_agrees_with_score_all(name, ov, split):
-    model, _ = _model(name, split, **ov)
+    model, _ = build_model(name, split, **ov)
     model.on_epoch_start(1)
     users, items = torch.tensor([0, 4, 9, 30, 4]), torch.tensor([3, 1, 2, 17, 150])
     model.eval()
@@ -129,7 +70,7 @@ def test_score_agrees_with_score_all(name, ov, split):
 
 @pytest.mark.parametrize("name,epochs", [("CKE", 8), ("KGCN", 8), ("KGAT", 4)])
 def test_training_improves_validation_ndcg(name, epochs, split):
-    model, cfg = _model(name, split, epochs=epochs, learning_rate=0.01, valid_metric="ndcg@10",
+    model, cfg = build_model(name, split, epochs=epochs, learning_rate=0.01, valid_metric="ndcg@10",
                         stopping_step=0, eval_step=epochs)
     ev = make_evaluator(split, "valid", cfg)
     before = ev.evaluate(model)[0]["ndcg@10"]
@@ -140,7 +81,7 @@ def test_training_improves_validation_ndcg(name, epochs, split):
 
 
 def test_kgat_attention_refresh_and_checkpoint(split, tmp_path):
-    model, cfg = _model("KGAT", split)
+    model, cfg = build_model("KGAT", split)
     prop = model.propagation
     uniform = prop.attention.clone()
     model.on_epoch_start(0)
@@ -157,7 +98,7 @@ def test_kgat_attention_refresh_and_checkpoint(split, tmp_path):
 def test_kg_batches_exclude_true_tails(split):
     from mmkgrec.data.batches import KGTripleBatches
 
-    model, cfg = _model("KGAT", split)
+    model, cfg = build_model("KGAT", split)
     trip = model.kg.triples_with_inverse()
     kb = KGTripleBatches(trip, model.kg.n_entities, 512, 2 * model.kg.n_relations)
     true = set(map(tuple, trip.tolist()))
@@ -170,28 +111,10 @@ def test_kg_batches_exclude_true_tails(split):
 
 
 # ---- real data -----------------------------------------------------------------------------
-BASE = {"subsample_users": 400, "show_progress": False, "stopping_step": 3,
-        "valid_metric": "ndcg@10", "metrics": ["ndcg"], "topk": [10]}
-
-
-@pytest.fixture(scope="module")
-def pop(data_dir):
-    return mmkgrec.train("Pop", "ml-100k", overrides=BASE).metrics["test"]["ndcg@10"]
-
-
 @pytest.mark.parametrize("model,overrides", [
     ("CKE", {"epochs": 8, "learning_rate": 0.01}),
     ("KGCN", {"epochs": 10, "learning_rate": 0.01}),
     ("KGAT", {"epochs": 8, "learning_rate": 0.005}),  # lr 0.01 is unstable for KGAT here
 ])
 def test_beats_popularity_on_ml100k(model, overrides, pop, data_dir):
-    # one torch thread: these runs are many small ops, which a second thread slows down badly
-    # whenever the machine is shared (KGAT took 10x longer with two threads beside other work)
-    threads = torch.get_num_threads()
-    try:
-        run = mmkgrec.train(model, "ml-100k", overrides={**BASE, "threads": 1, **overrides})
-    finally:
-        torch.set_num_threads(threads)
-    ndcg = run.metrics["test"]["ndcg@10"]
-    print(f"{model} ndcg@10 {ndcg:.4f} vs Pop {pop:.4f}")
-    assert ndcg >= 1.10 * pop, f"{model} ndcg@10 {ndcg:.4f} vs Pop {pop:.4f}"
+    assert_beats_popularity(model, overrides, pop)

@@ -2,15 +2,12 @@
 scores, masked attention is exactly zero, fusion off is the KG-only path, and a short ML-100K run
 of each beats popularity."""
 
-import numpy as np
 import pytest
 import torch
 
 from mmkgrec.nn.fusion import CrossModalBlock, ModalFusion, cross_permissions
-from test_kg_models import BASE, _batches, _first_batches, _model, _train_scores  # noqa: F401
-from test_kg_models import fake_item_feature_matrix, pop, split  # noqa: F401  (fixtures)
-from test_kg_models import test_beats_popularity_on_ml100k as kg_beats_popularity
-
+from helpers import (assert_beats_popularity, build_model, fake_item_feature_matrix, first_batches,
+                     train_scores)
 
 
 @pytest.fixture(autouse=True)
@@ -34,10 +31,10 @@ CASES = [("MKGAT", {}), ("MKGAT", {"kg_loss": "transr", "modalities": ["image"]}
 
 @pytest.mark.parametrize("name,ov", CASES)
 def test_every_parameter_gets_a_gradient(name, ov, split):
-    model, cfg = _model(name, split, **ov)
+    model, cfg = build_model(name, split, **ov)
     model.train()
     model.on_epoch_start(1)
-    batches = _first_batches(model, split, cfg)
+    batches = first_batches(model, split, cfg)
     assert len(batches) == 2  # a CF and a KG phase
     sum(model.loss(b) for b in batches).backward()
     for pname, p in model.named_parameters():
@@ -57,16 +54,16 @@ SWITCHES = {
 @pytest.mark.parametrize("name", ["MKGAT", "MultiKG4Rec"])
 def test_switches_change_scores(name, split):
     base_ov = SMALL if name == "MultiKG4Rec" else {}
-    base = _train_scores(name, split, epochs=2, **base_ov)
-    assert torch.equal(base, _train_scores(name, split, epochs=2, **base_ov))  # deterministic
+    base = train_scores(name, split, epochs=2, **base_ov)
+    assert torch.equal(base, train_scores(name, split, epochs=2, **base_ov))  # deterministic
     for ov in SWITCHES[name]:
-        other = _train_scores(name, split, epochs=2, **{**base_ov, **ov})
+        other = train_scores(name, split, epochs=2, **{**base_ov, **ov})
         assert not torch.allclose(base, other, atol=1e-5), ov
 
 
 def test_mkgat_without_modalities_is_kgat(split):
-    mk, _ = _model("MKGAT", split, modalities=[], kg_loss="transr", layers=[64])
-    kgat, _ = _model("KGAT", split)
+    mk, _ = build_model("MKGAT", split, modalities=[], kg_loss="transr", layers=[64])
+    kgat, _ = build_model("KGAT", split)
     kgat.load_state_dict(mk.state_dict())
     for m in (mk, kgat):
         m.on_epoch_start(1)
@@ -76,7 +73,7 @@ def test_mkgat_without_modalities_is_kgat(split):
 
 
 def test_mkgat_modal_entities(split):
-    model, _ = _model("MKGAT", split)
+    model, _ = build_model("MKGAT", split)
     n_modal = sum(model.modal_counts)
     assert n_modal == 2 * split.n_items  # fake features: every item has text and an image
     assert model.node_table().shape[0] == model.ckg.n_nodes == model.n_id_nodes + n_modal
@@ -151,7 +148,7 @@ def test_fast_fusion_equals_per_modality_path(mode):
 
 
 def test_fusion_off_is_the_kg_only_path(split):
-    model, _ = _model("MultiKG4Rec", split, **{**SMALL, "fusion": "none"})
+    model, _ = build_model("MultiKG4Rec", split, **{**SMALL, "fusion": "none"})
     assert model.fusion is None and not any("fusion" in n for n, _ in model.named_parameters())
     model.on_epoch_start(1)
     model.eval()
@@ -163,7 +160,7 @@ def test_fusion_off_is_the_kg_only_path(split):
         u, i = e[:model.n_users], e[model.n_users:]
         assert torch.allclose(model.score_all(torch.arange(7)), u[:7] @ i.T, atol=1e-5)
     # with fusion on, the items' layer-0 rows change and nothing else does
-    on, _ = _model("MultiKG4Rec", split, **SMALL)
+    on, _ = build_model("MultiKG4Rec", split, **SMALL)
     on.eval()
     with torch.no_grad():
         init, layer0 = on.initial_tables(), on.layer0_tables()
@@ -174,7 +171,7 @@ def test_fusion_off_is_the_kg_only_path(split):
 
 
 def test_bfs_sequences_and_modality_attention(split):
-    model, _ = _model("MultiKG4Rec", split, **SMALL)
+    model, _ = build_model("MultiKG4Rec", split, **SMALL)
     seq, mask = model.fusion_seq, model.fusion_mask
     assert torch.equal(seq[:, 0], model.ckg.n_users + torch.arange(split.n_items))
     assert mask[:, 0].all()
@@ -191,7 +188,7 @@ def test_bfs_sequences_and_modality_attention(split):
 def test_partial_fusion_equals_full_at_evaluation(split):
     """Under fusion_items_per_batch the cache holds the full pass's values: fusing a subset now
     leaves the other items' layer-0 rows equal to the full pass."""
-    model, _ = _model("MultiKG4Rec", split, **{**SMALL, "fusion_dropout": 0.0,
+    model, _ = build_model("MultiKG4Rec", split, **{**SMALL, "fusion_dropout": 0.0,
                                                 "fusion_items_per_batch": 9})
     model.eval()
     with torch.no_grad():
@@ -207,4 +204,4 @@ def test_partial_fusion_equals_full_at_evaluation(split):
 ])
 def test_beats_popularity_on_ml100k(model, overrides, pop, data_dir):
     # the KG models' check: one torch thread, >= 1.10 x Pop's test NDCG@10
-    kg_beats_popularity(model, overrides, pop, data_dir)
+    assert_beats_popularity(model, overrides, pop)

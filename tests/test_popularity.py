@@ -14,8 +14,7 @@ from mmkgrec.evaluation.ranking import FullRankingEvaluator, SampledEvaluator
 from mmkgrec.evaluation.sequential import NextItemEvaluator
 from mmkgrec.evaluation.popularity import evaluate_by_popularity, popularity_groups
 
-from test_evaluator import FixedScores, _split
-from test_seq_data import PredictPrevious, tiny
+from helpers import FixedScores, PredictPrevious, make_split, tiny
 
 
 def _worked_split():
@@ -23,7 +22,7 @@ def _worked_split():
     train = [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (1, 2), (2, 2), (2, 3)]
     # test: user 0 -> {2, 4}, user 1 -> {3}, user 2 -> {5}
     test = [(0, 2), (0, 4), (1, 3), (2, 5)]
-    return _split(train, [], test, 3, 6)
+    return make_split(train, [], test, 3, 6)
 
 
 def test_groups_cut_items_by_training_count_most_popular_first():

@@ -10,23 +10,7 @@ from mmkgrec.data.sequences import EvalSamples, build_sequences
 from mmkgrec.data.split import split_dataset
 from mmkgrec.evaluation.sequential import NextItemEvaluator
 
-# user "1": items in file order with timestamps; 5 and 7 share timestamp 30 (file order: 5 first)
-U1_ITEMS = [5, 3, 7, 1, 2, 8, 4, 6, 9, 0]
-U1_TS = [30, 10, 30, 20, 40, 50, 60, 70, 80, 90]
-U1_SEQ = [3, 1, 5, 7, 2, 8, 4, 6, 9, 0]
-# user "2": five items in reverse time order; user "3": two interactions, too few for 8:1:1
-U2_ITEMS, U2_TS = [10, 11, 12, 13, 14], [5, 4, 3, 2, 1]
-U2_SEQ = [14, 13, 12, 11, 10]
-
-
-def tiny(method="time_ratio", ratios=(0.8, 0.1, 0.1)):
-    users = ["1"] * 10 + ["2"] * 5 + ["3"] * 2
-    items = U1_ITEMS + U2_ITEMS + [1, 2]
-    ts = U1_TS + U2_TS + [1, 2]
-    ds = build_dataset("tiny", np.array(users), np.array(items), None, np.array(ts, dtype=float))
-    assert list(ds.item_ids) == [str(i) for i in range(15)]  # dense id == raw id
-    return split_dataset(ds, method, list(ratios))
-
+from helpers import U1_SEQ, U1_TS, U2_SEQ, PredictPrevious, tiny
 
 def test_csr_layout_time_order_ties_and_dropped_users():
     split = tiny()
@@ -115,26 +99,6 @@ def test_evaluation_prefixes():
     test = EvalSamples(seqs, "test")
     assert test.targets.tolist()[:2] == [9, 0]
     assert _rows(*test.inputs(slice(0, 2), 100)) == [tuple(U1_SEQ[:8]), tuple(U1_SEQ[:9])]
-
-
-class PredictPrevious(torch.nn.Module):
-    """Scores 1 for (last input item - 1), 0 elsewhere."""
-
-    input_type = "sequence"
-    max_input_length = 3
-
-    def __init__(self, n_items):
-        super().__init__()
-        self.n_items = n_items
-
-    def prepare_eval(self):
-        pass
-
-    def score_sequences(self, seq, lengths):
-        last = seq[torch.arange(len(seq)), lengths - 1] - 1
-        out = torch.zeros(len(seq), self.n_items)
-        out[torch.arange(len(seq)), (last - 1) % self.n_items] = 1.0
-        return out
 
 
 def test_next_item_evaluator_by_hand_and_history_mask():

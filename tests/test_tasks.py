@@ -107,8 +107,10 @@ def test_recorded_benchmark_commands_resolve_to_their_task(path, task):
     cfg = load_config(opts["--model"], opts["--dataset"], opts.get("--config"), sets)
     assert cfg["task"] == task
     recorded = rec["config"]
-    assert {k: cfg[k] for k in recorded if k in cfg} == {k: v for k, v in recorded.items()
-                                                         if k in cfg}
+    # the packaged image encoder changed after these rows; none of these models reads images
+    assert "image" not in get_model_class(cfg["model"]).requirements(cfg)
+    same = [k for k in recorded if k in cfg and k != "image_encoder"]
+    assert {k: cfg[k] for k in same} == {k: recorded[k] for k in same}
 
 
 def test_a_model_is_refused_a_task_it_does_not_support(tmp_path, capsys):

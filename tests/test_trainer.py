@@ -2,7 +2,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +47,36 @@ def _cli(*args, env=None):
     return [sys.executable, "-m", "mmkgrec.cli", *args]
 
 
+# A training process that kills itself with SIGKILL at the third optimiser step after the
+# checkpoint of epoch 1 was written: inside epoch 2 whatever an epoch takes on this machine.
+KILL_INSIDE_EPOCH_2 = """
+import os, signal, sys
+from pathlib import Path
+from mmkgrec.training import trainer
+
+latest = Path(sys.argv[sys.argv.index("--out") + 1] + ".partial") / "checkpoint" / "LATEST"
+make_optimizer, steps = trainer.make_optimizer, []
+
+def killing_optimizer(params, config):
+    opt = make_optimizer(params, config)
+    step = opt.step
+
+    def counted(*args, **kwargs):
+        if latest.is_file() and latest.read_text().strip() == "epoch-1":
+            steps.append(1)
+            if len(steps) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return step(*args, **kwargs)
+
+    opt.step = counted
+    return opt
+
+trainer.make_optimizer = killing_optimizer
+from mmkgrec.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     common = ["--model", "LightGCN", "--dataset", "synthetic", "--set", "epochs=4",
               "--set", "train_batch_size=32", "--set", "show_progress=false",
@@ -57,19 +86,12 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     subprocess.run(_cli("train", *common, "--out", str(ref)), check=True, env=env,
                    capture_output=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cli("train", *common, "--out", str(killed)), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    latest = killed.with_name("killed.partial") / "checkpoint" / "LATEST"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if latest.is_file() and latest.read_text().strip() == "epoch-1":
-            break
-        time.sleep(0.005)
-    time.sleep(0.05)  # inside epoch 2 (an epoch takes about a second here)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.run([sys.executable, "-c", KILL_INSIDE_EPOCH_2, "train", *common, "--out",
+                           str(killed)], env=env, capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not killed.exists()  # no half-written run directory
-    assert latest.read_text().strip() in ("epoch-1", "epoch-2")
+    latest = killed.with_name("killed.partial") / "checkpoint" / "LATEST"
+    assert latest.read_text().strip() == "epoch-1"  # killed inside epoch 2
     subprocess.run(_cli("train", *common, "--out", str(killed), "--resume"), check=True, env=env,
                    capture_output=True)
     a, b = load_file(str(ref / "model.safetensors")), load_file(str(killed / "model.safetensors"))
@@ -77,7 +99,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     log = (killed / "log.txt").read_text()
-    assert "resumed after epoch" in log
+    assert "resumed after epoch 1" in log
 
 
 def test_run_is_deterministic_for_a_seed():

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MMKGRecError
-from .encoders import Encoder
+from .base import Encoder
 
 log = logging.getLogger(__name__)
 

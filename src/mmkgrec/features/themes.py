@@ -92,7 +92,7 @@ def item_theme_words(dataset, config: Mapping | None = None, k: int | None = Non
     encoder (``image_encoder``) sees in the item's image, with their probabilities, most probable
     first; ``[]`` for an item without an (encodable) image. ``k`` defaults to the config's
     ``theme_words_k`` (5). Features missing from the store are extracted first."""
-    from . import extract_features
+    from .pipeline import extract_features
     from .encoders import make_encoder
     from .store import FeatureStore
 

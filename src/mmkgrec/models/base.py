@@ -44,7 +44,7 @@ def get_model_class(name: str) -> type["Recommender"]:
 def configured_modalities(config) -> tuple[str, ...]:
     """The config's ``modalities`` (a non-empty subset of ``text``/``image``), in the fixed
     order ``text, image`` whatever the order written."""
-    mods = config_value(config, "modalities", None)
+    mods = config_value(config, "modalities")
     if isinstance(mods, str):
         mods = [mods]
     if not mods or not isinstance(mods, (list, tuple)) or any(m not in MODALITIES for m in mods):

@@ -14,7 +14,7 @@ from .base import MODALITIES, ModelInputs, VectorModel, modality_features, regis
 
 
 def _cke_modalities(config) -> tuple[str, ...]:
-    mods = config_value(config, "modalities", []) or []
+    mods = config_value(config, "modalities") or []
     if isinstance(mods, str):
         mods = [mods]
     if any(m not in MODALITIES for m in mods):

@@ -7,7 +7,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import config_value
 from ..errors import ConfigError
 from ..nn.kg import AGGREGATORS
 from ..nn.losses import bpr_loss, l2_per_batch, pair_scores
@@ -17,8 +16,9 @@ from .base import ModelInputs, VectorModel, configured_modalities
 
 def optional_modalities(config) -> tuple[str, ...]:
     """The config's ``modalities`` as :func:`~mmkgrec.models.base.configured_modalities`, except
-    that an empty list is allowed (no item content: the ID-only model)."""
-    return configured_modalities(config) if config_value(config, "modalities", []) else ()
+    that an empty list is allowed (no item content: the ID-only model), and that a model without
+    the key (KGAT) has none."""
+    return configured_modalities(config) if "modalities" in config and config["modalities"] else ()
 
 
 def layer_widths(config) -> list[int]:

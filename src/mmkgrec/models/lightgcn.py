@@ -41,14 +41,14 @@ class LightGCN(FactorModel):
 
     @classmethod
     def requirements(cls, config) -> frozenset:
-        content = config_value(config, "item_content", None)
+        content = config_value(config, "item_content")
         if content not in (None, "text", "image"):
             raise ConfigError("item_content", f"expected null, text or image, got {content!r}")
         return cls.requires | ({content} if content else set())
 
     def __init__(self, config, inputs):
         self.requirements(config)
-        content = config_value(config, "item_content", None)
+        content = config_value(config, "item_content")
         super().__init__(config, inputs, item_rows=content is None)
         self.content = content
         self._init_factors(nn.init.xavier_uniform_)

@@ -74,10 +74,6 @@ from .sasrec import SASRec
 
 log = logging.getLogger(__name__)
 
-CHOICES = {"ii_negatives": ("retrieved", "random"), "ui_negatives": ("in_batch", "sampled"),
-           "static_item_init": ("id", "content"), "index_kind": ("flat", "ivf", "hnsw")}
-
-
 @register
 class MMRACLKAL(SASRec):
     """MM-RACL-KAL; see the module docstring for the parts and the config switches."""
@@ -89,14 +85,10 @@ class MMRACLKAL(SASRec):
 
     @classmethod
     def requirements(cls, config) -> frozenset:
-        for key, allowed in CHOICES.items():
-            value = config_value(config, key, allowed[0])
-            if value not in allowed:
-                raise ConfigError(key, f"expected one of {list(allowed)}, got {value!r}")
         req = {"text"}
-        if config_value(config, "use_image", True):
+        if config_value(config, "use_image"):
             req.add("image")
-        if config_value(config, "use_static", True):
+        if config_value(config, "use_static"):
             req.add("graph")
         return frozenset(req)
 

@@ -60,7 +60,7 @@ class SequentialRecommender(Recommender):
 
     @classmethod
     def requirements(cls, config) -> frozenset:
-        content = config_value(config, "item_content", None)
+        content = config_value(config, "item_content")
         if content not in CONTENT:
             raise ConfigError("item_content", f"expected null, text or image, got {content!r}")
         return frozenset({content}) if content else frozenset()
@@ -72,7 +72,7 @@ class SequentialRecommender(Recommender):
         if self.max_len < 1 + self.include_target:
             raise ConfigError("max_seq_length", f"must be >= {1 + self.include_target}, got "
                               f"{self.max_len}")
-        self.content = config_value(config, "item_content", None)
+        self.content = config_value(config, "item_content")
         self.requirements(config)
         rows = self.n_items + 1 + self.extra_tokens
         self.item_emb = (nn.Embedding(rows, dim, padding_idx=0) if self.uses_id_embedding(config)
@@ -87,7 +87,7 @@ class SequentialRecommender(Recommender):
 
     def uses_id_embedding(self, config) -> bool:
         """Whether the item table holds an ID embedding (always without content)."""
-        return self.content is None or bool(config_value(config, "content_with_id", False))
+        return self.content is None or bool(config_value(config, "content_with_id"))
 
     # ---- items -----------------------------------------------------------------------
     def item_table(self) -> torch.Tensor:
@@ -124,7 +124,7 @@ class SequentialRecommender(Recommender):
         from ..data.sequences import build_sequences
 
         seqs = build_sequences(split)
-        if not self.include_target and config_value(config, "share_windows", False):
+        if not self.include_target and config_value(config, "share_windows"):
             return SharedWindowBatches(seqs, self.max_len, config["train_batch_size"])
         return SequenceBatches(seqs, self.max_len, config["train_batch_size"],
                                include_target=self.include_target)

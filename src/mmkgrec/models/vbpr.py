@@ -60,7 +60,7 @@ class VBPR(VectorModel):
         if not isinstance(k2, int) or isinstance(k2, bool) or k2 < 1:
             raise ConfigError("visual_size", f"expected null or a positive integer, got "
                               f"{config['visual_size']!r}")
-        norm = config_value(config, "feature_norm", "none")
+        norm = config_value(config, "feature_norm")
         if norm not in ("none", "standard"):
             raise ConfigError("feature_norm", f"expected none or standard, got {norm!r}")
         read = standardised_content if norm == "standard" else modality_features
@@ -78,7 +78,7 @@ class VBPR(VectorModel):
         nn.init.zeros_(self.item_bias.weight)
         nn.init.zeros_(self.content_bias.weight)
         self.reg_weight = float(config["reg_weight"])
-        self.content_reg = float(config_value(config, "content_reg_weight", 0.0))
+        self.content_reg = float(config_value(config, "content_reg_weight"))
 
     # ---- scoring ------------------------------------------------------------------------
     def _pair_scores(self, users, items):
