@@ -1,0 +1,100 @@
+"""Rerun stored benchmark rows with their recorded commands and check that the test metrics repeat.
+
+    python benchmarks/reproduce.py benchmarks/results/core/ml-100k-BPR-mmkgrec-s2020.json [...]
+
+For each result JSON of our library (``library: mmkgrec``) the recorded ``mmkgrec.cli train``
+command runs again from this checkout, its run folder under ``benchmarks/work/reproduce/`` instead
+of the original one, and its test metrics are compared with the stored ones: *identical* (every
+value equal as stored, to the last bit of the JSON's decimal form) or the largest absolute
+difference. One JSON per source row goes to ``benchmarks/results/reproduce/`` (the source, both
+metric sets, the git SHA of the rerun, the command); a row already there is skipped, so a killed
+rerun resumes. RecBole rows, speed rows and GPU rows are refused with one line saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from common import RESULTS, ROOT, WORK, git_sha, relative_command, run_cmd, write_json
+
+OUT = RESULTS / "reproduce"
+
+
+def rerun_command(result: dict, run_dir: Path) -> list[str]:
+    """The recorded command with this checkout's interpreter and ``--out run_dir``."""
+    args = shlex.split(result["command"])
+    try:
+        at = args.index("mmkgrec.cli")
+    except ValueError:
+        raise SystemExit(f"reproduce: {result['job']}: the command does not run mmkgrec.cli")
+    cmd = [sys.executable, "-m", *args[at:]]
+    if "--out" in cmd:
+        cmd[cmd.index("--out") + 1] = str(run_dir)
+    else:
+        cmd += ["--out", str(run_dir)]
+    return cmd
+
+
+def why_not(result: dict) -> str | None:
+    if result.get("library") != "mmkgrec":
+        return f"a {result.get('library')} row (only our library's rows are rerun here)"
+    if "command" not in result or "test" not in result:
+        return "no recorded command or test metrics"
+    if result["job"].endswith("-speed"):
+        return "a speed row (its timings are not expected to repeat)"
+    if (result.get("config") or {}).get("device", "cpu") != "cpu":
+        return "a GPU row (exempt)"
+    return None
+
+
+def compare(old: dict, new: dict) -> dict:
+    keys = sorted(set(old) & set(new))
+    diffs = {k: abs(float(old[k]) - float(new[k])) for k in keys}
+    return {"identical": all(old[k] == new[k] for k in keys) and set(old) == set(new),
+            "max_abs_diff": max(diffs.values(), default=0.0),
+            "compared": keys}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="+", type=Path, help="stored result JSON files")
+    args = ap.parse_args(argv)
+    for path in args.results:
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            print(f"reproduce: {path}: unreadable result file ({e})", file=sys.stderr)
+            return 2
+        reason = why_not(result)
+        if reason:
+            print(f"reproduce: {path}: skipped, {reason}")
+            continue
+        out = OUT / f"{result['suite']}-{result['job']}.json"
+        if out.exists():
+            print(f"reproduce: {out.relative_to(ROOT)} exists, skipped")
+            continue
+        run_dir = WORK / "reproduce" / result["job"]
+        if run_dir.exists():  # an earlier, killed rerun of ours: start again
+            import shutil
+
+            shutil.rmtree(run_dir)
+        cmd = rerun_command(result, run_dir)
+        run_cmd(cmd, WORK / "reproduce" / f"{result['job']}.log")
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        check = compare(result["test"], metrics["test"])
+        write_json(out, {"suite": result["suite"], "job": result["job"],
+                         "source": str(path.resolve().relative_to(ROOT)),
+                         "source_git_sha": result.get("git_sha"), "git_sha": git_sha(),
+                         "stored": result["test"], "rerun": metrics["test"], **check,
+                         "command": relative_command(cmd, ROOT)})
+        print(f"reproduce: {result['suite']}/{result['job']}: "
+              + ("identical" if check["identical"] else f"max |diff| {check['max_abs_diff']:.3g}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
