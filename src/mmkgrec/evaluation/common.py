@@ -9,9 +9,12 @@ that chooses among them (:mod:`.evaluator`) sits above them all.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 import numpy as np
+
+from .. import distributed
 
 log = logging.getLogger("mmkgrec.evaluation")
 
@@ -35,6 +38,17 @@ class EvalMode:
         self.model.train(self._was_training)
         self.seconds = time.perf_counter() - self._t0
         return False
+
+
+def progress(iterable, desc: str, enabled: bool = True, total: int | None = None):
+    """``iterable`` with a progress bar on standard error when ``enabled``, standard error is a
+    terminal and this is the main process (rank 0); otherwise ``iterable`` itself, so logs and
+    pipes stay quiet. The one place the training epochs and evaluation passes show progress."""
+    if not (enabled and sys.stderr.isatty() and distributed.is_main()):
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False)
 
 
 def subset_mask(mask, n: int, what: str = "items") -> np.ndarray:

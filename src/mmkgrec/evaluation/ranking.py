@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import distributed
 from ..data.split import Split
-from .common import EvalMode, restrict_targets
+from .common import EvalMode, progress, restrict_targets
 from .metrics import (
     MetricAccumulator,
     canonical,
@@ -52,6 +53,7 @@ class FullRankingEvaluator:
         self.metrics = [canonical(m) for m in metrics]
         self.max_k = max(parse_metric(m)[1] for m in self.metrics)
         self.batch_size = batch_size
+        self.show_progress = False  # a bar over the chunks of users on a terminal (make_evaluator)
         n_users, n_items = split.n_users, split.n_items
         target = restrict_targets(split.part(part), items, n_items, users, n_users)
         self.users = torch.from_numpy(np.unique(target.user))
@@ -72,8 +74,10 @@ class FullRankingEvaluator:
         with EvalMode(model) as mode:
             acc = MetricAccumulator()
             n_items = self.split.n_items
-            for start in range(0, len(self.users), self.batch_size):
-                users = self.users[start:start + self.batch_size]
+            mine = self.users[distributed.shard(len(self.users))]  # this process's users
+            starts = range(0, len(mine), self.batch_size)
+            for start in progress(starts, "evaluating", self.show_progress):
+                users = mine[start:start + self.batch_size]
                 scores = model.score_all(users.to(device)).float().cpu()
                 if self.mask is not None:
                     rows, cols = _rows_of(*self.mask, users)
@@ -83,6 +87,7 @@ class FullRankingEvaluator:
                 pos = torch.searchsorted(self.target_keys, keys).clamp_max(len(self.target_keys) - 1)
                 hits = self.target_keys[pos] == keys
                 acc.update(ranking_metrics_from_hits(hits, self.n_relevant[users], self.metrics), users)
+            acc = acc.gathered()  # every process's users, in rank order: the undivided result
         return acc.compute(), acc, mode.seconds
 
 
@@ -114,10 +119,10 @@ class SampledEvaluator:
         with EvalMode(model) as mode:
             acc = MetricAccumulator()
             per_pos = {m: [] for m in self.metrics}
-            for s in range(0, len(self.pos_users), chunk):
-                u = self.pos_users[s:s + chunk]
-                p = self.pos_items[s:s + chunk]
-                neg = self.negatives[s:s + chunk]
+            mine = distributed.shard(len(self.pos_users))  # this process's block of positives
+            for s in range(mine.start, mine.stop, chunk):
+                e = min(s + chunk, mine.stop)
+                u, p, neg = self.pos_users[s:e], self.pos_items[s:e], self.negatives[s:e]
                 ps = model.score(u.to(device), p.to(device)).float().cpu()
                 ns = model.score(u.repeat_interleave(neg.shape[1]).to(device),
                                  neg.reshape(-1).to(device)).float().cpu().view(neg.shape)
@@ -127,7 +132,8 @@ class SampledEvaluator:
             counts = torch.bincount(inv).double()
             per_user = {}
             for m, parts in per_pos.items():
-                v = torch.cat(parts).double()
+                v = distributed.gather_concat(torch.cat(parts).double() if parts
+                                              else torch.zeros(0, dtype=torch.float64))
                 per_user[m] = torch.zeros(len(users), dtype=torch.float64).index_add_(0, inv, v) / counts
             acc.update(per_user, users)
         return acc.compute(), acc, mode.seconds

@@ -25,7 +25,8 @@ import torch
 
 from ..data.sequences import EvalSamples, build_sequences
 from ..data.split import Split
-from .common import EvalMode, counted
+from .. import distributed
+from .common import EvalMode, counted, progress
 from .metrics import (
     MetricAccumulator,
     canonical,
@@ -51,6 +52,7 @@ class NextItemEvaluator:
         # samples per chunk; the [chunk, n_items] score matrix stays under ~128 MB
         self.batch_size = max(1, min(int(batch_size), max(256, (1 << 25) // max(split.n_items, 1))))
         self.mask_history = bool(mask_history)
+        self.show_progress = False  # a bar over the chunks on a terminal (make_evaluator)
         self.max_seq_length = max_seq_length
         self.seqs = build_sequences(split)
         self.samples = EvalSamples(self.seqs, part)
@@ -87,8 +89,10 @@ class NextItemEvaluator:
         with EvalMode(model) as mode:
             per_sample = {m: [] for m in self.metrics}
             n = len(self.samples)
-            for s in range(0, n, self.batch_size):
-                sl = slice(s, min(s + self.batch_size, n))
+            mine = distributed.shard(n)  # this process's block of samples
+            for s in progress(range(mine.start, mine.stop, self.batch_size), "evaluating",
+                              self.show_progress):
+                sl = slice(s, min(s + self.batch_size, mine.stop))
                 scores = self._scores(model, sl, device)
                 target = self.samples.targets[sl]
                 if self.negatives is not None:
@@ -108,7 +112,10 @@ class NextItemEvaluator:
             counts = torch.bincount(inv, minlength=len(users)).double()
             acc = MetricAccumulator()
             if n:
+                # every process's samples, in rank order: the undivided per-sample values
                 per_user = {m: torch.zeros(len(users), dtype=torch.float64).index_add_(
-                    0, inv, torch.cat(v).double()) / counts for m, v in per_sample.items()}
+                    0, inv, distributed.gather_concat(
+                        torch.cat(v).double() if v else torch.zeros(0, dtype=torch.float64)))
+                    / counts for m, v in per_sample.items()}
                 acc.update(per_user, users)
         return acc.compute(), acc, mode.seconds
