@@ -68,51 +68,129 @@ def evaluations():
     return out
 
 
-def one_epoch(name: str):
-    """The parameters after one epoch of ``name`` on the synthetic split (global batch 512)."""
+def _synthetic():
     from mmkgrec.data import load_dataset, split_dataset
 
-    split = split_dataset(load_dataset("synthetic", {"data_format": "synthetic"}), "random_ratio")
-    model, cfg = build_model(name, split, epochs=1, train_batch_size=512, learning_rate=0.01,
-                             valid_metric="ndcg@10", reg_weight=1e-4, threads=1)
-    Trainer(model, split, cfg).fit()
+    return split_dataset(load_dataset("synthetic", {"data_format": "synthetic"}), "random_ratio")
+
+
+def trained(name: str, epochs: int = 1, ckpt=None, resume: bool = False, **ov):
+    """The parameters after ``epochs`` of ``name`` on the synthetic split (global batch 512)."""
+    split = _synthetic()
+    model, cfg = build_model(name, split, epochs=epochs, train_batch_size=512, learning_rate=0.01,
+                             valid_metric="ndcg@10", reg_weight=1e-4, threads=1, **ov)
+    Trainer(model, split, cfg, ckpt).fit(resume=resume)
     return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
 
 
-SCENARIOS = {"eval": evaluations,
-             "train": lambda: {m: one_epoch(m) for m in ("BPR", "LightGCN")}}
+def train_scenario(work):
+    """One BPR and one LightGCN epoch; two BPR epochs resumed from a one-process checkpoint."""
+    out = {m: trained(m) for m in ("BPR", "LightGCN")}
+    out["BPR-resumed"] = trained("BPR", 2, os.path.join(work, "ckpt"), resume=True)
+    return out
 
 
-def _worker(rank: int, world: int, port: int, scenario: str, out: str) -> None:
+def die_scenario(work):
+    """BPR on 2 processes, rank 1 killed in the third step of epoch 1: what rank 0 raises."""
+    split = _synthetic()
+    model, cfg = build_model("BPR", split, epochs=3, train_batch_size=256, threads=1)
+    if distributed.rank() == 1:
+        loss, start, epochs = model.loss, model.on_epoch_start, []
+
+        def dying(batch):
+            if epochs:
+                epochs[-1] += 1
+            if len(epochs) == 2 and epochs[1] == 3:  # the third step of epoch 1
+                os._exit(3)
+            return loss(batch)
+
+        def counting(epoch):
+            epochs.append(0)
+            start(epoch)
+
+        model.loss, model.on_epoch_start = dying, counting
+    try:
+        Trainer(model, split, cfg, os.path.join(work, "ckpt")).fit()
+    except distributed.DistributedError as e:
+        return str(e)
+    return None
+
+
+def refuse_scenario(work):
+    """What each process raises for bad input: configurations that differ between processes, a
+    configuration one process refuses, more processes than users."""
+    import mmkgrec
+
+    r = distributed.rank()
+    cases = {"differ": ("synthetic", {"learning_rate": 0.001 * (r + 1)}),
+             "one_refuses": ("synthetic", {"epochs": -1} if r == 1 else {}),
+             "too_many": (os.path.join(work, "one"), {})}
+    out = {}
+    for name, (dataset, ov) in cases.items():
+        try:
+            mmkgrec.train("BPR", dataset, overrides={**QUIET, "epochs": 1, **ov})
+            out[name] = None
+        except Exception as e:  # noqa: BLE001 - the test compares the type and the message
+            out[name] = (type(e).__name__, str(e))
+    return out
+
+
+def two_scenario(work):
+    """What the tests of 2 processes check, in one start of the processes (each costs seconds)."""
+    return {"eval": evaluations(), "train": train_scenario(work), "refuse": refuse_scenario(work)}
+
+
+SCENARIOS = {"eval": lambda work: evaluations(), "two": two_scenario, "die": die_scenario}
+
+
+def _worker(rank: int, world: int, port: int, scenario: str, work: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    distributed.init_from_env("cpu", timeout_s=120)
-    try:
-        result = SCENARIOS[scenario]()
-    finally:
-        distributed.shutdown()
-    with open(os.path.join(out, f"rank{rank}.pkl"), "wb") as f:
+    distributed.init_from_env(timeout_s=120)
+    result = SCENARIOS[scenario](work)
+    with open(os.path.join(work, f"rank{rank}.pkl"), "wb") as f:
         pickle.dump(result, f)
+    distributed.shutdown()
 
 
-def run_processes(world: int, scenario: str, tmp_path) -> list:
-    """``scenario`` on ``world`` processes joined by gloo; what each process returned."""
+def run_processes(world: int, scenario: str, work) -> tuple[list, list]:
+    """``scenario`` on ``world`` processes joined by gloo: (exit codes, what each returned)."""
     import torch.multiprocessing as mp
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.start_processes(_worker, args=(world, port, scenario, str(tmp_path)), nprocs=world,
-                       start_method="spawn")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(r, world, port, scenario, str(work)))
+             for r in range(world)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    codes = [p.exitcode for p in procs]
     out = []
     for r in range(world):
-        with open(tmp_path / f"rank{r}.pkl", "rb") as f:
-            out.append(pickle.load(f))
-    return out
+        path = os.path.join(work, f"rank{r}.pkl")
+        out.append(pickle.load(open(path, "rb")) if os.path.exists(path) else None)
+    return codes, out
 
 
 # ---- the tests ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    """The ``two`` scenario on 2 processes: (exit codes, what each returned), with the inputs it
+    needs: a one-process checkpoint of one BPR epoch, a dataset with one user."""
+    work = tmp_path_factory.mktemp("two")
+    torch.set_num_threads(1)
+    trained("BPR", 1, work / "ckpt")  # one process writes the checkpoint of epoch 0
+    one = work / "one"
+    one.mkdir()
+    (one / "one.inter").write_text("user_id:token\titem_id:token\n"
+                                   + "".join(f"u1\ti{i}\n" for i in range(10)))
+    return run_processes(2, "two", work)
+
+
 def test_shards_are_contiguous_balanced_and_never_padded():
     assert [distributed.shard_bounds(10, 3, r) for r in range(3)] == [(0, 4), (4, 7), (7, 10)]
     assert [distributed.shard_bounds(2, 3, r) for r in range(3)] == [(0, 1), (1, 2), (2, 2)]
@@ -127,9 +205,14 @@ def test_shards_are_contiguous_balanced_and_never_padded():
 
 
 @pytest.mark.parametrize("world", [2, 3])
-def test_distributed_evaluation_equals_one_process(world, tmp_path):
+def test_distributed_evaluation_equals_one_process(world, two, tmp_path):
     single = evaluations()
-    for per_rank in run_processes(world, "eval", tmp_path):
+    if world == 2:
+        codes, results = two[0], [r["eval"] for r in two[1]]
+    else:
+        codes, results = run_processes(world, "eval", tmp_path)
+    assert codes == [0] * world
+    for per_rank in results:
         for name, (metrics, ids, per_user) in single.items():
             got_metrics, got_ids, got_per_user = per_rank[name]
             assert got_ids.tolist() == ids.tolist(), name  # every user once, in order: 10, not 12
@@ -141,20 +224,46 @@ def test_distributed_evaluation_equals_one_process(world, tmp_path):
     assert len(single["full_test"][1]) == 10
 
 
-def test_one_epoch_on_two_processes_equals_one_process(tmp_path):
+def test_epochs_on_two_processes_equal_one_process_and_resume_across_world_size(two):
     torch.set_num_threads(1)
-    single = {m: one_epoch(m) for m in ("BPR", "LightGCN")}
-    for per_rank in run_processes(2, "train", tmp_path):
+    single = {m: trained(m) for m in ("BPR", "LightGCN")}
+    single["BPR-resumed"] = trained("BPR", 2)  # two processes resumed a one-process checkpoint
+    codes, results = two[0], [r["train"] for r in two[1]]
+    assert codes == [0, 0]
+    initial = {m: build_model(m, _synthetic(), **QUIET)[0].state_dict() for m in ("BPR", "LightGCN")}
+    for per_rank in results:
         for name, params in single.items():
             for k, v in params.items():
                 np.testing.assert_allclose(per_rank[name][k], v, atol=1e-5, rtol=0,
                                            err_msg=f"{name} {k}")
-            moved = max(float(np.abs(v - build_model(name, _synthetic(), **QUIET)[0]
-                                      .state_dict()[k].numpy()).max()) for k, v in params.items())
-            assert moved > 1e-3, f"{name} did not train"  # the comparison is not of untouched weights
+                moved = np.abs(v - initial[name.split("-")[0]][k].numpy()).max()
+                assert moved > 1e-3, f"{name} did not train"  # not a comparison of untouched weights
 
 
-def _synthetic():
-    from mmkgrec.data import load_dataset, split_dataset
+def test_a_process_that_dies_stops_the_others_with_a_clear_message(tmp_path):
+    codes, results = run_processes(2, "die", tmp_path)
+    assert codes == [0, 3]
+    msg = results[0]
+    assert msg is not None and "rank 0 of 2: training stopped in epoch 1" in msg, msg
+    assert "another process of this run stopped" in msg and "checkpoint of epoch 0" in msg, msg
+    split = _synthetic()
+    model, cfg = build_model("BPR", split, epochs=3, train_batch_size=256)
+    state, _ = Trainer(model, split, cfg, tmp_path / "ckpt")._load_latest()  # still loadable
+    assert state["epoch"] == 0
 
-    return split_dataset(load_dataset("synthetic", {"data_format": "synthetic"}), "random_ratio")
+
+def test_bad_input_is_refused_on_every_process(two):
+    codes, results = two[0], [r["refuse"] for r in two[1]]
+    assert codes == [0, 0]
+    for r, res in enumerate(results):
+        kind, msg = res["differ"]
+        assert kind == "DistributedError" and "rank 1 was started with another configuration" \
+            in msg and "learning_rate" in msg, msg
+        kind, msg = res["too_many"]
+        assert kind == "DistributedError" and "2 processes for the 1 users" in msg, msg
+        kind, msg = res["one_refuses"]
+        if r == 1:  # its own error names the key
+            assert kind == "ConfigError" and "epochs" in msg, msg
+        else:  # the other says which process refused and why, instead of waiting for it
+            assert kind == "DistributedError" and "rank 1 refused its configuration" in msg \
+                and "epochs" in msg, msg

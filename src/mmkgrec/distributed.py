@@ -58,20 +58,25 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_from_env(device: str = "cpu", timeout_s: float = 1800.0) -> str:
+def init_from_env(timeout_s: float = 1800.0) -> None:
     """Join the process group ``torchrun`` described in the environment (no-op when already
-    joined or when there is one process). gloo for a CPU run; NCCL besides for CUDA tensors.
-    Returns the device this process uses: ``cuda:LOCAL_RANK`` for a CUDA run, else ``device``."""
-    if not launched():
-        return device
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = str(device).startswith("cuda")
-    if cuda:
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    if not dist.is_initialized():
-        dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo",
-                                timeout=datetime.timedelta(seconds=timeout_s))
+    joined or when there is one process): gloo, and NCCL besides for CUDA tensors where CUDA is
+    available (each process then uses the GPU of its ``LOCAL_RANK``). A process that is gone or
+    never comes makes the others fail after ``timeout_s`` at the latest."""
+    if not launched() or (dist.is_available() and dist.is_initialized()):
+        return
+    backend = "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        backend = "cpu:gloo,cuda:nccl"
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def local_device(device: str) -> str:
+    """The device of this process for a run configured on ``device``: a CUDA run puts process
+    ``LOCAL_RANK`` on GPU ``LOCAL_RANK`` (one GPU per process, as NCCL requires)."""
+    if active() and str(device) in ("cuda", "cuda:0"):
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return device
 
 

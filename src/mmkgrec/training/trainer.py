@@ -96,15 +96,32 @@ class LossStep(torch.nn.Module):
         return self.model.pointwise_loss(batch) if "labels" in batch else self.model.loss(batch)
 
 
-def data_parallel(step: LossStep, device) -> torch.nn.Module:
-    """``step`` wrapped for DDP: parameters broadcast from rank 0 at construction, gradients
-    averaged in every backward pass. Buffers are not broadcast (every process builds the same
-    ones from the same data); parameters a phase leaves unused (a KG phase, say) are found."""
+def data_parallel(step: LossStep, batches, device) -> torch.nn.Module:
+    """``step`` wrapped for DDP: parameters and buffers broadcast from rank 0 at construction,
+    gradients averaged in every backward pass. Buffers are not synchronised in each forward pass
+    (every process builds the same ones from the same data and updates them alike). When one
+    batch leaves a parameter without a gradient (the CF phase of a model that alternates CF and
+    KG phases, say), DDP is told to look for unused parameters in every step."""
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [torch.device(device).index] if str(device).startswith("cuda") else None
-    return DistributedDataParallel(step, device_ids=ids, broadcast_buffers=False,
-                                   find_unused_parameters=True)
+    return DistributedDataParallel(step, device_ids=ids, forward_sync_buffers=False,
+                                   find_unused_parameters=_leaves_parameters_unused(step, batches,
+                                                                                    device))
+
+
+def _leaves_parameters_unused(step: LossStep, batches, device) -> bool:
+    """Whether the first training batch leaves a trainable parameter without a gradient (one
+    forward and backward pass on this process, before DDP wraps the model; gradients dropped)."""
+    params = [p for p in step.parameters() if p.requires_grad]
+    first = next(iter(batches.epoch(np.random.default_rng(0), device)), None)
+    if first is None:
+        return False
+    step(first).backward()
+    unused = any(p.grad is None for p in params)
+    for p in params:
+        p.grad = None
+    return unused
 
 
 @dataclass
@@ -142,7 +159,7 @@ class Trainer:
             self.batches = training_batches(model, split, config)
             self.step = LossStep(model)
             if self.world > 1:
-                self.step = data_parallel(self.step, device)
+                self.step = data_parallel(self.step, self.batches, device)
 
     # ---- checkpoints ---------------------------------------------------------------------
     def _save(self, state: dict, best_state: dict | None) -> None:
@@ -256,8 +273,9 @@ class Trainer:
         cfg, total, n = self.config, 0.0, 0
         for batch in batches:
             weight = 1.0
-            if self.world > 1:
-                batch, weight = distributed.shard_batch(batch)
+            if self.world > 1:  # this process's block of the global batch (a batcher may cut its own)
+                cut = getattr(self.batches, "shard", distributed.shard_batch)
+                batch, weight = cut(batch, self.world, distributed.rank())
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.step(batch)
             (loss * weight if weight != 1.0 else loss).backward()
