@@ -169,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         # every process of a distributed run meets the same bad input: rank 0 says it once;
         # what concerns one process (a peer that stopped) each says for itself
         if distributed.is_main() or isinstance(e, distributed.DistributedError):
-            prefix = (f"[rank {distributed.rank()}] " if distributed.active()
-                      and isinstance(e, distributed.DistributedError) else "")
-            print(f"mmkgrec: error: {prefix}{msg}", file=sys.stderr)
+            print(f"mmkgrec: error: {msg}", file=sys.stderr)
         return 2
     finally:
         distributed.shutdown()
@@ -289,20 +287,21 @@ def _launch(args, argv: list[str]) -> int:
     from torch.distributed.run import get_args_parser, run
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # threads per process: set `threads` to change
-    logging.getLogger("torch.distributed").setLevel(logging.ERROR)
+    logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # the line below says it
     targs = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={args.nproc}",
                                           "-m", "mmkgrec.cli", *argv])
     try:
         run(targs)
     except ChildFailedError as e:
-        failures = sorted(e.failures.items())
-        who = ", ".join(f"rank {f.rank} (exit code {f.exitcode})" for _, f in failures)
+        rank, first = e.get_first_failure()  # the root cause; the agent then stopped the others
+        how = (f"was killed by {first.signal_name()}" if first.exitcode < 0
+               else f"exited with code {first.exitcode}")
         partial = Path(args.out).with_name(Path(args.out).name + ".partial")
         hint = (f"; the last checkpoint in {partial}/checkpoint stays loadable: rerun with "
                 "--resume (under any --nproc)" if (partial / "checkpoint" / "LATEST").is_file()
                 else "")
-        print(f"mmkgrec: error: the distributed run stopped: {who} failed (its message is "
-              f"above){hint}", file=sys.stderr)
+        print(f"mmkgrec: error: the distributed run stopped: rank {rank} {how} and the other "
+              f"processes were stopped{hint}", file=sys.stderr)
         return 2
     return 0
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 
 import numpy as np
 import torch
@@ -32,7 +33,10 @@ from .errors import MMKGRecError
 
 
 class DistributedError(MMKGRecError, RuntimeError):
-    """The processes of a distributed run disagree, or one of them stopped."""
+    """The processes of a distributed run disagree, or one of them stopped (``reason``: what the
+    collective that noticed it reported)."""
+
+    reason: str | None = None
 
 
 def active() -> bool:
@@ -100,9 +104,22 @@ def shard(n: int) -> slice:
     return slice(*shard_bounds(n))
 
 
+def peer_error(err: BaseException) -> str:
+    """The gist of a failed collective's message: gloo's source location and advice dropped
+    ("Read error [127.0.0.1]:9436: Connection reset by peer")."""
+    if isinstance(err, DistributedError) and err.reason:
+        return err.reason
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)
+    return text.split(". This is typically")[0].rstrip(".")
+
+
 def _lost(err: BaseException) -> DistributedError:
-    return DistributedError(f"rank {rank()} of {world_size()}: another process of this run stopped "
-                            f"or cannot be reached ({str(err).splitlines()[0] if str(err) else type(err).__name__})")
+    reason = peer_error(err)
+    out = DistributedError(f"rank {rank()} of {world_size()}: another process of this run "
+                           f"stopped or cannot be reached ({reason})")
+    out.reason = reason
+    return out
 
 
 def all_gather_objects(obj) -> list:

@@ -236,7 +236,8 @@ class Trainer:
                         "no checkpoint was written yet")
                 raise distributed.DistributedError(
                     f"rank {distributed.rank()} of {self.world}: training stopped in epoch "
-                    f"{epoch} because another process of this run stopped ({_first_line(e)}); "
+                    f"{epoch} because another process of this run stopped "
+                    f"({distributed.peer_error(e)}); "
                     f"{last}") from None
             train_s = time.perf_counter() - t0
             state["train_epoch_s"].append(train_s)
@@ -287,11 +288,6 @@ class Trainer:
         if self.world > 1:
             total = sum(distributed.all_gather_objects(total)) / self.world
         return total, n
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _lost_peer(err: RuntimeError) -> bool:
