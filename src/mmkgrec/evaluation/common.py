@@ -40,11 +40,16 @@ class EvalMode:
         return False
 
 
+def shows_progress(enabled: bool = True) -> bool:
+    """Whether :func:`progress` draws a bar: ``enabled``, standard error a terminal, rank 0."""
+    return bool(enabled) and sys.stderr.isatty() and distributed.is_main()
+
+
 def progress(iterable, desc: str, enabled: bool = True, total: int | None = None):
     """``iterable`` with a progress bar on standard error when ``enabled``, standard error is a
     terminal and this is the main process (rank 0); otherwise ``iterable`` itself, so logs and
     pipes stay quiet. The one place the training epochs and evaluation passes show progress."""
-    if not (enabled and sys.stderr.isatty() and distributed.is_main()):
+    if not shows_progress(enabled):
         return iterable
     from tqdm import tqdm
 

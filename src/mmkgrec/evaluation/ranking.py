@@ -12,7 +12,7 @@ import torch
 
 from .. import distributed
 from ..data.split import Split
-from .common import EvalMode, progress, restrict_targets
+from .common import EvalMode, progress, restrict_targets, shows_progress
 from .metrics import (
     MetricAccumulator,
     canonical,
@@ -75,9 +75,12 @@ class FullRankingEvaluator:
             acc = MetricAccumulator()
             n_items = self.split.n_items
             mine = self.users[distributed.shard(len(self.users))]  # this process's users
-            starts = range(0, len(mine), self.batch_size)
+            step = self.batch_size
+            if shows_progress(self.show_progress):  # a bar of ~20 steps (the same results)
+                step = max(1, min(step, -(-len(mine) // 20)))
+            starts = range(0, len(mine), step)
             for start in progress(starts, "evaluating", self.show_progress):
-                users = mine[start:start + self.batch_size]
+                users = mine[start:start + step]
                 scores = model.score_all(users.to(device)).float().cpu()
                 if self.mask is not None:
                     rows, cols = _rows_of(*self.mask, users)
