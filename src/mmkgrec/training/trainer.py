@@ -117,10 +117,14 @@ def _leaves_parameters_unused(step: LossStep, batches, device) -> bool:
     first = next(iter(batches.epoch(np.random.default_rng(0), device)), None)
     if first is None:
         return False
+    buffers = {k: v.detach().clone() for k, v in step.named_buffers()}  # a pass may update some
     step(first).backward()
     unused = any(p.grad is None for p in params)
     for p in params:
         p.grad = None
+    with torch.no_grad():
+        for k, v in step.named_buffers():
+            v.copy_(buffers[k])
     return unused
 
 
