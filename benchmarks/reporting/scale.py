@@ -52,7 +52,8 @@ def _bpr(rows) -> list[str]:
          "test recall@20 (last epoch) | load before / after |", "|---|---|---|---|---|---|"]
     for r in rows:
         b = r["best"]
-        L.append(f"| {r['library']} {r['versions'].get(r['library'], '')} | {r['lr']} | "
+        lib = f"{r['library']} {r['versions'].get(r['library'], '')}".strip()
+        L.append(f"| {lib} | {r['lr']} | "
                  f"{r['train_epoch_s']:.2f} | {b['valid']['recall@20']:.4f} ({b['epoch']}) | "
                  f"{r['test_last_epoch']['recall@20']:.4f} | {_load(r)} |")
     imp = [r for r in rows if r["library"] == "implicit"]

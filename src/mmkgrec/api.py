@@ -96,6 +96,22 @@ def prepare(config: Config):
     return ds, split, model, features, inputs.kg
 
 
+def _prepare_in_turn(config: Config):
+    """:func:`prepare`, by rank 0 first in a distributed run, then by the other processes: rank 0
+    alone fills the feature store (extracting item features where they are missing), the others
+    read what it wrote; an error of rank 0 stops every process."""
+    if not distributed.active():
+        return prepare(config)
+    out, err = None, None
+    if distributed.is_main():
+        try:
+            out = prepare(config)
+        except (MMKGRecError, OSError, KeyError) as e:
+            err = e
+    distributed.agree(err, "the data")
+    return out if out is not None else prepare(config)
+
+
 VARIANT_PREFIX = "variant:"
 
 
@@ -170,7 +186,7 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
         device = distributed.local_device(config["device"])
         if device != config["device"]:
             config = config.updated(device=device)
-    ds, split, net, features, kg = prepare(config)
+    ds, split, net, features, kg = _prepare_in_turn(config)
     if distributed.world_size() > split.n_users:
         raise distributed.DistributedError(
             f"{distributed.world_size()} processes for the {split.n_users} users of "
