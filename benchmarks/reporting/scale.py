@@ -81,8 +81,12 @@ def _ddp(rows) -> list[str]:
          "validation scores per epoch are the same at 1 and 2 processes, so the time to a "
          "target validation score is the sum of the epoch times until it is reached. Speed-up: "
          "median training seconds per epoch at 1 process over those at 2; efficiency: speed-up "
-         "/ 2. On a machine shared with other work (its load below) these say little; a GPU run "
-         "was not made (one GPU: NCCL takes one GPU per process).", "",
+         "/ 2. On a machine shared with other work (its load below: 2 cores, other engineers' "
+         "jobs) these say little. What does not shrink with more processes: every step "
+         "all-reduces the dense gradient of the whole embedding table (BPR: 43k rows x 64 "
+         "floats, 11 MB, over gloo), and LightGCN propagates the whole graph in every process; "
+         "the validation pass, divided by users, does shrink. A GPU run was not made (no GPU "
+         "in this session).", "",
          "| model | processes | s / epoch (median) | s / validation pass (median) | valid "
          "recall@20 per epoch | speed-up | efficiency | load before / after |",
          "|---|---|---|---|---|---|---|---|"]
