@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from reporting import (core, ctr, features, figures, gpu, kg, multimodal, popularity, rating,
-                       reproduce, sequential)
+                       reproduce, scale, sequential)
 from reporting.tables import OUT
 
 from mmkgrec.errors import MMKGRecError
@@ -45,6 +45,7 @@ def document() -> str:
     L += sequential.section()
     L += popularity.section("sequential")
     L += rating.section()
+    L += scale.section()
     L += reproduce.section()
     L += gpu.section()
     return "\n".join(L) + "\n"

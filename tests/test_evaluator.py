@@ -75,3 +75,30 @@ def test_sampled_evaluator_is_fixed_and_excludes_known_items():
     scores[:, :10] = 1.0  # positives above every negative
     m, _, _ = a.evaluate(FixedScores(scores))
     assert m["hit@5"] == 1.0 and m["ndcg@5"] == 1.0
+
+
+def test_evaluation_progress_only_on_a_terminal(monkeypatch):
+    """A bar over an evaluation pass on a terminal (rank 0, ``show_progress``); logs and pipes
+    get the bare iterable, and the metrics are the same either way."""
+    import io
+    import sys
+
+    from mmkgrec.evaluation.common import progress
+
+    steps = range(3)
+    assert progress(steps, "evaluating") is steps  # pytest captures stderr: not a terminal
+    tty = io.StringIO()
+    tty.isatty = lambda: True
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert progress(steps, "evaluating", enabled=False) is steps
+    assert list(progress(steps, "evaluating")) == [0, 1, 2] and "evaluating" in tty.getvalue()
+    rng = np.random.default_rng(3)
+    split = make_split([(u, int(i)) for u in range(50) for i in rng.choice(30, 5, replace=False)],
+                       [], [(u, int(rng.integers(30))) for u in range(50)], 50, 30)
+    model = FixedScores(rng.normal(size=(50, 30)))
+    ev = FullRankingEvaluator(split, "test", ["ndcg@5"], batch_size=64)
+    shown, _, _ = ev.evaluate(model)
+    tty.seek(0)
+    tty.truncate()
+    ev.show_progress = True  # ~20 steps of 3 users instead of one chunk of 50
+    assert ev.evaluate(model)[0] == shown and "evaluating" in tty.getvalue()

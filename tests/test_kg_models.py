@@ -68,6 +68,39 @@ def test_score_agrees_with_score_all(name, ov, split):
     assert torch.allclose(cached, fresh, atol=1e-5)
 
 
+@pytest.mark.parametrize("ov", [{}, {"aggregator": "concat", "n_iter": 2},
+                                {"aggregator": "neighbor", "n_iter": 2, "neighbor_sample_size": 3}])
+def test_kgcn_full_ranking_equals_the_per_pair_computation(ov, split, monkeypatch):
+    """KGCN's full ranking (shared parts once per pass, blocks of users and items) gives every
+    user's score of every item as the per-pair computation it trains with."""
+    import mmkgrec.models.kgcn as kgcn
+
+    model, _ = build_model("KGCN", split, **ov)
+    users = torch.arange(split.n_users)
+    pairs_u = users.repeat_interleave(split.n_items)
+    pairs_i = torch.arange(split.n_items).repeat(split.n_users)
+    model.eval()
+    with torch.no_grad():
+        per_pair = model.score(pairs_u, pairs_i).view(split.n_users, split.n_items)
+        uncached = model.score_all(users)
+        monkeypatch.setattr(kgcn, "_CHUNK_ELEMENTS", 1 << 14)  # many blocks of both kinds
+        model.prepare_eval()
+        blocked = model.score_all(users)
+    torch.testing.assert_close(uncached, per_pair, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(blocked, per_pair, atol=1e-5, rtol=1e-5)
+    model.train()  # new weights: the shared parts of the last pass are dropped
+    with torch.no_grad():
+        model.entity_emb.weight.mul_(2.0)
+    model.eval()
+    with torch.no_grad():
+        model.prepare_eval()
+        after = model.score_all(users[:5])
+        assert torch.allclose(after, model.score(pairs_u[:5 * split.n_items],
+                                                 pairs_i[:5 * split.n_items]).view(5, -1),
+                              atol=1e-5)
+        assert not torch.allclose(after, per_pair[:5], atol=1e-4)
+
+
 @pytest.mark.parametrize("name,epochs", [("CKE", 8), ("KGCN", 8), ("KGAT", 4)])
 def test_training_improves_validation_ndcg(name, epochs, split):
     model, cfg = build_model(name, split, epochs=epochs, learning_rate=0.01, valid_metric="ndcg@10",

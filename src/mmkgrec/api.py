@@ -30,7 +30,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from . import runs
+from . import distributed, runs
 from .config import Config, load_config, load_run_config
 from .data import load_dataset
 from .data.dataset import Dataset, Interactions
@@ -96,6 +96,22 @@ def prepare(config: Config):
     return ds, split, model, features, inputs.kg
 
 
+def _prepare_in_turn(config: Config):
+    """:func:`prepare`, by rank 0 first in a distributed run, then by the other processes: rank 0
+    alone fills the feature store (extracting item features where they are missing), the others
+    read what it wrote; an error of rank 0 stops every process."""
+    if not distributed.active():
+        return prepare(config)
+    out, err = None, None
+    if distributed.is_main():
+        try:
+            out = prepare(config)
+        except (MMKGRecError, OSError, KeyError) as e:
+            err = e
+    distributed.agree(err, "the data")
+    return out if out is not None else prepare(config)
+
+
 VARIANT_PREFIX = "variant:"
 
 
@@ -148,23 +164,48 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
 
     With ``out``, everything is written to that run directory (see the module docstring).
     ``config_file``: a YAML path, or ``variant:NAME`` for a packaged variant config.
-    Configuration and data errors are raised before anything is written."""
+    Configuration and data errors are raised before anything is written.
+
+    Under ``torchrun`` (several processes, :mod:`mmkgrec.distributed`) every process calls this
+    with the same arguments: they are compared first (a difference is refused on every process),
+    each trains on its block of every global batch and evaluates its own users, and rank 0 alone
+    writes the run directory."""
     t_start = time.perf_counter()
-    with config_file_path(config_file) as path:
-        config = load_config(model, dataset, path, overrides)
-    ds, split, net, features, kg = prepare(config)
+    distributed.init_from_env()
+    config, err = None, None
+    try:
+        with config_file_path(config_file) as path:
+            config = load_config(model, dataset, path, overrides)
+    except (MMKGRecError, OSError, KeyError) as e:
+        err = e
+    distributed.agree(err, "its configuration")  # no process waits for one that stopped here
     out = Path(out) if out else None
+    if distributed.active():
+        distributed.check_same_config({**config.to_dict(), "(--out)": str(out),
+                                       "(--resume)": bool(resume)})
+        device = distributed.local_device(config["device"])
+        if device != config["device"]:
+            config = config.updated(device=device)
+    ds, split, net, features, kg = _prepare_in_turn(config)
+    if distributed.world_size() > split.n_users:
+        raise distributed.DistributedError(
+            f"{distributed.world_size()} processes for the {split.n_users} users of "
+            f"{config['dataset']}: every process needs users of its own; start at most "
+            f"{split.n_users}")
     partial = None
     if out is not None:
         if out.exists():
             raise FileExistsError(f"run directory {out} already exists; choose another --out")
         partial = out.with_name(out.name + ".partial")
-        if partial.exists() and not resume:
-            shutil.rmtree(partial)
-        partial.mkdir(parents=True, exist_ok=True)
-        (partial / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=True))
-    ctx = _LogToFile(partial / "log.txt", config["log_level"]) if partial else _NullCtx()
-    with ctx:
+        if distributed.is_main():
+            if partial.exists() and not resume:
+                shutil.rmtree(partial)
+            partial.mkdir(parents=True, exist_ok=True)
+            (partial / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=True))
+        distributed.barrier()
+    ctx = (_LogToFile(partial / "log.txt", config["log_level"])
+           if partial and distributed.is_main() else _NullCtx())
+    with ctx, _quiet_unless_main():
         log.info("data %s | split %s", ds.describe(), split.describe())
         trainer = Trainer(net, split, config, partial / "checkpoint" if partial else None,
                           config["device"])
@@ -186,7 +227,9 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
         }
         if hasattr(test_eval, "details"):  # e.g. classification's per-label table
             metrics["test_details"] = test_eval.details()
-        if partial is not None:
+        if distributed.world_size() > 1:
+            metrics["world_size"] = distributed.world_size()
+        if partial is not None and distributed.is_main():
             run_id = runs.new_run_id()
             save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()},
                       str(partial / WEIGHTS), metadata=_weights_meta(run_id, config, ds))
@@ -197,9 +240,10 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
                      **{k: v for k, v in per_user.items()})
             (partial / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
             runs.write_run_data(partial, run_id, config, ds, split, net, features, kg)
-    if partial is not None:
+    if partial is not None and distributed.is_main():
         shutil.rmtree(partial / "checkpoint", ignore_errors=True)
         os.replace(partial, out)
+    distributed.barrier()  # the run directory is complete before any process returns
     return Run(config, ds, split, net, metrics, out,
                data=runs.RunData(out) if out is not None else None)
 
@@ -210,6 +254,21 @@ WEIGHTS = "model.safetensors"
 def _weights_meta(run_id: str, config, ds) -> dict:
     return {"format": runs.FORMAT, "run_id": run_id, "kind": "weights",
             "model": str(config["model"]), "dataset": str(ds.name)}
+
+
+@contextlib.contextmanager
+def _quiet_unless_main():
+    """Ranks other than 0 of a distributed run log warnings only (rank 0 reports the run)."""
+    if distributed.is_main():
+        yield
+        return
+    root = logging.getLogger("mmkgrec")
+    old = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        root.setLevel(old)
 
 
 class _NullCtx:

@@ -1,7 +1,8 @@
 """The ``mmkgrec`` command.
 
     mmkgrec train --model NAME --dataset NAME --out RUN_DIR [--config FILE|variant:NAME]
-                  [--set k=v ...] [--resume]
+                  [--set k=v ...] [--resume] [--nproc N]
+    torchrun --nproc-per-node N -m mmkgrec.cli train ...   (the same as --nproc N)
     mmkgrec evaluate RUN_DIR [--part test|valid] [--device cpu|cuda] [--set eval_protocol=sampled ...]
                      [--by-popularity N]       (a cold-start split: also the cold-only metrics)
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
@@ -48,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
                    "variant:NAME for a packaged variant (configs/variant/NAME.yaml)")
     t.add_argument("--set", **SET)
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR.partial")
+    t.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train on N processes of this machine with DDP (torchrun --standalone "
+                   "--nproc-per-node N); train_batch_size stays the global batch")
 
     e = sub.add_parser("evaluate", help="re-evaluate a finished run (with a cold-start split, "
                        "also the metrics of its cold items or users alone)")
@@ -156,22 +160,34 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     command = "mmkgrec " + " ".join(shlex.quote(a) for a in argv)
+    from . import distributed
+
     try:
         return _run(args, command)
     except (MMKGRecError, OSError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"mmkgrec: error: {msg}", file=sys.stderr)
+        # every process of a distributed run meets the same bad input: rank 0 says it once;
+        # what concerns one process (a peer that stopped) each says for itself
+        if distributed.is_main() or isinstance(e, distributed.DistributedError):
+            print(f"mmkgrec: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
 
 
 def _run(args, command: str) -> int:
     from . import api
 
+    if args.cmd == "train" and args.nproc != 1:
+        return _launch(args, argv_of_train(command))
     if args.cmd == "train":
         run = api.train(args.model, args.dataset, args.out, args.config, args.overrides,
                         resume=args.resume, command=command)
-        print(format_table([run.metrics]))
-        print(f"run written to {args.out}")
+        from . import distributed
+
+        if distributed.is_main():
+            print(format_table([run.metrics]))
+            print(f"run written to {args.out}")
         return 0
     if args.cmd == "evaluate":
         run = api.load(args.run_dir, args.device)
@@ -235,6 +251,59 @@ def _run(args, command: str) -> int:
     if args.cmd == "demo":
         return _demo(args)
     return 2
+
+
+def argv_of_train(command: str) -> list[str]:
+    """The arguments of ``mmkgrec train ...`` without ``--nproc N`` (what every process gets)."""
+    argv = shlex.split(command)[1:]
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _launch(args, argv: list[str]) -> int:
+    """``mmkgrec train --nproc N``: ``torchrun --standalone --nproc-per-node N -m mmkgrec.cli
+    train ...`` through torch's own launcher; a process that fails stops the others and is
+    named in one line."""
+    from . import distributed
+
+    if args.nproc < 1:
+        print(f"mmkgrec: error: --nproc takes a number of processes >= 1, got {args.nproc}",
+              file=sys.stderr)
+        return 2
+    if distributed.launched():
+        print("mmkgrec: error: --nproc starts the processes itself; under torchrun leave it out",
+              file=sys.stderr)
+        return 2
+    import os
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # threads per process: set `threads` to change
+    logging.getLogger("torch.distributed").setLevel(logging.CRITICAL)  # the line below says it
+    targs = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={args.nproc}",
+                                          "-m", "mmkgrec.cli", *argv])
+    try:
+        run(targs)
+    except ChildFailedError as e:
+        rank, first = e.get_first_failure()  # the root cause; the agent then stopped the others
+        how = (f"was killed by {first.signal_name()}" if first.exitcode < 0
+               else f"exited with code {first.exitcode}")
+        partial = Path(args.out).with_name(Path(args.out).name + ".partial")
+        hint = (f"; the last checkpoint in {partial}/checkpoint stays loadable: rerun with "
+                "--resume (under any --nproc)" if (partial / "checkpoint" / "LATEST").is_file()
+                else "")
+        print(f"mmkgrec: error: the distributed run stopped: rank {rank} {how} and the other "
+              f"processes were stopped{hint}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _tune(args, command: str) -> int:

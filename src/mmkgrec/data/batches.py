@@ -274,6 +274,23 @@ class SharedWindowBatches:
                 "target_window": rows.to(device), "target_pos": pos.to(device),
                 "users": self.users[win].to(device)}
 
+    def shard(self, batch: dict, world: int, rank: int) -> tuple[dict, float]:
+        """Process ``rank``'s part of a batch for DDP (:func:`mmkgrec.distributed.shard_batch`):
+        a contiguous block of the windows with their targets, weighted by its share of the
+        batch's targets (the loss is a mean over targets)."""
+        from ..distributed import shard_bounds
+
+        lo, hi = shard_bounds(len(batch["seq"]), world, rank)
+        weight_zero = hi == lo
+        if weight_zero:  # no window left for this process: one window, weight 0
+            lo, hi = 0, 1
+        tw = batch["target_window"]
+        a, b = (int(x) for x in torch.searchsorted(tw, torch.tensor([lo, hi], device=tw.device)))
+        out = {k: batch[k][lo:hi] for k in ("seq", "lengths", "users")}
+        out.update(target=batch["target"][a:b], target_window=tw[a:b] - lo,
+                   target_pos=batch["target_pos"][a:b])
+        return out, 0.0 if weight_zero else world * (b - a) / len(tw)
+
     def epoch(self, rng: np.random.Generator, device="cpu"):
         perm = torch.from_numpy(rng.permutation(len(self.start)))
         cum = torch.cumsum(self.k[perm], 0)

@@ -21,6 +21,7 @@ import torch
 
 from ..data.targets import ClassificationSplit
 from ..errors import ConfigError
+from .. import distributed
 from .common import EvalMode
 from .metrics import MULTILABEL_METRICS, MetricAccumulator, label_metrics, per_class_table
 
@@ -45,9 +46,11 @@ class ClassificationEvaluator:
     @torch.no_grad()
     def logits(self, model, device="cpu") -> torch.Tensor:
         """``[n_items_of_part, n_labels]`` logits (the model already in eval mode)."""
-        out = [model.classify(self.items[s:s + self.chunk].to(device)).float().cpu()
-               for s in range(0, len(self.items), self.chunk)]
-        return torch.cat(out) if out else torch.zeros(0, len(self.split.classes))
+        mine = distributed.shard(len(self.items))  # this process's block of items, then all
+        out = [model.classify(self.items[s:min(s + self.chunk, mine.stop)].to(device)).float().cpu()
+               for s in range(mine.start, mine.stop, self.chunk)]
+        return distributed.gather_concat(torch.cat(out) if out
+                                         else torch.zeros(0, len(self.split.classes)))
 
     def predict(self, logits: torch.Tensor) -> np.ndarray:
         """Boolean ``[n, n_labels]`` predictions of ``logits`` under the split's mode."""

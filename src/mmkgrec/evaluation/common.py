@@ -9,6 +9,7 @@ that chooses among them (:mod:`.evaluator`) sits above them all.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 import numpy as np
@@ -16,6 +17,8 @@ import torch
 
 from ..data.sampling import KnownPairs, sample_negatives
 from .metrics import MetricAccumulator, canonical, parse_metric
+
+from .. import distributed
 
 log = logging.getLogger("mmkgrec.evaluation")
 
@@ -39,6 +42,22 @@ class EvalMode:
         self.model.train(self._was_training)
         self.seconds = time.perf_counter() - self._t0
         return False
+
+
+def shows_progress(enabled: bool = True) -> bool:
+    """Whether :func:`progress` draws a bar: ``enabled``, standard error a terminal, rank 0."""
+    return bool(enabled) and sys.stderr.isatty() and distributed.is_main()
+
+
+def progress(iterable, desc: str, enabled: bool = True, total: int | None = None):
+    """``iterable`` with a progress bar on standard error when ``enabled``, standard error is a
+    terminal and this is the main process (rank 0); otherwise ``iterable`` itself, so logs and
+    pipes stay quiet. The one place the training epochs and evaluation passes show progress."""
+    if not shows_progress(enabled):
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False)
 
 
 def subset_mask(mask, n: int, what: str = "items") -> np.ndarray:
@@ -109,11 +128,15 @@ def sampled_candidates(split, users: np.ndarray, n_negatives: int, seed: int) ->
 def per_user_means(sample_users: torch.Tensor, per_sample: dict):
     """A :class:`~.metrics.MetricAccumulator` holding, for each user, the mean of each metric
     over that user's samples (``per_sample``: metric -> list of per-sample value tensors, in the
-    order of ``sample_users``)."""
+    order of ``sample_users``). In a distributed run each process holds the values of its own
+    block of the samples (:func:`mmkgrec.distributed.shard`): they are gathered in rank order,
+    the undivided per-sample values, before the means."""
     acc = MetricAccumulator()
     if len(sample_users):
         users, inv = torch.unique(sample_users, return_inverse=True)
         counts = torch.bincount(inv, minlength=len(users)).double()
         acc.update({m: torch.zeros(len(users), dtype=torch.float64).index_add_(
-            0, inv, torch.cat(v).double()) / counts for m, v in per_sample.items()}, users)
+            0, inv, distributed.gather_concat(torch.cat(v).double() if v else
+                                              torch.zeros(0, dtype=torch.float64))) / counts
+            for m, v in per_sample.items()}, users)
     return acc

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .. import distributed
 from .common import EvalMode
 from .metrics import CLASSIFICATION_METRICS, MetricAccumulator, classification_metrics, parse_metric
 
@@ -129,11 +130,15 @@ class CTREvaluator:
 
     @torch.no_grad()
     def scores(self, model, device="cpu") -> np.ndarray:
-        """``model.score`` of every labelled pair (the model already in eval mode)."""
-        out = [model.score(self.users[s:s + self.chunk].to(device),
-                           self.items[s:s + self.chunk].to(device)).float().cpu()
-               for s in range(0, len(self.users), self.chunk)]
-        return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+        """``model.score`` of every labelled pair (the model already in eval mode); in a
+        distributed run each process scores its block and every process gets all the scores."""
+        mine = distributed.shard(len(self.users))  # this process's block of pairs
+        out = [model.score(self.users[s:min(s + self.chunk, mine.stop)].to(device),
+                           self.items[s:min(s + self.chunk, mine.stop)].to(device)).float().cpu()
+               for s in range(mine.start, mine.stop, self.chunk)]
+        local = torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+        # every pair's score in order: AUC and F1 are computed over all of them, never per process
+        return distributed.gather_concat(local)
 
     def evaluate(self, model, device="cpu") -> tuple[dict, MetricAccumulator, float]:
         """Returns (pooled metrics, per-user accumulator, seconds)."""

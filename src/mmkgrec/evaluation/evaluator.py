@@ -100,8 +100,10 @@ def make_evaluator(split: Split, part: str, config, model=None, items: np.ndarra
     cannot know the cold items of a ``cold_item`` split (:func:`~.common.cold_start_note`)."""
     if part == "valid" and items is None and users is None:
         cold_start_note(split, model, config)
-    return PROTOCOLS[evaluation_protocol(config, model)](split, part, config, model, items,
-                                                         users)
+    ev = PROTOCOLS[evaluation_protocol(config, model)](split, part, config, model, items, users)
+    if hasattr(ev, "show_progress"):  # evaluators that score in chunks show a bar on a terminal
+        ev.show_progress = bool(config["show_progress"])
+    return ev
 
 
 def ctr_batch_size(config) -> int:

@@ -413,6 +413,22 @@ class MetricAccumulator:
             return 0
         return int(np.any(np.isnan(np.stack(list(pu.values()))), axis=0).sum())
 
+    def gathered(self) -> "MetricAccumulator":
+        """The values of every process of a distributed run, concatenated in rank order
+        (:func:`mmkgrec.distributed.gather_concat`): each process evaluated its own block of
+        users, so the result is the single-process accumulator (``self`` with one process)."""
+        from .. import distributed
+
+        if not distributed.active():
+            return self
+        parts = distributed.all_gather_objects((self.user_ids, self.per_user()))
+        out = MetricAccumulator(self.unit)
+        names = [k for k in parts[0][1]] or [k for _, vals in parts for k in vals]
+        out._ids = [ids for ids, _ in parts]
+        out._vals = {k: [vals.get(k, np.zeros(len(ids))) for ids, vals in parts]
+                     for k in dict.fromkeys(names)}
+        return out
+
     def compute(self) -> dict[str, float]:
         out = {}
         for k, v in self.per_user().items():

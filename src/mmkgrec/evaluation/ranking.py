@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import distributed
 from ..data.split import Split
-from .common import (EvalMode, per_user_means, ranking_metric_plan, restrict_targets,
-                     sampled_candidates)
+from .common import (EvalMode, per_user_means, progress, ranking_metric_plan,
+                     restrict_targets, sampled_candidates, shows_progress)
 from .metrics import (MetricAccumulator, ranking_metrics_from_hits, sampled_ranking_metrics,
                       topk_with_ties)
 
@@ -46,6 +47,7 @@ class FullRankingEvaluator:
         self.split, self.part = split, part
         self.metrics, self.max_k = ranking_metric_plan(metrics)
         self.batch_size = batch_size
+        self.show_progress = False  # a bar over the chunks of users on a terminal (make_evaluator)
         n_users, n_items = split.n_users, split.n_items
         target = restrict_targets(split.part(part), items, n_items, users, n_users)
         self.users = torch.from_numpy(np.unique(target.user))
@@ -66,8 +68,13 @@ class FullRankingEvaluator:
         with EvalMode(model) as mode:
             acc = MetricAccumulator()
             n_items = self.split.n_items
-            for start in range(0, len(self.users), self.batch_size):
-                users = self.users[start:start + self.batch_size]
+            mine = self.users[distributed.shard(len(self.users))]  # this process's users
+            step = self.batch_size
+            if shows_progress(self.show_progress):  # a bar of ~20 steps (the same results)
+                step = max(1, min(step, -(-len(mine) // 20)))
+            starts = range(0, len(mine), step)
+            for start in progress(starts, "evaluating", self.show_progress):
+                users = mine[start:start + step]
                 scores = model.score_all(users.to(device)).float().cpu()
                 if self.mask is not None:
                     rows, cols = _rows_of(*self.mask, users)
@@ -77,6 +84,7 @@ class FullRankingEvaluator:
                 pos = torch.searchsorted(self.target_keys, keys).clamp_max(len(self.target_keys) - 1)
                 hits = self.target_keys[pos] == keys
                 acc.update(ranking_metrics_from_hits(hits, self.n_relevant[users], self.metrics), users)
+            acc = acc.gathered()  # every process's users, in rank order: the undivided result
         return acc.compute(), acc, mode.seconds
 
 
@@ -99,10 +107,10 @@ class SampledEvaluator:
     def evaluate(self, model, device="cpu", chunk: int = 8192):
         with EvalMode(model) as mode:
             per_pos = {m: [] for m in self.metrics}
-            for s in range(0, len(self.pos_users), chunk):
-                u = self.pos_users[s:s + chunk]
-                p = self.pos_items[s:s + chunk]
-                neg = self.negatives[s:s + chunk]
+            mine = distributed.shard(len(self.pos_users))  # this process's block of positives
+            for s in range(mine.start, mine.stop, chunk):
+                e = min(s + chunk, mine.stop)
+                u, p, neg = self.pos_users[s:e], self.pos_items[s:e], self.negatives[s:e]
                 ps = model.score(u.to(device), p.to(device)).float().cpu()
                 ns = model.score(u.repeat_interleave(neg.shape[1]).to(device),
                                  neg.reshape(-1).to(device)).float().cpu().view(neg.shape)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .. import distributed
 from .common import EvalMode
 from .metrics import RATING_METRICS, MetricAccumulator, rating_metrics
 
@@ -38,10 +39,11 @@ class RatingEvaluator:
     @torch.no_grad()
     def predictions(self, model, device="cpu") -> np.ndarray:
         """The clipped predicted rating of every row (the model already in eval mode)."""
-        out = [model.score(self.users[s:s + self.chunk].to(device),
-                           self.items[s:s + self.chunk].to(device)).double().cpu()
-               for s in range(0, len(self.users), self.chunk)]
-        pred = torch.cat(out).numpy() if out else np.zeros(0)
+        mine = distributed.shard(len(self.users))  # this process's block of rows, then all
+        out = [model.score(self.users[s:min(s + self.chunk, mine.stop)].to(device),
+                           self.items[s:min(s + self.chunk, mine.stop)].to(device)).double().cpu()
+               for s in range(mine.start, mine.stop, self.chunk)]
+        pred = distributed.gather_concat(torch.cat(out).numpy() if out else np.zeros(0))
         return np.clip(pred, self.low, self.high)
 
     def evaluate(self, model, device="cpu") -> tuple[dict, MetricAccumulator, float]:

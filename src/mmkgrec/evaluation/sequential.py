@@ -25,7 +25,9 @@ import torch
 
 from ..data.sequences import EvalSamples, build_sequences
 from ..data.split import Split
-from .common import EvalMode, counted, per_user_means, ranking_metric_plan, sampled_candidates
+from .. import distributed
+from .common import (EvalMode, counted, per_user_means, progress, ranking_metric_plan,
+                     sampled_candidates)
 from .metrics import (MetricAccumulator, ranking_metrics_from_hits, sampled_ranking_metrics,
                       topk_with_ties)
 
@@ -42,6 +44,7 @@ class NextItemEvaluator:
         # samples per chunk; the [chunk, n_items] score matrix stays under ~128 MB
         self.batch_size = max(1, min(int(batch_size), max(256, (1 << 25) // max(split.n_items, 1))))
         self.mask_history = bool(mask_history)
+        self.show_progress = False  # a bar over the chunks on a terminal (make_evaluator)
         self.max_seq_length = max_seq_length
         self.seqs = build_sequences(split)
         self.samples = EvalSamples(self.seqs, part)
@@ -71,8 +74,10 @@ class NextItemEvaluator:
         with EvalMode(model) as mode:
             per_sample = {m: [] for m in self.metrics}
             n = len(self.samples)
-            for s in range(0, n, self.batch_size):
-                sl = slice(s, min(s + self.batch_size, n))
+            mine = distributed.shard(n)  # this process's block of samples
+            for s in progress(range(mine.start, mine.stop, self.batch_size), "evaluating",
+                              self.show_progress):
+                sl = slice(s, min(s + self.batch_size, mine.stop))
                 scores = self._scores(model, sl, device)
                 target = self.samples.targets[sl]
                 if self.negatives is not None:

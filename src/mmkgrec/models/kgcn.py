@@ -86,21 +86,18 @@ class KGCN(Recommender):
         sizes = [e.numel() for e in ents]
         return [v.view(*e.shape, -1) for v, e in zip(flat.split(sizes), ents)]
 
-    def _aggregate(self, vecs: list, att: list) -> torch.Tensor:
-        """H iterations of the aggregation: ``vecs[h] [..., K^h, d]``, ``att[h] [..., K^(h+1)]``
-        (leading dimensions broadcast); returns the items' vectors ``[..., d]``."""
+    def _aggregate(self, vecs: list, att: list, first: int = 0) -> torch.Tensor:
+        """Iterations ``first..H-1`` of the aggregation: ``vecs[h] [..., K^h, d]`` (the output of
+        iteration ``first - 1``), ``att[h] [..., K^(h+1)]`` (leading dimensions broadcast);
+        returns the items' vectors ``[..., d]``."""
         K = self.K
-        for i in range(self.H):
+        for i in range(first, self.H):
             new = []
             for hop in range(self.H - i):
                 neigh = vecs[hop + 1].unflatten(-2, (-1, K))  # [..., K^hop, K, d]
                 a = att[hop].unflatten(-1, (-1, K)).softmax(-1)  # [..., K^hop, K]
-                agg, last = self.aggregators[i], i == self.H - 1
-                if neigh.dim() == 5 and neigh.shape[0] == 1 and vecs[hop].shape[0] == 1:
-                    # score_all: entity vectors shared by every user, only attention differs
-                    new.append(agg.forward_shared(vecs[hop], a, neigh[0], last))
-                else:
-                    new.append(agg(vecs[hop], (a.unsqueeze(-1) * neigh).sum(-2), last))
+                new.append(self.aggregators[i](vecs[hop], (a.unsqueeze(-1) * neigh).sum(-2),
+                                               i == self.H - 1))
             vecs = new
         return vecs[0].squeeze(-2)
 
@@ -112,20 +109,78 @@ class KGCN(Recommender):
         v = self._aggregate(self._entity_vectors(ents), att)
         return (u * v).sum(-1)
 
-    def score_all(self, users):
-        items = torch.arange(self.n_items, device=users.device)
+    # ---- full ranking ------------------------------------------------------------------
+    _shared = None
+
+    def train(self, mode: bool = True):
+        self._shared = None  # the weights change: the shared parts are stale
+        return super().train(mode)
+
+    def prepare_eval(self):
+        """The user-independent parts of full ranking, once per evaluation pass."""
+        self._shared = None
+        self._shared = self._shared_parts()
+
+    def _shared_parts(self):
+        """What every user's scores share: the relations of every item's receptive field
+        (``[n, K^(h+1)]`` per hop) and the first aggregation's user-independent halves
+        (:meth:`~mmkgrec.nn.kg.KGCNAggregator.project_shared`: ``W_v v + b`` ``[n, K^h, d]`` and
+        ``W_n`` of the neighbours ``[n, K^h, K, d]``), for every item at once."""
+        items = torch.arange(self.n_items, device=self.user_emb.weight.device)
         ents, rels = self._receptive_field(items)
-        vecs = [self.entity_emb(e).unsqueeze(0) for e in ents]  # [1, n, K^h, d]
-        d = vecs[0].shape[-1]
-        step = max(1, _CHUNK_ELEMENTS // (self.n_items * self.K ** (self.H - 1) * d))
-        out = []
-        for s in range(0, len(users), step):
-            u = self.user_emb(users[s:s + step])
-            ur = u @ self.relation_emb.weight.T
-            att = [ur[:, r] for r in rels]  # [b, n, K^(h+1)]
-            v = self._aggregate(vecs, att)  # [b, n, d]
-            out.append((v * u.unsqueeze(1)).sum(-1))
-        return torch.cat(out)
+        vecs = self._entity_vectors(ents)  # [n, K^h, d]
+        agg = self.aggregators[0]
+        return rels, [agg.project_shared(vecs[h], vecs[h + 1].unflatten(-2, (-1, self.K)))
+                      for h in range(self.H)]
+
+    def score_all(self, users):
+        """Scores ``[len(users), n_items]``: the shared parts (:meth:`prepare_eval`) are sliced
+        by blocks of items; per block of users and items only the user-specific attention, the
+        weighted sums and the later iterations are computed (every intermediate under ``2^24``
+        elements). With one iteration (H = 1) the block is computed item-major, as batched
+        matrix products over the items (:meth:`_one_hop_block`)."""
+        rels, parts = self._shared if self._shared is not None else self._shared_parts()
+        K, H, n = self.K, self.H, self.n_items
+        d = self.user_emb.weight.shape[1]
+        cells = K ** (H - 1) * (d + K)  # the largest intermediate per (user, item)
+        if H == 1:  # blocks of ~2^18 elements stay in cache (measured fastest on a CPU)
+            b = max(1, min(len(users), 256))
+            m = min(n, max(1, min(_CHUNK_ELEMENTS, 1 << 18) // (b * cells)))
+        else:
+            m = min(n, max(1, _CHUNK_ELEMENTS // cells))
+            b = max(1, min(len(users), _CHUNK_ELEMENTS // (m * cells)))  # users per block
+        out = torch.empty(len(users), n, device=users.device)
+        for s in range(0, len(users), b):
+            u = self.user_emb(users[s:s + b])
+            ur = u @ self.relation_emb.weight.T  # pi^u_r for every relation
+            for i0 in range(0, n, m):
+                blk = slice(i0, min(i0 + m, n))
+                if H == 1:
+                    out[s:s + b, blk] = self._one_hop_block(u, ur, rels[0][blk], *parts[0], blk)
+                    continue
+                att = [ur[:, r[blk]] for r in rels]  # [b, m, K^(h+1)]
+                vecs = [self.aggregators[0].combine_shared(
+                    own[blk], neigh_w[blk], att[h].unflatten(-1, (-1, K)).softmax(-1), False)
+                    for h, (own, neigh_w) in enumerate(parts)]  # iteration 0: [b, m, K^h, d]
+                v = self._aggregate(vecs, att, first=1)  # [b, m, d]
+                out[s:s + b, blk] = torch.einsum("bmd,bd->bm", v, u)
+        return out
+
+    @staticmethod
+    def _one_hop_block(u, ur, rels, own, neigh_w, blk) -> torch.Tensor:
+        """Scores ``[b, m]`` of users ``u [b, d]`` for a block of items when H = 1:
+        ``u . tanh(x)`` with ``x = W_v v + b + sum_k softmax_k(pi^u_r(v,k)) W_n e_k``, the
+        attention ``[m, K, b]``, ``x`` ``[m, d, b]`` one batched product over the items and every
+        step after it in place. ``tanh(x) = 2 sigmoid(2x) - 1``, so ``u . tanh(x) = 2 u .
+        sigmoid(2x) - sum(u)``: the same value, and torch's sigmoid costs a third of its tanh
+        on a CPU (the elementwise activation of every user, item and dimension is most of the
+        work)."""
+        att = ur.T[rels].softmax(1)  # [m, K, b]: rows of pi^u_r gathered per neighbour
+        x = torch.baddbmm(own[blk].squeeze(1).unsqueeze(-1),  # [m, d, 1]
+                          neigh_w[blk].squeeze(1).transpose(1, 2), att,  # [m, d, K] @ [m, K, b]
+                          beta=2.0, alpha=2.0)  # 2x
+        x.sigmoid_().mul_(u.T)  # times each user's vector
+        return (2.0 * x.sum(1) - u.sum(1)).T  # [b, m]
 
     def loss(self, batch):
         users, pos, neg = batch["users"], batch["pos_items"], batch["neg_items"]

@@ -192,15 +192,20 @@ class KGCNAggregator(nn.Module):
             return w[:, :d], w[:, d:]
         return None, w
 
-    def forward_shared(self, v, a, neigh, last: bool):
-        """The same output as ``forward(v, sum_k a_k neigh_k)`` when ``v [1, n, h, d]`` and the
-        neighbours ``neigh [n, h, K, d]`` are shared by every user and only the normalised
-        attention ``a [b, n, h, K]`` is user-specific (full ranking): ``W_n`` is applied to the
-        K neighbours once, before the weighted sum (it is linear), instead of once per user."""
+    def project_shared(self, v, neigh):
+        """The user-independent half of :meth:`forward` when the entity vectors ``v [n, h, d]``
+        and their neighbours ``neigh [n, h, K, d]`` are the same for every user and only the
+        attention differs (full ranking): ``(W_v v + b, W_n neigh)``, ``W_n`` applied to the K
+        neighbours once, before the weighted sum (it is linear), instead of once per user."""
         w_v, w_n = self._weights()
-        x = torch.einsum("bnhk,nhkd->bnhd", a, neigh @ w_n.T) + self.w.bias
-        if w_v is not None:
-            x = x + v @ w_v.T
+        own = self.w.bias.expand(*v.shape) if w_v is None else v @ w_v.T + self.w.bias
+        return own, neigh @ w_n.T
+
+    @staticmethod
+    def combine_shared(own, neigh_w, a, last: bool):
+        """:meth:`forward` of every user from :meth:`project_shared`'s parts (items sliced
+        alike): ``act(W_v v + b + sum_k a_k W_n neigh_k)`` with ``a [b, n, h, K]`` normalised."""
+        x = torch.einsum("bnhk,nhkd->bnhd", a, neigh_w) + own
         return torch.tanh(x) if last else torch.relu(x)
 
     def forward(self, v, v_n, last: bool):

@@ -4,6 +4,14 @@ early stopping, checkpoints and resume.
 Every source of randomness in an epoch is seeded from ``(seed, epoch)``, and a checkpoint is
 written after every epoch, so a run killed at any point and resumed repeats the interrupted epoch
 exactly and ends with the same weights as an uninterrupted run.
+
+Under ``torchrun`` (:mod:`mmkgrec.distributed`) every process draws the same epoch and trains on
+its block of each global batch of ``train_batch_size`` (:func:`~mmkgrec.distributed.shard_batch`),
+the model wrapped in :class:`~torch.nn.parallel.DistributedDataParallel`, which all-reduces the
+gradients; the loss weights make a step the step of the undivided batch, so the epochs do not
+depend on the number of processes (and a checkpoint resumes under any number). Validation is
+collective (each process scores its own users), so every process takes the same early-stopping
+decision; rank 0 alone writes checkpoints, logs and shows progress.
 """
 
 from __future__ import annotations
@@ -14,7 +22,6 @@ import os
 import random
 import shutil
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +30,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .. import distributed
 from ..config import config_value
 from ..data.batches import AlternatingBatches, LabelledBatches, PairwiseBatches
 from ..errors import ConfigError
+from ..evaluation.common import progress
 from ..evaluation.evaluator import make_evaluator
 from ..evaluation.metric_names import is_better, worst_value
 
@@ -73,6 +82,52 @@ def training_batches(model, split, config):
                       f"batches ({type(own).__name__}) have no separate CF part to replace")
 
 
+class LossStep(torch.nn.Module):
+    """The model's training loss as a module's ``forward``, so that
+    :class:`~torch.nn.parallel.DistributedDataParallel` (which hooks ``forward``) can wrap it:
+    ``pointwise_loss`` for labelled ``(user, item, 0/1)`` batches (``train_loss: bce``), else
+    ``loss``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model.pointwise_loss(batch) if "labels" in batch else self.model.loss(batch)
+
+
+def data_parallel(step: LossStep, batches, device) -> torch.nn.Module:
+    """``step`` wrapped for DDP: parameters and buffers broadcast from rank 0 at construction,
+    gradients averaged in every backward pass. Buffers are not synchronised in each forward pass
+    (every process builds the same ones from the same data and updates them alike). When one
+    batch leaves a parameter without a gradient (the CF phase of a model that alternates CF and
+    KG phases, say), DDP is told to look for unused parameters in every step."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [torch.device(device).index] if str(device).startswith("cuda") else None
+    return DistributedDataParallel(step, device_ids=ids, forward_sync_buffers=False,
+                                   find_unused_parameters=_leaves_parameters_unused(step, batches,
+                                                                                    device))
+
+
+def _leaves_parameters_unused(step: LossStep, batches, device) -> bool:
+    """Whether the first training batch leaves a trainable parameter without a gradient (one
+    forward and backward pass on this process, before DDP wraps the model; gradients dropped)."""
+    params = [p for p in step.parameters() if p.requires_grad]
+    first = next(iter(batches.epoch(np.random.default_rng(0), device)), None)
+    if first is None:
+        return False
+    buffers = {k: v.detach().clone() for k, v in step.named_buffers()}  # a pass may update some
+    step(first).backward()
+    unused = any(p.grad is None for p in params)
+    for p in params:
+        p.grad = None
+    with torch.no_grad():
+        for k, v in step.named_buffers():
+            v.copy_(buffers[k])
+    return unused
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -102,13 +157,17 @@ class Trainer:
             if hasattr(self.evaluator, "max_k"):
                 self.evaluator.max_k = max(self.evaluator.max_k, parse_metric(self.valid_metric)[1])
         self.optimizer = None
+        self.world = distributed.world_size()
         if model.input_type != "none":
             self.optimizer = make_optimizer(model.parameters(), config)
             self.batches = training_batches(model, split, config)
+            self.step = LossStep(model)
+            if self.world > 1:
+                self.step = data_parallel(self.step, self.batches, device)
 
     # ---- checkpoints ---------------------------------------------------------------------
     def _save(self, state: dict, best_state: dict | None) -> None:
-        if self.ckpt_dir is None:
+        if self.ckpt_dir is None or not distributed.is_main():  # rank 0 writes the checkpoint
             return
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         epoch = state["epoch"]
@@ -168,21 +227,22 @@ class Trainer:
             t0 = time.perf_counter()
             model.on_epoch_start(epoch)
             total, n = 0.0, 0
-            batches = self.batches.epoch(rng, self.device)
-            if cfg["show_progress"] and sys.stderr.isatty():  # no bar in logs and pipes
-                from tqdm import tqdm
-
-                batches = tqdm(batches, total=len(self.batches), desc=f"epoch {epoch}", leave=False)
-            for batch in batches:
-                self.optimizer.zero_grad(set_to_none=True)
-                # labelled (user, item, 0/1) batches: train_loss bce (training_batches)
-                loss = model.pointwise_loss(batch) if "labels" in batch else model.loss(batch)
-                loss.backward()
-                if cfg["clip_grad_norm"]:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad_norm"])
-                self.optimizer.step()
-                total += float(loss.detach())
-                n += 1
+            batches = progress(self.batches.epoch(rng, self.device), f"epoch {epoch}",
+                               cfg["show_progress"], total=len(self.batches))
+            try:
+                total, n = self._epoch(batches)
+            except RuntimeError as e:
+                if self.world == 1 or not _lost_peer(e):
+                    raise
+                last = (f"the checkpoint of epoch {state['epoch']} in {self.ckpt_dir} stays "
+                        "loadable: rerun the same command with --resume"
+                        if self.ckpt_dir is not None and state["epoch"] >= 0 else
+                        "no checkpoint was written yet")
+                raise distributed.DistributedError(
+                    f"rank {distributed.rank()} of {self.world}: training stopped in epoch "
+                    f"{epoch} because another process of this run stopped "
+                    f"({distributed.peer_error(e)}); "
+                    f"{last}") from None
             train_s = time.perf_counter() - t0
             state["train_epoch_s"].append(train_s)
             entry = {"epoch": epoch, "loss": total / max(n, 1), "train_s": train_s}
@@ -209,6 +269,37 @@ class Trainer:
             model.load_state_dict(best_state)
         return TrainResult(state["best_epoch"], state["best_valid"], state["history"],
                            state["train_epoch_s"], state["eval_s"], stopped)
+
+
+    def _epoch(self, batches) -> tuple[float, int]:
+        """One pass over ``batches``: (sum of the batches' mean losses, batches). With several
+        processes each trains on its block of every batch, weighted (shard_batch); the sum is
+        then the global one (one all-gather per epoch)."""
+        cfg, total, n = self.config, 0.0, 0
+        for batch in batches:
+            weight = 1.0
+            if self.world > 1:  # this process's block of the global batch (a batcher may cut its own)
+                cut = getattr(self.batches, "shard", distributed.shard_batch)
+                batch, weight = cut(batch, self.world, distributed.rank())
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.step(batch)
+            (loss * weight if weight != 1.0 else loss).backward()
+            if cfg["clip_grad_norm"]:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["clip_grad_norm"])
+            self.optimizer.step()
+            total += float(loss.detach()) * weight
+            n += 1
+        if self.world > 1:
+            total = sum(distributed.all_gather_objects(total)) / self.world
+        return total, n
+
+
+def _lost_peer(err: RuntimeError) -> bool:
+    """Whether ``err`` is a collective that failed because a peer vanished (gloo / NCCL)."""
+    backend = getattr(torch.distributed, "DistBackendError", ())
+    text = str(err).lower()
+    return isinstance(err, backend) or any(w in text for w in (
+        "connection closed", "connection reset", "peer", "gloo", "nccl", "broken pipe"))
 
 
 def median(xs) -> float | None:

@@ -1,0 +1,299 @@
+"""Speed at scale (issue: distributed training with exact metrics, and evaluation speed).
+
+Jobs (one JSON each under ``results/scale/``; a job whose JSON exists is skipped):
+
+* ``kgcn-eval-<catalogue>``: KGCN's full-ranking validation pass beside one training epoch, the
+  way the trainer runs both (one torch thread; process CPU seconds beside wall seconds: on a
+  shared machine the CPU time is the work, the wall time includes waiting for a core), on Last.FM (``lastfm-kg``, KGCN's defaults) and on
+  a generated catalogue of about 15,000 items (``make_synthetic``: 1,500 users, 10-40
+  interactions each, 45,000 items drawn from, 14,892 of them drawn at least once).
+  The same users are also scored by the computation before this issue (``old_score_all``
+  below: the shared entity vectors, but ``W_n`` of the neighbours and ``W_v v`` recomputed for
+  every chunk of ~17 users); it is timed on ``OLD_USERS`` users only (it is that slow) and
+  extrapolated linearly to the pass, which the JSON says. Target: one pass at most 5x one epoch.
+* ``bpr-<library>-lr<rate>``: BPR on Amazon-Book (KGAT's split, validation carved from train)
+  with 64 factors, ours (``mmkgrec.training.Trainer``) beside the ``implicit`` library's CPU BPR
+  (``implicit==0.7.3``, the ``bench`` extra; 64 factors plus its item-bias column), one thread
+  each, two learning rates each (each library's default and 5x it: the same tuning budget).
+  Both are scored by our evaluator (full ranking, training items masked) on the same fixed
+  sample of ``EVAL_USERS`` validation / test users, every ``EVAL_EVERY`` epochs; evaluation time
+  is excluded from the training clock. Time to target: our training seconds until our
+  validation Recall@20 reaches the best that implicit reaches (its best run), beside implicit's
+  seconds to reach that best.
+* ``ddp-<model>-np<N>``: ``mmkgrec train --nproc N`` (N = 1, 2; one thread per process) on
+  Amazon-Book with ``subsample_users: SUBSAMPLE`` (a capped size; split 8:1:1 at random, as the
+  given split's test file holds every user), ``DDP_EPOCHS`` epochs: seconds
+  per training epoch and per validation pass, and the validation score after each epoch (the
+  same at N = 1 and 2: the global batch does not change), so time to a target validation score
+  is the sum of the epochs until it is reached.
+
+Timings taken on a shared machine are only comparable within one job (ratios in the same run);
+the JSONs record the load average before and after each job.
+
+    python benchmarks/scale.py [--only SUBSTRING]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import WORK, run_queue  # noqa: E402
+
+OLD_USERS = 64
+EVAL_USERS = 5000
+EVAL_EVERY = {"mmkgrec": 1, "implicit": 5}
+EPOCHS = {"mmkgrec": 6, "implicit": 30}
+RATES = {"mmkgrec": (0.001, 0.005), "implicit": (0.01, 0.05)}
+FACTORS = 64
+SUBSAMPLE = 20000
+DDP_EPOCHS = 3
+# synthetic: 45,000 items generated, of which about 14,900 get an interaction (the catalogue)
+CATALOGUES = {"lastfm-kg": None, "synthetic-15k": (1500, 45_000)}
+
+
+def _load() -> list[float]:
+    return list(os.getloadavg())
+
+
+# ---- KGCN: an evaluation pass beside a training epoch -------------------------------------------
+def old_score_all(model, users):
+    """KGCN's ``score_all`` before this issue (kept here to measure against): entity vectors
+    shared, the first aggregation's ``W_n`` of the neighbours and ``W_v v`` recomputed for every
+    chunk of users."""
+    items = torch.arange(model.n_items, device=users.device)
+    ents, rels = model._receptive_field(items)
+    vecs = [model.entity_emb(e).unsqueeze(0) for e in ents]
+    d = vecs[0].shape[-1]
+    K, H = model.K, model.H
+    step = max(1, (1 << 24) // (model.n_items * K ** (H - 1) * d))
+    out = []
+    for s in range(0, len(users), step):
+        u = model.user_emb(users[s:s + step])
+        ur = u @ model.relation_emb.weight.T
+        att = [ur[:, r] for r in rels]
+        cur = vecs
+        for i in range(H):
+            new = []
+            for hop in range(H - i):
+                neigh = cur[hop + 1].unflatten(-2, (-1, K))
+                a = att[hop].unflatten(-1, (-1, K)).softmax(-1)
+                agg, last = model.aggregators[i], i == H - 1
+                if i == 0:
+                    own, neigh_w = agg.project_shared(cur[hop][0], neigh[0])
+                    new.append(agg.combine_shared(own, neigh_w, a, last))
+                else:
+                    new.append(agg(cur[hop], (a.unsqueeze(-1) * neigh).sum(-2), last))
+            cur = new
+        out.append((cur[0].squeeze(-2) * u.unsqueeze(1)).sum(-1))
+    return torch.cat(out)
+
+
+def kgcn_eval(job: dict) -> dict:
+    from mmkgrec.config import load_config
+    from mmkgrec.data import load_dataset, split_dataset
+    from mmkgrec.data.split_factory import split_from_config
+    from mmkgrec.evaluation.common import EvalMode
+    from mmkgrec.inputs import build_inputs
+    from mmkgrec.models import get_model_class
+    from mmkgrec.training.trainer import Trainer, seed_everything
+
+    torch.set_num_threads(1)
+    load_before = _load()
+    name = job["catalogue"]
+    ov = {"show_progress": False, "threads": 1}
+    if CATALOGUES[name] is None:
+        cfg = load_config("KGCN", name, overrides=ov)
+        ds = load_dataset(name, cfg)
+        split = split_from_config(ds, cfg)
+    else:
+        from mmkgrec.data.synthetic import make_synthetic
+
+        n_users, n_items = CATALOGUES[name]
+        cfg = load_config("KGCN", "synthetic", overrides=ov)
+        ds = make_synthetic(n_users=n_users, n_items=n_items)
+        split = split_dataset(ds, "random_ratio")
+    seed_everything(cfg["seed"])
+    cls = get_model_class("KGCN")
+    model = cls(cfg, build_inputs(split, cls.requirements(cfg), "cpu", cfg))
+    trainer = Trainer(model, split, cfg)
+    model.train()
+    c0, t0 = time.process_time(), time.perf_counter()
+    trainer._epoch(trainer.batches.epoch(np.random.default_rng(0)))
+    epoch_s, epoch_cpu = time.perf_counter() - t0, time.process_time() - c0
+    c0 = time.process_time()
+    metrics, acc, eval_s = trainer.evaluator.evaluate(model)
+    eval_cpu = time.process_time() - c0
+    users = trainer.evaluator.users
+    sample = users[:OLD_USERS]
+    with EvalMode(model), torch.no_grad():
+        c0 = time.process_time()
+        new = model.score_all(sample)
+        new_s = time.process_time() - c0
+        c0 = time.process_time()
+        old = old_score_all(model, sample)
+        old_s = time.process_time() - c0
+    return {"model": "KGCN", "catalogue": name, "n_users": split.n_users,
+            "n_items": split.n_items, "n_train": len(split.train),
+            "config": {k: cfg[k] for k in ("n_iter", "neighbor_sample_size", "embedding_size",
+                                           "aggregator", "train_batch_size")},
+            "train_epoch_s": epoch_s, "eval_pass_s": eval_s, "train_epoch_cpu_s": epoch_cpu,
+            "eval_pass_cpu_s": eval_cpu, "eval_users": len(users),
+            "eval_over_epoch_cpu": eval_cpu / epoch_cpu, "eval_over_epoch_wall": eval_s / epoch_s,
+            "valid": metrics, "sample_users": len(sample), "sample_new_cpu_s": new_s,
+            "sample_old_cpu_s": old_s, "old_pass_cpu_s_extrapolated": old_s * len(users) / len(sample),
+            "max_abs_diff_old_new": float((old - new).abs().max()),
+            "load_before": load_before, "load_after": _load()}
+
+
+# ---- BPR beside implicit --------------------------------------------------------------------
+class Factors(torch.nn.Module):
+    """Fixed user and item factors scored by inner product (implicit's, for our evaluator)."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray):
+        super().__init__()
+        self.u, self.i = torch.from_numpy(np.ascontiguousarray(users)), torch.from_numpy(
+            np.ascontiguousarray(items))
+
+    def prepare_eval(self):
+        pass
+
+    def score_all(self, users):
+        return self.u[users] @ self.i.T
+
+
+def _amazon():
+    from mmkgrec.config import load_config
+    from mmkgrec.data import load_dataset
+    from mmkgrec.data.split_factory import split_from_config
+
+    cfg = load_config("BPR", "amazon-book", overrides={
+        "show_progress": False, "threads": 1, "embedding_size": FACTORS,
+        "valid_metric": "recall@20", "metrics": ["recall", "ndcg"], "topk": [20]})
+    split = split_from_config(load_dataset("amazon-book", cfg), cfg)
+    rng = np.random.default_rng(0)
+    chosen = np.zeros(split.n_users, dtype=bool)
+    chosen[rng.choice(np.unique(split.valid.user), min(EVAL_USERS, split.n_users),
+                      replace=False)] = True
+    return cfg, split, chosen
+
+
+def bpr_job(job: dict) -> dict:
+    from mmkgrec.evaluation.evaluator import make_evaluator
+
+    torch.set_num_threads(1)
+    load_before = _load()
+    cfg, split, chosen = _amazon()
+    cfg = cfg.updated(learning_rate=job["lr"])
+    valid = make_evaluator(split, "valid", cfg, users=chosen)
+    test = make_evaluator(split, "test", cfg, users=chosen)
+    history, train_s = [], 0.0
+    lib = job["library"]
+    if lib == "mmkgrec":
+        from mmkgrec.models import get_model_class
+        from mmkgrec.training.trainer import Trainer, epoch_seed, seed_everything
+
+        seed_everything(cfg["seed"])
+        cls = get_model_class("BPR")
+        from mmkgrec.inputs import build_inputs
+
+        model = cls(cfg, build_inputs(split, cls.requirements(cfg), "cpu", cfg))
+        trainer = Trainer(model, split, cfg)
+        for epoch in range(EPOCHS[lib]):
+            torch.manual_seed(epoch_seed(cfg["seed"], epoch))
+            model.train()
+            t0 = time.perf_counter()
+            trainer._epoch(trainer.batches.epoch(np.random.default_rng(
+                epoch_seed(cfg["seed"], epoch))))
+            train_s += time.perf_counter() - t0
+            if (epoch + 1) % EVAL_EVERY[lib] == 0:
+                m, _, es = valid.evaluate(model)
+                history.append({"epoch": epoch, "train_s_cum": train_s, "eval_s": es, "valid": m})
+        scorer = model
+    else:
+        import scipy.sparse as sp
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        ui = sp.csr_matrix((np.ones(len(split.train), np.float32),
+                            (split.train.user, split.train.item)),
+                           shape=(split.n_users, split.n_items))
+        bpr = BayesianPersonalizedRanking(factors=FACTORS, learning_rate=job["lr"],
+                                          regularization=0.01, iterations=EVAL_EVERY[lib],
+                                          num_threads=1, random_state=cfg["seed"])
+        for step in range(EPOCHS[lib] // EVAL_EVERY[lib]):
+            t0 = time.perf_counter()
+            bpr.fit(ui, show_progress=False)  # continues from the current factors
+            train_s += time.perf_counter() - t0
+            scorer = Factors(bpr.user_factors, bpr.item_factors)
+            m, _, es = valid.evaluate(scorer)
+            history.append({"epoch": (step + 1) * EVAL_EVERY[lib] - 1, "train_s_cum": train_s,
+                            "eval_s": es, "valid": m})
+    best = max(history, key=lambda h: h["valid"]["recall@20"])
+    t, _, _ = test.evaluate(scorer)
+    import implicit
+
+    return {"library": lib, "model": "BPR", "dataset": "amazon-book", "lr": job["lr"],
+            "factors": FACTORS, "threads": 1, "epochs": EPOCHS[lib],
+            "eval_users": int(chosen.sum()), "history": history, "best": best,
+            "test_last_epoch": t, "train_epoch_s": train_s / EPOCHS[lib],
+            "versions": {"torch": torch.__version__, "implicit": implicit.__version__},
+            "load_before": load_before, "load_after": _load()}
+
+
+# ---- 1 vs 2 processes -----------------------------------------------------------------------
+def ddp_job(job: dict) -> dict:
+    run = WORK / "runs" / "scale" / job["id"]
+    import shutil
+
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.rmtree(run.with_name(run.name + ".partial"), ignore_errors=True)
+    # a random 8:1:1 split of the subsample (KGAT's given test file covers all users)
+    sets = {"subsample_users": SUBSAMPLE, "split": "random_ratio", "epochs": DDP_EPOCHS, "threads": 1,
+            "show_progress": False, "valid_metric": "recall@20", "stopping_step": 0}
+    cmd = [sys.executable, "-m", "mmkgrec.cli", "train", "--nproc", str(job["nproc"]),
+           "--model", job["model"], "--dataset", "amazon-book", "--out", str(run)]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={json.dumps(v)}"]
+    load_before = _load()
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    wall = time.perf_counter() - t0
+    m = json.loads((run / "metrics.json").read_text())
+    return {"model": job["model"], "dataset": "amazon-book", "nproc": job["nproc"],
+            "subsample_users": SUBSAMPLE, "epochs": DDP_EPOCHS, "wall_s": wall,
+            "train_epoch_s": [h["train_s"] for h in m["history"]],
+            "eval_s": [h.get("eval_s") for h in m["history"]],
+            "valid": [h.get("valid", {}).get("recall@20") for h in m["history"]],
+            "test": m["test"], "command": " ".join(cmd), "load_before": load_before,
+            "load_after": _load()}
+
+
+def jobs() -> list[tuple[dict, object]]:
+    out = [({"id": f"kgcn-eval-{c}", "catalogue": c}, kgcn_eval) for c in CATALOGUES]
+    out += [({"id": f"bpr-{lib}-lr{lr}", "library": lib, "lr": lr}, bpr_job)
+            for lib in RATES for lr in RATES[lib]]
+    out += [({"id": f"ddp-{m}-np{n}", "model": m, "nproc": n}, ddp_job)
+            for m in ("BPR", "LightGCN") for n in (1, 2)]
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--only", help="a substring of the job ids to run")
+    a = p.parse_args()
+    runners = {j["id"]: fn for j, fn in jobs()}
+    run_queue("scale", [j for j, _ in jobs()], lambda job: runners[job["id"]](job), a.only)
+
+
+if __name__ == "__main__":
+    main()
