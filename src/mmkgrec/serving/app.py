@@ -34,6 +34,7 @@ background thread and keep answering from the old run until it is ready.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hmac
 import json
@@ -436,7 +437,13 @@ def create_app(run_dir: str | Path, *, feedback: str | Path | None = None,
         if protect_all:
             check_key(request)
 
-    app = FastAPI(title="mmkgrec", version="1",
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        if events is not None:
+            events.close()
+
+    app = FastAPI(title="mmkgrec", version="1", lifespan=lifespan,
                   description="Recommendations, similar items, explanations and feedback of one "
                   "trained mmkgrec run.")
     app.state.holder, app.state.events = holder, events
@@ -474,7 +481,9 @@ def create_app(run_dir: str | Path, *, feedback: str | Path | None = None,
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc: StarletteHTTPException):
         msg = exc.detail if isinstance(exc.detail, str) else "error"
-        if exc.status_code == 404 and msg == "Not Found":
+        if exc.status_code == 400 and msg == "There was an error parsing the body":
+            msg = "malformed JSON body (not a UTF-8 JSON document)"
+        elif exc.status_code == 404 and msg == "Not Found":
             msg = f"no such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
             msg = f"method {request.method} not allowed on {request.url.path}"
@@ -636,11 +645,6 @@ def create_app(run_dir: str | Path, *, feedback: str | Path | None = None,
                             headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=str(_static_file(""))), name="static")
-
-    @app.on_event("shutdown")
-    def _close():
-        if events is not None:
-            events.close()
 
     return app
 
