@@ -9,6 +9,8 @@
     mmkgrec similar RUN_DIR --item I [-k 10]
     mmkgrec serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--workers N] [--feedback FILE]
                   [--images DIR] [--cors-origin ORIGIN ...] [--protect-all]
+    mmkgrec explain RUN_DIR --user U [--item I | -k 5] [--backend template|transformers|http]
+                    [--set explain_k=v ...] [--json]
     mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10] [--plot FILE.png|.svg|.pdf]
     mmkgrec tune MODEL DATASET --grid KEY=V1,V2 [--grid ...] [--trials N] [--sampler grid|random|tpe]
                  [--folds K] [--out DIR] [--config FILE] [--set k=v ...] [--keep-runs]
@@ -77,7 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--item", required=True, help="a raw item id")
     s.add_argument("-k", type=int, default=10)
-    for one in (e, r, s):
+    x = sub.add_parser("explain", help="why an item suits a user, in sentences checked against "
+                       "the run's knowledge graph and item table")
+    x.add_argument("run_dir")
+    x.add_argument("--user", required=True, help="a raw user id")
+    x.add_argument("--item", help="a raw item id (default: the user's top -k recommendations)")
+    x.add_argument("-k", type=int, default=5, help="without --item: explain the top k")
+    x.add_argument("--backend", choices=["template", "transformers", "http"],
+                   help="who drafts (default: the explain_backend key, template)")
+    x.add_argument("--set", **SET, help="explain_* settings, e.g. explain_http_url=URL")
+    x.add_argument("--json", action="store_true", help="print the explanations as JSON")
+    for one in (e, r, s, x):
         one.add_argument("--device", help="run on this device instead of the one the run was trained "
                        "on (cpu, cuda, cuda:N, mps)")
 
@@ -235,6 +247,8 @@ def _run(args, command: str) -> int:
         for rank, (item, score) in enumerate(rows, 1):
             print(f"{rank}\t{item}\t{score:.4f}")
         return 0
+    if args.cmd == "explain":
+        return _explain(args)
     if args.cmd == "compare":
         from .evaluation.report import compare_runs
 
@@ -263,6 +277,36 @@ def _run(args, command: str) -> int:
     if args.cmd == "demo":
         return _demo(args)
     return 2
+
+
+def _explain(args) -> int:
+    from . import api
+
+    if args.item is None and args.k < 1:
+        print(f"mmkgrec: error: -k must be >= 1, got {args.k}", file=sys.stderr)
+        return 2
+    run = api.load(args.run_dir, args.device)
+    from .config import parse_overrides
+
+    options = dict(parse_overrides(args.overrides))
+    if args.item is not None:
+        out = [run.explain(args.user, args.item, args.backend, **options)]
+    else:
+        out = run.explain_top(args.user, args.k, args.backend, **options)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in out], indent=1))
+        return 0
+    for rank, e in enumerate(out, 1):
+        head = f"{rank}. {e.title or e.item} (item {e.item})" if args.item is None else \
+            f"{e.title or e.item} (item {e.item})"
+        print(f"{head} [{e.backend}{', corrected' if e.corrected else ''}]")
+        for s in e.sentences:
+            print(f"  {s.text}")
+            for t in s.triples:
+                print(f"      ({t.head}, {t.relation}, {t.tail})  [{t.source}]")
+        for n in e.notes:
+            print(f"  note: {n}")
+    return 0
 
 
 def _tune(args, command: str) -> int:

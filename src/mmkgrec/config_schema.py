@@ -546,6 +546,44 @@ _KEYS = [
             "random", choices=("retrieved", "random")),
         Key("mm_symmetric", bool, False, "L_mm: also image as anchor (mean of both directions)"),
     ),
+    *_section(
+        "explanations", None,
+        Key("explain_backend", str, "template", "who drafts an explanation: template "
+            "(deterministic, no model) | transformers (a local causal LM, explain_lm_path) | http "
+            "(an OpenAI-compatible endpoint, explain_http_url)",
+            choices=("template", "transformers", "http")),
+        Key("explain_title_column", str, "movie_title", "item column holding the title"),
+        Key("explain_year_column", str, "release_year", "item column holding the year"),
+        Key("explain_genre_column", str, "class", "item column holding the genres"),
+        Key("explain_genre_ignore", list, ["unknown"], "genre values that are no genre",
+            item=str),
+        Key("explain_max_paths", int, 3, "KG paths to the history shown per explanation (one "
+            "per history item, two per relation at most)", ge=0),
+        Key("explain_max_sentences", int, 5, "sentences shown at most", ge=1),
+        Key("explain_top_interests", int, 5, "the user's most watched genres and top keywords "
+            "kept as interests", ge=1),
+        Key("explain_max_entity_degree", int, 200, "a KG entity linked to more items than this "
+            "(a language, a country) is not counted as shared", ge=1),
+        Key("explain_similarity_threshold", float, 0.2, "a language-model draft whose cosine "
+            "similarity (MiniLM) to the user's interest vector (mean over their history) is "
+            "below this is corrected; chosen on pairs disjoint from the benchmark's",
+            ge=-1, le=1),
+        Key("explain_max_attempts", int, 2, "language-model drafts per explanation (the later "
+            "ones name the failures of the one before) before the template answers", ge=1),
+        Key("explain_lm_path", str, "gemma-3-270m", "transformers backend: a local causal-LM "
+            "folder or GGUF file; gemma-3-270m is the bundled Gemma-3-270M"),
+        Key("explain_max_new_tokens", int, 96, "tokens a language model may draft", ge=1),
+        Key("explain_prompt_max_tokens", int, None, "longest prompt in tokens; null: the "
+            "model's context window minus explain_max_new_tokens", nullable=True, ge=16),
+        Key("explain_temperature", float, 0.0, "sampling temperature of the language model "
+            "(0: greedy, deterministic)", ge=0),
+        Key("explain_http_url", str, None, "http backend: the endpoint's base URL (e.g. "
+            "http://127.0.0.1:8080/v1)", nullable=True),
+        Key("explain_http_model", str, "default", "http backend: the model name sent"),
+        Key("explain_http_timeout", float, 30.0, "http backend: seconds per request", gt=0),
+        Key("explain_http_retries", int, 2, "http backend: retries after a timeout, a refused "
+            "connection or a 5xx answer", ge=0),
+    ),
 ]
 
 KEYS: dict[str, Key] = {k.name: k for k in _KEYS}
