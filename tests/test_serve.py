@@ -90,6 +90,22 @@ def test_recommend_batch_and_similar_equal_the_run(client, run):
     assert [e["item"] for e in sim["items"]] == [i for i, _ in run.similar_items(item, 5)]
 
 
+def test_explain_is_the_runs_verified_explanation(client, run):
+    user = str(run.dataset.user_ids[2])
+    for item, _ in run.recommend(user, 3):
+        r = client.get("/v1/explain", params={"user": user, "item": item})
+        assert r.status_code == 200, r.text
+        got, want = r.json(), run.explain(user, item, backend="template").to_dict()
+        assert got["text"] == want["text"] and got["backend"] == "template"
+        assert got["sentences"] == json.loads(json.dumps(want["sentences"]))
+        assert got["text"] and all(s["triples"] for s in got["sentences"])
+    # backends that load a language model or call out are off unless the server enables them
+    _error(client.get("/v1/explain", params={"user": user, "item": "3", "backend": "http"}),
+           422, "'http' is not enabled")
+    _error(client.get("/v1/explain", params={"user": user, "item": "3", "backend": "bogus"}),
+           422, "'bogus' is not enabled")
+
+
 def test_items_history_users_and_posters(client, run):
     meta = client.get("/v1/item", params={"item": "3"}).json()
     assert meta["id"] == "3" and meta["has_poster"] and "class" in meta["attributes"]

@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--limit-concurrency", type=int, default=512, help="connections and "
                     "requests at once per worker before 503")
     sv.add_argument("--device", help="cpu (default: the run's device), cuda, cuda:N, mps")
+    sv.add_argument("--explain-backend", action="append", default=[], metavar="NAME",
+                    choices=["template", "transformers", "http"], help="an explanation backend "
+                    "requests may ask for besides the template (repeatable)")
 
     c = sub.add_parser("compare", help="a table of runs with paired tests over users")
     c.add_argument("run_dirs", nargs="+")
@@ -377,7 +380,9 @@ def _serve(args) -> int:
     settings = {"run_dir": str(Path(args.run_dir).resolve()), "feedback": args.feedback,
                 "images": args.images, "device": args.device, "threads": args.threads,
                 "protect_all": args.protect_all, "cors_origins": args.cors_origin,
-                "max_body": args.max_body, "control": os.path.join(tmp, "control.json")}
+                "max_body": args.max_body, "control": os.path.join(tmp, "control.json"),
+                "explain_backends": ["template", *[b for b in args.explain_backend
+                                                   if b != "template"]]}
     common = {"host": args.host, "port": args.port, "log_level": "info", "access_log": False,
               "server_header": False, "limit_concurrency": args.limit_concurrency}
     if args.workers > 1:

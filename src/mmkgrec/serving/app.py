@@ -95,6 +95,7 @@ class Loaded:
             self.run.similarity_index()
         except MMKGRecError:  # a model without item vectors: /v1/similar says so
             pass
+        self.run.explainer()  # the evidence tables, built once, before the first request
         m = self.run.data.manifest if self.run.data is not None else {}
         self.run_id = m.get("run_id")
         self.model, self.dataset = str(self.run.config["model"]), str(self.run.config["dataset"])
@@ -393,15 +394,19 @@ def create_app(run_dir: str | Path, *, feedback: str | Path | None = None,
                images: str | Path | None = None, device: str | None = None,
                threads: int | None = 1, api_key_env: str = API_KEY_ENV,
                protect_all: bool = False, cors_origins=(), max_body: int = DEFAULT_MAX_BODY,
-               control: str | Path | None = None, loaded: Loaded | None = None) -> FastAPI:
+               control: str | Path | None = None, loaded: Loaded | None = None,
+               explain_backends=("template",)) -> FastAPI:
     """The app serving ``run_dir`` (see the module docstring). ``threads``: torch threads per
-    process (``None``: leave as is). A missing or incomplete run, a poster folder that is not
+    process (``None``: leave as is). ``explain_backends``: the ``Run.explain`` backends a
+    request may ask for (``transformers`` loads a language model, ``http`` calls the configured
+    endpoint: both off unless named). A missing or incomplete run, a poster folder that is not
     one, or a feedback file inside the run directory raise MMKGRecError before anything
     serves."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
+    explain_backends = tuple(explain_backends)
 
     def loader(path, generation):
         if not Path(path).is_dir():
@@ -537,12 +542,16 @@ def create_app(run_dir: str | Path, *, feedback: str | Path | None = None,
     def explain(user: UserId,
                 item: ItemId,
                 backend: Annotated[str, Query(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "template"):
-        """Why ``item`` for ``user``: the run's verified explanation (``Run.explain``)."""
+        """Why ``item`` for ``user``: the run's verified explanation (``Run.explain``): its
+        ``text``, each sentence with the triples that support it, and whether a draft was
+        corrected. Only the backends the server enabled (default: ``template``)."""
+        if backend not in explain_backends:
+            raise ApiError(422, f"explanation backend '{backend}' is not enabled on this server "
+                           f"(enabled: {', '.join(explain_backends)}; mmkgrec serve "
+                           "--explain-backend NAME enables another)", backend=backend)
         cur = holder.get()
         cur.user(user)
         cur.item(item)
-        if not hasattr(cur.run, "explain"):
-            raise ApiError(501, "explanations are not available in this build of mmkgrec")
         try:
             result = cur.run.explain(user, item, backend=backend)
         except UnknownIdError as e:
@@ -631,7 +640,7 @@ def create_app(run_dir: str | Path, *, feedback: str | Path | None = None,
                 "dataset": cur.dataset, "n_users": int(cur.run.split.n_users),
                 "n_items": int(cur.run.split.n_items), "generation": cur.generation,
                 "loaded_at": cur.loaded_at, "pid": os.getpid(), "feedback": events is not None,
-                "explain": hasattr(cur.run, "explain"), "reload_error": holder.last_error}
+                "explain_backends": list(explain_backends), "reload_error": holder.last_error}
 
     @app.get("/metrics", tags=["operations"])
     def metrics():

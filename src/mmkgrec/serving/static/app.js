@@ -45,22 +45,24 @@ function card(entry, opts = {}) {
   return el;
 }
 
-function explanationText(body) {
-  if (!body) return "";
-  if (typeof body.text === "string") return body.text;
-  if (Array.isArray(body.sentences)) {
-    return body.sentences.map((s) => (typeof s === "string" ? s : s.text || "")).join(" ");
-  }
-  return "";
+// each verified sentence, its supporting triples as the tooltip
+function explanationNodes(body) {
+  if (!body || !Array.isArray(body.sentences)) return [document.createTextNode((body && body.text) || "")];
+  return body.sentences.map((s, k) => {
+    const span = document.createElement("span");
+    span.textContent = (k ? " " : "") + s.text;
+    span.title = (s.triples || []).map((t) => `${t.head} ${t.relation} ${t.tail} (${t.source})`).join("\n");
+    return span;
+  });
 }
 
 async function explain(user, entry, el) {
   const why = el.querySelector(".why");
   try {
     const body = await getJSON("/v1/explain?" + q({ user, item: entry.item, backend: "template" }));
-    why.textContent = explanationText(body);
+    why.replaceChildren(...explanationNodes(body));
   } catch (e) {
-    why.textContent = e.status === 501 ? "" : "(no explanation: " + e.message + ")";
+    why.textContent = "(no explanation: " + e.message + ")";
   }
 }
 
