@@ -125,7 +125,7 @@ def test_page_shows_the_apis_recommendations(server, tmp_path):
     assert shown["history"] == [h["item"] for h in hist["items"]] and shown["history"]
     assert all(shown["posters_loaded"])  # files and placeholders alike
     assert explained.status_code == 200  # the page shows the API's explanation of the item
-    assert shown["why"][0] == explained.json()["text"] and all(w.strip() for w in shown["why"])
+    assert shown["why"][0] == explained.json()["text"] and all(w.strip() for w in shown["why"]), shown["why"]
     assert not shown["message"] and not errors
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:4] == b"\x89PNG"
     if os.environ.get("MMKGREC_SCREENSHOT"):

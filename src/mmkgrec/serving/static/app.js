@@ -47,7 +47,11 @@ function card(entry, opts = {}) {
 
 // each verified sentence, its supporting triples as the tooltip
 function explanationNodes(body) {
-  if (!body || !Array.isArray(body.sentences)) return [document.createTextNode((body && body.text) || "")];
+  if (!body || !Array.isArray(body.sentences) || !body.sentences.length) {
+    // nothing verified to say: the reason, never an unverified claim
+    const notes = (body && Array.isArray(body.notes) && body.notes.length) ? body.notes.join("; ") : "";
+    return [document.createTextNode((body && body.text) || (notes ? `(no explanation: ${notes})` : ""))];
+  }
   return body.sentences.map((s, k) => {
     const span = document.createElement("span");
     span.textContent = (k ? " " : "") + s.text;
