@@ -459,6 +459,9 @@ def _demo(args) -> int:
           + " ".join(str(out / m) for m, _, _ in DEMO_MODELS))
     print(f"a full run (no epoch cap):  mmkgrec train --model MultiKG4Rec --dataset {dataset} "
           "--out runs/multikg4rec " + " ".join(f"--set {k}={v}" for k, v in FULL_RUN.items()))
+    served = out / DEMO_MODELS[-1][0]
+    print(f"serve it, with its page at http://127.0.0.1:8000/:  mmkgrec serve {served}"
+          + ("   (or: make serve)" if str(out) == "runs/demo" else ""))
     return 0
 
 
