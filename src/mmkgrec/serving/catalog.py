@@ -82,12 +82,16 @@ class Catalog:
             else:
                 log.warning("the run's image folder %s does not exist here; posters are "
                             "placeholders (serve with --images DIR)", folder)
+        self.titles = [self._title(i) for i in range(len(self.item_ids))]
         self._users_sorted = sorted(str(u) for u in self.user_ids)
         self._history = self._history_csr()
 
     # ---- items ---------------------------------------------------------------------------
     def title(self, i: int) -> str:
         """The item's title (its title column's words joined), else its raw id."""
+        return self.titles[i]
+
+    def _title(self, i: int) -> str:
         if self.title_column is not None:
             v = self.run.dataset.item_features[self.title_column][i]
             v = _json_value(v)
