@@ -163,3 +163,12 @@ def assert_beats_popularity(model, overrides, pop):
     ndcg = run.metrics["test"]["ndcg@10"]
     print(f"{model} ndcg@10 {ndcg:.4f} vs Pop {pop:.4f}")
     assert ndcg >= 1.10 * pop, f"{model} ndcg@10 {ndcg:.4f} vs Pop {pop:.4f}"
+
+
+# ---- serving: a free loopback port ----------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -6,7 +6,6 @@ reload reaches every worker."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed (pip ins
                     "'mmkgrec[serve]')")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from helpers import poster  # noqa: E402
+from helpers import free_port, poster  # noqa: E402
 from mmkgrec import api  # noqa: E402
 from mmkgrec.cli import main  # noqa: E402
 from mmkgrec.runs import RunFileError  # noqa: E402
@@ -289,7 +288,7 @@ def test_incomplete_run_directory_is_named(runs_dir, tmp_path, capsys):
     (broken / "ids.safetensors").write_bytes(b"truncated")
     with pytest.raises(RunFileError, match="ids.safetensors"):
         create_app(broken)
-    port = _free_port()
+    port = free_port()
     assert main(["serve", str(broken), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert "ids.safetensors" in err and "Traceback" not in err
@@ -324,16 +323,10 @@ def test_metrics_and_openapi(client, run):
 
 
 # ---- a real server process: kill -9 while feedback streams in -----------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_acknowledged_feedback_survives_kill_9(runs_dir, tmp_path, run):
     import httpx
 
-    port = _free_port()
+    port = free_port()
     path = tmp_path / "events.jsonl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-m", "mmkgrec.cli", "serve", str(runs_dir / "bpr"),

@@ -8,7 +8,6 @@ posters, instead of a short synthetic one). Skipped, saying why, only where no c
 
 import os
 import shutil
-import socket
 import threading
 import time
 
@@ -18,7 +17,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed (pip ins
                     "'mmkgrec[serve]')")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-from helpers import poster  # noqa: E402
+from helpers import free_port, poster  # noqa: E402
 from mmkgrec import api  # noqa: E402
 from mmkgrec.serving.app import create_app  # noqa: E402
 
@@ -36,10 +35,6 @@ def _browser_or_skip():
                         "extra: pip install 'mmkgrec[test]')")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -58,7 +53,7 @@ def server(tmp_path):
         for i in range(0, 200, 2):
             poster(i, size=(120, 180)).save(posters / f"{i}.jpg")
     app = create_app(run_dir, images=posters)
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()

@@ -103,19 +103,19 @@ class Loaded:
         self.loaded_at = time.time()
         self.load_s = time.perf_counter() - t0
 
-    def user(self, raw: str) -> int:
+    def _dense(self, raw: str, kind: str) -> int:
+        """The dense id of a raw ``kind`` id; a 404 naming it when the run does not know it."""
         try:
-            return self.run.user_index(raw)
+            return self.run.user_index(raw) if kind == "user" else self.run.item_index(raw)
         except UnknownIdError:
-            raise ApiError(404, f"unknown user id '{raw}': the run ({self.model} on "
-                           f"'{self.dataset}') does not know it", id=raw, kind="user") from None
+            raise ApiError(404, f"unknown {kind} id '{raw}': the run ({self.model} on "
+                           f"'{self.dataset}') does not know it", id=raw, kind=kind) from None
+
+    def user(self, raw: str) -> int:
+        return self._dense(raw, "user")
 
     def item(self, raw: str) -> int:
-        try:
-            return self.run.item_index(raw)
-        except UnknownIdError:
-            raise ApiError(404, f"unknown item id '{raw}': the run ({self.model} on "
-                           f"'{self.dataset}') does not know it", id=raw, kind="item") from None
+        return self._dense(raw, "item")
 
     def entries(self, pairs) -> list[dict]:
         cat = self.catalog
