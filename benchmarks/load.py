@@ -5,8 +5,9 @@ Runs: BPR and LightGCN on ML-100K and Amazon-Book (KGAT's split, 24,915 items), 
 small budget into ``benchmarks/work/runs/load/<dataset>-<model>`` (jobs ``train-*``; the weights
 do not change the timings). For each run a server process is started (``mmkgrec serve RUN
 --workers 1``, one torch thread, loopback only) and driven by a client in this process: asyncio,
-one keep-alive HTTP/1.1 connection per simulated client, written here so that the client costs
-little of the two cores it shares with the server. Every loop is bounded in requests and in time
+one keep-alive HTTP/1.1 connection per simulated client, written here (on uvloop where installed)
+so that the client costs little of the two cores it shares with the server; the server runs
+uvicorn with uvloop and httptools (the ``serve`` extra). Every loop is bounded in requests and in time
 (``DEADLINE_S``) and stops by itself; no address other than 127.0.0.1 is used.
 
 Jobs per run (``<run>-...``):
@@ -86,9 +87,22 @@ def versions() -> dict:
     from mmkgrec.api import versions as v
 
     out = v()
-    for mod in ("fastapi", "uvicorn", "starlette"):
-        out[mod] = __import__(mod).__version__
+    for mod in ("fastapi", "uvicorn", "starlette", "uvloop", "httptools"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:  # uvicorn then runs asyncio's loop and h11
+            out[mod] = None
     return out
+
+
+def arun(coro):
+    """The client's event loop: uvloop where installed (less of the shared cores for the
+    client), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def percentiles(ms) -> dict:
@@ -390,7 +404,7 @@ def closed_job(job: dict) -> dict:
         out["cold_start_s"] = server.wait_ready("/health")
         for kind, params in work.items():
             c0 = server.cpu_s()
-            http = asyncio.run(closed_loop(server.port, paths_of(kind, params), SIZE["clients"]))
+            http = arun(closed_loop(server.port, paths_of(kind, params), SIZE["clients"]))
             # what a request costs the server in CPU, whatever else competes for the cores
             http["server_cpu_ms_per_request"] = (server.cpu_s() - c0) * 1000.0 / max(
                 http["requests"], 1)
@@ -423,8 +437,8 @@ def rate_job(job: dict) -> dict:
     try:
         server.wait_ready("/health")
         warm = paths_of("recommend", params[:200])
-        asyncio.run(closed_loop(server.port, warm, 8))  # warm-up, not counted
-        res = asyncio.run(open_loop(server.port, paths_of("recommend", params), SIZE["rate"],
+        arun(closed_loop(server.port, warm, 8))  # warm-up, not counted
+        res = arun(open_loop(server.port, paths_of("recommend", params), SIZE["rate"],
                                     FULL["clients"]))
     finally:
         server.stop()
@@ -510,7 +524,7 @@ def feedback_job(job: dict) -> dict:
             await asyncio.gather(*(client() for _ in range(FEEDBACK_CLIENTS)))
             return time.perf_counter() - t0
 
-        wall = asyncio.run(stream())
+        wall = arun(stream())
         server.proc.wait(30)
         killed = server.proc.returncode == -signal.SIGKILL
     finally:
