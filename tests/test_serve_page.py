@@ -2,7 +2,7 @@
 Playwright (no browser download). The test loads the page, picks a user, checks that the
 recommendations shown are the API's (and the Run's), that posters and the history show, that a
 click shows the API's similar items, and saves a screenshot (``$MMKGREC_SCREENSHOT`` names a
-copy, e.g. docs/img/serve-page.png; ``$MMKGREC_SCREENSHOT_RUN`` serves that run, with its own
+copy, e.g. docs/img/serve-page.jpg; ``$MMKGREC_SCREENSHOT_RUN`` serves that run, with its own
 posters, instead of a short synthetic one). Skipped, saying why, only where no chromium is installed
 (``make browser`` installs it) or Playwright is missing."""
 
@@ -123,5 +123,11 @@ def test_page_shows_the_apis_recommendations(server, tmp_path):
     assert shown["why"][0] == explained.json()["text"] and all(w.strip() for w in shown["why"]), shown["why"]
     assert not shown["message"] and not errors
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:4] == b"\x89PNG"
-    if os.environ.get("MMKGREC_SCREENSHOT"):
-        shutil.copy(shot, os.environ["MMKGREC_SCREENSHOT"])
+    target = os.environ.get("MMKGREC_SCREENSHOT")
+    if target:  # a .jpg keeps the README light
+        from PIL import Image
+
+        if target.lower().endswith((".jpg", ".jpeg")):
+            Image.open(shot).convert("RGB").save(target, quality=85, optimize=True)
+        else:
+            shutil.copy(shot, target)
