@@ -140,10 +140,10 @@ def test_serving_load_section_follows_the_numbers(monkeypatch):
 
     monkeypatch.setattr(section, "load", lambda suite: results(30.0, 2.0, 0))
     text = "\n".join(section.section())
-    assert "| 30.0 | met |" in text and "| 2.00 | 2.00 | 2.00 | met |" in text
+    assert "| 30.0 | met |" in text and "| 2.00 | 2.00 | 2.00 | met | - |" in text
     assert "0 acknowledged but missing (target: none, met)" in text
     assert "Capped: 1 of these 1 rows ran 10 s" in text
     monkeypatch.setattr(section, "load", lambda suite: results(80.0, 7.0, 2))
     text = "\n".join(section.section())
-    assert "| 80.0 | **missed** |" in text and "| 7.00 | 7.00 | 7.00 | **missed** |" in text
+    assert "| 80.0 | **missed** |" in text and "| 7.00 | 7.00 | 7.00 | **missed** | - |" in text
     assert "2 acknowledged but missing (target: none, **missed**)" in text
