@@ -346,13 +346,17 @@ def in_process(run, kind: str, params: list[dict]) -> dict:
             "explain": lambda p: run.explain(p["user"], p["item"], backend=p["backend"])}[kind]
     for p in params[:50]:
         call(p)
-    ms = []
+    ms, said = [], 0
     c0 = time.thread_time()
     for p in params:
         t0 = time.perf_counter()
-        call(p)
+        out = call(p)
         ms.append((time.perf_counter() - t0) * 1000.0)
-    return {**percentiles(ms), "cpu_ms_per_request": (time.thread_time() - c0) * 1000.0 / len(params)}
+        said += bool(getattr(out, "text", True))
+    res = {**percentiles(ms), "cpu_ms_per_request": (time.thread_time() - c0) * 1000.0 / len(params)}
+    if kind == "explain":  # an empty text: the evidence held nothing verifiable (notes say why)
+        res["share_with_text"] = said / len(params)
+    return res
 
 
 def _command(job: dict) -> str:

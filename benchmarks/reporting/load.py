@@ -82,6 +82,12 @@ def section() -> list[str]:
               "JSON and the framework cost the server "
               f"{min(over):.2f} to {max(over):.2f} ms of CPU per recommend or similar request "
               "beyond the in-process call.", ""]
+        shares = [f"{r['run']} {100 * r['explain']['in_process']['share_with_text']:.0f}%"
+                  for r in closed if "share_with_text" in r["explain"]["in_process"]]
+        if shares:
+            L += ["Explanations with at least one verified sentence (the others hold only the "
+                  "notes saying why nothing could be said, e.g. a run without a KG or item table): "
+                  + ", ".join(shares) + ".", ""]
         ab = [r for r in closed if r["dataset"] == "amazon-book"]
         if ab:
             p99 = max(r["recommend"]["in_process"]["p99_ms"] for r in ab)
