@@ -120,7 +120,7 @@ def section() -> list[str]:
 
     cold = by_kind.get("cold", [])
     if cold:
-        L += ["### Cold start: process start to the first 200 of /v1/recommend", "",
+        L += ["### Cold start: process start to the first 200 of the recommend endpoint", "",
               "The server process's CPU seconds at that first 200 (interpreter, imports, loading "
               "and warming the run) stand beside the wall time: what the start costs when nothing "
               "else competes for the cores.", "",
