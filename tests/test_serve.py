@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed (pip ins
                     "'mmkgrec[serve]')")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from helpers import free_port, poster  # noqa: E402
+from helpers import ServedInThread, free_port, poster  # noqa: E402
 from mmkgrec import api  # noqa: E402
 from mmkgrec.cli import main  # noqa: E402
 from mmkgrec.runs import RunFileError  # noqa: E402
@@ -278,6 +277,40 @@ def test_reload_reaches_every_worker(runs_dir, tmp_path, monkeypatch):
             break
         time.sleep(0.05)
     assert (h["model"], h["generation"]) == ("Pop", 1)
+
+
+def test_reload_drops_no_request(runs_dir, monkeypatch):
+    """Requests keep being answered, all 200, while the served run is swapped back and forth."""
+    import httpx
+
+    monkeypatch.setenv("MMKGREC_API_KEY", KEY)
+    statuses, stop = [], threading.Event()
+    with ServedInThread(create_app(runs_dir / "bpr")) as base:
+        def hammer():
+            with httpx.Client(base_url=base, timeout=30) as c:
+                for _ in range(5000):  # bounded
+                    if stop.is_set():
+                        return
+                    statuses.append(c.get("/v1/recommend", params={"user": "1", "k": 5})
+                                    .status_code)
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        with httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": KEY}) as admin:
+            for target in ("pop", "bpr", "pop"):
+                n = len(statuses)
+                r = admin.post("/v1/admin/reload", json={"run_dir": str(runs_dir / target)})
+                assert r.status_code == 200, r.text
+                deadline = time.time() + 30
+                while len(statuses) < n + 20 and time.time() < deadline:
+                    time.sleep(0.01)
+            stop.set()
+            for t in threads:
+                t.join(60)
+            h = admin.get("/health").json()
+    assert (h["model"], h["generation"]) == ("Pop", 3)
+    assert len(statuses) > 60 and set(statuses) == {200}
 
 
 def test_incomplete_run_directory_is_named(runs_dir, tmp_path, capsys):

@@ -8,8 +8,6 @@ posters, instead of a short synthetic one). Skipped, saying why, only where no c
 
 import os
 import shutil
-import threading
-import time
 
 import pytest
 
@@ -17,7 +15,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed (pip ins
                     "'mmkgrec[serve]')")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
-from helpers import free_port, poster  # noqa: E402
+from helpers import ServedInThread, poster  # noqa: E402
 from mmkgrec import api  # noqa: E402
 from mmkgrec.serving.app import create_app  # noqa: E402
 
@@ -41,8 +39,6 @@ def _browser_or_skip():
 def server(tmp_path):
     """A uvicorn server in a thread on a free loopback port, serving a BPR run with posters for
     some items (the others show the placeholder)."""
-    import uvicorn
-
     run_dir, posters = os.environ.get("MMKGREC_SCREENSHOT_RUN"), None
     if not run_dir:
         run_dir = tmp_path / "run"
@@ -52,18 +48,8 @@ def server(tmp_path):
         posters.mkdir()
         for i in range(0, 200, 2):
             poster(i, size=(120, 180)).save(posters / f"{i}.jpg")
-    app = create_app(run_dir, images=posters)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.time() + 60
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    yield f"http://127.0.0.1:{port}", api.load(run_dir)
-    srv.should_exit = True
-    t.join(30)
+    with ServedInThread(create_app(run_dir, images=posters)) as base:
+        yield base, api.load(run_dir)
 
 
 def drive(page, base: str, user: str, k: int, shot) -> dict:
