@@ -566,7 +566,8 @@ _KEYS = [
             "(a language, a country) is not counted as shared", ge=1),
         Key("explain_similarity_threshold", float, 0.2, "a language-model draft whose cosine "
             "similarity (MiniLM) to the user's interest vector (mean over their history) is "
-            "below this is corrected; chosen on pairs disjoint from the benchmark's",
+            "below this is corrected (-1: no check); chosen on pairs disjoint from the "
+            "benchmark's",
             ge=-1, le=1),
         Key("explain_max_attempts", int, 2, "language-model drafts per explanation (the later "
             "ones name the failures of the one before) before the template answers", ge=1),

@@ -164,8 +164,10 @@ class Explainer:
                 failures = [f for c in checks for f in c.failures]
                 if not draft.strip():
                     failures = ["the draft is empty"]
-                sim = self.similarity(draft, ev) if draft.strip() else None
-                if sim is not None and sim < config["explain_similarity_threshold"]:
+                threshold = config["explain_similarity_threshold"]
+                sim = (self.similarity(draft, ev) if draft.strip() and threshold > -1
+                       else None)  # -1: the check is off
+                if sim is not None and sim < threshold:
                     failures.append(f"the text's similarity to the user's interests is {sim:.2f}, "
                                     f"below {config['explain_similarity_threshold']:g}")
                 attempts.append(Attempt(name, draft, failures, ok, n, sim))
