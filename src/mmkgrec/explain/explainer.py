@@ -103,7 +103,12 @@ class Explainer:
 
     def __init__(self, run, config):
         self.run, self.config = run, config
-        self.catalog = Catalog(run, config)
+        kg = run.kg
+        if kg is None and run.data is None and run.dataset.kg is not None:
+            from ..runs import run_kg
+
+            kg = run_kg(None, run.dataset, config)  # a run trained in memory
+        self.catalog = Catalog(run, config, kg)
         self.verifier = Verifier(self.catalog)
         self._backends: dict = {}
         self._interest = None  # the similarity check's MiniLM vectors, built on first use

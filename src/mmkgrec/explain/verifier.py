@@ -80,62 +80,65 @@ class SentenceCheck:
 
 
 class TitleIndex:
-    """Catalogue titles as token sequences, for a left-to-right longest match in a draft."""
+    """Catalogue titles as token sequences, for a left-to-right longest match in a draft: exact
+    tokens, except that a leading article may change case ("the Usual Suspects")."""
 
     def __init__(self, aliases: dict[str, list[int]]):
-        self.first: dict[str, list[tuple[tuple[str, ...], frozenset]]] = {}
+        self.exact: dict[tuple[str, ...], frozenset] = {}
+        self.lengths: dict[str, list[int]] = {}  # first token (lower case) -> lengths, longest first
         for alias, items in aliases.items():
             toks = tuple(_TOKEN.findall(_normalise(alias)))
-            if toks:
-                self.first.setdefault(toks[0].lower(), []).append((toks, frozenset(items)))
-        for v in self.first.values():
-            v.sort(key=lambda e: -len(e[0]))
+            if not toks:
+                continue
+            key = self._key(toks)
+            self.exact[key] = self.exact.get(key, frozenset()) | frozenset(items)
+            self.lengths.setdefault(toks[0].lower(), []).append(len(toks))
+        for k, v in self.lengths.items():
+            self.lengths[k] = sorted(set(v), reverse=True)
+
+    @staticmethod
+    def _key(toks) -> tuple[str, ...]:
+        if len(toks) > 1 and toks[0].lower() in _LEADING_ARTICLES:
+            return (toks[0].lower(),) + tuple(toks[1:])
+        return tuple(toks)
 
     def find(self, text: str) -> list[tuple[int, int, frozenset]]:
         """Non-overlapping ``(start, end, items)`` title spans of ``text``."""
         toks = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        words = [t[0] for t in toks]
         out, i = [], 0
         while i < len(toks):
-            best = None
-            for alias, items in self.first.get(toks[i][0].lower(), ()):
-                n = len(alias)
+            step = 1
+            for n in self.lengths.get(words[i].lower(), ()):
                 if i + n > len(toks):
                     continue
-                got = tuple(t[0] for t in toks[i:i + n])
-                if all(g == a or (j == 0 and g.lower() == a.lower()
-                                  and a.lower() in _LEADING_ARTICLES and n > 1)
-                       for j, (g, a) in enumerate(zip(got, alias))):
-                    best = (toks[i][1], toks[i + n - 1][2], items, n)
+                items = self.exact.get(self._key(words[i:i + n]))
+                if items is not None:
+                    out.append((toks[i][1], toks[i + n - 1][2], items))
+                    step = n
                     break
-            if best is None:
-                i += 1
-            else:
-                out.append(best[:3])
-                i += best[3]
+            i += step
         return out
 
 
 def split_sentences(text: str, titles: list[tuple[int, int, frozenset]]) -> list[tuple[int, int]]:
     """``(start, end)`` of each sentence: ends at ``.``, ``!``, ``?`` followed by a space or the
     end (never inside a title), or at a line break."""
-    inside = [False] * (len(text) + 1)
-    for a, b, _ in titles:
-        for k in range(a, b):
-            inside[k] = True
     spans, start = [], 0
-    for k, ch in enumerate(text):
-        end = None
-        if ch in ".!?" and not inside[k] and (k + 1 == len(text) or text[k + 1].isspace()):
-            end = k + 1
-        elif ch == "\n":
-            end = k
-        if end is not None:
-            if text[start:end].strip():
-                spans.append((start, end))
-            start = k + 1
+    for m in _SENTENCE_END.finditer(text):
+        k = m.start()
+        if any(a <= k < b for a, b, _ in titles):
+            continue
+        end = k if text[k] == "\n" else k + 1
+        if text[start:end].strip():
+            spans.append((start, end))
+        start = k + 1
     if text[start:].strip():
         spans.append((start, len(text)))
     return spans
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 
 
 class Verifier:
