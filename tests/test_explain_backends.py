@@ -122,3 +122,12 @@ def test_the_interest_check_can_reject_a_draft(run):
 def test_the_http_backend_needs_a_url(run):
     with pytest.raises(MMKGRecError, match="explain_http_url"):
         run.explain("1", "8", "http")
+
+
+def test_list_markers_repeats_and_a_cut_off_sentence(run):
+    draft = ("- Collateral is a Crime film.\n- Collateral is a Crime film.\n-\n"
+             "- Collateral shares its director with Heat, which you rated")
+    with StandIn([draft]) as s:
+        e = _explain(run, s)
+    assert e.backend == "http"
+    assert [x.text for x in e.sentences] == ["Collateral is a Crime film."]

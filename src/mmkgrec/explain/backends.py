@@ -135,6 +135,9 @@ class TransformersBackend:
         if getattr(tok, "chat_template", None):
             return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                            add_generation_prompt=True)
+        if str(getattr(self.lm.model.config, "model_type", "")).startswith("gemma"):
+            # a GGUF converted without its chat template: Gemma's turn format
+            return f"<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
         return prompt
 
     def fits(self, prompt: str) -> bool:

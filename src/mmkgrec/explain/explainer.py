@@ -117,8 +117,8 @@ class Explainer:
     def evidence(self, u: int, i: int, config=None) -> Evidence:
         return self.catalog.evidence(u, i, config or self.config)
 
-    def check(self, draft: str, ev: Evidence) -> list[SentenceCheck]:
-        return self.verifier.check(draft, ev)
+    def check(self, draft: str, ev: Evidence, complete_only: bool = False) -> list[SentenceCheck]:
+        return self.verifier.check(draft, ev, complete_only)
 
     def backend(self, name: str, config):
         if name not in BACKENDS:
@@ -164,11 +164,13 @@ class Explainer:
                     attempts.append(Attempt(name, "", [str(e)], 0, 0, error=str(e)))
                     notes.append(f"the {name} backend failed ({e}); the template answered")
                     break
-                checks = self.check(draft, ev)
+                checks = self.check(draft, ev, complete_only=True)
                 ok, n = verified_share(checks)
-                failures = [f for c in checks for f in c.failures]
+                failures = list(dict.fromkeys(f for c in checks for f in c.failures))
                 if not draft.strip():
                     failures = ["the draft is empty"]
+                elif not any(c.verified for c in checks):
+                    failures.append("no sentence states a fact of the evidence")
                 threshold = config["explain_similarity_threshold"]
                 sim = (self.similarity(draft, ev) if draft.strip() and threshold > -1
                        else None)  # -1: the check is off
@@ -190,7 +192,8 @@ class Explainer:
             attempts.append(Attempt("template", draft, [f for c in checks for f in c.failures],
                                     ok, n))
             kept = checks
-        shown = [c for c in kept if c.verified][:config["explain_max_sentences"]]
+        shown = list({c.text: c for c in kept if c.verified}.values())  # each sentence once
+        shown = shown[:config["explain_max_sentences"]]
         sentences = [Sentence(c.text, c.triples) for c in shown]
         if not sentences and not notes:
             notes.append("the evidence holds nothing that could be said about this pair")

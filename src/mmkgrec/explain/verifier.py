@@ -74,8 +74,8 @@ class SentenceCheck:
 
     @property
     def failures(self) -> list[str]:
-        if not self.claims:
-            return ["states nothing the evidence can check"]
+        """The reasons of the claims that fail (a sentence without claims fails none: it is
+        simply not shown)."""
         return [c.reason for c in self.claims if not c.ok]
 
 
@@ -138,6 +138,7 @@ def split_sentences(text: str, titles: list[tuple[int, int, frozenset]]) -> list
     return spans
 
 
+_BULLET = re.compile(r"\s*(?:[-*\u2022]|\d{1,2}[.)])?\s*")
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 
 
@@ -160,16 +161,25 @@ class Verifier:
         self.genre_words = {w for g in vocab for w in re.split(r"[^a-z']+", g) if w}
 
     # ---- the whole draft -----------------------------------------------------------------
-    def check(self, draft: str, ev: Evidence) -> list[SentenceCheck]:
+    def check(self, draft: str, ev: Evidence, complete_only: bool = False) -> list[SentenceCheck]:
+        """Every sentence of ``draft`` with its claims. ``complete_only``: a last sentence
+        without its full stop (a language model cut off at its token limit) is left out."""
         text = _normalise(draft or "")
         titles = self.titles.find(text)
         out = []
-        for a, b in split_sentences(text, titles):
-            # drop whitespace at the sentence's edges, keep offsets absolute
-            while a < b and text[a].isspace():
-                a += 1
+        spans = split_sentences(text, titles)
+        if complete_only and spans and text[spans[-1][0]:spans[-1][1]].rstrip()[-1:] not in ".!?":
+            spans = spans[:-1]
+        for a, b in spans:
+            # leave out a list marker and the whitespace at the edges; offsets stay absolute
+            m = _BULLET.match(text, a, b)
+            a = m.end() if m else a
+            while b > a and text[b - 1].isspace():
+                b -= 1
+            if not any(ch.isalnum() for ch in text[a:b]):
+                continue
             sent_titles = [t for t in titles if t[0] >= a and t[1] <= b]
-            out.append(SentenceCheck(text[a:b].strip(), self._claims(text, a, b, sent_titles, ev)))
+            out.append(SentenceCheck(text[a:b], self._claims(text, a, b, sent_titles, ev)))
         return out
 
     # ---- one sentence --------------------------------------------------------------------
