@@ -70,6 +70,7 @@ class Evidence:
     paths: list[Path]
     kg_linked: bool
     notes: list[str] = field(default_factory=list)
+    reasons: dict[int, float] = field(default_factory=dict)  # the model's: item -> score drop
     theme_words: list[str] = field(default_factory=list)
     user_theme_words: list[str] = field(default_factory=list)
 
@@ -203,7 +204,8 @@ class Catalog:
         out += [Triple(self.node(i), "genre", g, "item") for g in self.genres[i]]
         return out
 
-    def _paths(self, c: int, hist: np.ndarray, ratings: dict[int, float]) -> list[Path]:
+    def _paths(self, c: int, hist: np.ndarray, ratings: dict[int, float],
+               reasons: dict[int, float] | None = None) -> list[Path]:
         if not self.has_kg or len(hist) == 0:
             return []
         mask = np.zeros(self.n_items, dtype=bool)
@@ -257,7 +259,9 @@ class Catalog:
                                   (Triple(self.node(h), rtok, cn, "kg"),), 1.0))
         best = max(ratings.values()) if ratings else 1.0
         rank = {w.key: k for k, w in enumerate(lexicon.RELATIONS)}  # lexicon order breaks ties
-        return sorted(paths, key=lambda p: (-(p.score * (ratings.get(p.history, best) / best)),
+        reasons = reasons or {}
+        return sorted(paths, key=lambda p: (-reasons.get(p.history, -np.inf) if reasons else 0.0,
+                                            -(p.score * (ratings.get(p.history, best) / best)),
                                             rank.get(p.role, len(rank)), p.role, p.history))
 
     def profile(self, u: int, top: int) -> tuple[dict, list, list]:
@@ -280,12 +284,15 @@ class Catalog:
         self._profiles[key] = got = (ratings, interests, user_kw)
         return got
 
-    def evidence(self, u: int, c: int, config) -> Evidence:
+    def evidence(self, u: int, c: int, config, reasons: dict[int, float] | None = None
+                 ) -> Evidence:
+        """The evidence of (user ``u``, item ``c``), dense ids; ``reasons``: the model's own
+        (history item -> how much ``c``'s score rests on it), which order the cited history."""
         hist, _ = self.history(u)
         ratings, interests, user_kw = self.profile(u, config["explain_top_interests"])
         cand_kw = list(dict.fromkeys(lexicon.keywords(self.titles[c] or "")
                                      + [g.lower() for g in self.genres[c]]))
-        all_paths = self._paths(c, hist, ratings)
+        all_paths = self._paths(c, hist, ratings, reasons)
         shown, per_role, used = [], Counter(), set()
         for p in all_paths:
             if p.history in used or per_role[p.role] >= 2:
@@ -298,7 +305,7 @@ class Catalog:
         ev = Evidence(u, c, str(self.user_ids[u]), str(self.item_ids[c]), self.titles[c],
                       self.years[c], list(self.genres[c]), [int(i) for i in hist], ratings,
                       interests, cand_kw, user_kw, shown, bool(self.linked[c]) if self.has_kg
-                      else False, all_paths=all_paths)
+                      else False, all_paths=all_paths, reasons=dict(reasons or {}))
         name = self.title(c)
         if len(hist) == 0:
             ev.notes.append(f"user {ev.user_id} has no interactions in this run's training data, "

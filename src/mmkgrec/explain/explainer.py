@@ -115,7 +115,16 @@ class Explainer:
 
     # ---- pieces ---------------------------------------------------------------------------
     def evidence(self, u: int, i: int, config=None) -> Evidence:
-        return self.catalog.evidence(u, i, config or self.config)
+        config = config or self.config
+        reasons = None
+        if config["explain_model_reasons"]:
+            from .reasons import has_reasons, influence
+
+            model = self.run.model
+            if has_reasons(model):
+                self.run._prepare()
+                reasons = influence(model, u, i)
+        return self.catalog.evidence(u, i, config, reasons)
 
     def check(self, draft: str, ev: Evidence, complete_only: bool = False) -> list[SentenceCheck]:
         return self.verifier.check(draft, ev, complete_only)
