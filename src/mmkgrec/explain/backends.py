@@ -135,9 +135,8 @@ class TransformersBackend:
         if getattr(tok, "chat_template", None):
             return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                            add_generation_prompt=True)
-        if str(getattr(self.lm.model.config, "model_type", "")).startswith("gemma"):
-            # a GGUF converted without its chat template: Gemma's turn format
-            return f"<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
+        # no chat template (the bundled GGUF brings none): the prompt as it is, which ends in
+        # "Explanation:" for the model to continue (Gemma's turn format made it echo the prompt)
         return prompt
 
     def fits(self, prompt: str) -> bool:
