@@ -186,6 +186,12 @@ class LanguageModel(Encoder):
         except Exception as e:  # a corrupt or unsupported GGUF fails in many ways inside gguf
             raise MMKGRecError(f"{path}: cannot read the GGUF model ({type(e).__name__}: "
                                f"{e})") from None
+        # the weights are de-quantised float32 now; transformers still marks the model as GGUF-
+        # quantised and refuses to save it, so the mark goes
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
         try:
             tok.save_pretrained(str(tmp))

@@ -43,7 +43,7 @@ class ContentKNN(Recommender):
         # S[j, i] = sim_k(j, i) (row j: j's neighbours); scores = H S, computed as (S^T H^T)^T
         self.register_buffer("sim_t", torch.sparse_coo_tensor(
             torch.stack([idx.reshape(-1), rows]), vals.reshape(-1),
-            (self.n_items, self.n_items)).coalesce(), persistent=False)
+            (self.n_items, self.n_items), check_invariants=True).coalesce(), persistent=False)
         self.fit_closed_form(inputs.train)
 
     def fit_closed_form(self, train):

@@ -44,7 +44,7 @@ class AttentionPooling(nn.Module):
 
 class MatchingMLP(nn.Module):
     """The article's MatchingModel (Sec. 3.4 and its code): ``score = MLP([u ; i])``, hidden layers
-    with ReLU, one output. The first layer ``W [u ; i] + b = W_u u + W_i i + b`` is held as its two
+    with ReLU, one output (without bias: it would cancel in the pairwise loss). The first layer ``W [u ; i] + b = W_u u + W_i i + b`` is held as its two
     halves, so that :meth:`score_all` computes ``W_u u + b`` for every user and ``W_i i`` for every
     item once and scores user x item blocks of at most ``chunk_elements`` hidden activations."""
 
@@ -56,7 +56,8 @@ class MatchingMLP(nn.Module):
         rest: list[nn.Module] = []
         for a, b in zip(hidden, hidden[1:]):
             rest += [nn.ReLU(), nn.Linear(a, b)]
-        rest += [nn.ReLU(), nn.Linear(hidden[-1], 1)]
+        # no output bias: a constant added to every score cancels in a pairwise loss and ranking
+        rest += [nn.ReLU(), nn.Linear(hidden[-1], 1, bias=False)]
         self.rest = nn.Sequential(*rest)
         for m in self.modules():
             if isinstance(m, nn.Linear):
