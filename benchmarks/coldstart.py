@@ -78,14 +78,21 @@ ROWS = {
 # language model from the loss
 AGAINST = ["VBPR-text", "ContentKNN", "KGAT", "CKE", "LLMKGRec-no-lm"]
 ENCODERS = ["minilm", "gemma3-270m"]
+FIRST = ["LLMKGRec", "VBPR-text", "ContentKNN", "LLMKGRec-no-lm", "Pop", "BPR"]
+
+
+def _priority(row: str) -> int:
+    return FIRST.index(row) if row in FIRST else len(FIRST)
 CAPPED = "--cap" in sys.argv
 
 
 def jobs(capped: bool = CAPPED) -> list[dict]:
     seeds = SEEDS[:1] if capped else SEEDS
     pre = "cap-" if capped else ""
+    # the claim's rows first (all splits), then the rest: a queue cut short has the comparisons
     out = [{"id": f"{pre}{s}-{row}-s{seed}", "split": s, "row": row, "seed": seed,
-            "capped": capped} for s in SPLITS for row in ROWS for seed in seeds]
+            "capped": capped} for row in sorted(ROWS, key=_priority) for s in SPLITS
+           for seed in seeds]
     out += [{"id": f"encode-{lm}", "encoder": lm} for lm in ENCODERS]
     return out
 

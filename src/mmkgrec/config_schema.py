@@ -565,8 +565,8 @@ _KEYS += _section(
     Key("kg_loss_weight", float, 1.0, "weight of the KG embedding loss in each step", ge=0),
     Key("matching_layers", list, [64], "hidden widths of the matching MLP (ReLU)", item=int,
         ge=1, min_length=1),
-    Key("score_chunk_elements", int, 1 << 24, "full ranking: first-layer activations per "
-        "scored block of users x items (memory bound)", ge=1),
+    Key("score_chunk_elements", int, 1 << 20, "full ranking: first-layer activations per "
+        "scored block of users x items (memory bound; ~2^20 stays in cache)", ge=1),
 )
 
 _KEYS += _section(

@@ -54,11 +54,8 @@ GEMMA_SPEC = "gemma3-270m"
 
 
 def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _check_gguf(path: Path) -> None:

@@ -44,9 +44,11 @@ class AttentionPooling(nn.Module):
 
 class MatchingMLP(nn.Module):
     """The article's MatchingModel (Sec. 3.4 and its code): ``score = MLP([u ; i])``, hidden layers
-    with ReLU, one output (without bias: it would cancel in the pairwise loss). The first layer ``W [u ; i] + b = W_u u + W_i i + b`` is held as its two
-    halves, so that :meth:`score_all` computes ``W_u u + b`` for every user and ``W_i i`` for every
-    item once and scores user x item blocks of at most ``chunk_elements`` hidden activations."""
+    with ReLU, one output (without bias: it would cancel in the pairwise loss). The first layer
+    ``W [u ; i] + b = W_u u + W_i i + b`` is held as its two halves, so that :meth:`score_all`
+    computes ``W_u u + b`` for every user and ``W_i i`` for every item once and scores user x item
+    blocks of at most ``chunk_elements`` hidden activations (blocks of about 2^20 stay in the CPU's
+    cache: on ML-100K they score several times faster than blocks of 2^24)."""
 
     def __init__(self, user_dim: int, item_dim: int, hidden: list[int]):
         super().__init__()
@@ -81,7 +83,9 @@ class MatchingMLP(nn.Module):
         out = a.new_empty(len(u), len(i))
         ci = max(1, min(len(i), chunk_elements // h0))
         cu = max(1, chunk_elements // (h0 * ci))
+        after = self.rest[1:]  # the layers after the first ReLU, which runs in place
         for s in range(0, len(u), cu):
             for t in range(0, len(i), ci):
-                out[s:s + cu, t:t + ci] = self.head(a[s:s + cu, None, :] + b[None, t:t + ci, :])
+                h = (a[s:s + cu, None, :] + b[None, t:t + ci, :]).relu_()
+                out[s:s + cu, t:t + ci] = after(h).squeeze(-1)
         return out
