@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from reporting import (core, ctr, explain, features, figures, gpu, kg, multimodal, popularity,
+from reporting import (coldstart, core, ctr, explain, features, figures, gpu, kg, multimodal,
+                       popularity,
                        rating, sequential)
 from reporting.tables import OUT
 
@@ -45,6 +46,7 @@ def document() -> str:
     L += sequential.section()
     L += popularity.section("sequential")
     L += rating.section()
+    L += coldstart.section()
     L += explain.section()
     L += gpu.section()
     return "\n".join(L) + "\n"

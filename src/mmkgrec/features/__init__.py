@@ -32,12 +32,12 @@ the file have no content of that modality; ids in the file that the dataset lack
 from .encoders import Encoder, HandcraftedDescriptor, encoder_specs, make_encoder, register_encoder
 from .language_model import LanguageModel, encode_texts, load_language_model
 from .pipeline import (FILE_SPEC, export_features, extract_features, item_feature_matrix,
-                       read_feature_file)
+                       read_feature_file, user_history_matrix, user_history_texts)
 from .store import ExtractResult, FeatureStore, cache_root, store_info
 from .themes import imagenet_classes, item_theme_words
 
 __all__ = ["Encoder", "ExtractResult", "FeatureStore", "FILE_SPEC", "HandcraftedDescriptor",
            "LanguageModel", "cache_root", "encode_texts", "encoder_specs", "export_features",
-           "extract_features", "imagenet_classes", "load_language_model",
-           "item_feature_matrix", "item_theme_words", "make_encoder", "read_feature_file",
-           "register_encoder", "store_info"]
+           "extract_features", "imagenet_classes", "item_feature_matrix", "item_theme_words",
+           "load_language_model", "make_encoder", "read_feature_file", "register_encoder",
+           "store_info", "user_history_matrix", "user_history_texts"]

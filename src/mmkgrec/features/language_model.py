@@ -54,11 +54,8 @@ GEMMA_SPEC = "gemma3-270m"
 
 
 def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _check_gguf(path: Path) -> None:
@@ -186,6 +183,12 @@ class LanguageModel(Encoder):
         except Exception as e:  # a corrupt or unsupported GGUF fails in many ways inside gguf
             raise MMKGRecError(f"{path}: cannot read the GGUF model ({type(e).__name__}: "
                                f"{e})") from None
+        # the weights are de-quantised float32 now; transformers still marks the model as GGUF-
+        # quantised and refuses to save it, so the mark goes
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
         try:
             tok.save_pretrained(str(tmp))
