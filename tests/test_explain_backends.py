@@ -131,3 +131,49 @@ def test_list_markers_repeats_and_a_cut_off_sentence(run):
         e = _explain(run, s)
     assert e.backend == "http"
     assert [x.text for x in e.sentences] == ["Collateral is a Crime film."]
+
+
+def _tiny_decoder(folder, positions: int):
+    """A randomly initialised two-layer Llama with a byte-level tokenizer, written as a
+    transformers folder: a local causal LM that drafts garbage, made without any download."""
+    import json
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()  # one token per byte
+    vocab = {ch: k for k, ch in enumerate(sorted(alphabet))}
+    vocab["<|endoftext|>"] = len(vocab)
+    bpe = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>",
+                                  pad_token="<|endoftext|>")
+    tok.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                      max_position_embeddings=positions, eos_token_id=len(vocab) - 1,
+                      bos_token_id=len(vocab) - 1)
+    LlamaForCausalLM(cfg).save_pretrained(str(folder))
+    return folder
+
+
+def test_the_transformers_backend_with_a_local_model(run, tmp_path):
+    lm = _tiny_decoder(tmp_path / "tiny-lm", positions=4096)
+    e = run.explain("1", "8", "transformers", explain_lm_path=str(lm), explain_max_new_tokens=24,
+                    **NO_SIM)
+    assert len(e.attempts) == 3  # two drafts from the model, then the template
+    assert [a.backend for a in e.attempts] == ["transformers", "transformers", "template"]
+    assert e.backend == "template" and e.corrected and e.verified
+    assert any("no transformers draft passed the verifier" in n for n in e.notes)
+    assert "Collateral was directed by the same person as Heat" in e.text
+
+
+def test_a_prompt_longer_than_a_local_models_window(run, tmp_path):
+    lm = _tiny_decoder(tmp_path / "short-lm", positions=128)
+    e = run.explain("1", "8", "transformers", explain_lm_path=str(lm), **NO_SIM)
+    assert e.backend == "template" and e.attempts[0].error
+    assert any("does not fit the language model's window" in n for n in e.notes)
