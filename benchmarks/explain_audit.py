@@ -116,6 +116,8 @@ class Audit:
             t["tail"][5:] for t in triples if t["tail"].startswith("item:")} | {candidate}
         problems, rest = [], text
         for form in self.forms:  # longest titles first, then blanked out
+            if form not in rest:
+                continue
             pat = re.compile(r"(?<![\w])" + re.escape(form) + r"(?![\w])")
             if pat.search(rest):
                 if not self.by_form[form] & cited:

@@ -40,7 +40,7 @@ def template_sentences(catalog, ev: Evidence, max_sentences: int) -> list[str]:
         out.append(f"{name}{year} is listed under {_join(ev.genres)}.")
     elif ev.year:
         out.append(f"{name} came out in {ev.year}.")
-    top = [g for g, n in ev.interests if n >= 2]
+    top = [g for g, n in ev.interests[:3] if n >= 2]  # clearly among the most watched
     shared = [g for g in top if g in ev.genres]
     if shared:
         g = shared[0]

@@ -364,8 +364,10 @@ class Verifier:
                 continue
             claims.append(Claim("name", w, False,
                                 reason=f"'{w}' names something the evidence does not hold"))
-        if claims and _NEGATION.search(s):
-            claims.append(Claim("negation", _NEGATION.search(s).group(), False,
+        plain = "".join(" " if taken[k] and k < len(taken) else ch for k, ch in enumerate(s))
+        neg = _NEGATION.search(plain)  # outside titles ("To Be or Not to Be" negates nothing)
+        if claims and neg:
+            claims.append(Claim("negation", neg.group(), False,
                                 reason="a negated statement cannot be checked against the graph"))
         return claims
 
