@@ -60,7 +60,7 @@ from common import RESULTS, WORK, NotReady, mmkgrec_run, run_queue  # noqa: E402
 import mmkgrec  # noqa: E402
 
 SUITE = "explain"
-USERS, K, LM_PAIRS, RANDOM_DRAWS = 100, 5, 5, 5
+USERS, K, LM_PAIRS, RANDOM_DRAWS = 100, 5, 3, 5
 EPOCHS = {"BPR": 40, "SASRec": 3}
 TRAIN = {"BPR": {"learning_rate": 0.005}, "SASRec": {"max_seq_length": 20}}
 FACTS = ROOT / "benchmarks" / "explain_facts.json"
