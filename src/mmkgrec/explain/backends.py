@@ -151,7 +151,12 @@ class TransformersBackend:
         if config["explain_temperature"] > 0:
             kw = {"do_sample": True, "temperature": config["explain_temperature"]}
         text = self._chat(prompt)
-        return self.lm.generate([text], max_new_tokens=config["explain_max_new_tokens"], **kw)[0]
+        try:
+            return self.lm.generate([text], max_new_tokens=config["explain_max_new_tokens"],
+                                    **kw)[0]
+        except (RuntimeError, ValueError, IndexError) as e:  # torch / transformers failures
+            raise BackendError(f"{self.spec}: generation failed ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0][:200]})") from None
 
 
 def make_backend(name: str, config):
