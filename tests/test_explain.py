@@ -160,3 +160,26 @@ def test_cli_explain(run_dir, capsys):
     assert main(["explain", str(run_dir), "--user", "ghost"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown user id 'ghost'" in err[0]
+
+
+def test_a_next_item_model_orders_the_cited_history_by_its_own_reasons(tmp_path):
+    from mmkgrec.explain.reasons import influence, scores_without
+
+    data = write(tmp_path / "films")
+    run = mmkgrec.train("SASRec", str(data), tmp_path / "sas", overrides={
+        **SETTINGS, "epochs": 2, "max_seq_length": 5, "embedding_size": 8, "n_layers": 1,
+        "n_heads": 1, "inner_size": 8, "train_batch_size": 8})
+    u, c = run.user_index("1"), run.item_index("8")
+    run._prepare()
+    drops = influence(run.model, u, c)
+    hist = run.explainer().catalog.history(u)[0]
+    assert set(drops) == set(hist.tolist())
+    base = scores_without(run.model, u, c, [[]])[0]
+    for i, d in drops.items():
+        assert d == pytest.approx(base - scores_without(run.model, u, c, [[i]])[0], abs=1e-5)
+    ev = run.explainer().evidence(u, c)
+    assert ev.reasons == pytest.approx(drops)
+    with_paths = {p.history for p in ev.all_paths}
+    assert ev.paths[0].history == max(with_paths, key=lambda h: drops[h])
+    off = run.explainer().evidence(u, c, run.config.updated(explain_model_reasons=False))
+    assert off.reasons == {}

@@ -70,6 +70,7 @@ class Evidence:
     paths: list[Path]
     kg_linked: bool
     notes: list[str] = field(default_factory=list)
+    reasons: dict[int, float] = field(default_factory=dict)  # the model's: item -> score drop
     theme_words: list[str] = field(default_factory=list)
     user_theme_words: list[str] = field(default_factory=list)
 
@@ -92,7 +93,7 @@ class Catalog:
     training histories. ``run`` is a :class:`mmkgrec.api.Run`; ``config`` its resolved config
     (with the ``explain_*`` keys)."""
 
-    def __init__(self, run, config):
+    def __init__(self, run, config, kg=None):
         ds, split = run.dataset, run.split
         self.n_items, self.n_users = int(ds.n_items), int(ds.n_users)
         self.user_ids, self.item_ids = ds.user_ids, ds.item_ids
@@ -125,7 +126,9 @@ class Catalog:
             if t:
                 for a in lexicon.title_aliases(t):
                     self.aliases.setdefault(a, []).append(i)
-        self._kg(run.kg if hasattr(run, "kg") else None, config)
+        self._title_keywords = [lexicon.keywords(t or "") for t in self.titles]
+        self._profiles: dict = {}
+        self._kg(kg, config)
         self._history(split)
 
     # ---- KG ------------------------------------------------------------------------------
@@ -201,7 +204,8 @@ class Catalog:
         out += [Triple(self.node(i), "genre", g, "item") for g in self.genres[i]]
         return out
 
-    def _paths(self, c: int, hist: np.ndarray, ratings: dict[int, float]) -> list[Path]:
+    def _paths(self, c: int, hist: np.ndarray, ratings: dict[int, float],
+               reasons: dict[int, float] | None = None) -> list[Path]:
         if not self.has_kg or len(hist) == 0:
             return []
         mask = np.zeros(self.n_items, dtype=bool)
@@ -210,30 +214,40 @@ class Catalog:
         paths: list[Path] = []
         cn = self.node(c)
         a, b = self.out_ptr[c], self.out_ptr[c + 1]
-        for r, e in zip(self.out_rel[a:b].tolist(), self.out_tail[a:b].tolist()):
-            rtok = self.relation_tokens[r]
-            if e < self.n_items:  # a direct link candidate -> item
-                if mask[e]:
-                    words = RELATION_OF_TOKEN.get(rtok)
-                    role = words.key if words is not None and words.direct else f"rel:{rtok}"
-                    paths.append(Path(e, role, rtok, None, 1,
-                                      (Triple(cn, rtok, self.node(e), "kg"),), 1.0))
-                continue
-            deg = int(self.degree[e])
-            if deg > self.max_degree:
-                continue
-            ea, eb = self.in_ptr[e], self.in_ptr[e + 1]
-            items, rels = self.in_item[ea:eb], self.in_rel[ea:eb]
-            hit = mask[items]
-            for h, r2 in zip(items[hit].tolist(), rels[hit].tolist()):
-                if r2 != r:
-                    continue  # the same role on both sides only ("directed by the same person")
+        rels, tails = self.out_rel[a:b], self.out_tail[a:b]
+        for r, e in zip(rels[tails < self.n_items].tolist(), tails[tails < self.n_items].tolist()):
+            if mask[e]:  # a direct link candidate -> history item
+                rtok = self.relation_tokens[r]
                 words = RELATION_OF_TOKEN.get(rtok)
-                role = words.key if words is not None and not words.direct else f"rel:{rtok}"
-                ent = self.entity_tokens[e]
-                paths.append(Path(h, role, rtok, ent, deg,
-                                  (Triple(cn, rtok, ent, "kg"), Triple(self.node(h), rtok, ent, "kg")),
-                                  1.0 / deg))
+                role = words.key if words is not None and words.direct else f"rel:{rtok}"
+                paths.append(Path(e, role, rtok, None, 1,
+                                  (Triple(cn, rtok, self.node(e), "kg"),), 1.0))
+        keep = tails >= self.n_items
+        rels, tails = rels[keep], tails[keep]
+        keep = self.degree[tails] <= self.max_degree
+        rels, tails = rels[keep], tails[keep]
+        # every item linked to one of the candidate's entities, in one gather
+        starts, lens = self.in_ptr[tails], self.in_ptr[tails + 1] - self.in_ptr[tails]
+        owner = np.repeat(np.arange(len(tails)), lens)
+        offsets = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        idx = np.repeat(starts, lens) + offsets
+        items, r2 = self.in_item[idx], self.in_rel[idx]
+        hit = mask[items] & (r2 == rels[owner])  # the same role on both sides
+        items, owner = items[hit], owner[hit]
+        # one path per (history item, relation): through its most specific entity
+        order = np.lexsort((self.degree[tails[owner]], rels[owner], items))
+        items, owner = items[order], owner[order]
+        first = np.ones(len(items), dtype=bool)
+        first[1:] = (items[1:] != items[:-1]) | (rels[owner][1:] != rels[owner][:-1])
+        for h, k in zip(items[first].tolist(), owner[first].tolist()):
+            e, r = int(tails[k]), int(rels[k])
+            rtok = self.relation_tokens[r]
+            words = RELATION_OF_TOKEN.get(rtok)
+            role = words.key if words is not None and not words.direct else f"rel:{rtok}"
+            ent, deg = self.entity_tokens[e], int(self.degree[e])
+            paths.append(Path(h, role, rtok, ent, deg,
+                              (Triple(cn, rtok, ent, "kg"), Triple(self.node(h), rtok, ent, "kg")),
+                              1.0 / deg))
         # direct links history item -> candidate, read from the candidate's side
         for h, r in self.direct_in.get(c, ()):
             if mask[h]:
@@ -245,24 +259,40 @@ class Catalog:
                                   (Triple(self.node(h), rtok, cn, "kg"),), 1.0))
         best = max(ratings.values()) if ratings else 1.0
         rank = {w.key: k for k, w in enumerate(lexicon.RELATIONS)}  # lexicon order breaks ties
-        return sorted(paths, key=lambda p: (-(p.score * (ratings.get(p.history, best) / best)),
+        reasons = reasons or {}
+        return sorted(paths, key=lambda p: (-reasons.get(p.history, -np.inf) if reasons else 0.0,
+                                            -(p.score * (ratings.get(p.history, best) / best)),
                                             rank.get(p.role, len(rank)), p.role, p.history))
 
-    def evidence(self, u: int, c: int, config) -> Evidence:
+    def profile(self, u: int, top: int) -> tuple[dict, list, list]:
+        """The user's ratings, most watched genres and top keywords (kept for the last users)."""
+        key = (u, top)
+        got = self._profiles.get(key)
+        if got is not None:
+            return got
         hist, rat = self.history(u)
         ratings = {} if rat is None else {int(i): float(r) for i, r in zip(hist, rat)}
         counts = Counter(g for i in hist.tolist() for g in self.genres[i])
-        interests = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[
-            :config["explain_top_interests"]]
+        interests = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
         kw = Counter()
         for i in hist.tolist():
-            kw.update(lexicon.keywords(self.titles[i] or ""))
+            kw.update(self._title_keywords[i])
             kw.update(g.lower() for g in self.genres[i])
-        user_kw = [w for w, _ in sorted(kw.items(), key=lambda kv: (-kv[1], kv[0]))[
-            :config["explain_top_interests"]]]
+        user_kw = [w for w, _ in sorted(kw.items(), key=lambda kv: (-kv[1], kv[0]))[:top]]
+        if len(self._profiles) >= 4096:
+            self._profiles.clear()
+        self._profiles[key] = got = (ratings, interests, user_kw)
+        return got
+
+    def evidence(self, u: int, c: int, config, reasons: dict[int, float] | None = None
+                 ) -> Evidence:
+        """The evidence of (user ``u``, item ``c``), dense ids; ``reasons``: the model's own
+        (history item -> how much ``c``'s score rests on it), which order the cited history."""
+        hist, _ = self.history(u)
+        ratings, interests, user_kw = self.profile(u, config["explain_top_interests"])
         cand_kw = list(dict.fromkeys(lexicon.keywords(self.titles[c] or "")
                                      + [g.lower() for g in self.genres[c]]))
-        all_paths = self._paths(c, hist, ratings)
+        all_paths = self._paths(c, hist, ratings, reasons)
         shown, per_role, used = [], Counter(), set()
         for p in all_paths:
             if p.history in used or per_role[p.role] >= 2:
@@ -275,7 +305,7 @@ class Catalog:
         ev = Evidence(u, c, str(self.user_ids[u]), str(self.item_ids[c]), self.titles[c],
                       self.years[c], list(self.genres[c]), [int(i) for i in hist], ratings,
                       interests, cand_kw, user_kw, shown, bool(self.linked[c]) if self.has_kg
-                      else False, all_paths=all_paths)
+                      else False, all_paths=all_paths, reasons=dict(reasons or {}))
         name = self.title(c)
         if len(hist) == 0:
             ev.notes.append(f"user {ev.user_id} has no interactions in this run's training data, "

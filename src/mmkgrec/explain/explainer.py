@@ -103,17 +103,31 @@ class Explainer:
 
     def __init__(self, run, config):
         self.run, self.config = run, config
-        self.catalog = Catalog(run, config)
+        kg = run.kg
+        if kg is None and run.data is None and run.dataset.kg is not None:
+            from ..runs import run_kg
+
+            kg = run_kg(None, run.dataset, config)  # a run trained in memory
+        self.catalog = Catalog(run, config, kg)
         self.verifier = Verifier(self.catalog)
         self._backends: dict = {}
         self._interest = None  # the similarity check's MiniLM vectors, built on first use
 
     # ---- pieces ---------------------------------------------------------------------------
     def evidence(self, u: int, i: int, config=None) -> Evidence:
-        return self.catalog.evidence(u, i, config or self.config)
+        config = config or self.config
+        reasons = None
+        if config["explain_model_reasons"]:
+            from .reasons import has_reasons, influence
 
-    def check(self, draft: str, ev: Evidence) -> list[SentenceCheck]:
-        return self.verifier.check(draft, ev)
+            model = self.run.model
+            if has_reasons(model):
+                self.run._prepare()
+                reasons = influence(model, u, i)
+        return self.catalog.evidence(u, i, config, reasons)
+
+    def check(self, draft: str, ev: Evidence, complete_only: bool = False) -> list[SentenceCheck]:
+        return self.verifier.check(draft, ev, complete_only)
 
     def backend(self, name: str, config):
         if name not in BACKENDS:
@@ -159,13 +173,17 @@ class Explainer:
                     attempts.append(Attempt(name, "", [str(e)], 0, 0, error=str(e)))
                     notes.append(f"the {name} backend failed ({e}); the template answered")
                     break
-                checks = self.check(draft, ev)
+                checks = self.check(draft, ev, complete_only=True)
                 ok, n = verified_share(checks)
-                failures = [f for c in checks for f in c.failures]
+                failures = list(dict.fromkeys(f for c in checks for f in c.failures))
                 if not draft.strip():
                     failures = ["the draft is empty"]
-                sim = self.similarity(draft, ev) if draft.strip() else None
-                if sim is not None and sim < config["explain_similarity_threshold"]:
+                elif not any(c.verified for c in checks):
+                    failures.append("no sentence states a fact of the evidence")
+                threshold = config["explain_similarity_threshold"]
+                sim = (self.similarity(draft, ev) if draft.strip() and threshold > -1
+                       else None)  # -1: the check is off
+                if sim is not None and sim < threshold:
                     failures.append(f"the text's similarity to the user's interests is {sim:.2f}, "
                                     f"below {config['explain_similarity_threshold']:g}")
                 attempts.append(Attempt(name, draft, failures, ok, n, sim))
@@ -183,7 +201,8 @@ class Explainer:
             attempts.append(Attempt("template", draft, [f for c in checks for f in c.failures],
                                     ok, n))
             kept = checks
-        shown = [c for c in kept if c.verified][:config["explain_max_sentences"]]
+        shown = list({c.text: c for c in kept if c.verified}.values())  # each sentence once
+        shown = shown[:config["explain_max_sentences"]]
         sentences = [Sentence(c.text, c.triples) for c in shown]
         if not sentences and not notes:
             notes.append("the evidence holds nothing that could be said about this pair")

@@ -18,6 +18,10 @@ def _join(words: list[str]) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def _history_clause(catalog, ev: Evidence, h: int) -> str:
     title = catalog.title(h)
     r = catalog.rating_text(ev, h)
@@ -36,11 +40,11 @@ def template_sentences(catalog, ev: Evidence, max_sentences: int) -> list[str]:
         out.append(f"{name}{year} is listed under {_join(ev.genres)}.")
     elif ev.year:
         out.append(f"{name} came out in {ev.year}.")
-    top = [g for g, n in ev.interests if n >= 2]
+    top = [g for g, n in ev.interests[:3] if n >= 2]  # clearly among the most watched
     shared = [g for g in top if g in ev.genres]
     if shared:
         g = shared[0]
-        out.append(f"You often watch {g} films, and {name} is a {g} film too.")
+        out.append(f"You often watch {g} films, and {name} is {_article(g)} {g} film too.")
     for p in ev.paths:
         words = RELATION_BY_KEY.get(p.role)
         clause = _history_clause(catalog, ev, p.history)

@@ -74,68 +74,72 @@ class SentenceCheck:
 
     @property
     def failures(self) -> list[str]:
-        if not self.claims:
-            return ["states nothing the evidence can check"]
+        """The reasons of the claims that fail (a sentence without claims fails none: it is
+        simply not shown)."""
         return [c.reason for c in self.claims if not c.ok]
 
 
 class TitleIndex:
-    """Catalogue titles as token sequences, for a left-to-right longest match in a draft."""
+    """Catalogue titles as token sequences, for a left-to-right longest match in a draft: exact
+    tokens, except that a leading article may change case ("the Usual Suspects")."""
 
     def __init__(self, aliases: dict[str, list[int]]):
-        self.first: dict[str, list[tuple[tuple[str, ...], frozenset]]] = {}
+        self.exact: dict[tuple[str, ...], frozenset] = {}
+        self.lengths: dict[str, list[int]] = {}  # first token (lower case) -> lengths, longest first
         for alias, items in aliases.items():
             toks = tuple(_TOKEN.findall(_normalise(alias)))
-            if toks:
-                self.first.setdefault(toks[0].lower(), []).append((toks, frozenset(items)))
-        for v in self.first.values():
-            v.sort(key=lambda e: -len(e[0]))
+            if not toks:
+                continue
+            key = self._key(toks)
+            self.exact[key] = self.exact.get(key, frozenset()) | frozenset(items)
+            self.lengths.setdefault(toks[0].lower(), []).append(len(toks))
+        for k, v in self.lengths.items():
+            self.lengths[k] = sorted(set(v), reverse=True)
+
+    @staticmethod
+    def _key(toks) -> tuple[str, ...]:
+        if len(toks) > 1 and toks[0].lower() in _LEADING_ARTICLES:
+            return (toks[0].lower(),) + tuple(toks[1:])
+        return tuple(toks)
 
     def find(self, text: str) -> list[tuple[int, int, frozenset]]:
         """Non-overlapping ``(start, end, items)`` title spans of ``text``."""
         toks = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+        words = [t[0] for t in toks]
         out, i = [], 0
         while i < len(toks):
-            best = None
-            for alias, items in self.first.get(toks[i][0].lower(), ()):
-                n = len(alias)
+            step = 1
+            for n in self.lengths.get(words[i].lower(), ()):
                 if i + n > len(toks):
                     continue
-                got = tuple(t[0] for t in toks[i:i + n])
-                if all(g == a or (j == 0 and g.lower() == a.lower()
-                                  and a.lower() in _LEADING_ARTICLES and n > 1)
-                       for j, (g, a) in enumerate(zip(got, alias))):
-                    best = (toks[i][1], toks[i + n - 1][2], items, n)
+                items = self.exact.get(self._key(words[i:i + n]))
+                if items is not None:
+                    out.append((toks[i][1], toks[i + n - 1][2], items))
+                    step = n
                     break
-            if best is None:
-                i += 1
-            else:
-                out.append(best[:3])
-                i += best[3]
+            i += step
         return out
 
 
 def split_sentences(text: str, titles: list[tuple[int, int, frozenset]]) -> list[tuple[int, int]]:
     """``(start, end)`` of each sentence: ends at ``.``, ``!``, ``?`` followed by a space or the
     end (never inside a title), or at a line break."""
-    inside = [False] * (len(text) + 1)
-    for a, b, _ in titles:
-        for k in range(a, b):
-            inside[k] = True
     spans, start = [], 0
-    for k, ch in enumerate(text):
-        end = None
-        if ch in ".!?" and not inside[k] and (k + 1 == len(text) or text[k + 1].isspace()):
-            end = k + 1
-        elif ch == "\n":
-            end = k
-        if end is not None:
-            if text[start:end].strip():
-                spans.append((start, end))
-            start = k + 1
+    for m in _SENTENCE_END.finditer(text):
+        k = m.start()
+        if any(a <= k < b for a, b, _ in titles):
+            continue
+        end = k if text[k] == "\n" else k + 1
+        if text[start:end].strip():
+            spans.append((start, end))
+        start = k + 1
     if text[start:].strip():
         spans.append((start, len(text)))
     return spans
+
+
+_BULLET = re.compile(r"\s*(?:[-*\u2022]|\d{1,2}[.)])?\s*")
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)|\n")
 
 
 class Verifier:
@@ -157,16 +161,25 @@ class Verifier:
         self.genre_words = {w for g in vocab for w in re.split(r"[^a-z']+", g) if w}
 
     # ---- the whole draft -----------------------------------------------------------------
-    def check(self, draft: str, ev: Evidence) -> list[SentenceCheck]:
+    def check(self, draft: str, ev: Evidence, complete_only: bool = False) -> list[SentenceCheck]:
+        """Every sentence of ``draft`` with its claims. ``complete_only``: a last sentence
+        without its full stop (a language model cut off at its token limit) is left out."""
         text = _normalise(draft or "")
         titles = self.titles.find(text)
         out = []
-        for a, b in split_sentences(text, titles):
-            # drop whitespace at the sentence's edges, keep offsets absolute
-            while a < b and text[a].isspace():
-                a += 1
+        spans = split_sentences(text, titles)
+        if complete_only and spans and text[spans[-1][0]:spans[-1][1]].rstrip()[-1:] not in ".!?":
+            spans = spans[:-1]
+        for a, b in spans:
+            # leave out a list marker and the whitespace at the edges; offsets stay absolute
+            m = _BULLET.match(text, a, b)
+            a = m.end() if m else a
+            while b > a and text[b - 1].isspace():
+                b -= 1
+            if not any(ch.isalnum() for ch in text[a:b]):
+                continue
             sent_titles = [t for t in titles if t[0] >= a and t[1] <= b]
-            out.append(SentenceCheck(text[a:b].strip(), self._claims(text, a, b, sent_titles, ev)))
+            out.append(SentenceCheck(text[a:b], self._claims(text, a, b, sent_titles, ev)))
         return out
 
     # ---- one sentence --------------------------------------------------------------------
@@ -351,8 +364,10 @@ class Verifier:
                 continue
             claims.append(Claim("name", w, False,
                                 reason=f"'{w}' names something the evidence does not hold"))
-        if claims and _NEGATION.search(s):
-            claims.append(Claim("negation", _NEGATION.search(s).group(), False,
+        plain = "".join(" " if taken[k] and k < len(taken) else ch for k, ch in enumerate(s))
+        neg = _NEGATION.search(plain)  # outside titles ("To Be or Not to Be" negates nothing)
+        if claims and neg:
+            claims.append(Claim("negation", neg.group(), False,
                                 reason="a negated statement cannot be checked against the graph"))
         return claims
 
