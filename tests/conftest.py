@@ -40,6 +40,14 @@ def atomic_dir(tmp_path):
     return write
 
 
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+    """A fresh feature cache under ``tmp_path``, and the Hugging Face libraries kept offline."""
+    monkeypatch.setenv("MMKGREC_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
 @pytest.fixture(autouse=True)
 def _quiet_threads():
     import torch

@@ -163,3 +163,41 @@ def assert_beats_popularity(model, overrides, pop):
     ndcg = run.metrics["test"]["ndcg@10"]
     print(f"{model} ndcg@10 {ndcg:.4f} vs Pop {pop:.4f}")
     assert ndcg >= 1.10 * pop, f"{model} ndcg@10 {ndcg:.4f} vs Pop {pop:.4f}"
+
+
+# ---- serving: a free loopback port, an app under uvicorn in a thread --------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServedInThread:
+    """``with ServedInThread(app) as base:`` serves the ASGI ``app`` with uvicorn in a thread on
+    a free loopback port; ``base`` is its URL."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))
+
+    def __enter__(self) -> str:
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 60
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        assert self.server.started, "uvicorn did not start within 60 s"
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(30)
+        return False

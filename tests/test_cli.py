@@ -129,6 +129,20 @@ def test_demo_without_data_runs_multikg4rec_on_synthetic(tmp_path, monkeypatch, 
     from mmkgrec.config import load_config
 
     load_config("MultiKG4Rec", "synthetic", overrides=[s.strip() for s in sets])
+    # the demo ends on the page: the command it prints serves the Multi-KG4Rec run
+    serve = next(line for line in text.splitlines() if line.startswith("serve it"))
+    assert serve.split("mmkgrec serve ")[1].split()[0] == str(out / "MultiKG4Rec")
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from mmkgrec.serving.app import create_app
+
+    with TestClient(create_app(out / "MultiKG4Rec")) as c:
+        assert c.get("/health").json()["model"] == "MultiKG4Rec"
+        user = c.get("/v1/users").json()["users"][0]
+        items = c.get("/v1/recommend", params={"user": user, "k": 5}).json()["items"]
+        assert len(items) == 5
+        assert c.get("/v1/explain", params={"user": user, "item": items[0]["item"]}).status_code == 200
 
 
 def test_set_takes_several_pairs_after_one_flag(tmp_path, capsys):

@@ -20,11 +20,7 @@ WORDS = ("item space love crime war magic robot ocean horse music ghost court he
 CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,"
 
 
-@pytest.fixture(autouse=True)
-def _offline_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MMKGREC_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 @pytest.fixture(scope="module")

@@ -116,3 +116,34 @@ def test_the_ctr_table_shows_global_and_batch_mean_figures_and_says_which_need_a
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in ctr.section()
             if line.startswith("| KG")}
     assert rows["KGCN"][5] == "needs a rerun" and rows["KGCN"][8] == "-0.0060 (global) |"
+
+
+def test_serving_load_section_follows_the_numbers(monkeypatch):
+    """The load test's verdicts (errors, p99 at a fixed rate, cold start, feedback after kill -9)
+    are read off the results."""
+    from reporting import load as section
+
+    def results(p99, cold, missing):
+        common = {"run": "ml-100k-BPR", "dataset": "ml-100k", "n_items": 1682,
+                  "loadavg_before": [1.0, 1.0, 1.0]}
+        return [
+            {**common, "job": "ml-100k-BPR-rate-r200x10s", "rate_rps": 200, "seconds": 10,
+             "target_p99_ms": 50.0, "full_requests": 10000,
+             "result": {"requests": 2000, "errors": 0,
+                        "latency": {"p50_ms": 3.0, "p95_ms": 9.0, "p99_ms": p99}}},
+            {**common, "job": "ml-100k-BPR-cold", "repeats": [{}] * 3, "median_s": cold,
+             "min_s": cold, "max_s": cold, "target_s": 5.0},
+            {**common, "job": "ml-100k-BPR-feedback-kill9", "clients": 8, "events_planned": 1000,
+             "kill_after_acks": 500, "killed_by_sigkill": True, "acknowledged": 500,
+             "on_disk": 500 - missing, "acknowledged_missing": missing,
+             "unacknowledged_on_disk": 0, "acked_per_s": 100.0}]
+
+    monkeypatch.setattr(section, "load", lambda suite: results(30.0, 2.0, 0))
+    text = "\n".join(section.section())
+    assert "| 30.0 | met |" in text and "| 2.00 | 2.00 | 2.00 | met | - |" in text
+    assert "0 acknowledged but missing (target: none, met)" in text
+    assert "Capped: 1 of these 1 rows ran 10 s" in text
+    monkeypatch.setattr(section, "load", lambda suite: results(80.0, 7.0, 2))
+    text = "\n".join(section.section())
+    assert "| 80.0 | **missed** |" in text and "| 7.00 | 7.00 | 7.00 | **missed** | - |" in text
+    assert "2 acknowledged but missing (target: none, **missed**)" in text

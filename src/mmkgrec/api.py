@@ -502,6 +502,46 @@ class Run:
 
         return evaluate_cold(self.split, self.model, self._eval_config(overrides), part)
 
+    # ---- explanations --------------------------------------------------------------------
+    def _explain_config(self, backend, options) -> Config:
+        """The run's config with ``explain_*`` options (and ``backend``) applied, each checked."""
+        from .config import parse_overrides
+
+        ov = parse_overrides(options)
+        bad = sorted(k for k in ov if not k.startswith("explain_"))
+        if bad:
+            raise ConfigError(bad[0], "not an explanation setting; explain takes only explain_* "
+                              "keys", "--set")
+        if backend is not None:
+            ov["explain_backend"] = backend
+        return self.config.updated(**ov) if ov else self.config
+
+    def explainer(self):
+        """The run's :class:`~mmkgrec.explain.Explainer` (evidence tables built once)."""
+        if getattr(self, "_explainer", None) is None:
+            from .explain import Explainer
+
+            self._explainer = Explainer(self, self.config)
+        return self._explainer
+
+    def explain(self, user, item, backend: str | None = None, **options):
+        """Why ``item`` suits ``user`` (raw ids), in sentences the run's evidence supports: an
+        :class:`~mmkgrec.explain.Explanation` (``text``, ``sentences`` each with its supporting
+        triples, ``backend``, ``verified``, ``notes``; ``to_dict()`` for JSON). ``backend``:
+        ``template`` (default, deterministic), ``transformers`` or ``http``; ``options``:
+        ``explain_*`` keys (e.g. ``explain_http_url``). Post-processing only: no score changes."""
+        config = self._explain_config(backend, options)
+        u, i = self.user_index(user), self.item_index(item)
+        return self.explainer().explain(u, i, config["explain_backend"], config)
+
+    def explain_top(self, user, k: int = 5, backend: str | None = None, **options):
+        """:meth:`explain` for each of the user's top-``k`` recommendations, best first."""
+        config = self._explain_config(backend, options)
+        u = self.user_index(user)
+        ex = self.explainer()
+        return [ex.explain(u, self.item_index(item), config["explain_backend"], config)
+                for item, _ in self.recommend(user, k)]
+
     # ---- stored data ---------------------------------------------------------------------
     @property
     def kg(self):

@@ -8,6 +8,10 @@
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
     mmkgrec recommend RUN_DIR --all --out FILE.csv|FILE.parquet [-k 20]
     mmkgrec similar RUN_DIR --item I [-k 10]
+    mmkgrec serve RUN_DIR [--host 127.0.0.1] [--port 8000] [--workers N] [--feedback FILE]
+                  [--images DIR] [--cors-origin ORIGIN ...] [--protect-all]
+    mmkgrec explain RUN_DIR --user U [--item I | -k 5] [--backend template|transformers|http]
+                    [--set explain_k=v ...] [--json]
     mmkgrec compare RUN_DIR [RUN_DIR ...] [--metric ndcg@10] [--plot FILE.png|.svg|.pdf]
     mmkgrec tune MODEL DATASET --grid KEY=V1,V2 [--grid ...] [--trials N] [--sampler grid|random|tpe]
                  [--folds K] [--out DIR] [--config FILE] [--set k=v ...] [--keep-runs]
@@ -79,9 +83,46 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run_dir")
     s.add_argument("--item", required=True, help="a raw item id")
     s.add_argument("-k", type=int, default=10)
-    for one in (e, r, s):
+    x = sub.add_parser("explain", help="why an item suits a user, in sentences checked against "
+                       "the run's knowledge graph and item table")
+    x.add_argument("run_dir")
+    x.add_argument("--user", required=True, help="a raw user id")
+    x.add_argument("--item", help="a raw item id (default: the user's top -k recommendations)")
+    x.add_argument("-k", type=int, default=5, help="without --item: explain the top k")
+    x.add_argument("--backend", choices=["template", "transformers", "http"],
+                   help="who drafts (default: the explain_backend key, template)")
+    x.add_argument("--set", **SET, help="explain_* settings, e.g. explain_http_url=URL")
+    x.add_argument("--json", action="store_true", help="print the explanations as JSON")
+    for one in (e, r, s, x):
         one.add_argument("--device", help="run on this device instead of the one the run was trained "
                        "on (cpu, cuda, cuda:N, mps)")
+
+    sv = sub.add_parser("serve", help="serve a run: JSON API under /v1, a web page at /, "
+                        "/health, /metrics and the OpenAPI page /docs (needs the serve extra)")
+    sv.add_argument("run_dir")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback "
+                    "only; 0.0.0.0 opens it to the network)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=int, default=1, help="server processes, each holding the "
+                    "run in memory")
+    sv.add_argument("--feedback", metavar="FILE", help="append feedback events (POST "
+                    "/v1/feedback) to this JSON-lines file, fsync-ed before each reply; outside "
+                    "the run directory")
+    sv.add_argument("--images", metavar="DIR", help="poster folder (<item id>.jpg|png|...; "
+                    "default: the image folder the run recorded)")
+    sv.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    sv.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                    help="allow browser calls from this origin (CORS is off by default)")
+    sv.add_argument("--protect-all", action="store_true", help="require the API key "
+                    "($MMKGREC_API_KEY) on every /v1 endpoint, not only the admin ones")
+    sv.add_argument("--max-body", type=int, default=64 * 1024, metavar="BYTES",
+                    help="largest request body accepted (413 beyond)")
+    sv.add_argument("--limit-concurrency", type=int, default=512, help="connections and "
+                    "requests at once per worker before 503")
+    sv.add_argument("--device", help="cpu (default: the run's device), cuda, cuda:N, mps")
+    sv.add_argument("--explain-backend", action="append", default=[], metavar="NAME",
+                    choices=["template", "transformers", "http"], help="an explanation backend "
+                    "requests may ask for besides the template (repeatable)")
 
     c = sub.add_parser("compare", help="a table of runs with paired tests over users")
     c.add_argument("run_dirs", nargs="+")
@@ -225,6 +266,8 @@ def _run(args, command: str) -> int:
         for rank, (item, score) in enumerate(rows, 1):
             print(f"{rank}\t{item}\t{score:.4f}")
         return 0
+    if args.cmd == "explain":
+        return _explain(args)
     if args.cmd == "compare":
         from .evaluation.report import compare_runs
 
@@ -239,6 +282,8 @@ def _run(args, command: str) -> int:
         return 0
     if args.cmd == "tune":
         return _tune(args, command)
+    if args.cmd == "serve":
+        return _serve(args)
     if args.cmd == "models":
         from .models import registered_models
 
@@ -306,6 +351,36 @@ def _launch(args, argv: list[str]) -> int:
     return 0
 
 
+def _explain(args) -> int:
+    from . import api
+
+    if args.item is None and args.k < 1:
+        print(f"mmkgrec: error: -k must be >= 1, got {args.k}", file=sys.stderr)
+        return 2
+    run = api.load(args.run_dir, args.device)
+    from .config import parse_overrides
+
+    options = dict(parse_overrides(args.overrides))
+    if args.item is not None:
+        out = [run.explain(args.user, args.item, args.backend, **options)]
+    else:
+        out = run.explain_top(args.user, args.k, args.backend, **options)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in out], indent=1))
+        return 0
+    for rank, e in enumerate(out, 1):
+        head = f"{rank}. {e.title or e.item} (item {e.item})" if args.item is None else \
+            f"{e.title or e.item} (item {e.item})"
+        print(f"{head} [{e.backend}{', corrected' if e.corrected else ''}]")
+        for s in e.sentences:
+            print(f"  {s.text}")
+            for t in s.triples:
+                print(f"      ({t.head}, {t.relation}, {t.tail})  [{t.source}]")
+        for n in e.notes:
+            print(f"  note: {n}")
+    return 0
+
+
 def _tune(args, command: str) -> int:
     from .tuning import tune
 
@@ -335,6 +410,72 @@ def _tune(args, command: str) -> int:
     print(f"best: trial {res.best['number']} ({b['valid_metric']} {res.best_value:.4f}); "
           f"rerun it: mmkgrec train --model {args.model} --dataset {args.dataset} --config "
           f"{res.best_yaml} --out RUN_DIR")
+    return 0
+
+
+def _serve(args) -> int:
+    import ipaddress
+    import os
+    import socket
+    import tempfile
+
+    from .serving import require_serve_extra
+
+    require_serve_extra()
+    if not 0 < args.port < 65536:
+        raise MMKGRecError(f"--port must be from 1 to 65535, got {args.port}")
+    for flag, v in (("--workers", args.workers), ("--threads", args.threads),
+                    ("--max-body", args.max_body), ("--limit-concurrency", args.limit_concurrency)):
+        if v < 1:
+            raise MMKGRecError(f"{flag} must be >= 1, got {v}")
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:  # a clear line before any loading
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((args.host, args.port))
+        except OSError as e:
+            raise MMKGRecError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(f"mmkgrec serve: warning: listening on {args.host}, reachable from the network; "
+              "set MMKGREC_API_KEY and --protect-all unless that network is trusted",
+              file=sys.stderr)
+    import uvicorn
+
+    tmp = tempfile.mkdtemp(prefix="mmkgrec-serve-")
+    settings = {"run_dir": str(Path(args.run_dir).resolve()), "feedback": args.feedback,
+                "images": args.images, "device": args.device, "threads": args.threads,
+                "protect_all": args.protect_all, "cors_origins": args.cors_origin,
+                "max_body": args.max_body, "control": os.path.join(tmp, "control.json"),
+                "explain_backends": ["template", *[b for b in args.explain_backend
+                                                   if b != "template"]]}
+    common = {"host": args.host, "port": args.port, "log_level": "info", "access_log": False,
+              "server_header": False, "limit_concurrency": args.limit_concurrency}
+    if args.workers > 1:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(tmp, "metrics")
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    from .serving.app import SERVE_ENV, Loaded, create_app
+
+    loaded = Loaded(settings["run_dir"], args.images, args.device)  # bad input stops here
+    where = f"http://{'[' + args.host + ']' if family == socket.AF_INET6 else args.host}:{args.port}"
+    print(f"mmkgrec serve: {loaded.model} on '{loaded.dataset}' ({loaded.run.split.n_users} "
+          f"users, {loaded.run.split.n_items} items) loaded in {loaded.load_s:.1f} s; page "
+          f"{where}/ , API {where}/docs , {args.workers} worker(s)", file=sys.stderr, flush=True)
+    if args.workers == 1:
+        app = create_app(**settings, loaded=loaded)
+        uvicorn.run(app, **common)
+    else:
+        if args.feedback:  # checked here, once, before the workers start
+            from .serving.feedback import FeedbackLog
+
+            FeedbackLog(args.feedback, forbidden=loaded.run_dir).close()
+        del loaded
+        os.environ[SERVE_ENV] = json.dumps(settings)
+        uvicorn.run("mmkgrec.serving.app:app_from_env", factory=True, workers=args.workers,
+                    **common)
     return 0
 
 
@@ -387,6 +528,9 @@ def _demo(args) -> int:
           + " ".join(str(out / m) for m, _, _ in DEMO_MODELS))
     print(f"a full run (no epoch cap):  mmkgrec train --model MultiKG4Rec --dataset {dataset} "
           "--out runs/multikg4rec " + " ".join(f"--set {k}={v}" for k, v in FULL_RUN.items()))
+    served = out / DEMO_MODELS[-1][0]
+    print(f"serve it, with its page at http://127.0.0.1:8000/:  mmkgrec serve {served}"
+          + ("   (or: make serve)" if str(out) == "runs/demo" else ""))
     return 0
 
 

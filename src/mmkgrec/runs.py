@@ -527,9 +527,11 @@ class RunData:
         for m in self.manifest.get("features", []):
             self._need("features", a, (f"{m}.matrix", f"{m}.mask"))
             mat, mask = a[f"{m}.matrix"], a[f"{m}.mask"]
-            if mat.ndim != 2 or len(mat) != self.n_items or mask.shape != (self.n_items,):
+            rows, what = ((self.n_users, "users") if m == "user_text" else
+                          (self.n_items, "items"))  # one-pass user texts: a row per user
+            if mat.ndim != 2 or len(mat) != rows or mask.shape != (rows,):
                 raise RunFileError(self.path("features"), f"'{m}' has shape {mat.shape}; the run "
-                                   f"has {self.n_items} items")
+                                   f"has {rows} {what}")
             out[m] = (mat, mask)
         return out
 

@@ -16,7 +16,9 @@ Config keys (declared in :mod:`mmkgrec.config_schema`): ``text_encoder`` (defaul
 descriptor that needs no weights), ``text_fields``,
 ``image_dir``, ``image_column``, ``feature_batch_size``; ``device`` and ``show_progress`` are
 honoured. Modules: :mod:`.content` (texts, image references, decoding), :mod:`.encoders`
-(encoder registry; EfficientNet-Lite in :mod:`.efficientnet`), :mod:`.store` (the store),
+(encoder registry; EfficientNet-Lite in :mod:`.efficientnet`; language models, Gemma-3-270M and
+``hf:<path>``, in :mod:`.language_model`, whose :func:`load_language_model` is the one loader of
+language models), :mod:`.store` (the store),
 :mod:`.themes` (visual theme words, :func:`item_theme_words`: each item image's top ImageNet
 classes, kept in the store beside the vectors).
 
@@ -28,12 +30,14 @@ the file have no content of that modality; ids in the file that the dataset lack
 """
 
 from .encoders import Encoder, HandcraftedDescriptor, encoder_specs, make_encoder, register_encoder
+from .language_model import LanguageModel, encode_texts, load_language_model
 from .pipeline import (FILE_SPEC, export_features, extract_features, item_feature_matrix,
-                       read_feature_file)
+                       read_feature_file, user_history_matrix, user_history_texts)
 from .store import ExtractResult, FeatureStore, cache_root, store_info
 from .themes import imagenet_classes, item_theme_words
 
 __all__ = ["Encoder", "ExtractResult", "FeatureStore", "FILE_SPEC", "HandcraftedDescriptor",
-           "cache_root", "encoder_specs", "export_features", "extract_features", "imagenet_classes",
-           "item_feature_matrix", "item_theme_words", "make_encoder", "read_feature_file",
-           "register_encoder", "store_info"]
+           "LanguageModel", "cache_root", "encode_texts", "encoder_specs", "export_features",
+           "extract_features", "imagenet_classes", "item_feature_matrix", "item_theme_words",
+           "load_language_model", "make_encoder", "read_feature_file", "register_encoder",
+           "store_info", "user_history_matrix", "user_history_texts"]

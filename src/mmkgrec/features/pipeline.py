@@ -136,3 +136,43 @@ def item_feature_matrix(dataset, modality: str, config: Mapping | None = None
     """
     res = extract_features(dataset, modality, config)
     return res.matrix, res.mask
+
+
+def user_history_texts(split, config=None) -> list[str | None]:
+    """One text per dense user id: the texts of the user's training items in time order (file
+    order without timestamps), joined by ``"; "``; ``None`` for a user without training items
+    or whose items have no text."""
+    from . import content
+
+    item_text = content.item_texts(split.dataset, config_value(config, "text_fields"),
+                                   withheld=withheld_item_columns(config))
+    train = split.train
+    order = (np.lexsort((train.timestamp, train.user)) if train.timestamp is not None
+             else np.argsort(train.user, kind="stable"))
+    parts: list[list[str]] = [[] for _ in range(split.n_users)]
+    for u, i in zip(train.user[order].tolist(), train.item[order].tolist()):
+        if item_text[i] is not None:
+            parts[u].append(item_text[i])
+    return ["; ".join(p) if p else None for p in parts]
+
+
+def user_history_matrix(split, config=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(matrix [n_users, dim], mask [n_users])``: each user's training history as one text
+    (:func:`user_history_texts`) through ``text_encoder`` in one pass, kept in the feature store
+    under the modality ``user_text`` (keyed by the text, so another split re-encodes the users
+    whose history changed). Texts longer than the encoder's window are truncated and counted."""
+    from . import content
+
+    spec = config_value(config, "text_encoder")
+    if isinstance(spec, str) and spec.startswith(FILE_SPEC):
+        raise MMKGRecError(f"text_encoder {spec}: a feature file holds item vectors; the one-pass "
+                           "user encoder needs a language model (minilm, gemma3-270m, hf:<path>)")
+    enc = make_encoder(spec, device=config_value(config, "device"), modality="text")
+    texts = user_history_texts(split, config)
+    keys = [None if t is None else content.text_key(t) for t in texts]
+    store = FeatureStore.for_dataset(split.dataset, "user_text", enc)
+    res = store.extract(split.dataset.user_ids, texts, keys, enc,
+                        batch_size=int(config_value(config, "feature_batch_size")),
+                        show_progress=bool(config_value(config, "show_progress")),
+                        info={"dataset": split.dataset.name, "what": "user histories"})
+    return res.matrix, res.mask

@@ -1,0 +1,185 @@
+"""Cold start on ML-100K with the Freebase KG: the LLM + KG recommender's claim (issue 20).
+
+The LLM + KG article (SPEC.md "LLM + KG e-commerce recommender") says its language model and KG
+cure collaborative filtering's cold-start and sparsity problems, and reports no number. Three
+splits, the same rows on each:
+
+* ``random``: ``random_ratio`` 8:1:1 per user;
+* ``cold_item``: 10% of the items keep no training interaction (half validation-only, half
+  test-only), the rest ``random_ratio``; read on the test targets on those items (``cold_items``);
+* ``cold_user``: ``random_ratio``, then 10% of the users keep only their earliest 5 training
+  interactions; read on those users (``cold_users``).
+
+Rows: Pop, BPR, LightGCN, KGAT, CKE, VBPR with the MiniLM text vectors (``VBPR-text``), MMGCN with
+the same vectors (``MMGCN-text``; text only, so that no row reads posters), the parameter-free
+``ContentKNN`` over the same vectors, ``LLMKGRec`` (MiniLM) and its ablations: ``-no-lm`` (ID
+embeddings, the same BPR loss and matching MLP: the loss's share of any gain), ``-no-kg``,
+``-one-pass`` (the article's code: the whole history as one text through MiniLM in one pass;
+Gemma over whole histories of ~1,300 tokens per user would take hours on these CPUs, so the
+one-pass row runs with MiniLM only) and ``-gemma`` (Gemma-3-270M's mean-pooled hidden states as
+the language model). Every model is trained on each split with the learning rate its own suite
+chose on the random split (LLMKGRec: 0.001), an epoch cap of EPOCHS and early stopping on
+validation NDCG@10 (patience PATIENCE), seeds SEEDS (split seed = seed). An ID model cannot know
+an unseen item: on ``cold_item`` it scores those items from their untrained initial parameters,
+and the table shows what that gives rather than hiding the rows.
+
+Each run's JSON holds the overall test metrics and, on a cold split, the metrics and per-user
+values of the cold subset (``cold``), for paired tests over users' means over seeds.
+
+``encode-<lm>`` jobs measure each language model through the feature store on ML-100K's item
+texts, in a fresh cache folder: time to the first encoded batch with a cold cache (model load
+included), texts/s of the whole extraction, and the time to read the features back (warm).
+
+    python benchmarks/coldstart.py [--only SUBSTRING] [--cap]
+
+``--cap`` runs the capped queue (job ids ``cap-*``): one seed, CAP_EPOCHS epochs; its rows say
+so in the report. Resumable: a job whose JSON exists in benchmarks/results/coldstart/ is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import common
+from common import WORK, mmkgrec_run, queue_main, variant_file
+
+SUITE = "coldstart"
+SEEDS = [2020, 2021, 2022]
+EPOCHS = 100
+PATIENCE = 10
+CAP_EPOCHS = 3
+BASE = {"stopping_step": PATIENCE, "valid_metric": "ndcg@10", "show_progress": False,
+        "embedding_size": 64, "train_batch_size": 2048, "threads": 1}
+SPLITS = {
+    "random": {"split": "random_ratio"},
+    "cold_item": {"split": "cold_item", "cold_item_ratio": 0.1},
+    "cold_user": {"split": "cold_user", "cold_user_ratio": 0.1, "cold_user_max_train": 5},
+}
+# learning rates: those the multimodal and KG suites chose on the random split (seed 2020)
+ROWS = {
+    "Pop": ("Pop", {}),
+    "BPR": ("BPR", {"learning_rate": 0.001}),
+    "LightGCN": ("LightGCN", {"learning_rate": 0.005}),
+    "KGAT": ("KGAT", {"learning_rate": 0.001}),
+    "CKE": ("CKE", {"learning_rate": 0.005}),
+    "VBPR-text": ("VBPR", {"modalities": ["text"], "learning_rate": 0.001}),
+    "MMGCN-text": ("MMGCN", {"modalities": ["text"], "learning_rate": 0.001}),
+    "ContentKNN": ("ContentKNN", {}),
+    "LLMKGRec": ("LLMKGRec", {"learning_rate": 0.001}),
+    "LLMKGRec-no-lm": ("LLMKGRec", {"learning_rate": 0.001, "config_file": "LLMKGRec-no-lm"}),
+    "LLMKGRec-no-kg": ("LLMKGRec", {"learning_rate": 0.001, "config_file": "LLMKGRec-no-kg"}),
+    "LLMKGRec-one-pass": ("LLMKGRec", {"learning_rate": 0.001,
+                                       "config_file": "LLMKGRec-one-pass"}),
+    "LLMKGRec-gemma": ("LLMKGRec", {"learning_rate": 0.001, "config_file": "LLMKGRec-gemma"}),
+}
+# the content-aware rows the claim is measured against, and the ablation that separates the
+# language model from the loss
+AGAINST = ["VBPR-text", "ContentKNN", "KGAT", "CKE", "LLMKGRec-no-lm"]
+ENCODERS = ["minilm", "gemma3-270m"]
+FIRST = ["LLMKGRec", "VBPR-text", "ContentKNN", "LLMKGRec-no-lm", "Pop", "BPR"]
+
+
+def _priority(row: str) -> int:
+    return FIRST.index(row) if row in FIRST else len(FIRST)
+CAPPED = "--cap" in sys.argv
+
+
+def jobs(capped: bool = CAPPED) -> list[dict]:
+    seeds = SEEDS[:1] if capped else SEEDS
+    pre = "cap-" if capped else ""
+    # the claim's rows first (all splits), then the rest: a queue cut short has the comparisons
+    out = [{"id": f"{pre}{s}-{row}-s{seed}", "split": s, "row": row, "seed": seed,
+            "capped": capped} for row in sorted(ROWS, key=_priority) for s in SPLITS
+           for seed in seeds]
+    out += [{"id": f"encode-{lm}", "encoder": lm} for lm in ENCODERS]
+    return out
+
+
+def settings(job: dict) -> tuple[str, dict]:
+    model, extra = ROWS[job["row"]]
+    ov = {**BASE, **SPLITS[job["split"]], **extra, "seed": job["seed"], "split_seed": job["seed"],
+          "epochs": CAP_EPOCHS if job["capped"] else EPOCHS}
+    if "config_file" in ov:
+        ov["config_file"] = variant_file(ov["config_file"])
+    return model, ov
+
+
+def cold_metrics(run_dir) -> dict:
+    """The cold subset's metrics and per-user values of a finished run (empty on ``random``)."""
+    import torch
+
+    import mmkgrec
+
+    torch.set_num_threads(1)
+    out = {}
+    for name, res in mmkgrec.load(str(run_dir)).evaluate_cold().items():
+        per_user = res.get("per_user") or {}
+        out[name] = {k: v for k, v in res.items() if k != "per_user"}
+        out[name]["per_user"] = {k: (list(map(str, v)) if k == "user_ids" else
+                                     [round(float(x), 6) for x in v]) for k, v in per_user.items()}
+    return out
+
+
+def measure_encoder(spec: str) -> dict:
+    """Through the feature store, in a fresh cache folder: seconds to the first encoded batch of
+    64 texts with a cold cache (model load included), the whole extraction's texts/s, and the
+    seconds to read the stored features back."""
+    import os
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MMKGREC_CACHE"] = tmp
+        from mmkgrec.config import load_config
+        from mmkgrec.data import load_dataset
+        from mmkgrec.features import extract_features, make_encoder
+        from mmkgrec.features.content import item_texts
+
+        cfg = load_config("LLMKGRec", "ml-100k", overrides={"text_encoder": spec,
+                                                             "show_progress": False})
+        ds = load_dataset("ml-100k", cfg)
+        texts = [t for t in item_texts(ds, cfg["text_fields"]) if t is not None]
+        t0 = time.perf_counter()
+        enc = make_encoder(spec, modality="text")
+        enc.encode(texts[:64])
+        first = time.perf_counter() - t0
+        res = extract_features(ds, "text", cfg)
+        t1 = time.perf_counter()
+        again = extract_features(ds, "text", cfg)
+        warm = time.perf_counter() - t1
+    return {"encoder": spec, "dim": res.stats["dim"], "texts": len(texts),
+            "first_batch_s": first, "extract_s": res.stats["seconds"],
+            "texts_per_s": res.stats["items_per_s"], "encoded": res.stats["encoded"],
+            "warm_read_s": warm, "warm_encoded": again.stats["encoded"],
+            "truncated": getattr(enc, "truncated", None), "threads": 1}
+
+
+def run(job: dict) -> dict:
+    if "encoder" in job:
+        out = WORK / "runs" / SUITE / f"{job['id']}.json"
+        cmd = [sys.executable, __file__, "--measure-encoder", job["encoder"], str(out)]
+        common.run_cmd(cmd, WORK / "logs" / SUITE / f"{job['id']}.log")
+        r = json.loads(out.read_text())
+        return {**r, "command": " ".join(cmd)}
+    model, ov = settings(job)
+    run_dir = WORK / "runs" / SUITE / job["id"]
+    r = mmkgrec_run(model, "ml-100k", ov, run_dir, WORK / "logs" / SUITE / f"{job['id']}.log")
+    r.update(row=job["row"], split=job["split"], seed=job["seed"], capped=job["capped"],
+             cold=cold_metrics(run_dir))
+    return r
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--measure-encoder":
+        from pathlib import Path
+
+        Path(sys.argv[3]).parent.mkdir(parents=True, exist_ok=True)
+        Path(sys.argv[3]).write_text(json.dumps(measure_encoder(sys.argv[2])))
+        sys.exit(0)
+    if CAPPED:
+        sys.argv.remove("--cap")
+    queue_main(SUITE, jobs(), run)

@@ -1,0 +1,410 @@
+"""Knowledge-anchored explanations on ML-100K (issue 21; MM-RACL-KAL section 3.5).
+
+Jobs (one JSON each under ``results/explain/``; resumable):
+
+``train-BPR``, ``train-SASRec``
+    The runs explained: BPR (random 8:1:1 split) and SASRec (its next-item protocol), epochs
+    capped (``EPOCHS``: BPR 40, SASRec 3 with inputs of 20 items, a shared 2-core machine; the explanations do not depend on how well the model ranks, only on what
+    it ranks) into ``benchmarks/work/runs/explain/``.
+``template-BPR``, ``template-SASRec``
+    ``USERS`` benchmark users (drawn with seed 2020 among users with at least 5 training items) x
+    their top ``K`` recommendations, explained by the template backend. Every shown explanation is
+    audited by ``explain_audit.py``, an independent checker that shares no code with the verifier
+    and looks each shown fact up in the dataset files (target: 0 unsupported shown facts). Also:
+    the share of the raw draft's claims the verifier passed, the unique sentence ratio (USR, as
+    PEPLER defines it: distinct explanations / explanations; and distinct sentences / sentences),
+    latency per explanation (wall and thread CPU time, p50 / p99 after the run's tables are built;
+    target: template under 5 ms), and the notes (why an explanation says less).
+``faithful-SASRec``, ``faithful-SASRec-kg-order``
+    For SASRec, whose score reads back to its input: removing the history items an explanation
+    cites from the input lowers the candidate's score more than removing as many random history
+    items (paired t-test and Wilcoxon over the pairs citing at least one item; ``RANDOM_DRAWS``
+    random sets per pair, their mean). With the model's own reasons ordering the cited history
+    (the default) and with the KG's order alone. BPR: not applicable (its user vector is a free
+    parameter: no history item can be removed from it).
+``facts-BPR``
+    The frozen fact set (``explain_facts.json``, written before the verifier, half held out),
+    filled from the evidence of the top-5 pairs of ``USERS`` tuning users disjoint from the
+    benchmark users: per half, the share of false sentences caught and of true sentences passed.
+``threshold-BPR``
+    ``explain_similarity_threshold`` chosen on the tuning users: the MiniLM similarity of each
+    template explanation to its own user's interest vector and to a random other user's; the
+    threshold is the 5th percentile of the own-user similarities (95% of on-topic text passes).
+``gemma-BPR``
+    The transformers backend with the bundled Gemma-3-270M on the first ``LM_PAIRS`` pairs (each
+    benchmark user's top 1), greedy, 96 new tokens, up to 2 drafts: the share of raw-draft claims
+    verified, how often a draft was corrected or the template answered, the audit of what was
+    shown, USR and latency. Sized to what a shared 2-core CPU allows (a draft takes about a minute).
+``http-llamacpp``
+    The HTTP backend through a local llama.cpp server: not run here (``llama-cpp-python`` has no
+    wheel for this machine, only a source build); the JSON says so.
+
+    python benchmarks/explain.py [--only SUBSTRING] [--lm PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import RESULTS, WORK, NotReady, mmkgrec_run, run_queue  # noqa: E402
+
+import mmkgrec  # noqa: E402
+
+SUITE = "explain"
+USERS, K, LM_PAIRS, RANDOM_DRAWS = 100, 5, 3, 5
+EPOCHS = {"BPR": 40, "SASRec": 3}
+TRAIN = {"BPR": {"learning_rate": 0.005}, "SASRec": {"max_seq_length": 20}}
+FACTS = ROOT / "benchmarks" / "explain_facts.json"
+RUNS = WORK / "runs" / "explain"
+ARGS = argparse.Namespace(lm="gemma-3-270m")
+
+
+def data_dir() -> Path:
+    import os
+
+    return Path(os.environ["MMKGREC_DATA"]) / "ml-100k"
+
+
+def run_dir(model: str) -> Path:
+    return RUNS / model
+
+
+def load(model: str):
+    path = run_dir(model)
+    if not (path / "model.safetensors").exists():
+        raise NotReady(f"{path} is missing: run the job train-{model} first")
+    torch.set_num_threads(1)
+    return mmkgrec.load(path)
+
+
+def user_sets(run) -> tuple[list[str], list[str]]:
+    """(benchmark users, tuning users): disjoint, drawn with seed 2020 among users with at least
+    5 training items."""
+    counts = np.bincount(run.split.part("train").user, minlength=run.split.n_users)
+    eligible = np.flatnonzero(counts >= 5)
+    order = np.random.default_rng(2020).permutation(eligible)
+    ids = run.dataset.user_ids
+    return [str(ids[u]) for u in order[:USERS]], [str(ids[u]) for u in order[USERS:2 * USERS]]
+
+
+def pct(xs, q) -> float:
+    return float(np.percentile(np.asarray(xs, dtype=float), q)) if len(xs) else float("nan")
+
+
+# ---- jobs ---------------------------------------------------------------------------------
+def train(model: str) -> dict:
+    overrides = {"epochs": EPOCHS[model], "threads": 1, "show_progress": False, **TRAIN[model]}
+    res = mmkgrec_run(model, "ml-100k", overrides, run_dir(model), RUNS / f"{model}.log")
+    res.pop("per_user", None)
+    return res
+
+
+def explain_many(run, pairs, backend: str, **options) -> tuple[list[dict], list[float], list[float]]:
+    rows, wall, cpu = [], [], []
+    ex = run.explainer()
+    for user, item in pairs:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        e = run.explain(user, item, backend, **options)
+        wall.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.thread_time() - c0) * 1000)
+        d = e.to_dict()
+        d["cited"] = sorted({t.head[5:] for s in e.sentences for t in s.triples
+                             if t.head.startswith("item:") and t.head[5:] != e.item}
+                            | {t.tail[5:] for s in e.sentences for t in s.triples
+                               if t.tail.startswith("item:") and t.tail[5:] != e.item})
+        rows.append(d)
+    del ex
+    return rows, wall, cpu
+
+
+def summarise(rows: list[dict], wall, cpu, audit_problems: list[list[str]]) -> dict:
+    sentences = [s["text"] for r in rows for s in r["sentences"]]
+    first = [r["attempts"][0] for r in rows]
+    claims = sum(a["claims"] for a in first)
+    notes = {}
+    for r in rows:
+        for n in r["notes"]:
+            key = n.split(" (")[0].split(":")[0]
+            for word in ("has no link", "no film of the user's history", "no interactions",
+                         "no knowledge graph", "failed", "no http draft", "no transformers draft"):
+                if word in n:
+                    key = word
+            notes[key] = notes.get(key, 0) + 1
+    return {
+        "explanations": len(rows), "sentences_shown": len(sentences),
+        "explanations_with_text": sum(bool(r["sentences"]) for r in rows),
+        "shown_claim_triples": sum(len(s["triples"]) for r in rows for s in r["sentences"]),
+        "unsupported_shown": sum(len(p) for p in audit_problems),
+        "explanations_with_unsupported": sum(bool(p) for p in audit_problems),
+        "audit_examples": [p for ps in audit_problems for p in ps][:10],
+        "raw_claims": claims, "raw_claims_verified": sum(a["claims_ok"] for a in first),
+        "raw_verified_share": (sum(a["claims_ok"] for a in first) / claims) if claims else None,
+        "corrected": sum(r["corrected"] for r in rows),
+        "template_fallback": sum(r["backend"] == "template" and r["requested_backend"] != "template"
+                                 for r in rows),
+        "usr_explanations": len({r["text"] for r in rows if r["text"]}) / max(1, sum(
+            bool(r["text"]) for r in rows)),
+        "usr_sentences": len(set(sentences)) / max(1, len(sentences)),
+        "with_kg_sentence": sum(any(t["source"] == "kg" for s in r["sentences"]
+                                    for t in s["triples"]) for r in rows),
+        "notes": notes,
+        "latency_ms": {"wall_p50": pct(wall, 50), "wall_p99": pct(wall, 99),
+                       "cpu_p50": pct(cpu, 50), "cpu_p99": pct(cpu, 99),
+                       "wall_mean": float(np.mean(wall)) if wall else float("nan")},
+    }
+
+
+def template(model: str) -> dict:
+    from explain_audit import Audit
+
+    run = load(model)
+    users, _ = user_sets(run)
+    recs = run.recommend_batch(users, K)
+    pairs = [(u, item) for u, r in zip(users, recs) for item, _ in r]
+    t0 = time.perf_counter()
+    run.explainer()  # the run's tables, once (not part of a request)
+    build_s = time.perf_counter() - t0
+    run.explain(*pairs[0])  # warm-up
+    rows, wall, cpu = explain_many(run, pairs, "template")
+    audit = Audit(data_dir())
+    problems = [audit.audit(r) for r in rows]
+    return {"model": model, "backend": "template", "users": users, "k": K,
+            "tables_built_s": build_s, **summarise(rows, wall, cpu, problems),
+            "explanations_list": rows}
+
+
+def faithful(model: str, reasons: bool) -> dict:
+    from scipy import stats
+
+    from mmkgrec.explain.reasons import scores_without
+
+    run = load(model)
+    users, _ = user_sets(run)
+    recs = run.recommend_batch(users, K)
+    pairs = [(u, item) for u, r in zip(users, recs) for item, _ in r]
+    run._prepare()
+    rng = np.random.default_rng(2020)
+    rows = []
+    for user, item in pairs:
+        e = run.explain(user, item, "template", explain_model_reasons=reasons)
+        cited_ids = {t.head[5:] for s in e.sentences for t in s.triples
+                     if t.head.startswith("item:") and t.head[5:] != item}
+        u, c = run.user_index(user), run.item_index(item)
+        cited = sorted(run.item_index(i) for i in cited_ids)
+        if not cited:
+            continue
+        hist = np.asarray(run.explainer().catalog.history(u)[0])
+        others = np.setdiff1d(hist, cited)
+        if len(others) < len(cited):
+            continue
+        draws = [sorted(rng.choice(others, len(cited), replace=False).tolist())
+                 for _ in range(RANDOM_DRAWS)]
+        s = scores_without(run.model, u, c, [[], cited] + draws)
+        rows.append({"user": user, "item": item, "n_cited": len(cited),
+                     "drop_cited": float(s[0] - s[1]),
+                     "drop_random": float(np.mean(s[0] - s[2:]))})
+    a = np.array([r["drop_cited"] for r in rows])
+    b = np.array([r["drop_random"] for r in rows])
+    t = stats.ttest_rel(a, b) if len(rows) > 1 else None
+    w = stats.wilcoxon(a, b) if len(rows) > 1 and np.any(a != b) else None
+    return {"model": model, "model_reasons": reasons, "pairs": len(pairs),
+            "pairs_citing": len(rows), "mean_drop_cited": float(a.mean()) if len(a) else None,
+            "mean_drop_random": float(b.mean()) if len(b) else None,
+            "share_cited_larger": float(np.mean(a > b)) if len(a) else None,
+            "t": None if t is None else float(t.statistic),
+            "p_t": None if t is None else float(t.pvalue),
+            "p_wilcoxon": None if w is None else float(w.pvalue), "rows": rows}
+
+
+def _fill(entry: dict, values: dict) -> str | None:
+    try:
+        return entry["text"].format(**values)
+    except KeyError:
+        return None
+
+
+def fact_values(run, ev, rel: str | None, rng) -> dict:
+    """The placeholders of the fact set for one pair (those it cannot fill are absent)."""
+    cat = run.explainer().catalog
+    v = {"title": cat.titles[ev.item]}
+    if not v["title"]:
+        return {}
+    if ev.year:
+        v["year"] = ev.year
+        v["wrong_year"] = str(int(ev.year) + (7 if int(ev.year) < 1990 else -6))
+    if ev.genres:
+        v["genre"] = ev.genres[0]
+        if len(ev.genres) > 1:
+            v["genre2"] = ev.genres[1]
+        wrong = [g for g in cat.genre_vocab if g not in ev.genres]
+        v["wrong_genre"] = wrong[int(rng.integers(len(wrong)))]
+    top = [g for g, _ in ev.interests if g in ev.genres]
+    if top:
+        v["top_genre"] = top[0]
+    if ev.history:
+        h = ev.history[int(rng.integers(len(ev.history)))]
+        v["seen"], v["seen_rating"] = cat.title(h), f"{ev.ratings.get(h, 0):g}"
+    hist = set(ev.history)
+    seen_anywhere = set(run.dataset.inter.item[run.dataset.inter.user == ev.user].tolist())
+    unseen = [i for i in range(cat.n_items) if i not in seen_anywhere and i != ev.item
+              and cat.titles[i] and len(cat.aliases.get(cat.titles[i], [])) <= 1]
+    if unseen:
+        v["unseen"] = cat.titles[unseen[int(rng.integers(len(unseen)))]]
+    if rel is not None:
+        with_path = sorted({p.history for p in ev.all_paths if p.role == rel})
+        # a title that another item shares may name the one with the path: not "invented"
+        path_titles = {cat.titles[h] for h in with_path}
+        no_path = sorted(h for h in hist - set(with_path) - {ev.item}
+                         if cat.titles[h] not in path_titles
+                         and len(cat.aliases.get(cat.titles[h], [])) <= 1)
+        if with_path:
+            h = with_path[0]
+            v["path"], v["path_rating"] = cat.title(h), f"{ev.ratings.get(h, 0):g}"
+        if no_path:
+            h = no_path[int(rng.integers(len(no_path)))]
+            v["nopath"], v["nopath_rating"] = cat.title(h), f"{ev.ratings.get(h, 0):g}"
+    return v
+
+
+def facts(model: str) -> dict:
+    run = load(model)
+    _, tune_users = user_sets(run)
+    spec = json.loads(FACTS.read_text())
+    recs = run.recommend_batch(tune_users, K)
+    ex = run.explainer()
+    rng = np.random.default_rng(2020)
+    results = []
+    for user, r in zip(tune_users, recs):
+        for item, _ in r:
+            ev = ex.evidence(run.user_index(user), run.item_index(item))
+            values = {}
+            for entry in spec["entries"]:
+                rel = entry.get("relation")
+                if rel not in values:
+                    values[rel] = fact_values(run, ev, rel, rng)
+                text = _fill(entry, values[rel])
+                if text is None:
+                    continue
+                checks = ex.check(text, ev)
+                passed = bool(checks) and all(c.verified for c in checks)
+                results.append({"id": entry["id"], "half": entry["half"],
+                                "category": entry["category"], "label": entry["label"],
+                                "text": text, "passed": passed,
+                                "failures": [f for c in checks for f in c.failures]})
+    out = {"model": model, "users": len(tune_users), "facts_file": "benchmarks/explain_facts.json",
+           "pairs": len(tune_users) * K, "sentences": len(results),
+           "halves": {}}
+    for half in ("tune", "heldout"):
+        rows = [x for x in results if x["half"] == half]
+        false = [x for x in rows if not x["label"]]
+        true = [x for x in rows if x["label"]]
+        per_cat = {}
+        for cat in sorted({x["category"] for x in rows}):
+            xs = [x for x in rows if x["category"] == cat]
+            per_cat[cat] = {"n": len(xs), "passed": sum(x["passed"] for x in xs)}
+        caught = sum(not x["passed"] for x in false)
+        flagged = caught + sum(not x["passed"] for x in true)
+        out["halves"][half] = {
+            "false_n": len(false), "false_caught": caught,
+            "recall": caught / len(false) if false else None,
+            "true_n": len(true), "true_passed": sum(x["passed"] for x in true),
+            "true_pass_rate": sum(x["passed"] for x in true) / len(true) if true else None,
+            "precision": caught / flagged if flagged else None, "per_category": per_cat,
+            "missed_false": [x["text"] for x in false if x["passed"]][:15],
+            "rejected_true": [(x["text"], x["failures"]) for x in true if not x["passed"]][:15]}
+    return out
+
+
+def threshold(model: str) -> dict:
+    from mmkgrec.explain.similarity import InterestSimilarity
+
+    run = load(model)
+    _, tune_users = user_sets(run)
+    recs = run.recommend_batch(tune_users, K)
+    ex = run.explainer()
+    sim = InterestSimilarity(ex.catalog, run.config)
+    rng = np.random.default_rng(2020)
+    own, other = [], []
+    evs = {u: None for u in tune_users}
+    for user, r in zip(tune_users, recs):
+        for item, _ in r:
+            e = run.explain(user, item)
+            if not e.text:
+                continue
+            own.append(sim.similarity(e.text, e.evidence))
+            stranger = tune_users[int(rng.integers(len(tune_users)))]
+            while stranger == user:
+                stranger = tune_users[int(rng.integers(len(tune_users)))]
+            if evs[stranger] is None:
+                evs[stranger] = ex.evidence(run.user_index(stranger), run.item_index(item))
+            other.append(sim.similarity(e.text, evs[stranger]))
+    thr = pct(own, 5)
+    return {"model": model, "users": len(tune_users), "pairs": len(own),
+            "own_p5": thr, "own_median": pct(own, 50), "other_median": pct(other, 50),
+            "other_below_threshold": float(np.mean(np.asarray(other) < thr)),
+            "chosen_threshold": round(thr, 2)}
+
+
+def lm(model: str) -> dict:
+    from explain_audit import Audit
+
+    run = load(model)
+    users, _ = user_sets(run)
+    recs = run.recommend_batch(users[:LM_PAIRS], 1)
+    pairs = [(u, r[0][0]) for u, r in zip(users[:LM_PAIRS], recs)]
+    t0 = time.perf_counter()
+    run.explain(*pairs[0], "transformers", explain_lm_path=ARGS.lm)  # loads the model
+    load_s = time.perf_counter() - t0
+    rows, wall, cpu = explain_many(run, pairs, "transformers", explain_lm_path=ARGS.lm)
+    audit = Audit(data_dir())
+    problems = [audit.audit(r) for r in rows]
+    return {"model": model, "backend": "transformers", "lm": Path(ARGS.lm).name,
+            "pairs": len(pairs), "load_s": load_s, **summarise(rows, wall, cpu, problems),
+            "explanations_list": rows}
+
+
+def not_run(_job) -> dict:
+    return {"status": "not run", "why": "llama-cpp-python installs here only from source (no "
+            "wheel for this platform); the HTTP backend is tested against a local stand-in "
+            "server in tests/test_explain_backends.py instead"}
+
+
+JOBS = ([{"id": f"train-{m}", "run": lambda j, m=m: train(m)} for m in ("BPR", "SASRec")]
+        + [{"id": f"template-{m}", "run": lambda j, m=m: template(m)} for m in ("BPR", "SASRec")]
+        + [{"id": "faithful-SASRec", "run": lambda j: faithful("SASRec", True)},
+           {"id": "faithful-SASRec-kg-order", "run": lambda j: faithful("SASRec", False)},
+           {"id": "facts-BPR", "run": lambda j: facts("BPR")},
+           {"id": "threshold-BPR", "run": lambda j: threshold("BPR")},
+           {"id": "gemma-BPR", "run": lambda j: lm("BPR")},
+           {"id": "http-llamacpp", "run": not_run}])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--only")
+    p.add_argument("--lm", default="gemma-3-270m", help="explain_lm_path of the gemma job")
+    args = p.parse_args()
+    ARGS.lm = args.lm
+    jobs = [{"id": j["id"]} for j in JOBS]
+    runners = {j["id"]: j["run"] for j in JOBS}
+
+    def runner(job):
+        out = runners[job["id"]](job)
+        out.setdefault("command", " ".join(["python", "benchmarks/explain.py", "--only",
+                                            f"={job['id']}"]))
+        return out
+
+    run_queue(SUITE, jobs, runner, args.only)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""LLMKGRec: the LLM + knowledge-graph e-commerce recommender ("融合大语言模型和知识图谱的电商个性化
+推荐算法", a blog-style article with code; SPEC.md "LLM + KG e-commerce recommender")."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import config_value
+from ..errors import ConfigError
+from ..nn.kg import TransE, TransR
+from ..nn.losses import bpr_loss, l2_per_batch
+from ..nn.matching import AttentionPooling, MatchingMLP
+from .base import ModelInputs, Recommender, register, standardised_content
+
+log = logging.getLogger(__name__)
+
+
+@register
+class LLMKGRec(Recommender):
+    """The article's three modules (Sec. 3.1-3.4 and its PyTorch code), trained with BPR.
+
+    * **UserEncoder** (Sec. 3.2): each behaviour (a training-history item's text, as the feature
+      store holds it: title, year, attributes) is encoded by a pre-trained language model
+      (``text_encoder``: ``minilm``, ``gemma3-270m``, ``hf:<path>``; :mod:`mmkgrec.features.language_model`),
+      the vectors are attention-pooled (step 2, :class:`~mmkgrec.nn.matching.AttentionPooling`)
+      and a linear layer gives the user embedding (step 3, the code's ``fc``):
+      ``e_u = W sum_j a_uj x_j + b``. Item texts are encoded once and cached, so a user's
+      encoding is a pooling over cached vectors (the language model is frozen; ``W`` is applied
+      to every item vector once per step, then pooled: the same value). ``user_encoder:
+      one_pass`` is the code's variant: the user's whole behaviour sequence (history texts in
+      time order, one text) through the language model in one pass, ``e_u = W x_u + b``.
+      **Resolution**: an item's embedding is the same linear map of its own text vector,
+      ``e_i = W x_i + b`` (the article leaves the item embedding unspecified; this puts users
+      and items in one space and gives an unseen item a vector). Text vectors are standardised
+      per dimension over the items that have text (the encoders' scales differ by orders of
+      magnitude); an item without text has ``x_i = 0``.
+    * **KGEnhancer** (Sec. 3.3, the code's ``KGEnhancer``): ``z = F [e ; k] + c`` with one linear
+      layer ``F`` shared by users and items. **Resolution**: an item's KG feature ``k_i`` is its
+      entity's embedding, trained jointly with TransR (``kg_embedding_method: transr``, the
+      relation space ``kg_embedding_size``) or TransE on the KG's triples (each CF step comes with
+      a KG batch of the same size, loss weight ``kg_loss_weight``); a user's ``k_u`` is the mean
+      over the entities of the user's training items.
+    * **MatchingModel** (Sec. 3.4): ``score = MLP([z_u ; z_i])``, hidden widths
+      ``matching_layers`` with ReLU, one output (:class:`~mmkgrec.nn.matching.MatchingMLP`).
+      **Resolution**: trained with BPR (``-ln sigmoid(s_ui - s_uj)``, uniform negatives) plus
+      ``reg_weight`` times the squared L2 of the batch's ``z`` vectors per batch; every item is
+      scored and ranked, the first layer's user and item parts computed once and the pairs
+      scored in blocks of ``score_chunk_elements`` activations.
+
+    Ablations: ``use_lm: false`` (user and item ID embeddings in place of the language model,
+    the same loss and matching model), ``use_kg: false`` (``z = e``, no KG), ``user_encoder:
+    one_pass``, the language model by ``text_encoder``; ``id_embeddings: true`` adds ID
+    embeddings to the text-based ``e_u``, ``e_i`` (a hybrid the article does not have). A user
+    without training history pools nothing: ``e_u = b`` (and ``k_u = 0``); the log counts them.
+    """
+
+    name = "LLMKGRec"
+
+    @classmethod
+    def requirements(cls, config) -> frozenset:
+        req = set()
+        if config_value(config, "use_lm"):
+            req.add("text")
+            if config_value(config, "user_encoder") == "one_pass":
+                req.add("user_text")
+        if config_value(config, "use_kg"):
+            req.add("kg")
+        return frozenset(req)
+
+    def __init__(self, config, inputs: ModelInputs):
+        super().__init__(config, inputs)
+        d = int(config_value(config, "embedding_size"))
+        self.use_lm = bool(config_value(config, "use_lm"))
+        self.use_kg = bool(config_value(config, "use_kg"))
+        self.one_pass = config_value(config, "user_encoder") == "one_pass"
+        self.reg_weight = float(config_value(config, "reg_weight"))
+        self.kg_weight = float(config_value(config, "kg_loss_weight"))
+        self.chunk = int(config_value(config, "score_chunk_elements"))
+        hidden = list(config_value(config, "matching_layers"))
+        m = inputs.train.csr(self.n_users, self.n_items)  # each user's training items
+        indptr = torch.from_numpy(m.indptr.astype(np.int64))
+        hist = torch.from_numpy(m.indices.astype(np.int64))
+        self.register_buffer("indptr", indptr, persistent=False)
+        self.register_buffer("hist", hist, persistent=False)
+        no_history = int((indptr[1:] == indptr[:-1]).sum())
+        if no_history:
+            log.info("LLMKGRec: %d user(s) have no training history; their user vector falls "
+                     "back to the encoder's bias (and a zero KG feature)", no_history)
+        if self.use_lm:
+            text, _ = standardised_content(inputs, "text", self.name)
+            self.register_buffer("text", text, persistent=False)
+            self.fc = nn.Linear(text.shape[1], d)   # UserEncoder.fc (and the items' map)
+            nn.init.xavier_uniform_(self.fc.weight)
+            nn.init.zeros_(self.fc.bias)
+            if self.one_pass:
+                if "user_text" not in inputs.features:
+                    raise ValueError("LLMKGRec user_encoder: one_pass needs inputs 'user_text'")
+                ut, _ = standardised_content(inputs, "user_text", self.name)
+                self.register_buffer("user_text", ut, persistent=False)
+            else:
+                self.pool = AttentionPooling(text.shape[1],
+                                             int(config_value(config, "attention_size")))
+        if not self.use_lm or config_value(config, "id_embeddings"):
+            self.user_emb = nn.Embedding(self.n_users, d)
+            self.item_emb = nn.Embedding(self.n_items, d)
+            for emb in (self.user_emb, self.item_emb):
+                nn.init.xavier_normal_(emb.weight)
+                if self.use_lm:
+                    emb.weight.data.mul_(0.1)
+        else:
+            self.user_emb = self.item_emb = None
+        if self.use_kg:
+            kg = inputs.kg
+            method = config_value(config, "kg_embedding_method")
+            self.triples = kg.triples
+            self.n_relations = max(1, kg.n_relations)
+            self.entity_emb = nn.Embedding(kg.n_entities, d)
+            nn.init.xavier_normal_(self.entity_emb.weight)
+            self.kge = (TransE(self.n_relations, d) if method == "transe" else
+                        TransR(self.n_relations, d, int(config_value(config, "kg_embedding_size"))))
+            self.fuse = nn.Linear(2 * d, d)          # KGEnhancer.fc, shared by users and items
+            nn.init.xavier_uniform_(self.fuse.weight)
+            nn.init.zeros_(self.fuse.bias)
+        if not hidden:
+            raise ConfigError("matching_layers", "expected at least one hidden width")
+        self.matcher = MatchingMLP(d, d, hidden)
+        self._cache = None
+
+    # ---- embeddings ---------------------------------------------------------------------------
+    def _histories(self, users: torch.Tensor):
+        """Flat history items of ``users`` and the position in ``users`` each belongs to."""
+        start, end = self.indptr[users], self.indptr[users + 1]
+        lengths = end - start
+        seg = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
+        offsets = torch.arange(int(lengths.sum()), device=users.device)
+        offsets = offsets - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        return self.hist[start[seg] + offsets], seg, lengths
+
+    def _items(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """``z_i`` of ``items`` (all when None)."""
+        if items is None:
+            items = torch.arange(self.n_items, device=self.indptr.device)
+        e = self.fc(self.text[items]) if self.use_lm else 0.0
+        if self.item_emb is not None:
+            e = e + self.item_emb(items)
+        if self.use_kg:
+            e = self.fuse(torch.cat([e, self.entity_emb(items)], -1))
+        return e
+
+    def _users(self, users: torch.Tensor) -> torch.Tensor:
+        """``z_u`` of distinct ``users``."""
+        need_hist = self.use_kg or (self.use_lm and not self.one_pass)
+        if need_hist:
+            hist, seg, lengths = self._histories(users)
+        e = 0.0
+        if self.use_lm:
+            if self.one_pass:
+                e = self.fc(self.user_text[users])
+            else:
+                # pooling commutes with the linear map: W (sum a x) + b = sum a (W x) + b
+                flat = torch.unique(hist, return_inverse=True)
+                uniq, inv = flat
+                x = self.text[uniq]
+                s, v = self.pool.logits(x)[inv], (x @ self.fc.weight.T)[inv]
+                e = AttentionPooling.pool(s, v, seg, len(users)) + self.fc.bias
+        if self.user_emb is not None:
+            e = e + self.user_emb(users)
+        if self.use_kg:
+            k = self.entity_emb.weight.new_zeros(len(users), self.entity_emb.embedding_dim)
+            k = k.index_add_(0, seg, self.entity_emb(hist))
+            k = k / lengths.clamp_min(1).unsqueeze(1).to(k.dtype)
+            e = self.fuse(torch.cat([e, k], -1))
+        return e
+
+    def _batch_users(self, users: torch.Tensor) -> torch.Tensor:
+        uniq, inv = torch.unique(users, return_inverse=True)
+        return self._users(uniq)[inv]
+
+    # ---- training ---------------------------------------------------------------------------
+    def loss(self, batch):
+        loss = 0.0
+        if "users" in batch:
+            users, pos, neg = batch["users"], batch["pos_items"], batch["neg_items"]
+            zu = self._batch_users(users)
+            uniq, inv = torch.unique(torch.cat([pos, neg.reshape(-1)]), return_inverse=True)
+            zi = self._items(uniq)[inv]
+            zp, zn = zi[:len(pos)], zi[len(pos):].view(*neg.shape, -1)
+            sp = self.matcher(zu, zp)
+            sn = self.matcher(zu.unsqueeze(1) if neg.dim() == 2 else zu, zn)
+            loss = bpr_loss(sp, sn)
+            if self.reg_weight:
+                loss = loss + self.reg_weight * l2_per_batch(zu, zp, zn.reshape(-1, zn.shape[-1]),
+                                                             n=len(users))
+        if self.use_kg and self.kg_weight and len(batch.get("heads", ())):
+            ent = self.entity_emb(torch.cat([batch["heads"], batch["tails"], batch["neg_tails"]]))
+            h, t, t_neg = ent.view(3, -1, ent.shape[-1]).unbind(0)
+            loss = loss + self.kg_weight * self.kge.loss(h, batch["relations"], t, t_neg)
+        return loss
+
+    def make_batches(self, split, config):
+        from ..data.batches import JointBatches, KGTripleBatches, PairwiseBatches
+
+        bs = config["train_batch_size"]
+        cf = PairwiseBatches(split.train, split.n_items, bs, config["num_neg"])
+        if not self.use_kg:
+            return cf
+        kg = KGTripleBatches(self.triples, self.entity_emb.num_embeddings, bs, self.n_relations)
+        return JointBatches(cf, kg)
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        self._cache = None
+        return super().train(mode)
+
+    def prepare_eval(self):
+        self._cache = self._all_vectors()
+
+    def _all_vectors(self):
+        users = torch.arange(self.n_users, device=self.indptr.device)
+        return self._users(users), self._items()
+
+    def _vectors(self):
+        return self._cache if self._cache is not None else self._all_vectors()
+
+    def score_all(self, users):
+        zu, zi = self._vectors()
+        return self.matcher.score_all(zu[users], zi, self.chunk)
+
+    def score(self, users, items):
+        zu, zi = self._vectors()
+        return self.matcher(zu[users], zi[items])
+
+    def item_vectors(self):
+        return self._vectors()[1]
