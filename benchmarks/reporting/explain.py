@@ -90,8 +90,8 @@ def section() -> list[str]:
                          f"({_f(h['recall'], '{:.2%}')}) | {h['true_passed']}/{h['true_n']} "
                          f"({_f(h['true_pass_rate'], '{:.2%}')}) | {_f(h['precision'], '{:.2%}')} |")
         if "facts-BPR-first" in rows:
-            L += ["", "`facts-BPR-first` is the first scoring, kept as it was: " +
-                  rows["facts-BPR-first"]["about"] + "."]
+            L += ["", "`facts-BPR-first`, kept as it was: " + rows["facts-BPR-first"]["about"]
+                  + "."]
         h = f["halves"].get("heldout", {})
         cats = h.get("per_category", {})
         if cats:
