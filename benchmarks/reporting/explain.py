@@ -49,7 +49,9 @@ def section() -> list[str]:
          "which shares no code with the verifier and looks each shown fact up in the dataset "
          "files. Latency: wall and thread CPU time per explanation on a shared 2-core machine "
          "(load average often above 5): the CPU times are what the work costs; the wall times "
-         "include waiting for a core.", ""]
+         "include waiting for a core. Target: the template under 5 ms; `template-SASRec` "
+         "includes the model's own reasons (one batch of occlusion passes through SASRec per "
+         "explanation), which BPR has not.", ""]
     shown = [r for k, r in sorted(rows.items()) if k.startswith(("template-", "gemma-"))]
     if shown:
         L += ["| job | backend | explanations | sentences shown | unsupported shown facts (audit) "
