@@ -183,3 +183,17 @@ def test_a_next_item_model_orders_the_cited_history_by_its_own_reasons(tmp_path)
     assert ev.paths[0].history == max(with_paths, key=lambda h: drops[h])
     off = run.explainer().evidence(u, c, run.config.updated(explain_model_reasons=False))
     assert off.reasons == {}
+
+
+@pytest.mark.data
+def test_ml100k_explanations_hold_and_name_kg_paths(data_dir, tmp_path):
+    run = mmkgrec.train("Pop", "ml-100k", tmp_path / "pop",
+                        overrides={"show_progress": False, "threads": 1})
+    run = mmkgrec.load(tmp_path / "pop")
+    kg_sentences = 0
+    for user in ("196", "1", "500"):
+        for e in run.explain_top(user, 3):
+            checks = _check(run, user, e.item, e.text)
+            assert e.sentences and all(c.verified for c in checks)
+            kg_sentences += sum(any(t.source == "kg" for t in s.triples) for s in e.sentences)
+    assert kg_sentences >= 3

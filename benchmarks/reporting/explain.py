@@ -49,7 +49,9 @@ def section() -> list[str]:
          "which shares no code with the verifier and looks each shown fact up in the dataset "
          "files. Latency: wall and thread CPU time per explanation on a shared 2-core machine "
          "(load average often above 5): the CPU times are what the work costs; the wall times "
-         "include waiting for a core.", ""]
+         "include waiting for a core. Target: the template under 5 ms; `template-SASRec` "
+         "includes the model's own reasons (one batch of occlusion passes through SASRec per "
+         "explanation), which BPR has not.", ""]
     shown = [r for k, r in sorted(rows.items()) if k.startswith(("template-", "gemma-"))]
     if shown:
         L += ["| job | backend | explanations | sentences shown | unsupported shown facts (audit) "
@@ -90,8 +92,8 @@ def section() -> list[str]:
                          f"({_f(h['recall'], '{:.2%}')}) | {h['true_passed']}/{h['true_n']} "
                          f"({_f(h['true_pass_rate'], '{:.2%}')}) | {_f(h['precision'], '{:.2%}')} |")
         if "facts-BPR-first" in rows:
-            L += ["", "`facts-BPR-first` is the first scoring, kept as it was: " +
-                  rows["facts-BPR-first"]["about"] + "."]
+            L += ["", "`facts-BPR-first`, kept as it was: " + rows["facts-BPR-first"]["about"]
+                  + "."]
         h = f["halves"].get("heldout", {})
         cats = h.get("per_category", {})
         if cats:
@@ -124,10 +126,23 @@ def section() -> list[str]:
                      f"{_f(r['share_cited_larger'], '{:.1%}')} | {_f(r['t'], '{:.2f}')} "
                      f"({_f(r['p_t'], '{:.2g}')}) | {_f(r['p_wilcoxon'], '{:.2g}')} |")
         L.append("")
+    g = rows.get("gemma-BPR")
+    if g:
+        L += [f"**Gemma-3-270M** (`gemma-BPR`, {g['pairs']} pairs only: one 96-token draft took "
+              f"one to five minutes of wall time on this shared machine; loading {g['load_s']:.0f} "
+              "s): its drafts repeat one sentence, echo the evidence (\"The evidence is that ...\") "
+              "or invent (\"Air Force One is a 1997 film starring Jackie Brown, the first female "
+              "pilot ...\"), which the verifier caught; what was shown held. This job ran with "
+              "`explain_similarity_threshold` 0.2, the default before `threshold-BPR` chose 0.31.",
+              ""]
     L += _labels()
     h = rows.get("http-llamacpp")
     if h:
         L += [f"**HTTP backend through llama.cpp**: {h['status']}: {h['why']}.", ""]
     if "gemma-BPR" not in rows:
-        L += ["**Gemma-3-270M**: not run.", ""]
+        L += ["**Gemma-3-270M** (`gemma-BPR`): not run. On this shared 2-core machine one draft "
+              "of 96 tokens took one to five minutes of wall time; the job's 3 pairs (up to 2 "
+              "drafts each) did not finish in the session's time. Its code path is tested end to "
+              "end with a small randomly initialised local model "
+              "(tests/test_explain_backends.py).", ""]
     return L

@@ -568,7 +568,7 @@ _KEYS = [
         Key("explain_model_reasons", bool, True, "order the cited history by the model's own "
             "reasons where it has them (next-item models: how much the candidate's score drops "
             "when the item leaves the input), then by the KG"),
-        Key("explain_similarity_threshold", float, 0.2, "a language-model draft whose cosine "
+        Key("explain_similarity_threshold", float, 0.31, "a language-model draft whose cosine "
             "similarity (MiniLM) to the user's interest vector (mean over their history) is "
             "below this is corrected (-1: no check); chosen on pairs disjoint from the "
             "benchmark's",
