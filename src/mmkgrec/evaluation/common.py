@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from ..errors import NonFiniteError
+
 log = logging.getLogger("mmkgrec.evaluation")
 
 
@@ -28,6 +30,7 @@ class EvalMode:
         self._t0 = time.perf_counter()
         self._was_training = self.model.training
         self.model.eval()
+        check_finite_model(self.model)
         self.model.prepare_eval()
         return self
 
@@ -35,6 +38,45 @@ class EvalMode:
         self.model.train(self._was_training)
         self.seconds = time.perf_counter() - self._t0
         return False
+
+
+def first_non_finite(model) -> str | None:
+    """The name of ``model``'s first parameter holding a NaN or infinity, or of its first
+    buffer holding a NaN (buffers may hold -inf on purpose, e.g. attention masks); ``None`` when
+    every value is finite."""
+    import torch
+
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            return f"parameter '{name}'"
+    for name, b in model.named_buffers():
+        if b.is_floating_point() and bool(torch.isnan(b).any()):
+            return f"buffer '{name}'"
+    return None
+
+
+def check_finite_model(model, where: str = "") -> None:
+    """NonFiniteError naming ``model``'s first non-finite tensor (:func:`first_non_finite`);
+    ``where`` (e.g. ``"epoch 3"``) starts the message."""
+    bad = first_non_finite(model)
+    if bad is not None:
+        raise NonFiniteError(f"{where + ': ' if where else ''}{type(model).__name__}'s {bad} is "
+                             "not finite (NaN or inf); nothing is reported from a non-finite "
+                             "model (lower learning_rate, set clip_grad_norm, or check the "
+                             "item features)")
+
+
+def check_finite_scores(scores, what: str = "scores") -> None:
+    """NonFiniteError when ``scores`` (a tensor, before any item is masked out) hold a NaN or
+    +inf: the model's inputs (e.g. features) or computation are not finite."""
+    import torch
+
+    bad = ~torch.isfinite(scores) & ~(scores == -torch.inf)
+    if bool(bad.any()):
+        row, col = (int(x) for x in bad.nonzero()[0])
+        raise NonFiniteError(f"the model's {what} are not finite (row {row}, item {col} is "
+                             f"{float(scores[row, col])}); nothing is reported from a non-finite "
+                             "model (check the item features and learning_rate)")
 
 
 def subset_mask(mask, n: int, what: str = "items") -> np.ndarray:

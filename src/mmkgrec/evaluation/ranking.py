@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..data.split import Split
-from .common import EvalMode, restrict_targets
+from .common import EvalMode, check_finite_scores, restrict_targets
 from .metrics import (
     MetricAccumulator,
     canonical,
@@ -75,6 +75,7 @@ class FullRankingEvaluator:
             for start in range(0, len(self.users), self.batch_size):
                 users = self.users[start:start + self.batch_size]
                 scores = model.score_all(users.to(device)).float().cpu()
+                check_finite_scores(scores)
                 if self.mask is not None:
                     rows, cols = _rows_of(*self.mask, users)
                     scores[rows, cols] = -torch.inf
@@ -106,6 +107,7 @@ class SampledEvaluator:
         rng = np.random.default_rng(seed)
         self.pos_users = torch.from_numpy(target.user)
         self.pos_items = torch.from_numpy(target.item)
+        known.check_room(target.user, n_negatives)
         self.negatives = torch.from_numpy(
             sample_negatives(target.user, n_items, known, rng, n_negatives))
 
@@ -121,6 +123,7 @@ class SampledEvaluator:
                 ps = model.score(u.to(device), p.to(device)).float().cpu()
                 ns = model.score(u.repeat_interleave(neg.shape[1]).to(device),
                                  neg.reshape(-1).to(device)).float().cpu().view(neg.shape)
+                check_finite_scores(torch.cat([ps.view(-1, 1), ns], 1))
                 for m, v in sampled_ranking_metrics(ps, ns, self.metrics).items():
                     per_pos[m].append(v)
             users, inv = torch.unique(self.pos_users, return_inverse=True)

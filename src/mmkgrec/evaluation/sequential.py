@@ -25,7 +25,7 @@ import torch
 
 from ..data.sequences import EvalSamples, build_sequences
 from ..data.split import Split
-from .common import EvalMode, counted
+from .common import EvalMode, check_finite_scores, counted
 from .metrics import (
     MetricAccumulator,
     canonical,
@@ -67,11 +67,17 @@ class NextItemEvaluator:
             known = KnownPairs(np.concatenate([p.user for p in parts]),
                                np.concatenate([p.item for p in parts]), split.n_users,
                                split.n_items)
+            known.check_room(self.samples.users.numpy(), int(sampled_negatives))
             self.negatives = torch.from_numpy(sample_negatives(
                 self.samples.users.numpy(), split.n_items, known, np.random.default_rng(seed),
                 int(sampled_negatives)))
 
     def _scores(self, model, sl: slice, device) -> torch.Tensor:
+        scores = self._raw_scores(model, sl, device)
+        check_finite_scores(scores)
+        return scores
+
+    def _raw_scores(self, model, sl: slice, device) -> torch.Tensor:
         if hasattr(model, "score_sequences"):
             max_len = (getattr(model, "max_input_length", None) or self.max_seq_length
                        or 1 << 40)
