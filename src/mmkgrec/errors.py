@@ -53,3 +53,11 @@ class LimitError(MMKGRecError):
 
 class CheckpointError(MMKGRecError):
     """A checkpoint to resume from is damaged or belongs to another model; names its file."""
+
+
+class UnknownNameError(MMKGRecError, KeyError):
+    """A name the library does not know (a model, a metric of the runs, an id); still a KeyError
+    for callers that catch one. The message names it."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

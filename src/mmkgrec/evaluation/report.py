@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..errors import UnknownNameError
 from .metric_names import lower_is_better
 from .metrics import canonical
 from .significance import holm, paired_ttest, paired_ttest_user_means
@@ -79,11 +80,14 @@ def compare_runs(run_dirs: list, metric: str = "ndcg@10") -> str:
     """A table of the runs' mean test metrics, seeds of one configuration on one row; each row is
     tested against the best row on ``metric`` over users (each user's mean over the seeds both
     rows ran) and over seeds, with Holm's adjustment over the table's comparisons."""
-    metric = canonical(metric)
+    try:
+        metric = canonical(metric)
+    except ValueError as e:
+        raise UnknownNameError(f"--metric {metric}: {e}") from None
     runs = [read_run(d) for d in run_dirs]
     keys = list(runs[0][0]["test"])
     if metric not in keys:
-        raise KeyError(f"metric '{metric}' not in the runs' test metrics {keys}")
+        raise UnknownNameError(f"metric '{metric}' not in the runs' test metrics {keys}")
     rows = configuration_rows(run_dirs, runs)
     means = [{k: float(np.mean([runs[j][0]["test"][k] for j in row])) for k in keys} for row in rows]
     sign = -1.0 if lower_is_better(metric) else 1.0  # the best row: lowest RMSE, highest NDCG

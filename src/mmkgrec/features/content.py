@@ -292,7 +292,12 @@ def load_image(ref: str, draft: tuple[int, int] | None = None, timeout: float = 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(src) as im:
+        try:
+            im = Image.open(src)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+            raise ValueError(f"image exceeds the decompression-bomb limit of "
+                             f"{MAX_IMAGE_PIXELS} pixels ({e}); refused") from None
+        with im:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise ValueError(f"image of {w} x {h} pixels exceeds the decompression-bomb limit "
