@@ -520,6 +520,23 @@ def test_run_directory_faults_name_the_file(fault, command, run_copy, capsys):
     fails(capsys, argv, name)
 
 
+COMPARE_FAULTS = {
+    "metrics-empty-object": ("metrics.json", lambda p: p.write_text("{}")),
+    "metrics-truncated": ("metrics.json", _truncate),
+    "metrics-missing": ("metrics.json", Path.unlink),
+    "per-user-truncated": ("per_user_test.npz", _truncate),
+    "config-invalid-yaml": ("config.yaml", lambda p: p.write_text("a: [1\n")),
+    "config-not-a-mapping": ("config.yaml", lambda p: p.write_text("- 1\n")),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(COMPARE_FAULTS))
+def test_compare_names_a_damaged_file(fault, finished_run, run_copy, capsys):
+    name, damage = COMPARE_FAULTS[fault]
+    damage(run_copy / name)
+    fails(capsys, ["compare", finished_run, run_copy], name)
+
+
 def test_a_bad_key_in_a_runs_config_is_blamed_on_that_file(run_copy, capsys):
     cfg = run_copy / "config.yaml"
     cfg.write_text(cfg.read_text().replace("learning_rate: 0.001", "learning_rate: abc"))
