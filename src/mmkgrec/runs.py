@@ -282,11 +282,8 @@ def fingerprint(dataset, split) -> dict:
 def file_sha256(path: Path) -> str:
     import hashlib
 
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_resume(partial: Path, config, fp: dict) -> None:
