@@ -705,6 +705,7 @@ def test_resume_refuses_a_damaged_checkpoint(interrupted, capsys):
     (latest / "state.json").write_text("{not json")
     fails(capsys, ["train", "--model", "LightGCN", "--dataset", "synthetic", "--out", interrupted,
                    "--set", "epochs=2", *QUIET, "--resume"], "state.json")
+    assert (latest / "state.json").read_text() == "{not json"  # kept for the user to decide
 
 
 def test_resume_with_resumable_keys_completes(interrupted, capsys):

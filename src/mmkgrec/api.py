@@ -152,7 +152,8 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
     run's own files are replaced; anything else in the folder stays). ``resume`` continues
     ``<out>.partial`` when its configuration and data are those of the interrupted run
     (:func:`mmkgrec.runs.check_resume`). A failure removes ``<out>.partial`` unless it holds a
-    checkpoint to resume from (a run interrupted, or stopped by the system, while training)."""
+    checkpoint to resume from (a run interrupted, or stopped by the system, while training) or
+    it is the interrupted run this call continued."""
     t_start = time.perf_counter()
     with config_file_path(config_file) as path:
         config = load_config(model, dataset, path, overrides)
@@ -167,6 +168,7 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
     fingerprint = runs.fingerprint(ds, split)
     if partial is not None and resume:
         runs.check_resume(partial, config, fingerprint)
+    continued = partial is not None and resume and runs.resumable(partial)
     try:
         if partial is not None:
             if partial.exists() and not resume:
@@ -182,7 +184,7 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
             runs.commit(partial, out)
     except BaseException as e:
         if partial is not None:
-            runs.after_failure(partial, e)
+            runs.after_failure(partial, e, keep=continued)
         raise
     return Run(config, ds, split, net, metrics, out,
                data=runs.RunData(out) if out is not None else None)

@@ -200,11 +200,15 @@ def resumable(partial: Path) -> bool:
     return (partial / "checkpoint" / "LATEST").is_file()
 
 
-def after_failure(partial: Path, error: BaseException) -> None:
+def after_failure(partial: Path, error: BaseException, keep: bool = False) -> None:
     """Clean up after ``error`` stopped a run being written to ``partial``: keep it when it
-    holds a checkpoint and the run may be resumed (interrupted, killed, out of disk or memory),
-    else remove it, so that no half-written folder stays behind."""
+    holds a checkpoint and the run may be resumed (interrupted, killed, out of disk or memory)
+    or when ``keep`` (the interrupted run a --resume continued: never removed by a later
+    failure), else remove it, so that no half-written folder stays behind."""
     if not partial.exists():
+        return
+    if keep and resumable(partial):
+        log.warning("the interrupted run stays in %s", partial)
         return
     if resumable(partial) and not isinstance(error, MMKGRecError):
         log.warning("the interrupted run is kept in %s; continue it with --resume", partial)
