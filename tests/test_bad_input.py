@@ -199,6 +199,18 @@ def test_bad_train_arguments(argv, named, tmp_path, capsys):
                    *argv], named, root=tmp_path)
 
 
+@pytest.mark.parametrize("model, settings, key", [
+    ("SASRec", ["hidden_size=64", "n_heads=3"], "n_heads"),
+    ("BERT4Rec", ["hidden_size=10", "n_heads=4"], "n_heads"),
+    ("MultiKG4Rec", ["embedding_size=30", "fusion_heads=8", "modalities=[text]"], "fusion_heads"),
+])
+def test_keys_that_must_agree_are_refused_before_anything_is_written(model, settings, key,
+                                                                      tmp_path, capsys):
+    fails(capsys, ["train", "--model", model, "--dataset", "synthetic", "--out", tmp_path / "r",
+                   "--set", *FAST, *settings], f"config key '{key}'", root=tmp_path)
+    assert not (tmp_path / "r").exists()
+
+
 def test_unknown_model_names_it(tmp_path, capsys):
     fails(capsys, ["train", "--model", "NoSuchModel", "--dataset", "synthetic", "--out",
                    tmp_path / "r"], "NoSuchModel", root=tmp_path)
