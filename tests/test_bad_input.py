@@ -756,6 +756,28 @@ def test_full_disk_before_any_checkpoint_leaves_nothing(tmp_path, monkeypatch, c
     assert not (tmp_path / "r").exists()
 
 
+def test_full_disk_in_a_later_checkpoint_keeps_the_run_without_temporaries(tmp_path, monkeypatch,
+                                                                           capsys):
+    from safetensors.torch import save_file
+
+    from mmkgrec.training import trainer
+
+    calls = []
+
+    def fill_up(*a, **k):  # epoch 0 writes its weights and best weights; epoch 1 finds no room
+        calls.append(1)
+        if len(calls) > 2:
+            _enospc()
+        save_file(*a, **k)
+
+    out = tmp_path / "r"
+    monkeypatch.setattr(trainer, "save_file", fill_up)
+    fails(capsys, ["train", "--model", "BPR", "--dataset", "synthetic", "--out", out, "--set",
+                   "epochs=3", *QUIET], "no space left", root=tmp_path, keep_partial=True)
+    ckpt = out.with_name("r.partial") / "checkpoint"
+    assert (ckpt / "LATEST").read_text().strip() == "epoch-0" and not out.exists()
+
+
 def test_full_disk_at_the_end_keeps_a_resumable_run_only(tmp_path, monkeypatch, capsys):
     out = tmp_path / "r"
     with monkeypatch.context() as m:

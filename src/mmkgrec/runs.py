@@ -207,13 +207,22 @@ def after_failure(partial: Path, error: BaseException, keep: bool = False) -> No
     failure), else remove it, so that no half-written folder stays behind."""
     if not partial.exists():
         return
-    if keep and resumable(partial):
-        log.warning("the interrupted run stays in %s", partial)
-        return
-    if resumable(partial) and not isinstance(error, MMKGRecError):
+    if (keep or not isinstance(error, MMKGRecError)) and resumable(partial):
+        _remove_temporaries(partial)
         log.warning("the interrupted run is kept in %s; continue it with --resume", partial)
         return
     remove_partial(partial)
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """The temporary files and folders a write cut short left in ``folder`` (``*.tmp*``)."""
+    import shutil
+
+    for p in sorted(folder.rglob("*.tmp*"), key=lambda p: len(p.parts), reverse=True):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
