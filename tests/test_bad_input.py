@@ -814,6 +814,8 @@ def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(tmp_path, m
     fails(capsys, argv, "internal error", "TypeError", "--debug", code=1, root=tmp_path)
     with pytest.raises(TypeError):
         main(["--debug", *map(str, argv)])
+    with pytest.raises(TypeError):
+        main([*map(str, argv), "--debug"])
 
 
 def test_sigint_while_training_exits_130_and_keeps_a_resumable_run(tmp_path):

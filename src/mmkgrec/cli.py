@@ -1,7 +1,8 @@
 """The ``mmkgrec`` command.
 
+    mmkgrec [--debug] COMMAND ...   (--debug: a failure shows its traceback, not one line)
     mmkgrec train --model NAME --dataset NAME --out RUN_DIR [--config FILE|variant:NAME]
-                  [--set k=v ...] [--resume]
+                  [--set k=v ...] [--resume] [--overwrite]
     mmkgrec evaluate RUN_DIR [--part test|valid] [--device cpu|cuda] [--set eval_protocol=sampled ...]
                      [--by-popularity N]       (a cold-start split: also the cold-only metrics)
     mmkgrec recommend RUN_DIR --user U [-k 20] [--device cpu|cuda]
@@ -40,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmkgrec", description="Multimodal, knowledge-graph-enhanced "
                                 "recommendation: train, evaluate, compare and serve models.")
     p.add_argument("--debug", action="store_true", help="on an error, show the Python traceback "
-                   "instead of the one-line message")
+                   "instead of the one-line message (accepted anywhere on the line)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a model and evaluate it on the test part")
@@ -164,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     non-zero exit (2: bad input or a refused operation, 1: an internal error, 130: interrupted),
     never a traceback unless ``--debug`` is given."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, before or after the command
+    argv = [a for a in argv if a != "--debug"]
     args = _parser().parse_args(argv)
+    args.debug = debug
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     command = "mmkgrec " + " ".join(shlex.quote(a) for a in argv)
     try:
