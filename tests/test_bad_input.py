@@ -251,6 +251,8 @@ BAD_ATOMIC = {
                            ["tiny.user, line 3", "'a'"]),
     "kg-without-link": (dict(kg="head_id:token\trelation_id:token\ttail_id:token\ne1\tr\te2\n"),
                         ["tiny.kg", "tiny.link"]),
+    "link-without-kg": (dict(link="item_id:token\tentity_id:token\np\te1\n"),
+                        ["tiny.link", "tiny.kg"]),
     "kg-missing-column": (dict(kg="head_id:token\ttail_id:token\ne1\te2\n",
                                link="item_id:token\tentity_id:token\np\te1\n"),
                           ["tiny.kg", "relation_id"]),

@@ -172,6 +172,9 @@ def load_atomic(path: Path, load_kg: bool = True, **pre) -> Dataset:
         raise DataFormatError(kg_path, f"has no {name}.link beside it, so its entities cannot be "
                               f"tied to the items; add {link_path.name} (item_id:token, "
                               "entity_id:token) or set load_kg: false")
+    if load_kg and link_path.is_file() and not kg_path.is_file():
+        raise DataFormatError(link_path, f"has no {name}.kg beside it: the items it links to "
+                              f"entities have no KG; add {kg_path.name} or set load_kg: false")
     if load_kg and kg_path.is_file() and link_path.is_file():
         kg = read_atomic(kg_path)
         kg.require("head_id", "relation_id", "tail_id")
