@@ -329,11 +329,15 @@ def _claim_demo_folder(out: Path) -> None:
 
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARK).is_file():
+    from .runs import check_out, is_run
+
+    names = {m for m, _, _ in DEMO_MODELS}
+    earlier = (out / DEMO_MARK).is_file() or (out.is_dir() and all(  # a demo's before the mark
+        (p.name in names and is_run(p)) or p.name.removesuffix(".partial") in names - {p.name}
+        for p in out.iterdir()))
+    if out.is_dir() and any(out.iterdir()) and not earlier:
         raise OutputExistsError(f"{out}: exists, is not empty and is not an earlier demo's "
                                 "folder; refusing to write into it (choose another --out)")
-    from .runs import check_out
-
     for model, _, _ in DEMO_MODELS:  # before anything is trained: every run can be replaced
         check_out(out / model, overwrite=True)
     out.mkdir(parents=True, exist_ok=True)
