@@ -77,8 +77,10 @@ def test_bad_data_fails_cleanly(tmp_path, capsys):
 def test_existing_run_directory_is_not_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
+    (out / "notes.txt").write_text("mine")
     assert main(["train", "--model", "Pop", "--dataset", "synthetic", "--out", str(out)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "is not empty and is not a run" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
 
 
 def test_data_info_and_export(tmp_path, capsys):

@@ -308,7 +308,8 @@ def test_image_urls_are_fetched_and_failures_masked(atomic_dir, caplog):
         ds = load_dataset(str(path))
         with caplog.at_level(logging.WARNING):
             X, mask = item_feature_matrix(ds, "image", {"image_column": "poster",
-                                                     "image_encoder": "descriptor"})
+                                                     "image_encoder": "descriptor",
+                                                     "allow_url_images": True})
     finally:
         server.shutdown()
         server.server_close()

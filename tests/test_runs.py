@@ -343,6 +343,11 @@ def test_foreign_files_are_named(bpr_run, pop_run, tmp_path, capsys):
     w = {k: v[:-1].contiguous() for k, v in load_file(str(run / "model.safetensors")).items()}
     save_file(w, str(run / "model.safetensors"), metadata=meta)
     err = _cli_fails_naming(run, "model.safetensors", capsys)
+    assert "bytes differ" in err  # caught by the weights' checksum in run.json
+    m = json.loads((run / "run.json").read_text())
+    del m["checksums"]  # a run without checksums: the shapes are still checked
+    (run / "run.json").write_text(json.dumps(m))
+    err = _cli_fails_naming(run, "model.safetensors", capsys)
     assert "do not fit BPR" in err
     # id maps of another dataset
     d = tmp_path / "tiny"

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import save_file
 
 from . import distributed, runs
 from .config import Config, load_config, load_run_config
@@ -159,12 +158,18 @@ class _LogToFile:
 
 def train(model: str, dataset: str, out: str | Path | None = None, config_file=None,
           overrides: dict | list | None = None, resume: bool = False,
-          command: str | None = None) -> "Run":
+          command: str | None = None, overwrite: bool = False) -> "Run":
     """Train ``model`` on ``dataset`` and evaluate it on the test part.
 
     With ``out``, everything is written to that run directory (see the module docstring).
     ``config_file``: a YAML path, or ``variant:NAME`` for a packaged variant config.
-    Configuration and data errors are raised before anything is written.
+    Configuration and data errors are raised before anything is written. An existing ``out``
+    is refused unless it is an empty folder, or a run and ``overwrite`` is set (then only the
+    run's own files are replaced; anything else in the folder stays). ``resume`` continues
+    ``<out>.partial`` when its configuration and data are those of the interrupted run
+    (:func:`mmkgrec.runs.check_resume`). A failure removes ``<out>.partial`` unless it holds a
+    checkpoint to resume from (a run interrupted, or stopped by the system, while training) or
+    it is the interrupted run this call continued.
 
     Under ``torchrun`` (several processes, :mod:`mmkgrec.distributed`) every process calls this
     with the same arguments: they are compared first (a difference is refused on every process),
@@ -176,6 +181,7 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
     try:
         with config_file_path(config_file) as path:
             config = load_config(model, dataset, path, overrides)
+        check_device(config["device"])
     except (MMKGRecError, OSError, KeyError) as e:
         err = e
     distributed.agree(err, "its configuration")  # no process waits for one that stopped here
@@ -186,25 +192,52 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
         device = distributed.local_device(config["device"])
         if device != config["device"]:
             config = config.updated(device=device)
+    partial = None
+    if out is not None:
+        runs.check_out(out, overwrite)
+        partial = out.with_name(out.name + ".partial")
+        runs.check_partial(partial, resume)
     ds, split, net, features, kg = _prepare_in_turn(config)
     if distributed.world_size() > split.n_users:
         raise distributed.DistributedError(
             f"{distributed.world_size()} processes for the {split.n_users} users of "
             f"{config['dataset']}: every process needs users of its own; start at most "
             f"{split.n_users}")
-    partial = None
-    if out is not None:
-        if out.exists():
-            raise FileExistsError(f"run directory {out} already exists; choose another --out")
-        partial = out.with_name(out.name + ".partial")
-        if distributed.is_main():
+    fingerprint = runs.fingerprint(ds, split)
+    if partial is not None and resume:
+        runs.check_resume(partial, config, fingerprint)
+    continued = partial is not None and resume and runs.resumable(partial)
+    main = distributed.is_main()
+    try:
+        if partial is not None and main:
             if partial.exists() and not resume:
-                shutil.rmtree(partial)
+                runs.remove_partial(partial)
             partial.mkdir(parents=True, exist_ok=True)
-            (partial / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=True))
+            runs.write_text_atomic(partial / "config.yaml",
+                                   yaml.safe_dump(config.to_dict(), sort_keys=True))
+            runs.write_text_atomic(partial / runs.FINGERPRINT, json.dumps(fingerprint))
         distributed.barrier()
+        metrics, run_id = _train_and_test(config, ds, split, net, features, kg, partial, resume,
+                                          command, t_start, fingerprint)
+        if partial is not None and main:
+            shutil.rmtree(partial / "checkpoint", ignore_errors=True)
+            runs.commit(partial, out)
+        distributed.barrier()  # the run directory is complete before any process returns
+    except BaseException as e:
+        if partial is not None and main:
+            runs.after_failure(partial, e, keep=continued)
+        raise
+    return Run(config, ds, split, net, metrics, out,
+               data=runs.RunData(out) if out is not None else None)
+
+
+def _train_and_test(config, ds, split, net, features, kg, partial, resume, command, t_start,
+                    fingerprint):
+    """Fit, test and (with ``partial``, on rank 0) write the run's files; returns
+    (metrics, run_id)."""
     ctx = (_LogToFile(partial / "log.txt", config["log_level"])
            if partial and distributed.is_main() else _NullCtx())
+    run_id = None
     with ctx, _quiet_unless_main():
         log.info("data %s | split %s", ds.describe(), split.describe())
         trainer = Trainer(net, split, config, partial / "checkpoint" if partial else None,
@@ -224,6 +257,7 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
             "peak_rss_mb": peak_rss_mb(), "versions": versions(), "git_sha": git_sha(),
             "command": command or " ".join(sys.argv),
             "data": ds.describe(), "split": split.describe(), "history": result.history,
+            "fingerprint": fingerprint,
         }
         if hasattr(test_eval, "details"):  # e.g. classification's per-label table
             metrics["test_details"] = test_eval.details()
@@ -231,21 +265,37 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
             metrics["world_size"] = distributed.world_size()
         if partial is not None and distributed.is_main():
             run_id = runs.new_run_id()
-            save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()},
-                      str(partial / WEIGHTS), metadata=_weights_meta(run_id, config, ds))
+            runs.save_weights(partial / WEIGHTS,
+                              {k: v.detach().contiguous() for k, v in net.state_dict().items()},
+                              _weights_meta(run_id, config, ds))
             per_user = acc.per_user()
             ids = ds.item_ids if acc.unit == "item" else ds.user_ids  # classification: per item
-            np.savez(partial / "per_user_test.npz",
-                     **{f"{acc.unit}_ids": np.asarray(ids[acc.user_ids], dtype=str)},
+            tmp = partial / ".per_user_test.tmp.npz"
+            np.savez(tmp, **{f"{acc.unit}_ids": np.asarray(ids[acc.user_ids], dtype=str)},
                      **{k: v for k, v in per_user.items()})
-            (partial / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-            runs.write_run_data(partial, run_id, config, ds, split, net, features, kg)
-    if partial is not None and distributed.is_main():
-        shutil.rmtree(partial / "checkpoint", ignore_errors=True)
-        os.replace(partial, out)
-    distributed.barrier()  # the run directory is complete before any process returns
-    return Run(config, ds, split, net, metrics, out,
-               data=runs.RunData(out) if out is not None else None)
+            os.replace(tmp, partial / "per_user_test.npz")
+            runs.write_text_atomic(partial / "metrics.json",
+                                   json.dumps(metrics, indent=2, default=float))
+            runs.write_run_data(partial, run_id, config, ds, split, net, features, kg,
+                                fingerprint=fingerprint)
+    return metrics, run_id
+
+
+def check_device(device: str) -> None:
+    """ConfigError naming ``device`` when this machine has no such device (``cuda`` without a
+    GPU, ``cuda:3`` on a machine with two, ``mps`` off Apple silicon)."""
+    kind, _, index = str(device).partition(":")
+    if kind == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError("device", f"'{device}': this machine has no CUDA device (torch "
+                              f"{torch.__version__}); use device=cpu")
+        if index and int(index) >= n:
+            raise ConfigError("device", f"'{device}': this machine has {n} CUDA device(s), "
+                              f"cuda:0 .. cuda:{n - 1}")
+    elif kind == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError("device", f"'{device}': MPS is not available on this machine; use "
+                          "device=cpu")
 
 
 WEIGHTS = "model.safetensors"
@@ -328,6 +378,9 @@ class Run:
         """``prepare_eval`` once (a graph model propagates here, not per request)."""
         if not self._ready:
             self.model.eval()
+            from .evaluation.common import check_finite_model
+
+            check_finite_model(self.model, f"run {self.path}" if self.path else "")
             with torch.no_grad():
                 self.model.prepare_eval()
             self._ready = True
@@ -652,6 +705,8 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
     ``run.dataset.inter`` holds the pairs to exclude (every interaction of the dataset, without
     duplicates, ratings or timestamps); the split holds the interactions as trained."""
     run_dir = Path(run_dir)
+    if device is not None:
+        check_device(device)
     if not run_dir.is_dir():
         raise runs.RunFileError(run_dir, "not a run directory (no such folder)")
     data = runs.RunData(run_dir)
@@ -681,6 +736,7 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
                  item_features=columns, item_feature_types=types, item_entity=entity,
                  source=m.get("source", ""))
     split = data.split(ds)
+    data.check_fingerprint(ds, split)
     cls = get_model_class(config["model"])
     requires = cls.requirements(config)
     kg = None

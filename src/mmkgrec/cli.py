@@ -1,7 +1,8 @@
 """The ``mmkgrec`` command.
 
+    mmkgrec [--debug] COMMAND ...   (--debug: a failure shows its traceback, not one line)
     mmkgrec train --model NAME --dataset NAME --out RUN_DIR [--config FILE|variant:NAME]
-                  [--set k=v ...] [--resume] [--nproc N]
+                  [--set k=v ...] [--resume] [--overwrite] [--nproc N]
     torchrun --nproc-per-node N -m mmkgrec.cli train ...   (the same as --nproc N)
     mmkgrec evaluate RUN_DIR [--part test|valid] [--device cpu|cuda] [--set eval_protocol=sampled ...]
                      [--by-popularity N]       (a cold-start split: also the cold-only metrics)
@@ -27,6 +28,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import shlex
@@ -43,6 +45,8 @@ SET = {"dest": "overrides", "action": "extend", "nargs": "+", "default": [], "me
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmkgrec", description="Multimodal, knowledge-graph-enhanced "
                                 "recommendation: train, evaluate, compare and serve models.")
+    p.add_argument("--debug", action="store_true", help="on an error, show the Python traceback "
+                   "instead of the one-line message (accepted anywhere on the line)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     t = sub.add_parser("train", help="train a model and evaluate it on the test part")
@@ -52,7 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML file layered over the model and dataset defaults, or "
                    "variant:NAME for a packaged variant (configs/variant/NAME.yaml)")
     t.add_argument("--set", **SET)
-    t.add_argument("--resume", action="store_true", help="continue from RUN_DIR.partial")
+    t.add_argument("--resume", action="store_true", help="continue from RUN_DIR.partial (the "
+                   "same configuration; only epochs (upwards), threads, device, show_progress and "
+                   "eval_batch_size may change)")
+    t.add_argument("--overwrite", action="store_true", help="replace the run already in --out "
+                   "(its own files only; a folder that is not a run is never written into)")
     t.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="train on N processes of this machine with DDP (torchrun --standalone "
                    "--nproc-per-node N); train_batch_size stays the global batch")
@@ -190,30 +198,63 @@ def _parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="train Multi-KG4Rec beside Pop, BPR and KGAT on ML-100K (or "
                         "synthetic data when no data folder exists) and print their test table")
-    dm.add_argument("--out", default="runs/demo", help="folder for the demo's runs (replaced)")
+    dm.add_argument("--out", default="runs/demo", help="folder for the demo's runs: new, empty, "
+                    "or an earlier demo's, whose runs are replaced (nothing else in it is touched)")
     dm.add_argument("--epochs", type=int, default=None,
                     help="lower every model's epoch cap to this (default: each model's own cap)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run one command; every failure ends as one line ``mmkgrec: error: ...`` on stderr and a
+    non-zero exit (2: bad input or a refused operation, 1: an internal error, 130: interrupted),
+    never a traceback unless ``--debug`` is given."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, before or after the command
+    argv = [a for a in argv if a != "--debug"]
     args = _parser().parse_args(argv)
+    args.debug = debug
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     command = "mmkgrec " + " ".join(shlex.quote(a) for a in argv)
     from . import distributed
 
     try:
         return _run(args, command)
-    except (MMKGRecError, OSError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    except BaseException as e:  # noqa: BLE001 - the one place every failure becomes one line
+        if args.debug or isinstance(e, SystemExit):
+            raise
+        code, msg = error_line(e)
         # every process of a distributed run meets the same bad input: rank 0 says it once;
         # what concerns one process (a peer that stopped) each says for itself
         if distributed.is_main() or isinstance(e, distributed.DistributedError):
             print(f"mmkgrec: error: {msg}", file=sys.stderr)
-        return 2
+        return code
     finally:
         distributed.shutdown()
+
+
+def error_line(e: BaseException) -> tuple[int, str]:
+    """The exit code and the one-line message of the failure ``e`` (see :func:`main`)."""
+    if isinstance(e, KeyboardInterrupt):
+        return 130, ("interrupted; a run killed while training resumes from RUN_DIR.partial "
+                     "with --resume")
+    if isinstance(e, MMKGRecError):
+        return 2, _one_line(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
+    if isinstance(e, MemoryError):
+        return 2, "out of memory; try a smaller eval_batch_size / train_batch_size or dataset"
+    if isinstance(e, OSError):
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        if e.errno == errno.ENOSPC:
+            return 2, f"no space left on device{where}; nothing was kept but a resumable run"
+        reason = e.strerror or str(e) or type(e).__name__
+        return 2, _one_line(f"{reason}{where}")
+    return 1, _one_line(f"internal error ({type(e).__name__}: {e}); rerun with --debug for the "
+                        "traceback and please report it")
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return " ".join(lines)[:2000] or "(no message)"
 
 
 def _run(args, command: str) -> int:
@@ -223,7 +264,7 @@ def _run(args, command: str) -> int:
         return _launch(args, argv_of_train(command))
     if args.cmd == "train":
         run = api.train(args.model, args.dataset, args.out, args.config, args.overrides,
-                        resume=args.resume, command=command)
+                        resume=args.resume, command=command, overwrite=args.overwrite)
         from . import distributed
 
         if distributed.is_main():
@@ -487,8 +528,33 @@ DEMO_MODELS = [("Pop", {}, 0), ("BPR", {"learning_rate": 0.005}, 60),
 FULL_RUN = {"learning_rate": 0.001, "reg_weight": 0.001, "valid_metric": "ndcg@20"}
 
 
+DEMO_MARK = ".mmkgrec-demo"
+
+
+def _claim_demo_folder(out: Path) -> None:
+    """Refuse a demo folder that exists, is not empty and is not an earlier demo's (marked by
+    DEMO_MARK); in an earlier demo's, each model's run is replaced by ``train(overwrite=True)``,
+    which refuses a model folder that is not a run, and nothing else is touched."""
+    from .errors import OutputExistsError
+
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a folder; choose another --out")
+    from .runs import check_out, is_run
+
+    names = {m for m, _, _ in DEMO_MODELS}
+    earlier = (out / DEMO_MARK).is_file() or (out.is_dir() and all(  # a demo's before the mark
+        (p.name in names and is_run(p)) or p.name.removesuffix(".partial") in names - {p.name}
+        for p in out.iterdir()))
+    if out.is_dir() and any(out.iterdir()) and not earlier:
+        raise OutputExistsError(f"{out}: exists, is not empty and is not an earlier demo's "
+                                "folder; refusing to write into it (choose another --out)")
+    for model, _, _ in DEMO_MODELS:  # before anything is trained: every run can be replaced
+        check_out(out / model, overwrite=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARK).write_text("runs of `mmkgrec demo`; a later demo replaces them\n")
+
+
 def _demo(args) -> int:
-    import shutil
     import time
 
     from . import api
@@ -508,7 +574,7 @@ def _demo(args) -> int:
               "dataset (generated, planted structure; text only, no images); its figures say "
               "nothing about real data")
     out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
+    _claim_demo_folder(out)
     rows = []
     t0 = time.perf_counter()
     for model, ov, cap in DEMO_MODELS:
@@ -517,7 +583,7 @@ def _demo(args) -> int:
         print(f"demo: training {model} ({epochs} epochs at most) ...", flush=True)
         t1 = time.perf_counter()
         run = api.train(model, dataset, out / model, overrides=ov,
-                        command=f"mmkgrec demo ({model})")
+                        command=f"mmkgrec demo ({model})", overwrite=True)
         print(f"demo: {model} done in {time.perf_counter() - t1:.0f} s", flush=True)
         rows.append(run.metrics)
     print()

@@ -1,4 +1,5 @@
-"""Layered configuration: schema defaults < model < dataset < file < ``--set key=value``.
+"""Layered configuration: schema defaults < model < dataset < the dataset folder's ``NAME.yaml``
+< file < ``--set key=value``.
 
 Every key, its default, type and allowed values are declared once, in
 :mod:`mmkgrec.config_schema`; the packaged files under ``configs/`` (a model's, a dataset's, a
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import sys
 from collections.abc import Mapping
 from importlib import resources
@@ -256,8 +258,27 @@ def _canonical_metric(values: dict) -> None:
     values["valid_metric"] = canonical(values["valid_metric"])
 
 
-def _packaged_layers(model: str, dataset) -> list[tuple[dict, str]]:
-    """The model's config file and the dataset's packaged one (if any), as (values, source)."""
+def dataset_settings_file(dataset) -> Path | None:
+    """A dataset folder's own settings, ``NAME.yaml`` beside its files (``NAME`` the folder's
+    name), when there is one: the folder is ``dataset`` itself when it is a folder, else
+    ``$MMKGREC_DATA/<dataset>``."""
+    if dataset is None:
+        return None
+    folder = Path(str(dataset))
+    if not folder.is_dir():
+        root = os.environ.get("MMKGREC_DATA")
+        if not root or folder.is_absolute():
+            return None
+        folder = Path(root) / str(dataset)
+        if not folder.resolve().is_relative_to(Path(root).resolve()):
+            return None  # a name pointing outside MMKGREC_DATA: refused when the data is read
+    path = folder / f"{folder.resolve().name}.yaml"
+    return path if path.is_file() else None
+
+
+def _packaged_layers(model: str, dataset, own: bool = True) -> list[tuple[dict, str]]:
+    """The model's config file, the dataset's packaged one (if any) and, with ``own``, the
+    dataset folder's ``NAME.yaml`` (:func:`dataset_settings_file`), as (values, source)."""
     cdir = _config_dir()
     mpath = cdir / "model" / f"{model}.yaml"
     if not isinstance(model, str) or not mpath.is_file():
@@ -269,6 +290,9 @@ def _packaged_layers(model: str, dataset) -> list[tuple[dict, str]]:
         if dpath.is_file():
             layers.append((_read_yaml(dpath, f"configs/dataset/{dpath.name}"),
                            f"configs/dataset/{dpath.name}"))
+        folder_file = dataset_settings_file(dataset) if own else None
+        if folder_file is not None:
+            layers.append((_read_yaml(folder_file, str(folder_file)), str(folder_file)))
     return layers
 
 
@@ -319,7 +343,9 @@ def load_run_config(path: str | Path, device: str | None = None) -> Config:
         if key not in values:
             raise ConfigError(key, f"{path}: missing; a run's config.yaml names its {key}", str(path))
     model, dataset = values.pop("model"), values.pop("dataset")
-    layers = _packaged_layers(model, dataset) + [(values, str(path))]
+    # the run's config.yaml holds every resolved value: the dataset folder's settings, which may
+    # have changed since, are not read
+    layers = _packaged_layers(model, dataset, own=False) + [(values, str(path))]
     if device is not None:
         layers.append(({"device": device}, "--device"))
     return _resolve(model, dataset, layers)
@@ -352,7 +378,8 @@ def reference_markdown() -> str:
         "docs/CONFIG.md`; do not edit by hand. -->",
         "",
         "A run's configuration is layered: the defaults below < the model's file "
-        "(`configs/model/NAME.yaml`) < the dataset's (`configs/dataset/NAME.yaml`) < `--config "
+        "(`configs/model/NAME.yaml`) < the dataset's (`configs/dataset/NAME.yaml`) < the "
+        "dataset folder's own `NAME.yaml` beside its files (`NAME` the folder's name) < `--config "
         "FILE` < `--set key=value`. Each layer may set only the keys of the run's model: the "
         "general keys and those that name it under *models*. Every value is checked against its "
         "key when it is read, and an error names the key and the layer it came from. `model` "

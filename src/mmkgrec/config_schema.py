@@ -589,6 +589,16 @@ _KEYS = [
         Key("explain_http_retries", int, 2, "http backend: retries after a timeout, a refused "
             "connection or a 5xx answer", ge=0),
     ),
+    *_section(
+        "input boundaries", None,
+        Key("allow_url_images", bool, False, "fetch http(s) URLs of an image_column from the "
+            "network (false: such an item is refused, naming it)"),
+        Key("max_image_bytes", int, 20_000_000, "largest image fetched from a URL, in bytes; a "
+            "larger one is refused", ge=1),
+        Key("url_timeout_s", float, 20.0, "seconds allowed for fetching one image URL", gt=0),
+        Key("allow_outside_paths", bool, False, "let paths read from data files (image_column "
+            "entries) and a relative image_dir point outside the dataset folder"),
+    ),
 ]
 
 _KEYS += _section(

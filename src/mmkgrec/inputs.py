@@ -106,6 +106,14 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
             if mat.ndim != 2 or mat.shape[0] != split.n_items or mask.shape != (split.n_items,):
                 raise ValueError(f"item features '{m}' have shapes {mat.shape} and {mask.shape}; "
                                  f"expected [{split.n_items}, dim] and [{split.n_items}]")
+            finite = np.isfinite(mat).all(axis=1)
+            if not finite.all():
+                from .errors import NonFiniteError
+
+                k = int(np.flatnonzero(~finite)[0])
+                raise NonFiniteError(f"the {m} features of item '{split.dataset.item_ids[k]}' "
+                                     f"hold NaN or inf ({int((~finite).sum())} item(s)); "
+                                     "re-extract them or fix the feature file")
             raw[m] = (mat, mask)
         if config_value(config, "shuffle_features"):  # defaults: the schema's
             raw = shuffle_item_rows(raw, int(config_value(config, "seed")))

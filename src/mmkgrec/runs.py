@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MMKGRecError
+from .errors import ChecksumError, MMKGRecError, OutputExistsError, ResumeMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,13 @@ FILES = {"ids": "ids.safetensors", "exclude": "exclude.safetensors",
          "features": "features.safetensors", "vectors": "item_vectors.safetensors"}
 INDEX_DIR = "index"
 PARTS = ("train", "valid", "test")
+#: the partial run's record of the data and split it trains on (checked by --resume)
+FINGERPRINT = "fingerprint.json"
+#: every name a run directory's own files have (what --overwrite may replace, nothing else)
+RUN_FILES = ("config.yaml", "log.txt", "model.safetensors", "per_user_test.npz", "metrics.json",
+             MANIFEST, FINGERPRINT, *FILES.values(), INDEX_DIR, "checkpoint")
+#: keys --resume may change: they change neither the data, the model nor an epoch's updates
+RESUMABLE_KEYS = frozenset({"epochs", "threads", "device", "show_progress", "eval_batch_size"})
 
 
 class RunFileError(MMKGRecError):
@@ -120,15 +127,234 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and v != v)
 
 
+# ---- the run directory as a whole: claiming, committing, failing ------------------------
+
+def is_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished run (its manifest, or a config and weights)."""
+    folder = Path(folder)
+    return (folder / MANIFEST).is_file() or ((folder / "config.yaml").is_file()
+                                              and (folder / "model.safetensors").is_file())
+
+
+def check_out(out: Path, overwrite: bool = False) -> None:
+    """OutputExistsError unless ``out`` is free: absent, an empty folder, or (with
+    ``overwrite``) a run, whose own files alone :func:`commit` replaces."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a folder; choose another --out")
+    if not any(out.iterdir()):
+        return
+    if is_run(out):
+        if overwrite:
+            return
+        raise OutputExistsError(f"{out}: already holds a run; choose another --out, or pass "
+                                "--overwrite to replace that run's files")
+    raise OutputExistsError(f"{out}: exists, is not empty and is not a run; refusing to write "
+                            "into it (choose another --out)")
+
+
+def _is_partial(folder: Path) -> bool:
+    return all(p.name in RUN_FILES or p.name.startswith(".") for p in folder.iterdir())
+
+
+def check_partial(partial: Path, resume: bool) -> None:
+    """OutputExistsError when ``partial`` (``<out>.partial``) exists but is not a partial run
+    (so neither a fresh run may remove it nor a resume continue it)."""
+    if partial.exists() and (not partial.is_dir() or not _is_partial(partial)):
+        raise OutputExistsError(f"{partial}: exists and is not an interrupted run (it holds "
+                                "other files); move it away")
+
+
+def remove_partial(partial: Path) -> None:
+    """Remove an interrupted run's folder (only after :func:`check_partial`)."""
+    import shutil
+
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def commit(partial: Path, out: Path) -> None:
+    """Move the finished run in ``partial`` to ``out``: a rename when ``out`` is absent or
+    empty; else (a run, under --overwrite) the run's own files in ``out`` are replaced one by
+    one and every other file there stays."""
+    import shutil
+
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.replace(partial, out)
+        return
+    for name in RUN_FILES:
+        old = out / name
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+    for p in partial.iterdir():
+        os.replace(p, out / p.name)
+    partial.rmdir()
+
+
+def resumable(partial: Path) -> bool:
+    return (partial / "checkpoint" / "LATEST").is_file()
+
+
+def after_failure(partial: Path, error: BaseException, keep: bool = False) -> None:
+    """Clean up after ``error`` stopped a run being written to ``partial``: keep it when it
+    holds a checkpoint and the run may be resumed (interrupted, killed, out of disk or memory)
+    or when ``keep`` (the interrupted run a --resume continued: never removed by a later
+    failure), else remove it, so that no half-written folder stays behind."""
+    if not partial.exists():
+        return
+    if (keep or not isinstance(error, MMKGRecError)) and resumable(partial):
+        _remove_temporaries(partial)
+        log.warning("the interrupted run is kept in %s; continue it with --resume", partial)
+        return
+    remove_partial(partial)
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """The temporary files and folders a write cut short left in ``folder`` (``*.tmp*``)."""
+    import shutil
+
+    for p in sorted(folder.rglob("*.tmp*"), key=lambda p: len(p.parts), reverse=True):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` to ``path`` through a temporary file in the same folder, renamed at the end (a
+    failure leaves neither a half-written ``path`` nor the temporary file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_weights(path: Path, state: dict, meta: dict) -> None:
+    """Model weights (torch tensors) to ``path`` as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(state, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ---- fingerprints and checksums -----------------------------------------------------------
+
+def _digest(*arrays) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a, dtype=np.int64))
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:32]
+
+
+def _ids_digest(user_ids, item_ids) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for ids in (user_ids, item_ids):
+        blob, offsets = pack_strings(ids)
+        h.update(offsets.tobytes())
+        h.update(blob.tobytes())
+    return h.hexdigest()[:32]
+
+
+def split_digest(split) -> str:
+    arrays = []
+    for part in PARTS:
+        inter = split.part(part)
+        arrays += [inter.user, inter.item]
+    for part, inter in sorted((getattr(split, "labelled", None) or {}).items()):
+        arrays += [inter.user, inter.item]
+    return _digest(*arrays)
+
+
+def fingerprint(dataset, split) -> dict:
+    """``{"data": ..., "split": ...}``: digests of the dataset's ids and interactions (every
+    (user, item) pair) and of the split's parts, recorded with a run and checked by
+    ``--resume`` and :func:`mmkgrec.load`."""
+    indptr, indices = exclusion_csr(dataset)
+    return {"data": _ids_digest(dataset.user_ids, dataset.item_ids) + _digest(indptr, indices),
+            "split": split_digest(split)}
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def check_resume(partial: Path, config, fp: dict) -> None:
+    """ResumeMismatchError unless the interrupted run in ``partial`` was started with
+    ``config`` but for :data:`RESUMABLE_KEYS` (``epochs`` may only grow) and on the same data
+    and split (``fp``, :func:`fingerprint`)."""
+    import yaml
+
+    cfg_path = partial / "config.yaml"
+    if not cfg_path.is_file():
+        return  # nothing was started: a fresh run
+    try:
+        old = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise RunFileError(cfg_path, f"unreadable ({_first(e)}); remove {partial} to start "
+                           "again") from None
+    if not isinstance(old, dict):
+        raise RunFileError(cfg_path, f"not a configuration; remove {partial} to start again")
+    new = config.to_dict()
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b or key in RESUMABLE_KEYS:
+            continue
+        raise ResumeMismatchError(f"--resume: config key '{key}' is {b!r}, but the interrupted "
+                                  f"run in {partial} used {a!r}; resume may change only "
+                                  f"{sorted(RESUMABLE_KEYS)} (epochs only upwards). Use another "
+                                  "--out for a new run")
+    if isinstance(old.get("epochs"), int) and new["epochs"] < old["epochs"]:
+        raise ResumeMismatchError(f"--resume: config key 'epochs' is {new['epochs']}, below the "
+                                  f"{old['epochs']} of the interrupted run in {partial}; epochs "
+                                  "may only increase")
+    fp_path = partial / FINGERPRINT
+    if fp_path.is_file():
+        old_fp = read_json(fp_path, "fingerprint")
+        for what in ("data", "split"):
+            if old_fp.get(what) != fp.get(what):
+                raise ResumeMismatchError(f"--resume: the {what} differ from those the "
+                                          f"interrupted run in {partial} trained on ({fp_path}); "
+                                          "the dataset's files changed. Use another --out for a "
+                                          "new run")
+
+
+def _first(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+
 # ---- writing ---------------------------------------------------------------------------
 
 def _save(path: Path, arrays: dict, meta: dict) -> None:
     from safetensors.numpy import save_file
 
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file(arrays, str(tmp), metadata={k: str(v) for k, v in meta.items()})
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(arrays, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _small_int(a: np.ndarray) -> np.ndarray:
@@ -252,7 +478,7 @@ def item_vectors_of(model) -> np.ndarray | None:
 
 
 def write_run_data(folder: str | Path, run_id: str, config, dataset, split, model,
-                   features: dict | None = None, kg=None) -> dict:
+                   features: dict | None = None, kg=None, fingerprint: dict | None = None) -> dict:
     """Write the files of the module docstring into ``folder`` (each to a temporary name, then
     renamed) and return the manifest. ``features``: the raw ``{modality: (matrix, mask)}`` the
     model was built from; ``kg``: its KnowledgeGraph (``None``: built here when the dataset has
@@ -327,11 +553,20 @@ def write_run_data(folder: str | Path, run_id: str, config, dataset, split, mode
         "features": sorted(features or {}), "kg": kg_info,
         "item_vectors": None if vectors is None else {"dim": int(vectors.shape[1])},
         "index": index_info, "exclude_pairs": int(len(indices)),
+        "fingerprint": fingerprint, "checksums": _checksums(folder),
     }
-    tmp = folder / f".{MANIFEST}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, folder / MANIFEST)
+    write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
+
+
+def _checksums(folder: Path) -> dict:
+    """sha256 of the weights, the data files and the index files, by path relative to
+    ``folder``."""
+    names = ["model.safetensors", *FILES.values()]
+    index = folder / INDEX_DIR
+    if index.is_dir():
+        names += [f"{INDEX_DIR}/{p.name}" for p in sorted(index.iterdir()) if p.is_file()]
+    return {n: file_sha256(folder / n) for n in names if (folder / n).is_file()}
 
 
 # ---- reading ---------------------------------------------------------------------------
@@ -374,6 +609,28 @@ class RunData:
     def path(self, kind: str) -> Path:
         return self.folder / FILES[kind]
 
+    def verify(self, path: Path) -> None:
+        """ChecksumError naming ``path`` when its bytes differ from those the run recorded
+        (runs written before checksums were kept are not checked)."""
+        sums = self.manifest.get("checksums") or {}
+        rel = Path(path).relative_to(self.folder).as_posix()
+        if rel in sums and path.is_file() and file_sha256(path) != sums[rel]:
+            raise ChecksumError(f"{path}: its bytes differ from those the run wrote (sha256 "
+                                f"recorded in {MANIFEST}); the file is damaged or was replaced")
+
+    def check_fingerprint(self, dataset, split) -> None:
+        """ChecksumError when the ids, pairs or split read back differ from the run's recorded
+        fingerprint."""
+        fp = self.manifest.get("fingerprint")
+        if not fp:
+            return
+        now = fingerprint(dataset, split)
+        for what in ("data", "split"):
+            if now.get(what) != fp.get(what):
+                raise ChecksumError(f"{self.folder}: the stored {what} do not match the "
+                                    f"run's fingerprint ({MANIFEST}); the run directory was "
+                                    "altered")
+
     def has(self, kind: str) -> bool:
         return kind in self.manifest["files"]
 
@@ -391,6 +648,7 @@ class RunData:
         except Exception as e:  # safetensors raises its own error types on a bad header / data
             raise RunFileError(path, f"unreadable or truncated ({type(e).__name__}: {e})") from None
         self.check_meta(path, meta, kind)
+        self.verify(path)
         return arrays
 
     def check_meta(self, path: Path, meta: dict, kind: str) -> None:
@@ -553,6 +811,9 @@ class RunData:
         from .retrieval import ItemIndex
 
         path = self.folder / INDEX_DIR
+        for name in self.manifest.get("checksums") or {}:
+            if name.startswith(INDEX_DIR + "/"):
+                self.verify(self.folder / name)
         try:
             index = ItemIndex.load(path)
         except ImportError:
@@ -576,4 +837,5 @@ class RunData:
         except Exception as e:
             raise RunFileError(path, f"unreadable or truncated ({type(e).__name__}: {e})") from None
         self.check_meta(path, meta, "weights")
+        self.verify(path)
         return state

@@ -159,8 +159,8 @@ def build_dataset(
     order of raw tokens (numeric tokens sort numerically), so the mapping is deterministic.
     Raises :class:`MMKGRecError` if nothing is left.
     """
-    users_raw = np.asarray(users_raw).astype(str).astype(object)
-    items_raw = np.asarray(items_raw).astype(str).astype(object)
+    users_raw = as_tokens(users_raw)
+    items_raw = as_tokens(items_raw)
     n0 = len(users_raw)
     stats: dict = {"raw_interactions": n0}
     keep = np.ones(n0, dtype=bool)
@@ -208,21 +208,56 @@ def build_dataset(
     return ds
 
 
-def _sort_key(tokens: np.ndarray) -> np.ndarray:
-    """Order tokens numerically when all are integers, else lexicographically."""
+def as_tokens(values) -> np.ndarray:
+    """``values`` as an object array of ``str`` (numbers as ``str(number)``), never through a
+    fixed-width string array, so that one long id costs its own bytes and not the width of every
+    row."""
+    a = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    out = np.empty(len(a), dtype=object)
+    out[:] = [v if isinstance(v, str) else str(v) for v in (a.tolist() if a.dtype != object
+                                                             else a)]
+    return out
+
+
+def _sort_key(tokens) -> np.ndarray:
+    """Order tokens numerically when all are integers, else lexicographically (by code point,
+    as numpy sorts strings), without a fixed-width copy of the tokens."""
+    tokens = list(tokens)
+    lex = np.asarray(sorted(range(len(tokens)), key=tokens.__getitem__), dtype=np.int64)
     try:
-        return np.argsort(np.asarray(tokens, dtype=np.int64), kind="stable")
+        keys = np.asarray([int(tokens[k]) for k in lex], dtype=np.int64)
     except (ValueError, OverflowError):
-        return np.argsort(np.asarray(tokens, dtype=str), kind="stable")
+        return lex
+    return lex[np.argsort(keys, kind="stable")]  # numeric; equal numbers ("1", "01") by text
+
+
+def unique_tokens(values) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values as str, return_inverse=True)`` (sorted by code point) without a
+    fixed-width string array: tokens are interned through one dict."""
+    codes_of: dict = {}
+    codes = np.fromiter((codes_of.setdefault(v, len(codes_of)) for v in as_tokens(values)),
+                        dtype=np.int64, count=len(values))
+    uniq = list(codes_of)
+    lex = sorted(range(len(uniq)), key=uniq.__getitem__)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[lex] = np.arange(len(uniq))
+    out = np.empty(len(uniq), dtype=object)
+    out[:] = [uniq[k] for k in lex]
+    return out, rank[codes]
 
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique tokens in deterministic order, code of each value)."""
-    uniq, inv = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+    """(unique tokens in deterministic order, code of each value); tokens are interned through
+    one dict (no fixed-width string array)."""
+    codes_of: dict = {}
+    codes = np.fromiter((codes_of.setdefault(v, len(codes_of)) for v in values), dtype=np.int64,
+                        count=len(values))
+    uniq = np.empty(len(codes_of), dtype=object)
+    uniq[:] = list(codes_of)
     order = _sort_key(uniq)
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    return uniq[order].astype(object), rank[inv]
+    return uniq[order], rank[codes]
 
 
 def align_table(ds_ids: np.ndarray, table_ids, columns: dict, types: dict, what: str, path: str):

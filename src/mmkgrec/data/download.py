@@ -53,7 +53,13 @@ def download(name: str, dest: str | Path | None = None, url: str | None = None,
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         archive = Path(tmp) / "archive.zip"
-        urllib.request.urlretrieve(url or recipe["url"], archive)
+        try:
+            urllib.request.urlretrieve(url or recipe["url"], archive)
+        except OSError as e:  # URLError (offline, DNS, refused), HTTPError, a timeout
+            reason = getattr(e, "reason", None) or e
+            raise MMKGRecError(f"{name}: cannot download {url or recipe['url']} ({reason}); "
+                               f"check the network, or unpack the files into {target} by "
+                               "hand") from None
         got, want = md5sum(archive), md5 or recipe["md5"]
         if got != want:
             raise MMKGRecError(f"{name}: checksum mismatch (md5 {got}, expected {want}); the "

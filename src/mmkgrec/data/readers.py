@@ -45,7 +45,28 @@ class Table:
             )
 
 
+def text_lines(path: Path, start: int = 1):
+    """``(line number, text)`` of each line of ``path`` (newline kept), decoded as UTF-8 (a
+    leading byte-order mark dropped); DataFormatError naming the file, line and byte where the
+    bytes are not UTF-8."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=start):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataFormatError(path, f"not UTF-8 text: byte 0x{raw[e.start]:02x} at "
+                                      f"column {e.start + 1}; save the file as UTF-8",
+                                      line=lineno) from None
+            if lineno == start and text.startswith("\ufeff"):
+                text = text[1:]
+            yield lineno, text
+
+
 def _parse_header(path: Path, header: str) -> list[tuple[str, str]]:
+    if "\t" not in header and header.count(",") >= 1:
+        raise DataFormatError(path, "this file must be tab-separated (a RecBole atomic file), "
+                              "but its header looks comma-separated; convert the commas to tabs",
+                              line=1)
     fields = []
     for j, part in enumerate(header.rstrip("\n\r").split("\t")):
         if ":" not in part:
@@ -71,22 +92,24 @@ def read_atomic(path: str | Path, columns: list[str] | None = None) -> Table:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "file not found")
-    with open(path, encoding="utf-8") as f:
-        header = f.readline()
-        if not header.strip():
-            raise DataFormatError(path, "empty file: expected a typed header line", line=1)
-        fields = _parse_header(path, header)
-        rows = [line.rstrip("\n\r").split("\t") for line in f]
+    lines = text_lines(path)
+    _, header = next(lines, (1, ""))
+    if not header.strip():
+        raise DataFormatError(path, "empty file: expected a typed header line", line=1)
+    fields = _parse_header(path, header)
     width = len(fields)
     keep = [i for i, (n, _) in enumerate(fields) if columns is None or n in columns]
     table = Table(path=str(path), types={fields[i][0]: fields[i][1] for i in keep})
     raw: list[list[str]] = [[] for _ in keep]
-    for lineno, row in enumerate(rows, start=2):
+    for lineno, line in lines:
+        row = line.rstrip("\n\r").split("\t")
         if len(row) != width:
             if len(row) == 1 and row[0] == "":
                 continue  # blank line
-            raise DataFormatError(path, f"expected {width} tab-separated fields, found {len(row)}",
-                                  line=lineno)
+            hint = (" (the row looks comma-separated; atomic files are tab-separated)"
+                    if len(row) == 1 and "," in row[0] else "")
+            raise DataFormatError(path, f"expected {width} tab-separated fields, found "
+                                  f"{len(row)}{hint}", line=lineno)
         for out, i in zip(raw, keep):
             out.append(row[i])
     for values, i in zip(raw, keep):
@@ -128,15 +151,13 @@ def _convert(path: Path, name: str, typ: str, values: list[str]):
 
 def _line_of(path: Path, name: str, k: int) -> int:
     """File line of the k-th data row (blank lines are skipped by the reader)."""
-    with open(path, encoding="utf-8") as f:
-        f.readline()
-        seen = -1
-        for lineno, line in enumerate(f, start=2):
-            if line.strip("\n\r") == "":
-                continue
-            seen += 1
-            if seen == k:
-                return lineno
+    seen = -1
+    for lineno, line in text_lines(path):
+        if lineno == 1 or line.strip("\n\r") == "":
+            continue
+        seen += 1
+        if seen == k:
+            return lineno
     return -1
 
 
@@ -144,20 +165,19 @@ def _int_rows(path: Path, min_fields: int, max_fields: int | None = None, sep: s
     """Yield (lineno, list[int]) for whitespace-separated integer files."""
     if not path.is_file():
         raise DataFormatError(path, "file not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split(sep)
-            if not parts:
-                continue
-            if len(parts) < min_fields or (max_fields is not None and len(parts) > max_fields):
-                want = f"{min_fields}" if max_fields == min_fields else f"at least {min_fields}"
-                raise DataFormatError(path, f"expected {want} fields, found {len(parts)}", line=lineno)
-            try:
-                yield lineno, [int(p) for p in parts]
-            except ValueError:
-                bad = next(p for p in parts if not p.lstrip("-").isdigit())
-                raise DataFormatError(path, f"expected integer ids, found '{bad}'",
-                                      line=lineno) from None
+    for lineno, line in text_lines(path):
+        parts = line.split(sep)
+        if not parts:
+            continue
+        if len(parts) < min_fields or (max_fields is not None and len(parts) > max_fields):
+            want = f"{min_fields}" if max_fields == min_fields else f"at least {min_fields}"
+            raise DataFormatError(path, f"expected {want} fields, found {len(parts)}", line=lineno)
+        try:
+            yield lineno, [int(p) for p in parts]
+        except ValueError:
+            bad = next(p for p in parts if not p.lstrip("-").isdigit())
+            raise DataFormatError(path, f"expected integer ids, found '{bad}'",
+                                  line=lineno) from None
 
 
 def read_kgat_interactions(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -186,12 +206,11 @@ def read_named_triples(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise DataFormatError(path, "file not found")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 3:
-                raise DataFormatError(path, f"expected 3 fields, found {len(parts)}", line=lineno)
-            rows.append(parts)
+    for lineno, line in text_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3:
+            raise DataFormatError(path, f"expected 3 fields, found {len(parts)}", line=lineno)
+        rows.append(parts)
     return np.asarray(rows, dtype=object).reshape(-1, 3)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import config_value
-from ..errors import DataFormatError, MMKGRecError
+from ..config import config_value, task_of
+from ..errors import ConfigError, DataFormatError, MMKGRecError
 from .dataset import Dataset, Interactions, align_table, build_dataset
 from .readers import read_atomic, read_int_triples, read_kgat_interactions, read_named_triples
 
@@ -42,6 +42,10 @@ def resolve_path(name: str, data_path: str | None = None) -> Path:
                            f"set MMKGREC_DATA to the folder holding {sorted(KNOWN)} or run "
                            f"`mmkgrec data download {name}`")
     path = root / name
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise MMKGRecError(f"dataset '{name}': a dataset name is a folder under MMKGREC_DATA "
+                           f"({root}), and this one points outside it; give the folder's own "
+                           "path instead")
     if not path.is_dir():
         raise MMKGRecError(f"dataset '{name}' not found at {path}")
     return path
@@ -69,6 +73,12 @@ def load_dataset(name: str, config=None) -> Dataset:
     if fmt == "auto":
         fmt = KNOWN.get(base) or detect_format(resolve_path(name, cfg("data_path")))
     pre = {k: cfg(k) for k in ("rating_threshold", "dedup", "user_min_inter", "item_min_inter")}
+    if fmt == "kgcn" and pre["rating_threshold"] is None and task_of(config) != "ctr":
+        raise ConfigError("rating_threshold", f"dataset '{name}' is in KGCN format: labelled "
+                          "(user, item, 0/1) pairs whose label-0 rows are sampled negatives; "
+                          "without a label rule they would count as interactions. Set "
+                          f"rating_threshold: 1 (in {base}.yaml beside its files, --config or "
+                          "--set) to keep the positives, or task: ctr")
     load_kg = cfg("load_kg")
     if fmt == "synthetic":
         from .synthetic import make_synthetic
@@ -150,6 +160,7 @@ def load_atomic(path: Path, load_kg: bool = True, **pre) -> Dataset:
         if col in t.types and t.types[col] != "float":
             raise DataFormatError(inter_path, f"column '{col}' must be of type float, header says "
                                   f"'{t.types[col]}'", line=1)
+    _check_columns(t, inter_path)
     ds = build_dataset(name, t.columns["user_id"], t.columns["item_id"], t.columns.get("rating"),
                        t.columns.get("timestamp"), source=str(path), **pre)
     for kind in ("item", "user"):
@@ -157,6 +168,13 @@ def load_atomic(path: Path, load_kg: bool = True, **pre) -> Dataset:
         if side.is_file():
             _read_side_table(ds, side, kind)
     kg_path, link_path = path / f"{name}.kg", path / f"{name}.link"
+    if load_kg and kg_path.is_file() and not link_path.is_file():
+        raise DataFormatError(kg_path, f"has no {name}.link beside it, so its entities cannot be "
+                              f"tied to the items; add {link_path.name} (item_id:token, "
+                              "entity_id:token) or set load_kg: false")
+    if load_kg and link_path.is_file() and not kg_path.is_file():
+        raise DataFormatError(link_path, f"has no {name}.kg beside it: the items it links to "
+                              f"entities have no KG; add {kg_path.name} or set load_kg: false")
     if load_kg and kg_path.is_file() and link_path.is_file():
         kg = read_atomic(kg_path)
         kg.require("head_id", "relation_id", "tail_id")
@@ -167,11 +185,40 @@ def load_atomic(path: Path, load_kg: bool = True, **pre) -> Dataset:
     return ds
 
 
+def _check_columns(t, path: Path) -> None:
+    """DataFormatError naming the file and line of the first empty user or item id, or of the
+    first missing (NaN) rating or timestamp, of an ``.inter`` table."""
+    from .readers import _line_of
+
+    for col in ("user_id", "item_id"):
+        ids = t.columns[col]
+        empty = np.flatnonzero([not str(v).strip() for v in ids])
+        if len(empty):
+            raise DataFormatError(path, f"empty {col} (every interaction names its user and "
+                                  "item)", line=_line_of(path, col, int(empty[0])))
+    for col in ("rating", "timestamp"):
+        v = t.columns.get(col)
+        if v is not None and len(v) and not np.isfinite(v).all():
+            k = int(np.flatnonzero(~np.isfinite(v))[0])
+            raise DataFormatError(path, f"column '{col}' is missing or not finite ({v[k]}); every "
+                                  f"row needs a {col}, or drop the column",
+                                  line=_line_of(path, col, k))
+
+
 def _read_side_table(ds: Dataset, path: Path, kind: str) -> None:
     """Read ``.item`` / ``.user`` and align its columns to the dataset's dense ids."""
+    from .readers import _line_of
+
     table = read_atomic(path)
     id_col = f"{kind}_id"
     table.require(id_col)
+    seen: dict = {}
+    for k, v in enumerate(table.columns[id_col]):
+        if v in seen:
+            raise DataFormatError(path, f"{id_col} '{v}' appears again (first on line "
+                                  f"{_line_of(path, id_col, seen[v])}); one row per {kind}",
+                                  line=_line_of(path, id_col, k))
+        seen[v] = k
     cols = {k: v for k, v in table.columns.items() if k != id_col}
     types = {k: table.types[k] for k in cols}
     ids = ds.item_ids if kind == "item" else ds.user_ids

@@ -16,6 +16,9 @@ class KnownPairs:
         users = np.asarray(users, dtype=np.int64)
         items = np.asarray(items, dtype=np.int64)
         self.n_items = n_items
+        # distinct known items per user, for the bound of check_room
+        keys = np.unique(users * n_items + items)
+        self.per_user = np.bincount(keys // max(n_items, 1), minlength=n_users)
         self.dense = None
         self.keys = None
         if n_users * n_items <= DENSE_LIMIT:
@@ -23,6 +26,21 @@ class KnownPairs:
             self.dense[users * n_items + items] = True
         else:
             self.keys = np.unique(users * n_items + items)
+
+    def check_room(self, users, n: int, key: str = "sampled_negatives") -> None:
+        """LimitError naming ``key`` and the largest value allowed when ``n`` exceeds the items
+        some of ``users`` have not interacted with (the sampled candidates are drawn among
+        those)."""
+        users = np.unique(np.asarray(users, dtype=np.int64))
+        if len(users) == 0:
+            return
+        room = int(self.n_items - self.per_user[users].max())
+        if n > room:
+            from ..errors import LimitError
+
+            raise LimitError(f"config key '{key}': {n} negatives per positive, but a user of this "
+                             f"split has only {room} items it never interacted with; the maximum "
+                             f"here is {room}")
 
     def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         keys = users * self.n_items + items
@@ -49,5 +67,7 @@ def sample_negatives(users: np.ndarray, n_items: int, known: KnownPairs,
             return out
         flat[todo] = rng.integers(0, n_items, size=len(todo), dtype=np.int64)
         todo = todo[known.contains(users[todo // n], flat[todo])]
-    raise RuntimeError("negative sampling did not converge: some users interacted with (almost) "
-                       "every item")
+    from ..errors import LimitError
+
+    raise LimitError("negative sampling did not converge: some users interacted with (almost) "
+                     "every item")

@@ -195,6 +195,10 @@ def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0
         test_has_train = np.isin(test.user, inter.user)
         dropped = int(len(np.unique(test.user[~test_has_train])))
         test = test.take(np.flatnonzero(test_has_train))
+        if len(test) == 0:
+            raise MMKGRecError(f"dataset '{ds.name}' ({ds.source}): the given test file holds no "
+                               "interaction of a user with training data, so there is nothing "
+                               "to test on (split 'given')")
         return Split(ds, inter.take(train_rows), inter.take(valid_rows), test, method,
                      {"dropped_users": dropped, "seed": seed, "valid_ratio": valid_ratio})
     counts = np.bincount(inter.user, minlength=ds.n_users)

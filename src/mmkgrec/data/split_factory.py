@@ -75,5 +75,11 @@ def splitter(config) -> str:
 
 
 def split_from_config(ds: Dataset, config) -> Split:
-    """The split of ``ds`` that ``config`` asks for (:func:`splitter`)."""
+    """The split of ``ds`` that ``config`` asks for (:func:`splitter`). A dataset that comes
+    with its own test file (KGAT's ``test.txt``) is split only by ``split: given``: any other
+    split would silently leave that file out."""
+    if ds.given_test is not None and config_value(config, "split") != "given":
+        raise ConfigError("split", f"'{config_value(config, 'split')}' would ignore the test "
+                          f"file that dataset '{ds.name}' comes with ({ds.source}); set split: "
+                          "given to test on it")
     return SPLITTERS[splitter(config)](ds, config)

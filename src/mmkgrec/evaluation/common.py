@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data.sampling import KnownPairs, sample_negatives
+from ..errors import NonFiniteError
 from .metrics import MetricAccumulator, canonical, parse_metric
 
 from .. import distributed
@@ -35,6 +36,7 @@ class EvalMode:
         self._t0 = time.perf_counter()
         self._was_training = self.model.training
         self.model.eval()
+        check_finite_model(self.model)
         self.model.prepare_eval()
         return self
 
@@ -58,6 +60,39 @@ def progress(iterable, desc: str, enabled: bool = True, total: int | None = None
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, leave=False)
+def first_non_finite(model) -> str | None:
+    """The name of ``model``'s first parameter holding a NaN or infinity, or of its first
+    buffer holding a NaN (buffers may hold -inf on purpose, e.g. attention masks); ``None`` when
+    every value is finite."""
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            return f"parameter '{name}'"
+    for name, b in model.named_buffers():
+        if b.is_floating_point() and bool(torch.isnan(b).any()):
+            return f"buffer '{name}'"
+    return None
+
+
+def check_finite_model(model, where: str = "") -> None:
+    """NonFiniteError naming ``model``'s first non-finite tensor (:func:`first_non_finite`);
+    ``where`` (e.g. ``"epoch 3"``) starts the message."""
+    bad = first_non_finite(model)
+    if bad is not None:
+        raise NonFiniteError(f"{where + ': ' if where else ''}{type(model).__name__}'s {bad} is "
+                             "not finite (NaN or inf); nothing is reported from a non-finite "
+                             "model (lower learning_rate, set clip_grad_norm, or check the "
+                             "item features)")
+
+
+def check_finite_scores(scores, what: str = "scores") -> None:
+    """NonFiniteError when ``scores`` (a tensor, before any item is masked out) hold a NaN or
+    +inf: the model's inputs (e.g. features) or computation are not finite."""
+    bad = ~torch.isfinite(scores) & ~(scores == -torch.inf)
+    if bool(bad.any()):
+        row, col = (int(x) for x in bad.nonzero()[0])
+        raise NonFiniteError(f"the model's {what} are not finite (row {row}, item {col} is "
+                             f"{float(scores[row, col])}); nothing is reported from a non-finite "
+                             "model (check the item features and learning_rate)")
 
 
 def subset_mask(mask, n: int, what: str = "items") -> np.ndarray:
@@ -117,10 +152,12 @@ def ranking_metric_plan(metrics, sampled: bool = False) -> tuple[list[str], int]
 
 def sampled_candidates(split, users: np.ndarray, n_negatives: int, seed: int) -> np.ndarray:
     """``[len(users), n_negatives]`` items drawn uniformly, per row, among the items its user never
-    interacted with in any part of ``split`` (a fixed seed: every model sees the same ones)."""
+    interacted with in any part of ``split`` (a fixed seed: every model sees the same ones);
+    LimitError naming the maximum when a user has fewer such items than ``n_negatives``."""
     parts = [split.part(p) for p in ("train", "valid", "test")]
     known = KnownPairs(np.concatenate([p.user for p in parts]),
                        np.concatenate([p.item for p in parts]), split.n_users, split.n_items)
+    known.check_room(users, int(n_negatives))
     return sample_negatives(users, split.n_items, known, np.random.default_rng(seed),
                             int(n_negatives))
 

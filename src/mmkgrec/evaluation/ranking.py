@@ -12,8 +12,8 @@ import torch
 
 from .. import distributed
 from ..data.split import Split
-from .common import (EvalMode, per_user_means, progress, ranking_metric_plan,
-                     restrict_targets, sampled_candidates, shows_progress)
+from .common import (EvalMode, check_finite_scores, per_user_means, progress,
+                     ranking_metric_plan, restrict_targets, sampled_candidates, shows_progress)
 from .metrics import (MetricAccumulator, ranking_metrics_from_hits, sampled_ranking_metrics,
                       topk_with_ties)
 
@@ -76,6 +76,7 @@ class FullRankingEvaluator:
             for start in progress(starts, "evaluating", self.show_progress):
                 users = mine[start:start + step]
                 scores = model.score_all(users.to(device)).float().cpu()
+                check_finite_scores(scores)
                 if self.mask is not None:
                     rows, cols = _rows_of(*self.mask, users)
                     scores[rows, cols] = -torch.inf
@@ -114,6 +115,7 @@ class SampledEvaluator:
                 ps = model.score(u.to(device), p.to(device)).float().cpu()
                 ns = model.score(u.repeat_interleave(neg.shape[1]).to(device),
                                  neg.reshape(-1).to(device)).float().cpu().view(neg.shape)
+                check_finite_scores(torch.cat([ps.view(-1, 1), ns], 1))
                 for m, v in sampled_ranking_metrics(ps, ns, self.metrics).items():
                     per_pos[m].append(v)
             acc = per_user_means(self.pos_users, per_pos)

@@ -10,11 +10,13 @@ Holm-adjusted over the table's comparisons.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from ..errors import UnknownNameError
 from .metric_names import lower_is_better
 from .metrics import canonical
 from .significance import holm, paired_ttest, paired_ttest_user_means
@@ -26,16 +28,23 @@ REPLICATE_KEYS = frozenset({"seed", "split_seed", "device", "threads", "show_pro
 
 def read_run(run_dir: str | Path) -> tuple[dict, dict]:
     """(metrics.json, per-user test metrics with ``user_ids``) of a finished run."""
+    from ..runs import RunFileError, read_json
+
     run_dir = Path(run_dir)
     mpath = run_dir / "metrics.json"
     if not mpath.is_file():
-        raise FileNotFoundError(f"{mpath} not found: {run_dir} is not a finished run directory")
-    metrics = json.loads(mpath.read_text())
+        raise RunFileError(mpath, f"not found: {run_dir} is not a finished run directory")
+    metrics = read_json(mpath, "metrics")
+    if not isinstance(metrics.get("test"), dict):
+        raise RunFileError(mpath, "has no 'test' metrics: not a finished run's metrics.json")
     per_user = {}
     ppath = run_dir / "per_user_test.npz"
     if ppath.is_file():
-        with np.load(ppath, allow_pickle=False) as z:
-            per_user = {k: z[k] for k in z.files}
+        try:
+            with np.load(ppath, allow_pickle=False) as z:
+                per_user = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise RunFileError(ppath, f"unreadable or truncated ({e})") from None
     return metrics, per_user
 
 
@@ -43,7 +52,16 @@ def _configuration(run_dir: Path, metrics: dict) -> str:
     """What makes a run a row: its resolved config without ``REPLICATE_KEYS`` (the model and
     dataset when the run has no config.yaml)."""
     path = Path(run_dir) / "config.yaml"
-    config = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        from ..runs import RunFileError
+
+        raise RunFileError(path, f"unreadable ({str(e).splitlines()[0]})") from None
+    if not isinstance(config, (dict, type(None))):
+        from ..runs import RunFileError
+
+        raise RunFileError(path, "not a mapping of key: value")
     config = {k: v for k, v in (config or {}).items() if k not in REPLICATE_KEYS}
     config.setdefault("model", metrics.get("model"))
     config.setdefault("dataset", metrics.get("dataset"))
@@ -79,11 +97,14 @@ def compare_runs(run_dirs: list, metric: str = "ndcg@10") -> str:
     """A table of the runs' mean test metrics, seeds of one configuration on one row; each row is
     tested against the best row on ``metric`` over users (each user's mean over the seeds both
     rows ran) and over seeds, with Holm's adjustment over the table's comparisons."""
-    metric = canonical(metric)
+    try:
+        metric = canonical(metric)
+    except ValueError as e:
+        raise UnknownNameError(f"--metric {metric}: {e}") from None
     runs = [read_run(d) for d in run_dirs]
     keys = list(runs[0][0]["test"])
     if metric not in keys:
-        raise KeyError(f"metric '{metric}' not in the runs' test metrics {keys}")
+        raise UnknownNameError(f"metric '{metric}' not in the runs' test metrics {keys}")
     rows = configuration_rows(run_dirs, runs)
     means = [{k: float(np.mean([runs[j][0]["test"][k] for j in row])) for k in keys} for row in rows]
     sign = -1.0 if lower_is_better(metric) else 1.0  # the best row: lowest RMSE, highest NDCG

@@ -26,8 +26,8 @@ import torch
 from ..data.sequences import EvalSamples, build_sequences
 from ..data.split import Split
 from .. import distributed
-from .common import (EvalMode, counted, per_user_means, progress, ranking_metric_plan,
-                     sampled_candidates)
+from .common import (EvalMode, check_finite_scores, counted, per_user_means, progress,
+                     ranking_metric_plan, sampled_candidates)
 from .metrics import (MetricAccumulator, ranking_metrics_from_hits, sampled_ranking_metrics,
                       topk_with_ties)
 
@@ -59,6 +59,11 @@ class NextItemEvaluator:
                 split, self.samples.users.numpy(), sampled_negatives, seed))
 
     def _scores(self, model, sl: slice, device) -> torch.Tensor:
+        scores = self._raw_scores(model, sl, device)
+        check_finite_scores(scores)
+        return scores
+
+    def _raw_scores(self, model, sl: slice, device) -> torch.Tensor:
         if hasattr(model, "score_sequences"):
             max_len = (getattr(model, "max_input_length", None) or self.max_seq_length
                        or 1 << 40)

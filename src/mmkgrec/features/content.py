@@ -147,9 +147,27 @@ def is_url(ref: str) -> bool:
     return ref.startswith(("http://", "https://"))
 
 
-def item_image_refs(dataset, image_dir=None, image_column=None) -> list[str | None]:
+def _confined(path: Path, base: Path, what: str, allow_outside: bool) -> Path:
+    """``path`` resolved; ConfigError naming ``allow_outside_paths`` and ``what`` when it lies
+    outside ``base`` and ``allow_outside`` is not set."""
+    from ..errors import ConfigError
+
+    resolved = path.resolve()
+    if not allow_outside and not resolved.is_relative_to(base.resolve()):
+        raise ConfigError("allow_outside_paths", f"{what} ({path}) lies outside the dataset "
+                          f"folder {base}; set allow_outside_paths: true to read it")
+    return resolved
+
+
+def item_image_refs(dataset, image_dir=None, image_column=None, allow_urls: bool = False,
+                    allow_outside: bool = False) -> list[str | None]:
     """One image reference (absolute path or URL) per dense item id; ``None`` where an item has
-    no image. ``image_dir`` and ``image_column`` are resolved against the dataset folder."""
+    no image. ``image_dir`` and ``image_column`` are resolved against the dataset folder; a path
+    read from the data (an ``image_column`` entry) or a relative ``image_dir`` must stay inside
+    it unless ``allow_outside``; URLs are kept only with ``allow_urls`` (ConfigError naming the
+    item otherwise)."""
+    from ..errors import ConfigError
+
     base = dataset_folder(dataset) or Path.cwd()
     n = len(dataset.item_ids)
     refs: list[str | None] = [None] * n
@@ -167,11 +185,21 @@ def item_image_refs(dataset, image_dir=None, image_column=None) -> list[str | No
             s = str(v).strip()
             if s.lower() in _MISSING_TOKENS:
                 continue
-            refs[i] = s if is_url(s) else str((base / s).resolve())
+            if is_url(s):
+                if not allow_urls:
+                    raise ConfigError("allow_url_images", f"item '{dataset.item_ids[i]}' has an "
+                                      f"image URL in column '{image_column}' ({s[:100]}); images "
+                                      "are fetched from the network only with allow_url_images: "
+                                      "true")
+                refs[i] = s
+            else:
+                refs[i] = str(_confined(base / s, base, f"the image of item "
+                                        f"'{dataset.item_ids[i]}' in column '{image_column}'",
+                                        allow_outside))
     if image_dir:
         folder = Path(os.path.expanduser(str(image_dir)))
-        if not folder.is_absolute():
-            folder = base / folder
+        if not folder.is_absolute():  # an absolute folder is the user's own choice
+            folder = _confined(base / folder, base, f"image_dir '{image_dir}'", allow_outside)
         if not folder.is_dir():
             raise MMKGRecError(f"image_dir {folder} (dataset '{dataset.name}') is not a folder")
         found: dict[str, str] = {}
@@ -236,14 +264,15 @@ def _to_rgb(im):
 
 
 def load_image(ref: str, draft: tuple[int, int] | None = None, timeout: float = 20.0,
-               reduce: bool = False):
+               reduce: bool = False, max_bytes: int = 20_000_000):
     """Decode ``ref`` (a path or URL) into an RGB ``PIL.Image``.
 
     ``draft`` lets JPEG decoding run at a reduced scale no smaller than that size (for encoders
     that downsample anyway); with ``reduce``, other formats decoded at more than twice that size
     are box-reduced after decoding, to no smaller than it. An image declaring more than
     :data:`MAX_IMAGE_PIXELS` pixels is refused before it is decoded. The source mode of a
-    converted image is kept in ``image.info["source_mode"]``. Raises OSError / ValueError
+    converted image is kept in ``image.info["source_mode"]``; a URL is read for at most
+    ``timeout`` seconds and ``max_bytes`` bytes. Raises OSError / ValueError
     (PIL's errors) on a corrupt, truncated, huge, non-image or unreadable input."""
     import warnings
 
@@ -253,13 +282,22 @@ def load_image(ref: str, draft: tuple[int, int] | None = None, timeout: float = 
         import urllib.request
 
         with urllib.request.urlopen(ref, timeout=timeout) as r:  # noqa: S310 (user-given URL)
-            src = io.BytesIO(r.read())
+            data = r.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise ValueError(f"image at {ref[:100]} is larger than max_image_bytes "
+                             f"({max_bytes} bytes); refused")
+        src = io.BytesIO(data)
     else:
         src = ref
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(src) as im:
+        try:
+            im = Image.open(src)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+            raise ValueError(f"image exceeds the decompression-bomb limit of "
+                             f"{MAX_IMAGE_PIXELS} pixels ({e}); refused") from None
+        with im:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise ValueError(f"image of {w} x {h} pixels exceeds the decompression-bomb limit "

@@ -39,6 +39,13 @@ def read_feature_file(dataset, modality: str, path: str) -> ExtractResult:
     if feats.ndim != 2 or len(feats) != len(ids):
         raise MMKGRecError(f"{path}: features must be [len(item_ids), dim], got {feats.shape} for "
                            f"{len(ids)} ids")
+    if not np.issubdtype(feats.dtype, np.number) or np.issubdtype(feats.dtype, np.complexfloating):
+        raise MMKGRecError(f"{path}: features must be real numbers, got dtype {feats.dtype}")
+    finite = np.isfinite(feats).all(axis=1)
+    if not finite.all():
+        k = int(np.flatnonzero(~finite)[0])
+        raise MMKGRecError(f"{path}: the {modality} features of item '{ids[k]}' (row {k}) hold "
+                           f"NaN or inf; {int((~finite).sum())} row(s) are not finite")
     row = {str(r): k for k, r in enumerate(ids)}
     if len(row) != len(ids):
         raise MMKGRecError(f"{path}: item_ids has {len(ids) - len(row)} duplicate ids")
@@ -98,13 +105,19 @@ def extract_features(dataset, modality: str, config: Mapping | None = None, *,
                         "recorded as having no image", dataset.name)
             inputs = [None] * dataset.n_items
         else:
-            inputs = content.item_image_refs(dataset, image_dir, image_column)
+            inputs = content.item_image_refs(
+                dataset, image_dir, image_column,
+                allow_urls=bool(config_value(config, "allow_url_images")),
+                allow_outside=bool(config_value(config, "allow_outside_paths")))
         keys = [None if r is None else content.image_key(r) for r in inputs]
         draft, reduce = enc.image_draft_size, enc.image_reduce
+        url_timeout = float(config_value(config, "url_timeout_s"))
+        max_bytes = int(config_value(config, "max_image_bytes"))
         converted: dict[str, str] = {}  # image ref -> the mode it was converted from
 
         def prepare(ref):
-            im = content.load_image(ref, draft=draft, reduce=reduce)
+            im = content.load_image(ref, draft=draft, reduce=reduce, timeout=url_timeout,
+                                    max_bytes=max_bytes)
             if "source_mode" in im.info:
                 converted[ref] = im.info["source_mode"]
             return im

@@ -40,6 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..config import config_value, withheld_item_columns, withheld_relations
+from ..data.dataset import as_tokens, unique_tokens
 from ..errors import MMKGRecError
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def _missing(tokens: np.ndarray) -> np.ndarray:
     tokens = np.asarray(tokens, dtype=object)
     none = np.equal(tokens, None)
     nan = np.fromiter((isinstance(t, float) and t != t for t in tokens), bool, len(tokens))
-    blank = np.char.strip(tokens.astype(str)) == ""
+    blank = np.fromiter((t is not None and not str(t).strip() for t in tokens), bool,
+                        len(tokens))
     return none | nan | blank
 
 
@@ -316,16 +318,18 @@ class KnowledgeGraph:
                  f"{tuple(raw[miss][0]) if miss.any() else ''}")
             raw = raw[~miss]
             if leak_relations:  # the target's relations leave before anything is built
-                leak = np.isin(raw[:, 1].astype(str), sorted(leak_relations))
+                leak = np.fromiter((str(t) in leak_relations for t in raw[:, 1]), bool,
+                                   len(raw))
                 n_leak, raw = int(leak.sum()), raw[~leak]
-            parts.append(raw.astype(str).astype(object))
+            parts.append(np.stack([as_tokens(raw[:, j]) for j in range(3)], 1)
+                         if len(raw) else raw.astype(object))
             n_unknown_link = int(ds.stats.get("link_rows_unknown_item", 0))
             note(".link rows for items not in the dataset", n_unknown_link,
                  "see the warning logged when the .link file was read")
             if ds.item_entity is not None:
                 ent = np.asarray(ds.item_entity, dtype=object)
                 linked = ~_missing(ent)
-                ent_s = np.where(linked, ent.astype(str), None)
+                ent_s = np.where(linked, as_tokens(ent), None)
                 # an entity claimed by two items stays with the first; the second keeps its own
                 seen: dict = {}
                 dup = np.zeros(n_items, dtype=bool)
@@ -339,8 +343,9 @@ class KnowledgeGraph:
                      f"{ent_s[np.flatnonzero(dup)[0]]}" if dup.any() else "")
                 ok = linked & ~dup
                 link[ok] = ent_s[ok].astype(object)
-                in_kg = np.isin(link[ok].astype(str),
-                                np.concatenate([raw[:, 0], raw[:, 2]]).astype(str))
+                kg_entities = set(as_tokens(raw[:, 0])) | set(as_tokens(raw[:, 2]))
+                in_kg = np.fromiter((str(t) in kg_entities for t in link[ok]), bool,
+                                    int(ok.sum()))
                 bad_info = {"items_linked": int(ok.sum()),
                             "linked_entities_not_in_kg": int((~in_kg).sum())}
             else:
@@ -460,8 +465,8 @@ def _dense_ids(link: np.ndarray, raw: np.ndarray):
     """(entity tokens, relation tokens, int64 triples): entity ``k < n_items`` is the item whose
     (linked) token is ``link[k]``; other entities follow in sorted token order; relations sorted."""
     n_items, m = len(link), len(raw)
-    tokens, inv = np.unique(np.concatenate([link.astype(str), raw[:, 0].astype(str),
-                                            raw[:, 2].astype(str)]), return_inverse=True)
+    tokens, inv = unique_tokens(np.concatenate([as_tokens(link), as_tokens(raw[:, 0]),
+                                                as_tokens(raw[:, 2])]))
     ent_id = np.full(len(tokens), -1, dtype=np.int64)
     ent_id[inv[:n_items]] = np.arange(n_items)
     others = np.flatnonzero(ent_id < 0)
@@ -470,7 +475,7 @@ def _dense_ids(link: np.ndarray, raw: np.ndarray):
     entity_tokens[ent_id] = tokens
     heads = ent_id[inv[n_items:n_items + m]]
     tails = ent_id[inv[n_items + m:]]
-    rel_tok, rels = np.unique(raw[:, 1].astype(str), return_inverse=True)
+    rel_tok, rels = unique_tokens(raw[:, 1])
     triples = np.stack([heads, rels.reshape(-1).astype(np.int64), tails], 1)
     return entity_tokens, rel_tok.astype(object), triples.astype(np.int64)
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..data.dataset import Interactions
 from ..config import config_value, task_of
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownNameError
 # ModelInputs and build_inputs live in mmkgrec.inputs; re-exported here for existing imports
 from ..inputs import MODALITIES, ModelInputs, build_inputs, shuffle_item_rows  # noqa: F401
 
@@ -38,7 +38,7 @@ def get_model_class(name: str) -> type["Recommender"]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model '{name}'; registered: {registered_models()}") from None
+        raise UnknownNameError(f"unknown model '{name}'; registered: {registered_models()}") from None
 
 
 def configured_modalities(config) -> tuple[str, ...]:

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 
 
@@ -133,9 +135,10 @@ class SelfAttentionBlock(nn.Module):
                  attn_dropout: float, act: str = "gelu", eps: float = 1e-12):
         super().__init__()
         if hidden % n_heads:
-            raise ValueError(f"hidden_size {hidden} is not a multiple of n_heads {n_heads}")
+            raise ConfigError("n_heads", f"the width {hidden} (hidden_size, or embedding_size) is "
+                              f"not a multiple of n_heads {n_heads}")
         if act not in ACTIVATIONS:
-            raise ValueError(f"hidden_act must be one of {sorted(ACTIVATIONS)}, got {act!r}")
+            raise ConfigError("hidden_act", f"must be one of {sorted(ACTIVATIONS)}, got {act!r}")
         self.n_heads, self.hidden = n_heads, hidden
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden)

@@ -33,8 +33,8 @@ from safetensors.torch import load_file, save_file
 from .. import distributed
 from ..config import config_value
 from ..data.batches import AlternatingBatches, LabelledBatches, PairwiseBatches
-from ..errors import ConfigError
-from ..evaluation.common import progress
+from ..errors import CheckpointError, ConfigError, NonFiniteError
+from ..evaluation.common import check_finite_model, first_non_finite, progress
 from ..evaluation.evaluator import make_evaluator
 from ..evaluation.metric_names import is_better, worst_value
 
@@ -192,11 +192,22 @@ class Trainer:
         if self.ckpt_dir is None or not (self.ckpt_dir / "LATEST").is_file():
             return None
         d = self.ckpt_dir / (self.ckpt_dir / "LATEST").read_text().strip()
-        state = json.loads((d / "state.json").read_text())
-        self.model.load_state_dict(load_file(str(d / "model.safetensors")))
-        if self.optimizer is not None and (d / "optimizer.pt").is_file():
-            self.optimizer.load_state_dict(torch.load(d / "optimizer.pt", weights_only=True))
-        best = load_file(str(d / "best.safetensors")) if (d / "best.safetensors").is_file() else None
+        what = d / "state.json"
+        try:  # a checkpoint of another model, or damaged: one error naming its file
+            state = json.loads(what.read_text())
+            if not isinstance(state, dict) or "epoch" not in state:
+                raise ValueError("not a checkpoint state")
+            what = d / "model.safetensors"
+            self.model.load_state_dict(load_file(str(what)))
+            what = d / "optimizer.pt"
+            if self.optimizer is not None and what.is_file():
+                self.optimizer.load_state_dict(torch.load(what, weights_only=True))
+            what = d / "best.safetensors"
+            best = load_file(str(what)) if what.is_file() else None
+        except Exception as e:  # noqa: BLE001 - json, safetensors and torch raise their own types
+            raise CheckpointError(f"{what}: cannot resume from this checkpoint "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+                                  "remove the .partial folder to start again") from None
         return state, best
 
     # ---- training -----------------------------------------------------------------------
@@ -204,7 +215,10 @@ class Trainer:
         cfg = self.config
         model = self.model
         if model.input_type == "none" or cfg["epochs"] == 0:
-            metrics, _, secs = self.evaluator.evaluate(model, self.device)
+            try:
+                metrics, _, secs = self.evaluator.evaluate(model, self.device)
+            except NonFiniteError as e:
+                raise NonFiniteError(f"epoch 0 (no training), validation: {e}") from None
             log.info("no training epochs | eval %.2fs | valid %s", secs, _fmt(metrics))
             return TrainResult(0, metrics, [{"epoch": 0, "valid": metrics}], [], [secs])
         state = {"epoch": -1, "best_epoch": -1, "best_score": worst_value(self.valid_metric),
@@ -230,7 +244,7 @@ class Trainer:
             batches = progress(self.batches.epoch(rng, self.device), f"epoch {epoch}",
                                cfg["show_progress"], total=len(self.batches))
             try:
-                total, n = self._epoch(batches)
+                total, n = self._epoch(batches, epoch)
             except RuntimeError as e:
                 if self.world == 1 or not _lost_peer(e):
                     raise
@@ -244,10 +258,14 @@ class Trainer:
                     f"({distributed.peer_error(e)}); "
                     f"{last}") from None
             train_s = time.perf_counter() - t0
+            check_finite_model(model, f"epoch {epoch}")
             state["train_epoch_s"].append(train_s)
             entry = {"epoch": epoch, "loss": total / max(n, 1), "train_s": train_s}
             if (epoch + 1) % cfg["eval_step"] == 0 or epoch == cfg["epochs"] - 1:
-                metrics, _, eval_s = self.evaluator.evaluate(model, self.device)
+                try:
+                    metrics, _, eval_s = self.evaluator.evaluate(model, self.device)
+                except NonFiniteError as e:
+                    raise NonFiniteError(f"epoch {epoch}, validation: {e}") from None
                 state["eval_s"].append(eval_s)
                 score = metrics[self.valid_metric]
                 entry.update(valid=metrics, eval_s=eval_s)
@@ -271,7 +289,7 @@ class Trainer:
                            state["train_epoch_s"], state["eval_s"], stopped)
 
 
-    def _epoch(self, batches) -> tuple[float, int]:
+    def _epoch(self, batches, epoch: int) -> tuple[float, int]:
         """One pass over ``batches``: (sum of the batches' mean losses, batches). With several
         processes each trains on its block of every batch, weighted (shard_batch); the sum is
         then the global one (one all-gather per epoch)."""
@@ -283,6 +301,9 @@ class Trainer:
                 batch, weight = cut(batch, self.world, distributed.rank())
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.step(batch)
+            if not bool(torch.isfinite(loss.detach())):
+                raise NonFiniteError(f"epoch {epoch}, batch {n}: the training loss is "
+                                     f"{float(loss.detach())}" + _cause(self.model))
             (loss * weight if weight != 1.0 else loss).backward()
             if cfg["clip_grad_norm"]:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["clip_grad_norm"])
@@ -300,6 +321,12 @@ def _lost_peer(err: RuntimeError) -> bool:
     text = str(err).lower()
     return isinstance(err, backend) or any(w in text for w in (
         "connection closed", "connection reset", "peer", "gloo", "nccl", "broken pipe"))
+
+
+def _cause(model) -> str:
+    bad = first_non_finite(model)
+    return (f"; {type(model).__name__}'s {bad} is not finite" if bad else "") + (
+        " (lower learning_rate, set clip_grad_norm, or check the item features)")
 
 
 def median(xs) -> float | None:
