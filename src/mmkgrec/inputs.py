@@ -18,6 +18,9 @@ from .config import config_value
 from .data.dataset import Interactions
 
 MODALITIES = ("text", "image")
+#: the item-content inputs a model may require: the pooled modalities and the packed token
+#: states of the item texts (:mod:`mmkgrec.features.tokens`), each ``(matrix, mask)``
+CONTENT_INPUTS = (*MODALITIES, "text_tokens")
 
 
 @dataclass
@@ -56,14 +59,20 @@ def content_features(split, requires, config=None) -> dict:
     """``{modality: (matrix, mask)}`` (float32 ``[n_items, dim]``, bool ``[n_items]``; possibly
     read-only memory maps) from the feature store, for the modalities in ``requires``, in the fixed order
     ``text, image``; rows not permuted (see ``shuffle_features`` in :func:`build_inputs`)."""
-    modalities = [m for m in MODALITIES if m in requires]
+    modalities = [m for m in CONTENT_INPUTS if m in requires]
     if not modalities:
         return {}
     from .features import item_feature_matrix
 
     raw = {}
     for m in modalities:
-        mat, mask = item_feature_matrix(split.dataset, m, config)
+        if m == "text_tokens":
+            from .features.tokens import item_token_states
+
+            res = item_token_states(split.dataset, config)
+            mat, mask = res.packed, res.mask
+        else:
+            mat, mask = item_feature_matrix(split.dataset, m, config)
         raw[m] = (np.asarray(mat, dtype=np.float32), np.asarray(mask, dtype=bool))
     return raw
 
@@ -76,7 +85,7 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
     mask)`` when given, e.g. read back from a run directory, else
     :func:`content_features` from the feature store; rows permuted across items when config
     ``shuffle_features`` is true)."""
-    unknown = set(requires) - {"graph", "kg", "labels", "item_embeddings", *MODALITIES}
+    unknown = set(requires) - {"graph", "kg", "labels", "item_embeddings", *CONTENT_INPUTS}
     if unknown:
         raise NotImplementedError(f"inputs {sorted(unknown)} are not available in this version")
     inputs = ModelInputs(split.n_users, split.n_items, split.train)
@@ -85,7 +94,7 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
 
         adj = sym_normalize(bipartite_adjacency(split.train, split.n_users, split.n_items))
         inputs.graph = to_torch_csr(adj, device)
-    modalities = [m for m in MODALITIES if m in requires]
+    modalities = [m for m in CONTENT_INPUTS if m in requires]
     if modalities:
         if features is None:
             features = content_features(split, requires, config)

@@ -14,6 +14,7 @@ from . import gru4rec, sasrec, bert4rec  # noqa: F401,E402  (registers GRU4Rec, 
 from . import mmraclkal  # noqa: F401,E402  (registers MMRACLKAL)
 from . import biased_mf, bias_only  # noqa: F401,E402  (registers BiasedMF, BiasOnly: rating)
 from . import majority, content_lr  # noqa: F401,E402  (registers Majority, ContentLR: classification)
+from . import kgbm4rec  # noqa: F401,E402  (registers KGBM4Rec: classification, rating, ranking)
 
 __all__ = ["ModelInputs", "Recommender", "build_inputs", "get_model_class", "register",
            "registered_models"]
