@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from reporting import core, ctr, features, figures, gpu, kg, multimodal, popularity, rating, sequential
+from reporting import (core, ctr, features, figures, gpu, kg, kgbm4rec, multimodal, popularity,
+                       rating, sequential)
 from reporting.tables import OUT
 
 from mmkgrec.errors import MMKGRecError
@@ -44,6 +45,7 @@ def document() -> str:
     L += sequential.section()
     L += popularity.section("sequential")
     L += rating.section()
+    L += kgbm4rec.section()
     L += gpu.section()
     return "\n".join(L) + "\n"
 

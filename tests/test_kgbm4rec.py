@@ -67,6 +67,18 @@ def test_each_switch_changes_the_output(split, fake_features, key):
     assert not torch.allclose(a, b, atol=1e-5), key
 
 
+def test_text_items_per_batch_trains_every_text_parameter(split, fake_features):
+    model, cfg = build_model("KGBM4Rec", split, text_items_per_batch=16)
+    model.train()
+    model.on_epoch_start(0)
+    cached = model.text_cache.clone()
+    assert cached.abs().sum() > 0
+    model.loss(first_batches(model, split, cfg)[0]).backward()
+    assert all(p.grad is not None and torch.count_nonzero(p.grad)
+               for p in model.text_encoder.parameters())
+    assert (model.text_cache != cached).any(1).sum() <= 16  # only the fresh items move
+
+
 @pytest.mark.parametrize("path", ["early_fusion", "cross_modal_attention", "late_fusion"])
 def test_each_fusion_path_alone_carries_the_image(split, fake_features, path):
     """With only one fusion path on, changing item 0's image features changes item 0's vector."""
@@ -188,12 +200,12 @@ def test_rating_beats_bias_only_on_ml100k(data_dir):
     ov = {"task": "rating", "valid_metric": "rmse", "split": "kfold", "fold": 0,
           "load_kg": False, "stopping_step": 3}
     kgbm = _test_metrics("KGBM4Rec", {**ov, "epochs": 12, "train_batch_size": 4096,
-                                      "learning_rate": 0.003})
+                                      "learning_rate": 0.003, "text_items_per_batch": 128})
     bias = _test_metrics("BiasOnly", {**ov, "epochs": 30})
     print(f"KGBM4Rec {kgbm}\nBiasOnly {bias}")
     assert kgbm["rmse"] < bias["rmse"] - 0.005
 
 
 def test_ranking_beats_pop_on_ml100k(data_dir, pop):
-    assert_beats_popularity("KGBM4Rec", {"epochs": 10, "load_kg": False,
-                                         "learning_rate": 0.003}, pop)
+    assert_beats_popularity("KGBM4Rec", {"epochs": 10, "load_kg": False, "learning_rate": 0.003,
+                                         "text_items_per_batch": 128}, pop)

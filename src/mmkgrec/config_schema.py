@@ -529,6 +529,9 @@ _KEYS = [
             "shipped MiniLM BERT) | bert:<path|name> (a folder with its tokenizer)"),
         Key("text_max_tokens", int, 32, "token positions kept per item text ([CLS], [SEP] "
             "included; longer texts are cut and counted)", ge=3),
+        Key("text_items_per_batch", int, None, "null: every item's tokens through the BiLSTM in "
+            "every step (exact); k: k random items, the rest from the epoch-start pass (faster)",
+            nullable=True, ge=1),
         Key("text_clean", bool, True, "lower case, special characters and English stop words "
             "removed before tokenising"),
     ),

@@ -77,7 +77,10 @@ class KGBM4Rec(Recommender):
     items no graph vector (the text-only and image-only variants); ``modalities: []`` is the
     graph-only variant. **Resolutions**: SPEC.md's (ML-100K with genres, ratings, titles,
     posters); the rating head's bias terms and the inner product are ours (the paper gives only
-    eq. 3's objective); no saliency crop."""
+    eq. 3's objective); no saliency crop.
+
+    Approximation for speed (off by default): ``text_items_per_batch: k`` sends only ``k`` random
+    items' token states through the BiLSTM in a training step (:meth:`pooled_text`)."""
 
     name = "KGBM4Rec"
     tasks = ("ranking", "rating", "classification")
@@ -157,6 +160,12 @@ class KGBM4Rec(Recommender):
             self.register_buffer("text_lengths", lengths[has].cpu(), persistent=False)
             self.register_buffer("mask_text", has.float(), persistent=False)
             self.text_encoder = BiLSTMAttention(states.shape[2], int(self.config["lstm_hidden"]))
+            cap = self.config["text_items_per_batch"]
+            self.text_cap = None if cap is None or cap >= len(self.text_items) else int(cap)
+            if self.text_cap is not None:  # pooled BiLSTM outputs of the last full pass
+                self.register_buffer("text_cache", torch.zeros(len(self.text_items),
+                                                               self.text_encoder.out_dim),
+                                     persistent=False)
             self.proj["text"] = nn.Linear(self.text_encoder.out_dim, d)
             self.input_report.update(items_without_text=int((~has).sum()),
                                      truncated_token_sequences=int(n_cut))
@@ -200,14 +209,30 @@ class KGBM4Rec(Recommender):
         """``{modality: (vectors [n_items, d] in the shared space, mask [n_items])}``."""
         out = {}
         if "text" in self.modalities:
-            pooled = self.text_encoder(self.text_states, self.text_lengths)
-            t = self.proj["text"](pooled)
+            t = self.proj["text"](self.pooled_text())
             full = t.new_zeros(self.n_items, t.shape[1]).index_copy(0, self.text_items, t)
             out["text"] = (full, self.mask_text)
         if "image" in self.modalities:
             out["image"] = (self.proj["image"](self.image_feat) * self.mask_image.unsqueeze(1),
                             self.mask_image)
         return out
+
+    def pooled_text(self) -> torch.Tensor:
+        """BiLSTM-attention vectors of the items with text. Exact (every item through the BiLSTM
+        with gradients) unless ``text_items_per_batch`` is set and the model trains: then that
+        many items drawn at random are encoded afresh, the others come from the last full pass
+        (refreshed at each epoch start, without gradients), and the cache is updated."""
+        if self.text_cap is None or not (self.training and torch.is_grad_enabled()):
+            return self.text_encoder(self.text_states, self.text_lengths)
+        idx = torch.randperm(len(self.text_items), device=self.text_states.device)[:self.text_cap]
+        fresh = self.text_encoder(self.text_states[idx], self.text_lengths[idx.cpu()])
+        self.text_cache[idx] = fresh.detach()
+        return self.text_cache.index_put((idx,), fresh)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if "text" in self.modalities and self.text_cap is not None:
+            with torch.no_grad():
+                self.text_cache.copy_(self.text_encoder(self.text_states, self.text_lengths))
 
     def represent(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(user vectors [n_users, d], item vectors z [n_items, d])``."""
