@@ -77,9 +77,10 @@ def _classification(suite, runs) -> list[str]:
         key = "hamming_loss" if mode == "multi" else "accuracy"
         items = {k: _by_items([v]) for k, v in rows.items()}
         pairs = [("KGBM4Rec", b) for b in suite.CLS_ROWS if b != "KGBM4Rec"]
-        L += ["", f"Paired over test items, per-item {key.replace('_', ' ')} ({'lower' if mode == 'multi' else 'higher'} "
-              "is better; macro-F1 has no per-item value, so its differences above carry no p "
-              f"value); one seed, so no test over seeds; Holm over the table.", ""]
+        better = "lower" if mode == "multi" else "higher"
+        L += ["", f"Paired over test items, per-item {key.replace('_', ' ')} ({better} is "
+              "better; macro-F1 has no per-item value, so its differences above carry no p "
+              "value); one seed, so no test over seeds; Holm over the table.", ""]
         L += _comparisons(items, pairs, key) + [""]
     return L
 
@@ -129,7 +130,8 @@ def _rating(suite, runs) -> list[str]:
 def _topn(suite, runs) -> list[str]:
     L = []
     for proto, keys in TOPN_KEYS.items():
-        rows = {r["row"]: [r] for r in runs if r.get("kind") == "topn" and r.get("protocol") == proto}
+        rows = {r["row"]: [r] for r in runs
+                if r.get("kind") == "topn" and r.get("protocol") == proto}
         if not rows:
             continue
         what = ("full ranking (every item not in the user's training or validation items)"

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import config_value, task_of
@@ -225,7 +224,8 @@ class KGBM4Rec(Recommender):
         if self.text_cap is None or not (self.training and torch.is_grad_enabled()):
             return self.text_encoder(self.text_states, self.text_lengths)
         idx = torch.randperm(len(self.text_items), device=self.text_states.device)[:self.text_cap]
-        fresh = self.text_encoder(self.text_states[idx], self.text_lengths[idx.cpu()])
+        fresh = self.text_encoder(self.text_states.index_select(0, idx),
+                                  self.text_lengths[idx.cpu()])
         self.text_cache[idx] = fresh.detach()
         return self.text_cache.index_put((idx,), fresh)
 
@@ -296,14 +296,16 @@ class KGBM4Rec(Recommender):
         return None
 
     def classify(self, items: torch.Tensor) -> torch.Tensor:
-        return self.head(self._vectors()[1][items])
+        return self.head(self._vectors()[1].index_select(0, items))
 
     def _pair(self, users, items, u, z):
-        pu, zi = self.user_map(u[users]), z[items]
+        # index_select: a deterministic backward on several CPU threads (advanced indexing's is not)
+        pu, zi = self.user_map(u.index_select(0, users)), z.index_select(0, items)
         pred = (pu * zi).sum(-1)
         if self.task == "rating":
-            bu, bi = self.user_bias[users], self.item_bias[items]
-            return self.mu + bu + bi + pred, bu ** 2 + bi ** 2 + pu.pow(2).sum(-1) + zi.pow(2).sum(-1)
+            bu, bi = self.user_bias.index_select(0, users), self.item_bias.index_select(0, items)
+            norms = bu ** 2 + bi ** 2 + pu.pow(2).sum(-1) + zi.pow(2).sum(-1)
+            return self.mu + bu + bi + pred, norms
         return pred, None
 
     def score(self, users, items):
@@ -324,13 +326,15 @@ class KGBM4Rec(Recommender):
     def loss(self, batch: dict) -> torch.Tensor:
         u, z = self.represent()
         if self.task == "classification":
-            return label_loss(self.head(z[batch["items"]]), batch["targets"], self.mode)
+            return label_loss(self.head(z.index_select(0, batch["items"])), batch["targets"],
+                              self.mode)
         if self.task == "rating":
             pred, norms = self._pair(batch["users"], batch["items"], u, z)
             return squared_error_l2(pred, batch["ratings"], norms, self.reg)
         users, pos, neg = batch["users"], batch["pos_items"], batch["neg_items"]
-        pu = self.user_map(u[users])
-        zp, zn = z[pos], F.embedding(neg, z)
+        pu = self.user_map(u.index_select(0, users))
+        zp = z.index_select(0, pos)
+        zn = z.index_select(0, neg.reshape(-1)).view(*neg.shape, -1)
         loss = bpr_loss(*pair_scores(pu, zp, zn))
         if self.reg:
             loss = loss + self.reg * l2_per_batch(pu, zp, zn, n=len(users))
