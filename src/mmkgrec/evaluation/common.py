@@ -12,6 +12,10 @@ import logging
 import time
 
 import numpy as np
+import torch
+
+from ..data.sampling import KnownPairs, sample_negatives
+from .metrics import MetricAccumulator, canonical, parse_metric
 
 log = logging.getLogger("mmkgrec.evaluation")
 
@@ -81,3 +85,35 @@ def cold_start_note(split, model, config) -> None:
     blind = int((~known[split.cold_items]).sum())
     log.info("%s uses no item content or KG: it scores the %d cold items (no training "
              "interaction) from their untrained initial parameters", type(model).__name__, blind)
+
+
+def ranking_metric_plan(metrics, sampled: bool = False) -> tuple[list[str], int]:
+    """``(canonical metric names, largest cut-off)``; under a sampled protocol only the metrics
+    one positive among sampled candidates defines (hit, ndcg, mrr) are kept."""
+    names = [canonical(m) for m in metrics]
+    if sampled:
+        names = [m for m in names if parse_metric(m)[0] in ("hit", "ndcg", "mrr")]
+    return names, max((parse_metric(m)[1] for m in names), default=0)
+
+
+def sampled_candidates(split, users: np.ndarray, n_negatives: int, seed: int) -> np.ndarray:
+    """``[len(users), n_negatives]`` items drawn uniformly, per row, among the items its user never
+    interacted with in any part of ``split`` (a fixed seed: every model sees the same ones)."""
+    parts = [split.part(p) for p in ("train", "valid", "test")]
+    known = KnownPairs(np.concatenate([p.user for p in parts]),
+                       np.concatenate([p.item for p in parts]), split.n_users, split.n_items)
+    return sample_negatives(users, split.n_items, known, np.random.default_rng(seed),
+                            int(n_negatives))
+
+
+def per_user_means(sample_users: torch.Tensor, per_sample: dict):
+    """A :class:`~.metrics.MetricAccumulator` holding, for each user, the mean of each metric
+    over that user's samples (``per_sample``: metric -> list of per-sample value tensors, in the
+    order of ``sample_users``)."""
+    acc = MetricAccumulator()
+    if len(sample_users):
+        users, inv = torch.unique(sample_users, return_inverse=True)
+        counts = torch.bincount(inv, minlength=len(users)).double()
+        acc.update({m: torch.zeros(len(users), dtype=torch.float64).index_add_(
+            0, inv, torch.cat(v).double()) / counts for m, v in per_sample.items()}, users)
+    return acc

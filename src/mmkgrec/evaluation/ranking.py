@@ -11,15 +11,10 @@ import numpy as np
 import torch
 
 from ..data.split import Split
-from .common import EvalMode, restrict_targets
-from .metrics import (
-    MetricAccumulator,
-    canonical,
-    parse_metric,
-    ranking_metrics_from_hits,
-    sampled_ranking_metrics,
-    topk_with_ties,
-)
+from .common import (EvalMode, per_user_means, ranking_metric_plan, restrict_targets,
+                     sampled_candidates)
+from .metrics import (MetricAccumulator, ranking_metrics_from_hits, sampled_ranking_metrics,
+                      topk_with_ties)
 
 
 def _csr_torch(inter, n_users: int, n_items: int):
@@ -49,8 +44,7 @@ class FullRankingEvaluator:
                  mask_history: bool = True, items: np.ndarray | None = None,
                  users: np.ndarray | None = None):
         self.split, self.part = split, part
-        self.metrics = [canonical(m) for m in metrics]
-        self.max_k = max(parse_metric(m)[1] for m in self.metrics)
+        self.metrics, self.max_k = ranking_metric_plan(metrics)
         self.batch_size = batch_size
         n_users, n_items = split.n_users, split.n_items
         target = restrict_targets(split.part(part), items, n_items, users, n_users)
@@ -95,24 +89,15 @@ class SampledEvaluator:
     def __init__(self, split: Split, part: str, metrics: list[str], n_negatives: int = 100,
                  seed: int = 0, items: np.ndarray | None = None, users: np.ndarray | None = None):
         self.split, self.part = split, part
-        self.metrics = [canonical(m) for m in metrics if parse_metric(m)[0] in ("hit", "ndcg", "mrr")]
-        n_items = split.n_items
-        target = restrict_targets(split.part(part), items, n_items, users, split.n_users)
-        from ..data.sampling import KnownPairs, sample_negatives
-
-        parts = [split.part(p) for p in ("train", "valid", "test")]
-        known = KnownPairs(np.concatenate([p.user for p in parts]),
-                           np.concatenate([p.item for p in parts]), split.n_users, n_items)
-        rng = np.random.default_rng(seed)
+        self.metrics = ranking_metric_plan(metrics, sampled=True)[0]
+        target = restrict_targets(split.part(part), items, split.n_items, users, split.n_users)
         self.pos_users = torch.from_numpy(target.user)
         self.pos_items = torch.from_numpy(target.item)
-        self.negatives = torch.from_numpy(
-            sample_negatives(target.user, n_items, known, rng, n_negatives))
+        self.negatives = torch.from_numpy(sampled_candidates(split, target.user, n_negatives, seed))
 
     @torch.no_grad()
     def evaluate(self, model, device="cpu", chunk: int = 8192):
         with EvalMode(model) as mode:
-            acc = MetricAccumulator()
             per_pos = {m: [] for m in self.metrics}
             for s in range(0, len(self.pos_users), chunk):
                 u = self.pos_users[s:s + chunk]
@@ -123,11 +108,5 @@ class SampledEvaluator:
                                  neg.reshape(-1).to(device)).float().cpu().view(neg.shape)
                 for m, v in sampled_ranking_metrics(ps, ns, self.metrics).items():
                     per_pos[m].append(v)
-            users, inv = torch.unique(self.pos_users, return_inverse=True)
-            counts = torch.bincount(inv).double()
-            per_user = {}
-            for m, parts in per_pos.items():
-                v = torch.cat(parts).double()
-                per_user[m] = torch.zeros(len(users), dtype=torch.float64).index_add_(0, inv, v) / counts
-            acc.update(per_user, users)
+            acc = per_user_means(self.pos_users, per_pos)
         return acc.compute(), acc, mode.seconds

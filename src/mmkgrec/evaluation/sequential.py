@@ -25,15 +25,9 @@ import torch
 
 from ..data.sequences import EvalSamples, build_sequences
 from ..data.split import Split
-from .common import EvalMode, counted
-from .metrics import (
-    MetricAccumulator,
-    canonical,
-    parse_metric,
-    ranking_metrics_from_hits,
-    sampled_ranking_metrics,
-    topk_with_ties,
-)
+from .common import EvalMode, counted, per_user_means, ranking_metric_plan, sampled_candidates
+from .metrics import (MetricAccumulator, ranking_metrics_from_hits, sampled_ranking_metrics,
+                      topk_with_ties)
 
 
 class NextItemEvaluator:
@@ -44,10 +38,7 @@ class NextItemEvaluator:
                  sampled_negatives: int | None = None, seed: int = 0,
                  items: np.ndarray | None = None, users: np.ndarray | None = None):
         self.split, self.part = split, part
-        self.metrics = [canonical(m) for m in metrics]
-        if sampled_negatives:
-            self.metrics = [m for m in self.metrics if parse_metric(m)[0] in ("hit", "ndcg", "mrr")]
-        self.max_k = max(parse_metric(m)[1] for m in self.metrics)
+        self.metrics, self.max_k = ranking_metric_plan(metrics, sampled=bool(sampled_negatives))
         # samples per chunk; the [chunk, n_items] score matrix stays under ~128 MB
         self.batch_size = max(1, min(int(batch_size), max(256, (1 << 25) // max(split.n_items, 1))))
         self.mask_history = bool(mask_history)
@@ -61,15 +52,8 @@ class NextItemEvaluator:
             self.samples.keep(keep)
         self.negatives = None
         if sampled_negatives:
-            from ..data.sampling import KnownPairs, sample_negatives
-
-            parts = [split.part(p) for p in ("train", "valid", "test")]
-            known = KnownPairs(np.concatenate([p.user for p in parts]),
-                               np.concatenate([p.item for p in parts]), split.n_users,
-                               split.n_items)
-            self.negatives = torch.from_numpy(sample_negatives(
-                self.samples.users.numpy(), split.n_items, known, np.random.default_rng(seed),
-                int(sampled_negatives)))
+            self.negatives = torch.from_numpy(sampled_candidates(
+                split, self.samples.users.numpy(), sampled_negatives, seed))
 
     def _scores(self, model, sl: slice, device) -> torch.Tensor:
         if hasattr(model, "score_sequences"):
@@ -104,11 +88,5 @@ class NextItemEvaluator:
                     vals = ranking_metrics_from_hits(hits, torch.ones(len(target)), self.metrics)
                 for m, v in vals.items():
                     per_sample[m].append(v)
-            users, inv = torch.unique(self.samples.users, return_inverse=True)
-            counts = torch.bincount(inv, minlength=len(users)).double()
-            acc = MetricAccumulator()
-            if n:
-                per_user = {m: torch.zeros(len(users), dtype=torch.float64).index_add_(
-                    0, inv, torch.cat(v).double()) / counts for m, v in per_sample.items()}
-                acc.update(per_user, users)
+            acc = per_user_means(self.samples.users, per_sample)
         return acc.compute(), acc, mode.seconds

@@ -82,7 +82,9 @@ class KGAT(CKGModel):
         return e[:u0], e[u0:]
 
     def kg_loss(self, batch, off: int):
-        # one lookup: the node table's dense gradient is built once per step
-        e = self.node_table()[torch.cat([batch["heads"], batch["tails"], batch["neg_tails"]]) + off]
+        # one lookup: the node table's dense gradient is built once per step (index_select: its
+        # backward is deterministic on several CPU threads, an advanced-index gather's is not)
+        e = self.node_table().index_select(
+            0, torch.cat([batch["heads"], batch["tails"], batch["neg_tails"]]) + off)
         h, t, t_neg = e.view(3, -1, e.shape[-1]).unbind(0)
         return self.propagation.transr.loss(h, batch["relations"], t, t_neg, self.reg_weight)

@@ -170,7 +170,10 @@ class MultiKG4Rec(CKGModel):
         seq, mask = self.fusion_seq, self.fusion_mask
         if items is not None:
             seq, mask = seq[items], mask[items]
-        return {m: tables[m][seq] for m in self.modalities}, mask
+        # index_select, not tables[m][seq]: its backward is deterministic on several CPU threads
+        flat = seq.reshape(-1)
+        return {m: tables[m].index_select(0, flat).view(*seq.shape, -1)
+                for m in self.modalities}, mask
 
     def layer0_tables(self, items=None) -> dict[str, torch.Tensor]:
         """Per graph, the layer-0 vectors propagation starts from: the initial tables with the

@@ -41,9 +41,12 @@ class TransR(nn.Module):
         order = torch.argsort(r, stable=True)
         rel, counts = torch.unique_consecutive(r[order], return_counts=True)
         ws = self.proj.unbind(0)
-        parts = [chunk @ ws[k] for chunk, k in zip(e[order].split(counts.tolist()), rel.tolist())]
+        # index_select, not e[order]: its backward (index_add) is deterministic on several CPU
+        # threads, an advanced-index gather's (index_put with accumulate) is not
+        parts = [chunk @ ws[k] for chunk, k in
+                 zip(e.index_select(0, order).split(counts.tolist()), rel.tolist())]
         out = torch.cat(parts) if parts else e.new_empty(*e.shape[:-1], self.proj.shape[2])
-        return out[torch.argsort(order)]
+        return out.index_select(0, torch.argsort(order))
 
     def project_relation(self, e: torch.Tensor, r: int) -> torch.Tensor:
         """``e W_r`` for entity vectors ``e [B, d]`` that all share relation ``r``."""

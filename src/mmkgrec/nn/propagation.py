@@ -33,12 +33,14 @@ def light_propagate(adj: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torc
 def rows_at(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """``x[pos]``, as ``x`` itself or a slice when ``pos`` is ``0, 1, ..., k-1`` (the layer plans'
     usual case: rows and columns are sorted node ids starting with the users and items), which
-    spares the gather and its scatter (or zero-filled slice gradient) in the backward pass."""
+    spares the gather and its scatter (or zero-filled slice gradient) in the backward pass. The
+    gather is an ``index_select``, whose backward is deterministic on several CPU threads (an
+    advanced-index gather's is not)."""
     k = len(pos)
     if k <= len(x) and (k == 0 or int(pos[-1]) == k - 1) and torch.equal(
             pos, torch.arange(k, device=pos.device, dtype=pos.dtype)):
         return x if k == len(x) else x[:k]
-    return x[pos]
+    return x.index_select(0, pos)
 
 
 class KnowledgePropagation(nn.Module):
