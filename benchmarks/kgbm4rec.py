@@ -47,10 +47,10 @@ BASE = {"seed": SEED, "threads": 1, "show_progress": False, "epochs": EPOCHS,
         "stopping_step": PATIENCE}
 KGBM = {"learning_rate": LR, "text_items_per_batch": TEXT_CAP, **IMAGE}
 CLS = {"multi": {"task": "classification", "target_column": "class", "valid_metric": "f1_macro",
-                 "classification_mode": "multi", "train_batch_size": 256},
+                 "classification_mode": "multi", "train_batch_size": 64},
        "single": {"task": "classification", "target_column": "class", "valid_metric": "accuracy",
                   "classification_mode": "single", "min_class_items": 10,
-                  "train_batch_size": 128}}
+                  "train_batch_size": 32}}  # about 20 steps an epoch in either mode
 CLS_ROWS = {  # row -> (model, overrides)
     "KGBM4Rec": ("KGBM4Rec", KGBM),
     "graph only": ("KGBM4Rec", {**KGBM, "config_file": variant_file("KGBM4Rec-graph-only")}),
