@@ -21,6 +21,9 @@ ViT-L/16 weights are not at hand). Text: the MiniLM BERT's token states, cached 
   the same fold.
 * ``topn-{full,sampled}-ROW``: the random 8:1:1 split (seed 2020), full ranking and the sampled
   protocol (99 negatives): KGBM4Rec, Pop, BPR, LightGCN, KGAT, under the same epoch cap.
+* ``rerank-cC``: recommendation of items of the user's categories (SPEC.md): the full-ranking
+  KGBM4Rec run's scores, each user's candidates restricted to the items of the user's ``C`` most
+  frequent genres among their training items, against the plain top-N of the same scores.
 * ``speed-ROW``: one epoch, one evaluation at the end: KGBM4Rec exact, KGBM4Rec with the
   approximation, LightGCN (ratios within this run only; the machine is shared).
 
@@ -82,6 +85,8 @@ TOPN_ROWS = {"KGBM4Rec": ("KGBM4Rec", KGBM), "Pop": ("Pop", {}),
 SPEED = {"KGBM4Rec exact": ("KGBM4Rec", {"learning_rate": LR, **IMAGE}),
          f"KGBM4Rec text_items_per_batch {TEXT_CAP}": ("KGBM4Rec", KGBM),
          "LightGCN": ("LightGCN", {"learning_rate": 0.005})}
+RERANK_C = 3
+RERANK_K = 10
 SPEED_RUN = {"epochs": 1, "eval_step": 1, "stopping_step": 0, "valid_metric": "ndcg@10",
              "metrics": ["ndcg"], "topk": [10]}
 
@@ -101,6 +106,7 @@ def jobs() -> list[dict]:
             {"id": "rating-f0", "kind": "rating", "row": "KGBM4Rec", "fold": 0},
             *({"id": f"speed-{_slug(r)}", "kind": "speed", "row": r} for r in SPEED),
             *(topn[k] for k in first),
+            {"id": f"rerank-c{RERANK_C}", "kind": "rerank", "row": f"top-{RERANK_C} genres"},
             *({"id": f"abl-{_slug(r)}", "kind": "ablation", "row": r} for r in ABLATIONS),
             *cls["single"], *(v for k, v in topn.items() if k not in first)]
 
@@ -127,8 +133,80 @@ def embeddings_file() -> str:
     return str(path)
 
 
+def _ranking_metrics(top: np.ndarray, relevant: list[set], k: int) -> dict:
+    """Per user: ``ndcg@k`` (ideal DCG from all of the user's relevant items, capped at k) and
+    ``recall@k`` of ranked lists ``top [n, k]`` (-1 = no item) against ``relevant``."""
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    ndcg, recall = [], []
+    for row, rel in zip(top, relevant):
+        hits = np.asarray([i in rel for i in row[:k]], dtype=float)
+        ideal = disc[:min(len(rel), k)].sum()
+        ndcg.append(float((hits * disc).sum() / ideal))
+        recall.append(float(hits.sum() / len(rel)))
+    return {f"ndcg@{k}": ndcg, f"recall@{k}": recall}
+
+
+def _rerank(job: dict) -> dict:
+    """Plain top-N vs the top-N within the user's ``RERANK_C`` favourite genres, from the
+    ``topn-full-kgbm4rec`` run's scores (training and validation items excluded)."""
+    import torch
+
+    import mmkgrec
+
+    src = WORK / "runs" / SUITE / "topn-full-kgbm4rec"
+    if not (RESULTS / SUITE / "topn-full-kgbm4rec.json").exists():
+        raise NotReady("needs topn-full-kgbm4rec first")
+    run = mmkgrec.load(src)
+    split, ds = run.split, run.dataset
+    genres = [set(g) if g is not None else set() for g in ds.item_features["class"]]
+    users = np.unique(split.test.user)
+    train_items = [[] for _ in range(split.n_users)]
+    for u, i in zip(split.train.user, split.train.item):
+        train_items[u].append(i)
+    seen = [set(t) for t in train_items]
+    for u, i in zip(split.valid.user, split.valid.item):
+        seen[u].add(i)
+    relevant = [set() for _ in range(split.n_users)]
+    for u, i in zip(split.test.user, split.test.item):
+        relevant[u].add(i)
+    model = run.model
+    model.eval()
+    with torch.no_grad():
+        model.prepare_eval()
+        scores = model.score_all(torch.from_numpy(users)).numpy()
+    plain, within = [], []
+    for row, u in zip(scores, users):
+        row = row.copy()
+        row[list(seen[u])] = -np.inf
+        counts: dict = {}
+        for i in train_items[u]:
+            for g in genres[i]:
+                counts[g] = counts.get(g, 0) + 1
+        top_g = {g for g, _ in sorted(counts.items(), key=lambda x: (-x[1], x[0]))[:RERANK_C]}
+        order = np.argsort(-row, kind="stable")
+        plain.append(order[:RERANK_K])
+        keep = [i for i in order if genres[i] & top_g and np.isfinite(row[i])][:RERANK_K]
+        within.append(np.asarray(keep + [-1] * (RERANK_K - len(keep))))
+    rel = [relevant[u] for u in users]
+    a = _ranking_metrics(np.stack(plain), rel, RERANK_K)
+    b = _ranking_metrics(np.stack(within), rel, RERANK_K)
+    ids = [str(ds.user_ids[u]) for u in users]
+    mean = {k: float(np.mean(v)) for k, v in b.items()}
+    return {"library": "mmkgrec", "model": "KGBM4Rec", "dataset": DATASET,
+            "source_run": "topn-full-kgbm4rec",
+            "config": {"c": RERANK_C, "k": RERANK_K}, "test": mean,
+            "plain": {k: float(np.mean(v)) for k, v in a.items()},
+            "per_user": {"user_ids": ids, **b},
+            "per_user_plain": {"user_ids": ids, **a},
+            "command": f"python benchmarks/kgbm4rec.py --only =rerank-c{RERANK_C}"}
+
+
 def run(job: dict) -> dict:
     kind = job["kind"]
+    if kind == "rerank":
+        r = _rerank(job)
+        r.update(row=job["row"], seed=SEED, kind=kind)
+        return r
     if kind == "embeddings":  # LightGCN trained for ranking on all interactions' random split
         r = _train(job, "LightGCN", {**BASE, "learning_rate": 0.005, "epochs": 30,
                                      "valid_metric": "ndcg@10", "metrics": ["ndcg"],

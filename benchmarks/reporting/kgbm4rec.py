@@ -152,6 +152,27 @@ def _topn(suite, runs) -> list[str]:
     return L
 
 
+def _rerank(suite, runs) -> list[str]:
+    r = next((r for r in runs if r.get("kind") == "rerank"), None)
+    if r is None:
+        return []
+    c, k = r["config"]["c"], r["config"]["k"]
+    keys = [f"ndcg@{k}", f"recall@{k}"]
+    within = {"seed": r["seed"], "per_user": r["per_user"], "test": r["test"]}
+    plain = {"seed": r["seed"], "per_user": r["per_user_plain"], "test": r["plain"]}
+    L = ["### Recommendation of items of the user's categories", "",
+         f"The full-ranking KGBM4Rec run's scores; each user's top-{k} restricted to the items of "
+         f"the user's {c} most frequent genres among their training items, against the plain "
+         f"top-{k} of the same scores (training and validation items excluded in both).", ""]
+    L += header("| ranking | " + " | ".join(keys) + " |")
+    L.append(f"| plain top-{k} | " + " | ".join(f"{r['plain'][x]:.4f}" for x in keys) + " |")
+    L.append(f"| within the top-{c} genres | " + " | ".join(f"{r['test'][x]:.4f}" for x in keys)
+             + " |")
+    L += ["", "Paired over test users.", ""]
+    rows = {"within genres": [within], "plain": [plain]}
+    return L + _comparisons(rows, [("within genres", "plain")], keys[0]) + [""]
+
+
 def _speed(suite, runs) -> list[str]:
     rows = {r["row"]: r for r in runs if r.get("kind") == "speed"}
     if not rows:
@@ -197,6 +218,7 @@ def section() -> list[str]:
     L += _ablations(suite, runs)
     L += _rating(suite, runs)
     L += _topn(suite, runs)
+    L += _rerank(suite, runs)
     L += _speed(suite, runs)
     example = next(iter(runs))
     L += [f"Each JSON in `benchmarks/results/kgbm4rec/` holds its exact command, e.g. "
