@@ -154,10 +154,10 @@ def test_long_token_sequences_are_cut_counted_and_reported_once(split, caplog):
     assert len([r for r in caplog.records if "longer than 4 tokens" in r.message]) == 1
 
 
-def test_token_states_are_encoded_once_per_item(split):
+def test_token_states_are_encoded_once_per_item(split, tmp_path):
     cfg = load_config("KGBM4Rec", "synthetic", overrides=QUIET)
-    first = item_token_states(split.dataset, cfg)
-    second = item_token_states(split.dataset, cfg)
+    first = item_token_states(split.dataset, cfg, root=tmp_path)  # an empty store
+    second = item_token_states(split.dataset, cfg, root=tmp_path)
     assert first.stats["encoded"] == int(first.mask.sum()) > 0
     assert second.stats["encoded"] == 0
     np.testing.assert_array_equal(first.packed, second.packed)

@@ -130,7 +130,8 @@ class TokenStateEncoder(Encoder):
 
 @dataclass
 class TokenStates:
-    """``packed`` float32 ``[n_items, 2 + L d]`` rows (module docstring), ``mask`` bool
+    """``packed`` float32 ``[n_items, 2 + L d]`` rows (module docstring; ``L`` cut to the longest
+    kept sequence), ``mask`` bool
     ``[n_items]`` (True: the item has text that was encoded), ``n_truncated``: items whose
     sequence was cut; ``stats``: the store run's counts."""
 
@@ -183,6 +184,8 @@ def item_token_states(dataset, config=None, root=None) -> TokenStates:
                         batch_size=int(config_value(config, "feature_batch_size")),
                         show_progress=bool(config_value(config, "show_progress")), info=info)
     n_cut = int((res.matrix[:, 0] > enc.max_tokens).sum())
+    longest = int(min(res.matrix[:, 0].max(initial=0), enc.max_tokens))
+    packed = res.matrix[:, :2 + max(longest, 1) * enc.hidden]  # no all-padding positions
     n_missing = int((~res.mask).sum())
     if n_cut:
         log.warning("%s: %d of %d item texts are longer than %d tokens (%s); they are cut to "
@@ -191,4 +194,5 @@ def item_token_states(dataset, config=None, root=None) -> TokenStates:
     if n_missing:
         log.warning("%s: %d items have no text token states (no text, or it failed); they are "
                     "masked", dataset.name, n_missing)
-    return TokenStates(res.matrix, res.mask, n_cut, {**res.stats, "truncated": n_cut})
+    return TokenStates(np.ascontiguousarray(packed), res.mask, n_cut,
+                       {**res.stats, "truncated": n_cut})
