@@ -169,6 +169,21 @@ def test_a_bert_path_without_a_tokenizer_is_refused(tmp_path):
         TokenStateEncoder(f"bert:{tmp_path}", 16)
 
 
+def test_cli_refuses_a_bert_path_without_tokenizer_in_one_line(tmp_path, capsys):
+    from mmkgrec.cli import main
+
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"hidden_size": 8, "model_type": "bert"}')
+    out = tmp_path / "run"
+    rc = main(["train", "--model", "KGBM4Rec", "--dataset", "synthetic", "--out", str(out),
+               "--set", f'token_encoder="bert:{bert}"', "--set", "show_progress=false"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and "no tokenizer" in err[-1] and str(bert) in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert not out.exists() and not list(tmp_path.glob("run*"))
+
+
 def test_text_cleaning_drops_stop_words_and_special_characters():
     assert clean_text("The Lord of the Rings: The Two Towers (2002)!") == "lord rings towers 2002"
 

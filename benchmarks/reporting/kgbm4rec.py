@@ -220,7 +220,7 @@ def section() -> list[str]:
     L += _topn(suite, runs)
     L += _rerank(suite, runs)
     L += _speed(suite, runs)
-    example = next(iter(runs))
+    example = next((r for r in runs if r.get("model") == "KGBM4Rec" and "command" in r), runs[0])
     L += [f"Each JSON in `benchmarks/results/kgbm4rec/` holds its exact command, e.g. "
           f"`{command(example)}`.", ""]
     return L
