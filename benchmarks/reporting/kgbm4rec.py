@@ -48,9 +48,11 @@ def _epoch_s(r: dict) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def _comparisons(rows: dict, pairs, key: str) -> list[str]:
+def _comparisons(rows: dict, pairs, key: str, unit: str = "users") -> list[str]:
+    """A table of paired comparisons on test ``key``; ``unit``: what the first test pairs over
+    (users, or items for classification)."""
     cs = adjust([compare(rows.get(a, []), rows.get(b, []), key) for a, b in pairs])
-    L = header(f"| comparison | mean difference ({key}) | {P_HEAD} |")
+    L = header(f"| comparison | mean difference ({key}) | {P_HEAD.replace('users', unit)} |")
     for (a, b), c in zip(pairs, cs):
         L.append(f"| {a} vs {b} | {p_cells(c)} |")
     return L
@@ -81,7 +83,7 @@ def _classification(suite, runs) -> list[str]:
         L += ["", f"Paired over test items, per-item {key.replace('_', ' ')} ({better} is "
               "better; macro-F1 has no per-item value, so its differences above carry no p "
               "value); one seed, so no test over seeds; Holm over the table.", ""]
-        L += _comparisons(items, pairs, key) + [""]
+        L += _comparisons(items, pairs, key, "items") + [""]
     return L
 
 
@@ -104,7 +106,7 @@ def _ablations(suite, runs) -> list[str]:
     items = {k: _by_items([v]) for k, v in rows.items()}
     pairs = [("full", b) for b in suite.ABLATIONS]
     L += ["", "Paired over test items, per-item hamming loss (lower is better).", ""]
-    return L + _comparisons(items, pairs, "hamming_loss") + [""]
+    return L + _comparisons(items, pairs, "hamming_loss", "items") + [""]
 
 
 def _rating(suite, runs) -> list[str]:
