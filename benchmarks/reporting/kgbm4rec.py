@@ -160,8 +160,7 @@ def _converged_context() -> str:
     """The core suite's fully trained BPR and LightGCN on the same split (seed 2020), beside the
     capped rows: the cap favours whatever learns fastest."""
     core = {r["model"]: r for r in load("core")
-            if r.get("library") == "mmkgrec" and r.get("seed") == 2020 and "ndcg@10" in r["test"]
-            and r["config"].get("split") == "random_ratio" and r["config"].get("dataset") == "ml-100k"}
+            if r.get("job") in ("ml-100k-BPR-mmkgrec-s2020", "ml-100k-LightGCN-mmkgrec-s2020")}
     have = [f"{m} {core[m]['test']['ndcg@10']:.4f} ({core[m]['epochs_run']} epochs)"
             for m in ("BPR", "LightGCN") if m in core]
     if not have:
