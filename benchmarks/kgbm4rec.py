@@ -16,9 +16,9 @@ ViT-L/16 weights are not at hand). Text: the MiniLM BERT's token states, cached 
   from ``lightgcn-items``), Majority.
 * ``abl-ROW``: the ablations (multi-label classification): early fusion only, late fusion only,
   no cross-modal attention, each modality removed, no graph.
-* ``rating-f0``: the rating head on fold 0 of the rating suite's 5 folds (``benchmarks/rating.py``:
+* ``rating-fK``: the rating head on fold K of the rating suite's 5 folds (``benchmarks/rating.py``:
   kfold, seed 2020), compared with that suite's stored BiasOnly, BiasedMF, SVD and SVD++ rows of
-  the same fold.
+  the same folds (fold 0 first; the others last in the queue).
 * ``topn-{full,sampled}-ROW``: the random 8:1:1 split (seed 2020), full ranking and the sampled
   protocol (99 negatives): KGBM4Rec, Pop, BPR, LightGCN, KGAT, under the same epoch cap.
 * ``rerank-cC``: recommendation of items of the user's categories (SPEC.md): the full-ranking
@@ -108,7 +108,9 @@ def jobs() -> list[dict]:
             *(topn[k] for k in first),
             {"id": f"rerank-c{RERANK_C}", "kind": "rerank", "row": f"top-{RERANK_C} genres"},
             *({"id": f"abl-{_slug(r)}", "kind": "ablation", "row": r} for r in ABLATIONS),
-            *cls["single"], *(v for k, v in topn.items() if k not in first)]
+            *cls["single"], *(v for k, v in topn.items() if k not in first),
+            *({"id": f"rating-f{k}", "kind": "rating", "row": "KGBM4Rec", "fold": k}
+              for k in range(1, RATING["n_folds"]))]
 
 
 def _train(job: dict, model: str, overrides: dict) -> dict:
@@ -221,7 +223,7 @@ def run(job: dict) -> dict:
         ov = {**BASE, **CLS["multi"], **KGBM, "config_file": variant_file(ABLATIONS[job["row"]])}
         r = _train(job, "KGBM4Rec", ov)
     elif kind == "rating":
-        r = _train(job, "KGBM4Rec", {**BASE, **RATING, **KGBM})
+        r = _train(job, "KGBM4Rec", {**BASE, **RATING, "fold": job["fold"], **KGBM})
         r["fold"] = job["fold"]
     elif kind == "topn":
         model, ov = TOPN_ROWS[job["row"]]
