@@ -48,11 +48,14 @@ def _epoch_s(r: dict) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def _comparisons(rows: dict, pairs, key: str, unit: str = "users") -> list[str]:
+def _comparisons(rows: dict, pairs, key: str, unit: str = "users",
+                 reps: str = "seeds") -> list[str]:
     """A table of paired comparisons on test ``key``; ``unit``: what the first test pairs over
-    (users, or items for classification)."""
+    (users, or items for classification); ``reps``: the replicates of the second (seeds,
+    folds)."""
     cs = adjust([compare(rows.get(a, []), rows.get(b, []), key) for a, b in pairs])
-    L = header(f"| comparison | mean difference ({key}) | {P_HEAD.replace('users', unit)} |")
+    head = P_HEAD.replace("users", unit).replace("seeds", reps)
+    L = header(f"| comparison | mean difference ({key}) | {head} |")
     for (a, b), c in zip(pairs, cs):
         L.append(f"| {a} vs {b} | {p_cells(c)} |")
     return L
@@ -132,7 +135,7 @@ def _rating(suite, runs) -> list[str]:
     pairs = [("KGBM4Rec", b) for b in RATING_ROWS]
     L += ["", "Paired over test users (each user's MSE averaged over the folds) and over the "
           "folds' MSE, Holm over the table.", ""]
-    return L + _comparisons(rows, pairs, "mse") + [""]
+    return L + _comparisons(rows, pairs, "mse", reps="folds") + [""]
 
 
 def _topn(suite, runs) -> list[str]:
