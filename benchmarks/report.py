@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from reporting import (coldstart, core, ctr, explain, features, figures, gpu, kg, load, multimodal,
-                       popularity, rating, reproduce, scale, sequential)
+from reporting import (coldstart, core, ctr, explain, features, figures, gpu, kg, kgbm4rec, load,
+                       multimodal, popularity, rating, reproduce, scale, sequential)
 from reporting.tables import OUT
 
 from mmkgrec.errors import MMKGRecError
@@ -45,6 +45,7 @@ def document() -> str:
     L += sequential.section()
     L += popularity.section("sequential")
     L += rating.section()
+    L += kgbm4rec.section()
     L += coldstart.section()
     L += explain.section()
     L += load.section()

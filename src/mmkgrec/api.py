@@ -36,7 +36,7 @@ from .data.dataset import Dataset, Interactions
 from .data.split_factory import split_from_config
 from .errors import ConfigError, MMKGRecError
 from .evaluation.evaluator import make_evaluator
-from .inputs import build_inputs, content_features
+from .inputs import CONTENT_INPUTS, build_inputs, content_features
 from .models import get_model_class
 from .training.trainer import Trainer, median, seed_everything
 
@@ -745,7 +745,7 @@ def load(run_dir: str | Path, device: str | None = None) -> Run:
         if kg is None:
             raise runs.RunFileError(data.path("kg"), f"missing: {model} is built from a KG")
     features = data.features()
-    absent = sorted(set(requires) & {"text", "image"} - set(features))
+    absent = sorted(set(requires) & set(CONTENT_INPUTS) - set(features))
     if absent:
         raise runs.RunFileError(data.path("features"), f"holds no {absent} features, which "
                                 f"{model} is built from")

@@ -217,7 +217,7 @@ TRANSR = ("CKE", "KGAT", "MKGAT", "MultiKG4Rec", "LLMKGRec")
 FEATURE_MODELS = ("MKGAT", "MMGCN", "MultiKG4Rec", "VBPR")
 RATING_MODELS = ("BiasedMF", "BiasOnly")
 L2_MODELS = ("BPR", "LightGCN", "VBPR", "MMGCN", "KGCN", "KGAT", "MKGAT", "MultiKG4Rec",
-             *RATING_MODELS, "ContentLR", "LLMKGRec")
+             *RATING_MODELS, "ContentLR", "LLMKGRec", "KGBM4Rec")
 TASKS = ("ranking", "next_item", "ctr", "rating", "classification")
 
 
@@ -442,7 +442,7 @@ _KEYS = [
         "content models", FEATURE_MODELS,
         Key("modalities", list, ["text", "image"], "item content used (MMGCN, VBPR, ContentLR: "
             "at least one; CKE, MKGAT, Multi-KG4Rec: [] = none)", item=str, choices=MODALITY,
-            distinct=True, models=(*FEATURE_MODELS, "CKE", "ContentLR")),
+            distinct=True, models=(*FEATURE_MODELS, "CKE", "ContentLR", "KGBM4Rec")),
         Key("shuffle_features", bool, False, "control run: feature rows permuted across items "
             "(seed = `seed`)"),
     ),
@@ -507,6 +507,34 @@ _KEYS = [
             ge=0, lt=1),
         Key("fusion_items_per_batch", int, None, "null: every item fused in every CF step "
             "(exact); k: k random items, the rest from the epoch-start pass", nullable=True, ge=1),
+    ),
+    *_section(
+        "KGBM4Rec", ("KGBM4Rec",),
+        Key("use_graph", bool, True, "the domain-KG GNN branch (eq. 1-2); false: user and item "
+            "ID vectors without propagation (the text-only / image-only variants)"),
+        Key("conv_layers", int, 2, "graph convolution layers: sum aggregation (eq. 1), ReLU "
+            "update (eq. 2)", ge=1),
+        Key("conv_layer_norm", bool, True, "layer-normalise each convolution's pre-activation "
+            "(ReLU(LN(.))): sums over high-degree nodes grow with the degree; false: eq. 2 bare"),
+        Key("early_fusion", bool, True, "text and image vectors added to the item nodes' "
+            "features before aggregation"),
+        Key("late_fusion", bool, True, "GNN, text and image item vectors concatenated into the "
+            "Swish MLP (false: the GNN vector alone)"),
+        Key("cross_modal_attention", bool, True, "in every propagation layer each item node "
+            "attends over its own text and image vectors"),
+        Key("lstm_hidden", int, 64, "BiLSTM hidden width per direction of the text branch", ge=1),
+        Key("mlp_hidden", list, [128], "hidden widths of the Swish MLP (eq. 6)", item=int, ge=1),
+        Key("kgbm_dropout", float, 0.1, "dropout on the fused vectors and in the MLP", ge=0,
+            lt=1),
+        Key("token_encoder", str, "minilm", "encoder of the cached token states: minilm (the "
+            "shipped MiniLM BERT) | bert:<path|name> (a folder with its tokenizer)"),
+        Key("text_max_tokens", int, 32, "token positions kept per item text ([CLS], [SEP] "
+            "included; longer texts are cut and counted)", ge=3),
+        Key("text_items_per_batch", int, None, "null: every item's tokens through the BiLSTM in "
+            "every step (exact); k: k random items, the rest from the epoch-start pass (faster)",
+            nullable=True, ge=1),
+        Key("text_clean", bool, True, "lower case, special characters and English stop words "
+            "removed before tokenising"),
     ),
     *_section(
         "MM-RACL-KAL", ("MMRACLKAL",),

@@ -21,6 +21,9 @@ MODALITIES = ("text", "image")
 #: one vector per user: the user's whole training history as one text through the text encoder
 #: (LLMKGRec's one-pass user encoder); ``features["user_text"]`` is ``[n_users, dim]``
 USER_TEXT = "user_text"
+#: the item-content inputs a model may require: the pooled modalities and the packed token
+#: states of the item texts (:mod:`mmkgrec.features.tokens`), each ``(matrix, mask)``
+CONTENT_INPUTS = (*MODALITIES, "text_tokens")
 
 
 @dataclass
@@ -59,14 +62,19 @@ def content_features(split, requires, config=None) -> dict:
     """``{modality: (matrix, mask)}`` (float32 ``[n_items, dim]``, bool ``[n_items]``; possibly
     read-only memory maps) from the feature store, for the modalities in ``requires``, in the fixed order
     ``text, image``; rows not permuted (see ``shuffle_features`` in :func:`build_inputs`)."""
-    modalities = [m for m in MODALITIES if m in requires]
+    modalities = [m for m in CONTENT_INPUTS if m in requires]
     raw = {}
-    if modalities:
-        from .features import item_feature_matrix
+    for m in modalities:
+        if m == "text_tokens":
+            from .features.tokens import item_token_states
 
-        for m in modalities:
+            res = item_token_states(split.dataset, config)
+            mat, mask = res.packed, res.mask
+        else:
+            from .features import item_feature_matrix
+
             mat, mask = item_feature_matrix(split.dataset, m, config)
-            raw[m] = (np.asarray(mat, dtype=np.float32), np.asarray(mask, dtype=bool))
+        raw[m] = (np.asarray(mat, dtype=np.float32), np.asarray(mask, dtype=bool))
     if USER_TEXT in requires:
         from .features import user_history_matrix
 
@@ -83,7 +91,8 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
     mask)`` when given, e.g. read back from a run directory, else
     :func:`content_features` from the feature store; rows permuted across items when config
     ``shuffle_features`` is true)."""
-    unknown = set(requires) - {"graph", "kg", "labels", "item_embeddings", USER_TEXT, *MODALITIES}
+    unknown = set(requires) - {"graph", "kg", "labels", "item_embeddings", USER_TEXT,
+                               *CONTENT_INPUTS}
     if unknown:
         raise NotImplementedError(f"inputs {sorted(unknown)} are not available in this version")
     inputs = ModelInputs(split.n_users, split.n_items, split.train)
@@ -92,7 +101,7 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
 
         adj = sym_normalize(bipartite_adjacency(split.train, split.n_users, split.n_items))
         inputs.graph = to_torch_csr(adj, device)
-    modalities = [m for m in MODALITIES if m in requires]
+    modalities = [m for m in CONTENT_INPUTS if m in requires]
     if modalities:
         if features is None:
             features = content_features(split, requires, config)

@@ -15,6 +15,7 @@ from . import mmraclkal  # noqa: F401,E402  (registers MMRACLKAL)
 from . import biased_mf, bias_only  # noqa: F401,E402  (registers BiasedMF, BiasOnly: rating)
 from . import majority, content_lr  # noqa: F401,E402  (registers Majority, ContentLR: classification)
 from . import llmkgrec, content_knn  # noqa: F401,E402  (registers LLMKGRec, ContentKNN)
+from . import kgbm4rec  # noqa: F401,E402  (registers KGBM4Rec: classification, rating, ranking)
 
 __all__ = ["ModelInputs", "Recommender", "build_inputs", "get_model_class", "register",
            "registered_models"]

@@ -19,7 +19,8 @@ from ..data.dataset import Interactions
 from ..config import config_value, task_of
 from ..errors import ConfigError, UnknownNameError
 # ModelInputs and build_inputs live in mmkgrec.inputs; re-exported here for existing imports
-from ..inputs import MODALITIES, ModelInputs, build_inputs, shuffle_item_rows  # noqa: F401
+from ..inputs import (CONTENT_INPUTS, MODALITIES, ModelInputs, build_inputs,  # noqa: F401
+                      shuffle_item_rows)
 
 _REGISTRY: dict[str, type["Recommender"]] = {}
 
@@ -115,7 +116,7 @@ class Recommender(nn.Module):
         self.n_users = inputs.n_users
         self.n_items = inputs.n_items
         present = {"graph": inputs.graph is not None, "kg": inputs.kg is not None,
-                   **{m: m in inputs.features for m in MODALITIES}}
+                   **{m: m in inputs.features for m in CONTENT_INPUTS}}
         missing = sorted(r for r in self.requirements(config) if not present.get(r, True))
         if missing:
             raise ValueError(f"{self.name} needs inputs {missing}; build them with "
