@@ -1,0 +1,165 @@
+"""Multi-KG4Rec's speed against KGAT's on ML-100K (issue: exact fusion made cheap).
+
+Two measurements, each written to ``results/multikg_speed/<kind>-<tag>.json``:
+
+* ``profile``: one CF step of Multi-KG4Rec (ML-100K, its packaged defaults, the exact fusion),
+  forward + backward + optimiser step, under ``torch.profiler`` at one torch thread after
+  ``--warmup`` unprofiled steps; the operator table (self CPU time per operator, summed over
+  ``--steps`` profiled steps and divided by their number), largest first.
+* ``ratio``: the training epoch time (the trainer's loop: ``on_epoch_start``, then every CF and KG
+  batch with zero_grad / loss / backward / Adam step) of Multi-KG4Rec and of KGAT in this same
+  process, alternating ``--rounds`` times (KGAT, Multi-KG4Rec, KGAT, ...), at ``--threads``
+  threads; the medians and their ratio. On a shared machine the seconds mean little; the ratio,
+  measured in one run, is the figure (target: at most 3).
+
+    python benchmarks/multikg_speed.py profile --tag before
+    python benchmarks/multikg_speed.py ratio --tag before [--threads 2] [--rounds 2]
+
+A measurement whose JSON exists is not repeated (delete it to measure again). ``--set KEY=VALUE``
+(JSON values) overrides Multi-KG4Rec's config (e.g. ``--set fusion_items_per_batch=256``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import RESULTS, git_sha, relative_command, write_json  # noqa: E402
+
+from mmkgrec.api import prepare  # noqa: E402
+from mmkgrec.config import load_config  # noqa: E402
+from mmkgrec.training.trainer import make_optimizer, training_batches  # noqa: E402
+
+DATASET = "ml-100k"
+OUT = RESULTS / "multikg_speed"
+QUIET = {"show_progress": False}
+
+
+def build(model: str, threads: int, overrides: dict | None = None):
+    cfg = load_config(model, DATASET, overrides={**QUIET, "threads": threads, **(overrides or {})})
+    _, split, net, _, _ = prepare(cfg)
+    return net, split, cfg, training_batches(net, split, cfg), make_optimizer(net.parameters(), cfg)
+
+
+def step(net, opt, batch) -> None:
+    opt.zero_grad(set_to_none=True)
+    net.loss(batch).backward()
+    opt.step()
+
+
+def epoch_s(net, batches, opt, epoch: int) -> float:
+    torch.manual_seed(epoch)
+    rng = np.random.default_rng(epoch)
+    net.train()
+    t0 = time.perf_counter()
+    net.on_epoch_start(epoch)
+    for batch in batches.epoch(rng):
+        step(net, opt, batch)
+    return time.perf_counter() - t0
+
+
+def cf_batches(net, batches, n: int) -> list[dict]:
+    out = []
+    for b in batches.epoch(np.random.default_rng(0)):
+        if b.get("phase", "cf") == "cf":
+            out.append(b)
+            if len(out) == n:
+                break
+    return out
+
+
+def profile(args, overrides: dict) -> dict:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    net, _, cfg, batches, opt = build("MultiKG4Rec", 1, overrides)
+    net.train()
+    net.on_epoch_start(1)
+    todo = cf_batches(net, batches, args.warmup + args.steps)
+    for b in todo[:args.warmup]:
+        step(net, opt, b)
+    t0 = time.perf_counter()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for b in todo[args.warmup:]:
+            step(net, opt, b)
+    wall = (time.perf_counter() - t0) / args.steps
+    rows = []
+    for e in prof.key_averages():
+        rows.append({"op": e.key, "calls": e.count / args.steps,
+                     "self_ms": e.self_cpu_time_total / 1000 / args.steps,
+                     "total_ms": e.cpu_time_total / 1000 / args.steps})
+    rows.sort(key=lambda r: -r["self_ms"])
+    total = sum(r["self_ms"] for r in rows)
+    for r in rows:
+        r["self_share"] = r["self_ms"] / total if total else 0.0
+    return {"kind": "profile", "model": "MultiKG4Rec", "dataset": DATASET, "threads": 1,
+            "steps": args.steps, "warmup": args.warmup,
+            "train_batch_size": cfg["train_batch_size"], "overrides": overrides,
+            "step_wall_s_profiled": wall, "self_ms_total": total,
+            "table": rows[:args.top]}
+
+
+def ratio(args, overrides: dict) -> dict:
+    kgat = build("KGAT", args.threads)
+    mkg = build("MultiKG4Rec", args.threads, overrides)
+    times = {"KGAT": [], "MultiKG4Rec": []}
+    # epoch 0 first (no attention refresh), untimed, as a warm-up; then epochs 1, 2, ... timed
+    for name, (net, _, _, batches, opt) in (("KGAT", kgat), ("MultiKG4Rec", mkg)):
+        epoch_s(net, batches, opt, 0)
+    for r in range(args.rounds):
+        for name, (net, _, _, batches, opt) in (("KGAT", kgat), ("MultiKG4Rec", mkg)):
+            times[name].append(epoch_s(net, batches, opt, r + 1))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"kind": "ratio", "dataset": DATASET, "threads": args.threads, "rounds": args.rounds,
+            "overrides": overrides, "epoch_s": times, "median_epoch_s": med,
+            "ratio": med["MultiKG4Rec"] / med["KGAT"]}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("kind", choices=("profile", "ratio"))
+    p.add_argument("--tag", required=True, help="names the result file: <kind>-<tag>.json")
+    p.add_argument("--threads", type=int, default=2, help="ratio: torch threads")
+    p.add_argument("--rounds", type=int, default=2, help="ratio: timed epochs per model")
+    p.add_argument("--steps", type=int, default=2, help="profile: profiled CF steps")
+    p.add_argument("--warmup", type=int, default=1, help="profile: unprofiled CF steps first")
+    p.add_argument("--top", type=int, default=30, help="profile: operators kept")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Multi-KG4Rec config override (JSON value)")
+    args = p.parse_args(argv)
+    overrides = {}
+    for kv in args.set:
+        k, _, v = kv.partition("=")
+        try:
+            overrides[k] = json.loads(v)
+        except json.JSONDecodeError:
+            overrides[k] = v
+    out = OUT / f"{args.kind}-{args.tag}.json"
+    if out.exists():
+        print(f"{out.relative_to(ROOT)} exists; delete it to measure again")
+        return
+    t0 = time.time()
+    result = profile(args, overrides) if args.kind == "profile" else ratio(args, overrides)
+    result.update(tag=args.tag, command=relative_command(sys.argv and [sys.executable, *sys.argv]),
+                  git_sha=git_sha(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  wall_s=time.time() - t0, torch=torch.__version__)
+    write_json(out, result)
+    if args.kind == "ratio":
+        print(f"ratio {result['ratio']:.2f} (medians {result['median_epoch_s']})")
+    else:
+        print(f"profiled step {result['step_wall_s_profiled']:.3f} s")
+        for r in result["table"][:15]:
+            print(f"{r['op']:40s} {r['self_ms']:9.2f} ms {100 * r['self_share']:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
