@@ -108,20 +108,56 @@ def profile(args, overrides: dict) -> dict:
             "table": rows[:args.top]}
 
 
+def timed_epoch(net, batches, opt, epoch: int, max_steps: int) -> dict:
+    """One epoch's wall time: all of it (``max_steps`` 0), or ``on_epoch_start`` plus the first
+    ``max_steps`` CF and ``max_steps`` KG steps, scaled to the epoch's counts of each (an
+    estimate, for a machine too loaded to run whole epochs of every model)."""
+    torch.manual_seed(epoch)
+    net.train()
+    todo = list(batches.epoch(np.random.default_rng(epoch)))
+    counts = {"cf": 0, "kg": 0}
+    for b in todo:
+        counts[b.get("phase", "cf")] += 1
+    t0 = time.perf_counter()
+    net.on_epoch_start(epoch)
+    start_s = time.perf_counter() - t0
+    spent, done = {"cf": 0.0, "kg": 0.0}, {"cf": 0, "kg": 0}
+    for b in todo:
+        phase = b.get("phase", "cf")
+        if max_steps and done[phase] >= max_steps:
+            continue
+        t0 = time.perf_counter()
+        step(net, opt, b)
+        spent[phase] += time.perf_counter() - t0
+        done[phase] += 1
+    epoch = start_s + sum(spent[k] / done[k] * counts[k] for k in counts if done[k])
+    return {"epoch_s": epoch, "start_s": start_s, "steps": counts, "timed_steps": done,
+            "step_s": {k: spent[k] / done[k] for k in counts if done[k]}}
+
+
 def ratio(args, overrides: dict) -> dict:
-    kgat = build("KGAT", args.threads)
-    mkg = build("MultiKG4Rec", args.threads, overrides)
-    times = {"KGAT": [], "MultiKG4Rec": []}
-    # epoch 0 first (no attention refresh), untimed, as a warm-up; then epochs 1, 2, ... timed
-    for name, (net, _, _, batches, opt) in (("KGAT", kgat), ("MultiKG4Rec", mkg)):
-        epoch_s(net, batches, opt, 0)
+    mkg_layers = load_config("MultiKG4Rec", DATASET)["layers"]
+    models = {"KGAT": build("KGAT", args.threads),
+              "KGAT-depth": build("KGAT", args.threads, {"layers": mkg_layers}),
+              "MultiKG4Rec": build("MultiKG4Rec", args.threads, overrides)}
+    for ov in args.approx:
+        models[f"MultiKG4Rec {json.dumps(ov)}"] = build("MultiKG4Rec", args.threads,
+                                                        {**overrides, **ov})
+    runs = {k: [] for k in models}
+    # epoch 0 first (no attention refresh), untimed, as a warm-up; then epochs 1, 2, ... timed,
+    # the models alternating
+    for net, _, _, batches, opt in models.values():
+        timed_epoch(net, batches, opt, 0, min(args.max_steps, 1) if args.max_steps else 0)
     for r in range(args.rounds):
-        for name, (net, _, _, batches, opt) in (("KGAT", kgat), ("MultiKG4Rec", mkg)):
-            times[name].append(epoch_s(net, batches, opt, r + 1))
-    med = {k: statistics.median(v) for k, v in times.items()}
+        for name, (net, _, _, batches, opt) in models.items():
+            runs[name].append(timed_epoch(net, batches, opt, r + 1, args.max_steps))
+    med = {k: statistics.median(x["epoch_s"] for x in v) for k, v in runs.items()}
     return {"kind": "ratio", "dataset": DATASET, "threads": args.threads, "rounds": args.rounds,
-            "overrides": overrides, "epoch_s": times, "median_epoch_s": med,
-            "ratio": med["MultiKG4Rec"] / med["KGAT"]}
+            "max_steps": args.max_steps, "overrides": overrides, "kgat_depth_layers": mkg_layers,
+            "runs": runs, "median_epoch_s": med,
+            "ratio": {k: med[k] / med["KGAT"] for k in med if k.startswith("MultiKG4Rec")},
+            "ratio_same_depth": {k: med[k] / med["KGAT-depth"] for k in med
+                                 if k.startswith("MultiKG4Rec")}}
 
 
 def main(argv=None) -> None:
@@ -129,7 +165,13 @@ def main(argv=None) -> None:
     p.add_argument("kind", choices=("profile", "ratio"))
     p.add_argument("--tag", required=True, help="names the result file: <kind>-<tag>.json")
     p.add_argument("--threads", type=int, default=2, help="ratio: torch threads")
-    p.add_argument("--rounds", type=int, default=2, help="ratio: timed epochs per model")
+    p.add_argument("--rounds", type=int, default=1, help="ratio: timed epochs per model")
+    p.add_argument("--max-steps", type=int, default=0, help="ratio: time this many CF and KG "
+                   "steps per epoch and scale to the epoch (0: whole epochs)")
+    p.add_argument("--approx", action="append", type=json.loads, default=[], metavar="JSON",
+                   help="ratio: also time Multi-KG4Rec with these overrides (an approximation)")
+    p.add_argument("--code", default=None, help="the code measured, when not this checkout's "
+                   "HEAD (e.g. the commit before a change, run from its own copy of src)")
     p.add_argument("--steps", type=int, default=2, help="profile: profiled CF steps")
     p.add_argument("--warmup", type=int, default=1, help="profile: unprofiled CF steps first")
     p.add_argument("--top", type=int, default=30, help="profile: operators kept")
@@ -150,11 +192,12 @@ def main(argv=None) -> None:
     t0 = time.time()
     result = profile(args, overrides) if args.kind == "profile" else ratio(args, overrides)
     result.update(tag=args.tag, command=relative_command(sys.argv and [sys.executable, *sys.argv]),
-                  git_sha=git_sha(), finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                  git_sha=git_sha(), code=args.code, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
                   wall_s=time.time() - t0, torch=torch.__version__)
     write_json(out, result)
     if args.kind == "ratio":
-        print(f"ratio {result['ratio']:.2f} (medians {result['median_epoch_s']})")
+        print(f"ratio {result['ratio']} same depth {result['ratio_same_depth']} "
+              f"(medians {result['median_epoch_s']})")
     else:
         print(f"profiled step {result['step_wall_s_profiled']:.3f} s")
         for r in result["table"][:15]:
