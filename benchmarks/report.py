@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from reporting import core, ctr, features, figures, gpu, kg, multimodal, popularity, rating, sequential
+from reporting import (core, ctr, features, figures, gpu, kg, multikg_speed, multimodal, popularity,
+                       rating, sequential)
 from reporting.tables import OUT
 
 from mmkgrec.errors import MMKGRecError
@@ -40,6 +41,7 @@ def document() -> str:
     L += multimodal.section()
     L += popularity.section("multimodal")
     L += kg.section()
+    L += multikg_speed.section()
     L += ctr.section()
     L += sequential.section()
     L += popularity.section("sequential")
