@@ -24,8 +24,8 @@ modalities are concatenated along the sequence and attend in one product against
 ``[K_1; ...; K_M]`` keys, with the ``"matmul"`` kernel, which on CPU is 2-3x faster, forward and
 backward, than ``scaled_dot_product_attention`` for these short sequences (n = 8, 8-wide heads).
 Softmax rows are independent, so the outputs equal the per-modality computation. Each
-modality's projections are copied once into preallocated head-major query and key/value buffers
-(no concatenation, no further copy in the attention products), and the additive masks, which
+modality's projections are copied once, head-major, into the shared queries, keys and values (no
+further copy in the attention products), and the additive masks, which
 depend on the BFS mask only, are formed once and kept (:meth:`ModalFusion.masks`). With attention
 or hidden dropout in training (or when the weights are read), the modalities attend one after
 another, so the random masks are drawn in the same order as ever.
@@ -126,29 +126,31 @@ class CrossModalBlock(nn.Module):
 
     def _fused(self, xs: dict, bias: torch.Tensor, first_only: bool) -> dict:
         """The block without dropout: the queries of every modality attend in one product
-        against the shared keys (see the module docstring). Each modality's projections are
-        written once, by one copy, into preallocated head-major buffers (queries
-        ``[B, h, M * Lq, d_h]``, keys and values ``[2, B, h, M * n, d_h]``), which the attention
-        products read without further copies; the output is laid out modality-major
-        ``[M, B, Lq, d]`` by one copy, so that each modality's tail reads a contiguous block."""
+        against the shared keys (see the module docstring). Each modality's joined projections
+        are viewed head-major and written by one copy (a concatenation of strided views) into
+        the queries ``[B, h, M * Lq, d_h]`` and the keys and values ``[2, B, h, M * n, d_h]``,
+        which the attention products read without further copies (concatenating ``[B, L, d]``
+        first and splitting heads after cost a second copy in each direction; assigning into
+        preallocated slices a clone of the buffer's gradient per slice). The output is laid out
+        modality-major ``[M, B, Lq, d]`` by one copy, so that each modality's tail reads a
+        contiguous block."""
         mods = self.modalities
-        x0 = xs[mods[0]]
-        b, n, d = x0.shape
+        b, n, d = xs[mods[0]].shape
         lq, n_mod = (1 if first_only else n), len(mods)
         h = self.layers[mods[0]].n_heads
         dh = d // h
-        q = x0.new_empty(b, h, n_mod * lq, dh)
-        kv = x0.new_empty(2, b, h, n_mod * n, dh)
-        for j, m in enumerate(mods):
+        qs, kvs = [], []
+        for m in mods:
             x, blk = xs[m], self.layers[m]
             if first_only:  # queries at position 0 only
                 qm, kvm = blk.project(x, x[:, :1], split=False)
-                q[:, :, j:j + 1] = qm.view(b, 1, h, dh).transpose(1, 2)
-                kv[:, :, :, j * n:(j + 1) * n] = kvm.view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4)
+                qs.append(qm.view(b, 1, h, dh).transpose(1, 2))
+                kvs.append(kvm.view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4))
             else:
                 qkv = blk.project(x, split=False).view(b, n, 3, h, dh).permute(2, 0, 3, 1, 4)
-                q[:, :, j * n:(j + 1) * n] = qkv[0]
-                kv[:, :, :, j * n:(j + 1) * n] = qkv[1:]
+                qs.append(qkv[0])
+                kvs.append(qkv[1:])
+        q, kv = torch.cat(qs, 2), torch.cat(kvs, 3)
         att = attention(q, kv[0], kv[1], bias, kernel="matmul")  # [B, h, M * Lq, dh]
         att = att.view(b, h, n_mod, lq, dh).permute(2, 0, 3, 1, 4).reshape(n_mod, b, lq, d)
         # (the queries' inputs for the residuals are sliced after attention, as they always
