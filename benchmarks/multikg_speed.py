@@ -9,11 +9,13 @@ Two measurements, each written to ``results/multikg_speed/<kind>-<tag>.json``:
 * ``ratio``: the training epoch time (the trainer's loop: ``on_epoch_start``, then every CF and KG
   batch with zero_grad / loss / backward / Adam step) of Multi-KG4Rec and of KGAT in this same
   process, alternating ``--rounds`` times (KGAT, Multi-KG4Rec, KGAT, ...), at ``--threads``
-  threads; the medians and their ratio. On a shared machine the seconds mean little; the ratio,
-  measured in one run, is the figure (target: at most 3).
+  threads; the medians and their ratios, by wall time and by process CPU time. On a shared
+  machine the seconds mean little; the ratios, measured in one run, are the figures (target: at
+  most 3), and under heavy load the CPU-time ratio is the steadier one.
 
     python benchmarks/multikg_speed.py profile --tag before
-    python benchmarks/multikg_speed.py ratio --tag before [--threads 2] [--rounds 2]
+    python benchmarks/multikg_speed.py ratio --tag before [--threads 2] [--rounds 1]
+        [--max-steps 3] [--approx '{"fusion_items_per_batch": 256}'] [--code COMMIT]
 
 A measurement whose JSON exists is not repeated (delete it to measure again). ``--set KEY=VALUE``
 (JSON values) overrides Multi-KG4Rec's config (e.g. ``--set fusion_items_per_batch=256``).
@@ -109,30 +111,37 @@ def profile(args, overrides: dict) -> dict:
 
 
 def timed_epoch(net, batches, opt, epoch: int, max_steps: int) -> dict:
-    """One epoch's wall time: all of it (``max_steps`` 0), or ``on_epoch_start`` plus the first
-    ``max_steps`` CF and ``max_steps`` KG steps, scaled to the epoch's counts of each (an
-    estimate, for a machine too loaded to run whole epochs of every model)."""
+    """One epoch's wall time and process CPU time (all threads): all of it (``max_steps`` 0),
+    or ``on_epoch_start`` plus the first ``max_steps`` CF and ``max_steps`` KG steps, scaled to
+    the epoch's counts of each (an estimate, for a machine too loaded to run whole epochs of
+    every model). On a loaded machine the CPU time varies far less than the wall time."""
     torch.manual_seed(epoch)
     net.train()
     todo = list(batches.epoch(np.random.default_rng(epoch)))
     counts = {"cf": 0, "kg": 0}
     for b in todo:
         counts[b.get("phase", "cf")] += 1
-    t0 = time.perf_counter()
+    out = {clock: {"start_s": 0.0, "cf": 0.0, "kg": 0.0} for clock in ("wall", "cpu")}
+    t0, c0 = time.perf_counter(), time.process_time()
     net.on_epoch_start(epoch)
-    start_s = time.perf_counter() - t0
-    spent, done = {"cf": 0.0, "kg": 0.0}, {"cf": 0, "kg": 0}
+    out["wall"]["start_s"] = time.perf_counter() - t0
+    out["cpu"]["start_s"] = time.process_time() - c0
+    done = {"cf": 0, "kg": 0}
     for b in todo:
         phase = b.get("phase", "cf")
         if max_steps and done[phase] >= max_steps:
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step(net, opt, b)
-        spent[phase] += time.perf_counter() - t0
+        out["wall"][phase] += time.perf_counter() - t0
+        out["cpu"][phase] += time.process_time() - c0
         done[phase] += 1
-    epoch = start_s + sum(spent[k] / done[k] * counts[k] for k in counts if done[k])
-    return {"epoch_s": epoch, "start_s": start_s, "steps": counts, "timed_steps": done,
-            "step_s": {k: spent[k] / done[k] for k in counts if done[k]}}
+    res = {"steps": counts, "timed_steps": done}
+    for clock, o in out.items():
+        step_s = {k: o[k] / done[k] for k in counts if done[k]}
+        res[f"{clock}_start_s"], res[f"{clock}_step_s"] = o["start_s"], step_s
+        res[f"{clock}_epoch_s"] = o["start_s"] + sum(step_s[k] * counts[k] for k in step_s)
+    return res
 
 
 def ratio(args, overrides: dict) -> dict:
@@ -151,13 +160,16 @@ def ratio(args, overrides: dict) -> dict:
     for r in range(args.rounds):
         for name, (net, _, _, batches, opt) in models.items():
             runs[name].append(timed_epoch(net, batches, opt, r + 1, args.max_steps))
-    med = {k: statistics.median(x["epoch_s"] for x in v) for k, v in runs.items()}
-    return {"kind": "ratio", "dataset": DATASET, "threads": args.threads, "rounds": args.rounds,
-            "max_steps": args.max_steps, "overrides": overrides, "kgat_depth_layers": mkg_layers,
-            "runs": runs, "median_epoch_s": med,
-            "ratio": {k: med[k] / med["KGAT"] for k in med if k.startswith("MultiKG4Rec")},
-            "ratio_same_depth": {k: med[k] / med["KGAT-depth"] for k in med
-                                 if k.startswith("MultiKG4Rec")}}
+    out = {"kind": "ratio", "dataset": DATASET, "threads": args.threads, "rounds": args.rounds,
+           "max_steps": args.max_steps, "overrides": overrides, "kgat_depth_layers": mkg_layers,
+           "runs": runs}
+    for clock in ("wall", "cpu"):
+        med = {k: statistics.median(x[f"{clock}_epoch_s"] for x in v) for k, v in runs.items()}
+        out[f"median_{clock}_epoch_s"] = med
+        for ref, key in (("KGAT", "ratio"), ("KGAT-depth", "ratio_same_depth")):
+            out[f"{key}_{clock}"] = {k: med[k] / med[ref] for k in med
+                                     if k.startswith("MultiKG4Rec")}
+    return out
 
 
 def main(argv=None) -> None:
@@ -196,8 +208,9 @@ def main(argv=None) -> None:
                   wall_s=time.time() - t0, torch=torch.__version__)
     write_json(out, result)
     if args.kind == "ratio":
-        print(f"ratio {result['ratio']} same depth {result['ratio_same_depth']} "
-              f"(medians {result['median_epoch_s']})")
+        for clock in ("cpu", "wall"):
+            print(f"{clock}: ratio {result[f'ratio_{clock}']} same depth "
+                  f"{result[f'ratio_same_depth_{clock}']}")
     else:
         print(f"profiled step {result['step_wall_s_profiled']:.3f} s")
         for r in result["table"][:15]:
