@@ -23,7 +23,9 @@ def section() -> list[str]:
          "ratios of one run mean anything, and under that load the process CPU time (all "
          "threads) is far steadier than the wall time; both are shown. Where `max_steps` is set, "
          "an epoch is `on_epoch_start` plus that many CF and KG steps, scaled to the epoch's step "
-         "counts.", "",
+         "counts. The approximation `fusion_items_per_batch: 256` (off by default) is timed "
+         "beside the exact model; its accuracy cost over 3 seeds is in the knowledge-graph "
+         "section above (\"Approximate fusion\").", "",
          "| run | code | threads | max_steps | model | CPU / KGAT | CPU / KGAT-depth | wall / KGAT "
          "| wall / KGAT-depth |", "|---|---|---|---|---|---|---|---|---|"]
     for r in ratios:
