@@ -34,7 +34,8 @@ def section() -> list[str]:
             L.append(f"| {r['tag']} | {code} | {r['threads']} | {r.get('max_steps', 0)} | "
                      f"{name} | {r['ratio_cpu'][name]:.2f} | {r['ratio_same_depth_cpu'][name]:.2f} "
                      f"| {r['ratio_wall'][name]:.2f} | {r['ratio_same_depth_wall'][name]:.2f} |")
-    L += [""] + [f"- `{r['tag']}`: `{command(r)}`" for r in ratios]
+    L += [""] + [f"- `{r['tag']}`: `{command(r)}`" + (f" ({r['note']})" if r.get("note") else "")
+                 for r in ratios]
     if profiles:
         tags = [t for t in ("before", "after") if t in profiles] + sorted(
             t for t in profiles if t not in ("before", "after"))
