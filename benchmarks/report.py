@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from reporting import (coldstart, core, ctr, explain, features, figures, gpu, kg, kgbm4rec, load,
-                       multimodal, popularity, rating, reproduce, scale, sequential)
+                       multikg_speed, multimodal, popularity, rating, reproduce, scale, sequential)
 from reporting.tables import OUT
 
 from mmkgrec.errors import MMKGRecError
@@ -41,6 +41,7 @@ def document() -> str:
     L += multimodal.section()
     L += popularity.section("multimodal")
     L += kg.section()
+    L += multikg_speed.section()
     L += ctr.section()
     L += sequential.section()
     L += popularity.section("sequential")

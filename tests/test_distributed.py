@@ -54,7 +54,7 @@ def evaluations():
     split, model = ten_users()
     evs = {"full_valid": FullRankingEvaluator(split, "valid", METRICS, batch_size=3),
            "full_test": FullRankingEvaluator(split, "test", METRICS, batch_size=2),
-           "sampled": SampledEvaluator(split, "test", ["hit@3", "ndcg@5", "mrr@5"], 5),
+           "sampled": SampledEvaluator(split, "test", ["hit@3", "ndcg@5", "mrr@5"], 3),
            "ctr": CTREvaluator(split, "test", batch_size=8),
            "rating": RatingEvaluator(split, "test")}
     out = {}

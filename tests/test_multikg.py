@@ -205,3 +205,38 @@ def test_partial_fusion_equals_full_at_evaluation(split):
 def test_beats_popularity_on_ml100k(model, overrides, pop, data_dir):
     # the KG models' check: one torch thread, >= 1.10 x Pop's test NDCG@10
     assert_beats_popularity(model, overrides, pop)
+
+
+# ---- bad input: the fusion's sizes are refused when the config is read, before training -------
+@pytest.mark.parametrize("override,fragment", [
+    ("fusion_seq_len=0", "must be >= 1"),
+    ("fusion_heads=0", "must be >= 1"),
+    ("fusion_blocks=-1", "must be >= 0"),
+    ("fusion_heads=3", "must divide embedding_size (64), got 3"),
+    ("fusion_heads=128", "must divide embedding_size (64), got 128"),
+])
+def test_fusion_sizes_refused_with_the_key_named(override, fragment):
+    from mmkgrec.config import load_config
+    from mmkgrec.errors import ConfigError
+
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError) as e:
+        load_config("MultiKG4Rec", "ml-100k", overrides=[override])
+    msg = str(e.value)
+    assert msg.startswith(f"config key '{key}'") and fragment in msg and "\n" not in msg, msg
+    load_config("MultiKG4Rec", "ml-100k", overrides=["fusion_heads=16", "embedding_size=32"])
+    with pytest.raises(ConfigError, match="'fusion_heads'.*embedding_size from --set"):
+        load_config("MultiKG4Rec", "ml-100k", overrides=["embedding_size=12"])
+
+
+def test_cli_refuses_bad_fusion_heads_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "mmkgrec.cli", "train", "--model", "MultiKG4Rec",
+                        "--dataset", "ml-100k", "--out", str(out), "--set", "fusion_heads=5"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and not out.exists()
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "fusion_heads" in lines[0] and "Traceback" not in r.stderr, r.stderr

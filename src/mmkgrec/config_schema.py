@@ -714,10 +714,16 @@ def _fold_in_range(values) -> str | None:
     return f"must be < n_folds ({values['n_folds']}), got {values['fold']}"
 
 
+def _heads_divide_embedding(values) -> str | None:
+    heads, d = values["fusion_heads"], values["embedding_size"]
+    return None if d % heads == 0 else (f"must divide embedding_size ({d}), got {heads}")
+
+
 #: checks of a resolved configuration that involve more than one value: (the key blamed, the
 #: other keys involved, the check returning an error message or None)
 JOINT_RULES: tuple[tuple[str, tuple[str, ...], Callable[[dict], str | None]], ...] = (
     ("split_ratio", (), _split_ratio_train),
     ("valid_metric", ("task", "eval_protocol", "classification_mode"), _valid_metric_protocol),
     ("fold", ("n_folds", "split"), _fold_in_range),
+    ("fusion_heads", ("embedding_size",), _heads_divide_embedding),
 )

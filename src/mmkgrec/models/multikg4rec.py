@@ -115,15 +115,11 @@ class MultiKG4Rec(CKGModel):
         return lin
 
     def _init_fusion(self, config, d):
-        n = int(config["fusion_seq_len"])
+        # fusion_seq_len >= 1 and fusion_heads dividing embedding_size: config_schema's rules
+        n, heads = int(config["fusion_seq_len"]), int(config["fusion_heads"])
         order = config["fusion_bfs_order"]
-        if n < 1:
-            raise ConfigError("fusion_seq_len", f"expected a positive integer, got {n}")
         if order not in BFS_ORDERS:
             raise ConfigError("fusion_bfs_order", f"expected one of {BFS_ORDERS}, got {order!r}")
-        heads = int(config["fusion_heads"])
-        if d % heads:
-            raise ConfigError("fusion_heads", f"embedding_size {d} is not a multiple of {heads}")
         rng = np.random.default_rng(int(config["seed"])) if order == "random" else None
         items = self.ckg.n_users + np.arange(self.n_items)
         seq, mask = self.ckg.bfs_sequences(items, n, rng)

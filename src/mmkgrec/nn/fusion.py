@@ -23,7 +23,10 @@ Speed (the fusion runs over every item in every CF step): without dropout, the q
 modalities are concatenated along the sequence and attend in one product against the shared
 ``[K_1; ...; K_M]`` keys, with the ``"matmul"`` kernel, which on CPU is 2-3x faster, forward and
 backward, than ``scaled_dot_product_attention`` for these short sequences (n = 8, 8-wide heads).
-Softmax rows are independent, so the outputs equal the per-modality computation. With attention
+Softmax rows are independent, so the outputs equal the per-modality computation. Each
+modality's projections are copied once, head-major, into the shared queries, keys and values (no
+further copy in the attention products), and the additive masks, which
+depend on the BFS mask only, are formed once and kept (:meth:`ModalFusion.masks`). With attention
 or hidden dropout in training (or when the weights are read), the modalities attend one after
 another, so the random masks are drawn in the same order as ever.
 
@@ -91,31 +94,24 @@ class CrossModalBlock(nn.Module):
             blk.drop.p > 0 for blk in self.layers.values()))
 
     def forward(self, xs: dict, key_mask: torch.Tensor, first_only: bool = False,
-                return_weights: bool = False):
+                return_weights: bool = False, bias: torch.Tensor | None = None):
+        """``bias``: :meth:`attention_bias` of ``key_mask`` for these queries, when the caller
+        has it already (it depends on the mask only: :class:`ModalFusion` forms it once per
+        pass)."""
         lq = 1 if first_only else key_mask.shape[1]
-        bias = self.attention_bias(key_mask, lq)
+        if bias is None:
+            bias = self.attention_bias(key_mask, lq)
         # random masks or weights: one modality at a time (masks drawn in modality order)
-        one_by_one = return_weights or self.uses_dropout()
+        if not (return_weights or self.uses_dropout()):
+            return self._fused(xs, bias, first_only)
         qs, ks, vs = [], [], []
         for m in self.modalities:
-            x = xs[m]
-            if one_by_one:  # every query projected, then those asked for (as this path always did)
-                q, k, v = self.layers[m].project(x)
-                q = q[:, :1] if first_only else q
-            else:  # queries at the positions asked for only
-                q, k, v = self.layers[m].project(x, x[:, :1] if first_only else None)
-            qs.append(q)
+            q, k, v = self.layers[m].project(xs[m])  # every query projected, then those asked for
+            qs.append(q[:, :1] if first_only else q)
             ks.append(k)
             vs.append(v)
         heads = self.layers[self.modalities[0]].heads
         k, v = heads(torch.cat(ks, 1)), heads(torch.cat(vs, 1))
-        # (the queries' inputs for the residuals are sliced after attention, as they always
-        # were: the order in which autograd sums a tensor's gradients follows it)
-        if not one_by_one:
-            att = attention(heads(torch.cat(qs, 1)), k, v, bias, kernel="matmul")
-            att = att.transpose(1, 2).reshape(len(att), len(self.modalities) * lq, -1)
-            return {m: self.layers[m].tail(a, xs[m][:, :1] if first_only else xs[m])
-                    for m, a in zip(self.modalities, att.split(lq, 1))}
         out, weights = {}, {}
         for j, (m, q) in enumerate(zip(self.modalities, qs)):
             blk = self.layers[m]
@@ -127,6 +123,40 @@ class CrossModalBlock(nn.Module):
             xq = xs[m][:, :1] if first_only else xs[m]
             out[m] = blk.tail(att.transpose(1, 2).reshape(xq.shape), xq)
         return (out, weights) if return_weights else out
+
+    def _fused(self, xs: dict, bias: torch.Tensor, first_only: bool) -> dict:
+        """The block without dropout: the queries of every modality attend in one product
+        against the shared keys (see the module docstring). Each modality's joined projections
+        are viewed head-major and written by one copy (a concatenation of strided views) into
+        the queries ``[B, h, M * Lq, d_h]`` and the keys and values ``[2, B, h, M * n, d_h]``,
+        which the attention products read without further copies (concatenating ``[B, L, d]``
+        first and splitting heads after cost a second copy in each direction; assigning into
+        preallocated slices a clone of the buffer's gradient per slice). The output is laid out
+        modality-major ``[M, B, Lq, d]`` by one copy, so that each modality's tail reads a
+        contiguous block."""
+        mods = self.modalities
+        b, n, d = xs[mods[0]].shape
+        lq, n_mod = (1 if first_only else n), len(mods)
+        h = self.layers[mods[0]].n_heads
+        dh = d // h
+        qs, kvs = [], []
+        for m in mods:
+            x, blk = xs[m], self.layers[m]
+            if first_only:  # queries at position 0 only
+                qm, kvm = blk.project(x, x[:, :1], split=False)
+                qs.append(qm.view(b, 1, h, dh).transpose(1, 2))
+                kvs.append(kvm.view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4))
+            else:
+                qkv = blk.project(x, split=False).view(b, n, 3, h, dh).permute(2, 0, 3, 1, 4)
+                qs.append(qkv[0])
+                kvs.append(qkv[1:])
+        q, kv = torch.cat(qs, 2), torch.cat(kvs, 3)
+        att = attention(q, kv[0], kv[1], bias, kernel="matmul")  # [B, h, M * Lq, dh]
+        att = att.view(b, h, n_mod, lq, dh).permute(2, 0, 3, 1, 4).reshape(n_mod, b, lq, d)
+        # (the queries' inputs for the residuals are sliced after attention, as they always
+        # were: the order in which autograd sums a tensor's gradients follows it)
+        return {m: self.layers[m].tail(att[j], xs[m][:, :1] if first_only else xs[m])
+                for j, m in enumerate(mods)}
 
 
 class ModalFusion(nn.Module):
@@ -147,21 +177,39 @@ class ModalFusion(nn.Module):
         self.blocks = nn.ModuleList(CrossModalBlock(self.modalities, hidden, n_heads, inner,
                                                     dropout, cross) for _ in range(n_blocks))
 
+    def masks(self, key_mask: torch.Tensor) -> tuple:
+        """The additive masks a pass over ``key_mask`` uses: the self-attention's ``[B, n]``, the
+        cross blocks' for all queries and for the last block's position-0 queries
+        (:meth:`CrossModalBlock.attention_bias`). They depend on the mask only, which is the
+        same buffer in every training step: formed once and kept while that tensor (same object,
+        same version) is passed."""
+        hit = self.__dict__.get("_mask_cache")
+        if hit is not None and hit[0] is key_mask and hit[1] == key_mask._version:
+            return hit[2]
+        blk = self.blocks[0] if len(self.blocks) else None
+        n = key_mask.shape[1]
+        masks = (mask_bias(key_mask), blk and blk.attention_bias(key_mask, n),
+                 blk and blk.attention_bias(key_mask, 1))
+        self.__dict__["_mask_cache"] = (key_mask, key_mask._version, masks)
+        return masks
+
     def forward(self, xs: dict, key_mask: torch.Tensor, return_weights: bool = False):
-        # scoring runs the self-attention with the "matmul" kernel (faster here); reading the
-        # weights keeps the fused kernel, with which Fig. 4's case study has been computed
-        kernel = "sdpa" if return_weights else "matmul"
-        xs = {m: self.self_attn[m](xs[m], False, key_mask, kernel=kernel) for m in self.modalities}
-        weights = []
+        if return_weights:  # reading the weights keeps the fused kernel (Fig. 4's case study)
+            xs = {m: self.self_attn[m](xs[m], False, key_mask) for m in self.modalities}
+            weights = []
+            for k, blk in enumerate(self.blocks):
+                xs, w = blk(xs, key_mask, first_only=k == len(self.blocks) - 1,
+                            return_weights=True)
+                weights.append(w)
+            return {m: x[:, 0] for m, x in xs.items()}, weights
+        # scoring: the "matmul" kernel (faster here) and the additive masks formed once
+        self_bias, bias_all, bias_first = self.masks(key_mask)
+        xs = {m: self.self_attn[m](xs[m], False, self_bias, kernel="matmul")
+              for m in self.modalities}
         for k, blk in enumerate(self.blocks):
             last = k == len(self.blocks) - 1
-            if return_weights:
-                xs, w = blk(xs, key_mask, first_only=last, return_weights=True)
-                weights.append(w)
-            else:
-                xs = blk(xs, key_mask, first_only=last)
-        out = {m: x[:, 0] for m, x in xs.items()}
-        return (out, weights) if return_weights else out
+            xs = blk(xs, key_mask, first_only=last, bias=bias_first if last else bias_all)
+        return {m: x[:, 0] for m, x in xs.items()}
 
     def uses_dropout(self) -> bool:
         """True when a training forward draws random masks (in its self-attention or in a cross

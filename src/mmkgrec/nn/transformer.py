@@ -155,13 +155,17 @@ class SelfAttentionBlock(nn.Module):
         b, length, _ = t.shape
         return t.view(b, length, self.n_heads, -1).transpose(1, 2)
 
-    def project(self, x: torch.Tensor, xq: torch.Tensor | None = None):
+    def project(self, x: torch.Tensor, xq: torch.Tensor | None = None, split: bool = True):
         """``(q, k, v)``, each ``[B, L, d]``: queries, keys and values of ``x``; with ``xq``, the
-        queries are those of ``xq`` only (computed with the query part of the weights)."""
+        queries are those of ``xq`` only (computed with the query part of the weights). With
+        ``split=False`` the projections stay joined: ``[B, L, 3d]`` (q, k, v), or with ``xq``
+        ``(q, [B, L, 2d])`` (k, v)."""
         d, w, b = self.hidden, self.qkv.weight, self.qkv.bias
         if xq is None:
-            return F.linear(x, w, b).split(d, dim=-1)
-        return (F.linear(xq, w[:d], b[:d]), *F.linear(x, w[d:], b[d:]).split(d, dim=-1))
+            qkv = F.linear(x, w, b)
+            return qkv.split(d, dim=-1) if split else qkv
+        kv = F.linear(x, w[d:], b[d:])
+        return (F.linear(xq, w[:d], b[:d]), *(kv.split(d, dim=-1) if split else (kv,)))
 
     def tail(self, att: torch.Tensor, xq: torch.Tensor) -> torch.Tensor:
         """The block after attention: ``att [B, Lq, d]`` (heads concatenated) is projected
@@ -172,7 +176,8 @@ class SelfAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, causal: bool, key_mask: torch.Tensor | None = None,
                 query_index: torch.Tensor | None = None, kernel: str = "sdpa") -> torch.Tensor:
-        """``x`` ``[B, L, d]``; ``key_mask`` bool ``[B, L]`` (True = real item), used when not
+        """``x`` ``[B, L, d]``; ``key_mask`` bool ``[B, L]`` (True = real item) or its additive
+        form (:func:`mask_bias`, formed once by a caller that runs many blocks), used when not
         causal; ``query_index``: positions ``[B]`` or ``(rows [M], positions [M])``: return
         ``[M, d]``, the outputs at those positions only (keys and values of each query's row are
         gathered, so several queries may share a row). ``kernel``: :func:`attention`'s."""
