@@ -89,6 +89,16 @@ def section() -> list[str]:
                       fmt(_median([r["timing"].get("eval_s") for r in rs]), nd=2)]
             L.append(f"| {row} | {len(rs)} | " + " | ".join(cells) + " |")
         L.append("")
+        if split == "cold_item":
+            blind = [row for row in present
+                     if all(((r.get("cold") or {}).get("cold_items") or {}).get("metrics", {})
+                            .get("recall@20") == 0 for r in by[(split, row)])]
+            if blind:
+                L += [f"Never an unseen item in the top 20 of any test user: "
+                      f"{', '.join(blind)}. Training samples its negatives uniformly over the "
+                      "whole catalogue, unseen items included, so every pairwise model is taught "
+                      "to rank those items low; a per-item parameter (an ID or an entity "
+                      "embedding) can learn that freely.", ""]
         pairs = [("LLMKGRec", b) for b in suite.AGAINST if (split, b) in by]
         if (split, "LLMKGRec") in by and pairs:
             subs = {row: [s for s in (_subset_run(r, split) for r in by[(split, row)]) if s]
