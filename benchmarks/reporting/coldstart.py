@@ -61,7 +61,10 @@ def section() -> list[str]:
               f"2-core machine; the full queue ({len(suite.SEEDS)} seeds, {suite.EPOCHS} epochs, "
               f"patience {suite.PATIENCE}: `python benchmarks/coldstart.py`) has not run. Models "
               "stopped after so few epochs are far from converged, the slow learners (KGAT, "
-              "CKE, MMGCN) most; no verdict below is the benchmark's.", ""]
+              "CKE, MMGCN) most; no verdict below is the benchmark's. The s/epoch and eval columns "
+              "were taken while the machine's load swung between about 2 and 20: rows are not "
+              "comparable in time, except the random split's LightGCN and LLMKGRec rows, rerun "
+              "back to back for the ratio below.", ""]
     by = defaultdict(list)
     for r in shown:
         by[(r["split"], r["row"])].append(r)
