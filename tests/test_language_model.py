@@ -149,3 +149,26 @@ def test_bundled_gemma(tmp_path):
     again = load_language_model("gemma3-270m")  # the converted folder is reused
     np.testing.assert_allclose(again.encode(["Seven. 1995. Crime, Thriller"])[0], v[2], rtol=1e-4,
                                atol=1e-4)
+
+
+def test_user_history_texts_and_one_pass_matrix(tiny):
+    """One text per user (training items' texts in time order), encoded in one pass through the
+    store; a rerun encodes nothing."""
+    from mmkgrec.data import load_dataset, split_dataset
+    from mmkgrec.features import user_history_matrix, user_history_texts
+    from mmkgrec.features.content import item_texts
+
+    sp = split_dataset(load_dataset("synthetic", {"data_format": "synthetic"}), "random_ratio")
+    texts = user_history_texts(sp)
+    items = item_texts(sp.dataset)
+    u = 3
+    rows = sp.train.user == u
+    order = sp.train.item[rows][np.argsort(sp.train.timestamp[rows], kind="stable")]
+    assert texts[u] == "; ".join(items[i] for i in order)
+    cfg = {"text_encoder": f"hf:{tiny['bert']}", "show_progress": False}
+    mat, mask = user_history_matrix(sp, cfg)
+    assert mat.shape == (sp.n_users, 16) and mask.all() and np.isfinite(mat).all()
+    again, _ = user_history_matrix(sp, cfg)
+    np.testing.assert_array_equal(again, mat)
+    with pytest.raises(MMKGRecError, match="one-pass"):
+        user_history_matrix(sp, {"text_encoder": "file:x.npz"})

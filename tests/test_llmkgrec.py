@@ -188,9 +188,9 @@ def test_content_knn_reads_the_text_on_ml100k(data_dir, monkeypatch, tmp_path):
     from helpers import ML100K_BASE
     from mmkgrec.config import load_config
     from mmkgrec.data import load_dataset
-    from mmkgrec.features import item_feature_matrix
 
     monkeypatch.undo()
+    from mmkgrec.features import item_feature_matrix  # the store's, now the fake one is undone
     ov = {**ML100K_BASE, "threads": 1}
     real = mmkgrec.train("ContentKNN", "ml-100k", overrides=ov).metrics["test"]["ndcg@10"]
     cfg = load_config("ContentKNN", "ml-100k", overrides=ov)

@@ -29,8 +29,9 @@ the file have no content of that modality; ids in the file that the dataset lack
 (both counted in the log).
 """
 
-from .encoders import Encoder, HandcraftedDescriptor, encoder_specs, make_encoder, register_encoder
-from .language_model import LanguageModel, encode_texts, load_language_model
+from .encoders import (Encoder, HandcraftedDescriptor, encoder_specs, load_language_model,
+                       make_encoder, register_encoder)
+from .language_model import LanguageModel, encode_texts
 from .pipeline import (FILE_SPEC, export_features, extract_features, item_feature_matrix,
                        read_feature_file, user_history_matrix, user_history_texts)
 from .store import ExtractResult, FeatureStore, cache_root, store_info

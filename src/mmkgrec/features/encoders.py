@@ -42,9 +42,7 @@ spec prefix.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,54 +50,12 @@ import numpy as np
 
 from ..errors import MMKGRecError
 from .base import Encoder
+from .paths import fingerprint_dir, resolve_model_path  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- model files
-
-def fingerprint_dir(path: Path, extra: str = "") -> str:
-    """A cheap fingerprint of a model folder: every file's relative name and size, the content
-    of small files and the first and last MiB of large ones (weights)."""
-    h = hashlib.blake2b(digest_size=10)
-    h.update(extra.encode())
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file()
-                   and not any(part in (".git", "__pycache__", ".cache") for part in p.parts))
-    for p in files:
-        size = p.stat().st_size
-        h.update(f"{p.relative_to(path)}|{size}|".encode())
-        with open(p, "rb") as f:
-            if size <= 4 << 20:
-                h.update(f.read())
-            else:
-                h.update(f.read(1 << 20))
-                f.seek(size - (1 << 20))
-                h.update(f.read())
-    return h.hexdigest()
-
-
-def resolve_model_path(name_or_path: str) -> Path:
-    """A local model folder: the path itself, or a hub name's snapshot in the Hugging Face cache
-    (fetched when a network is reachable and ``HF_HUB_OFFLINE`` is unset)."""
-    p = Path(os.path.expanduser(str(name_or_path)))
-    if p.is_dir():
-        return p.resolve()
-    if p.exists():
-        raise MMKGRecError(f"model path {p} is a file; expected a model folder")
-    try:
-        from huggingface_hub import snapshot_download
-
-        patterns = ["*.json", "*.txt", "*.model", "*.safetensors", "*/*.json"]
-        snap = Path(snapshot_download(repo_id=str(name_or_path), allow_patterns=patterns))
-        if not any(snap.glob("*.safetensors")):
-            snap = Path(snapshot_download(repo_id=str(name_or_path),
-                                          allow_patterns=patterns + ["pytorch_model.bin"]))
-        return snap
-    except Exception as e:  # offline, unknown repo, no network
-        raise MMKGRecError(f"model '{name_or_path}' is not a local folder and could not be had "
-                           f"from the Hugging Face hub ({type(e).__name__}: {e}); pass the path "
-                           "of a downloaded model folder") from None
-
 
 def _torch_device(device: str):
     import torch
@@ -523,3 +479,11 @@ def make_encoder(spec, device: str = "cpu", modality: str | None = None) -> Enco
     if modality is not None and enc.modality != modality:
         raise MMKGRecError(f"encoder '{enc.name}' encodes {enc.modality}, not {modality}")
     return enc
+
+
+def load_language_model(spec: str = "minilm", device: str = "cpu") -> Encoder:
+    """The one loader of language models (:mod:`.language_model`): ``minilm``,
+    ``gemma3-270m[:<file.gguf>]``, ``hf:<path>`` or any other text encoder spec, as an
+    :class:`~.base.Encoder` whose ``encode(texts)`` gives one vector per text;
+    :class:`~.language_model.LanguageModel` instances (Gemma, ``hf:``) also ``generate``."""
+    return make_encoder(spec, device=device, modality="text")

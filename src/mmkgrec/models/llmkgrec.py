@@ -55,7 +55,9 @@ class LLMKGRec(Recommender):
     the same loss and matching model), ``use_kg: false`` (``z = e``, no KG), ``user_encoder:
     one_pass``, the language model by ``text_encoder``; ``id_embeddings: true`` adds ID
     embeddings to the text-based ``e_u``, ``e_i`` (a hybrid the article does not have). A user
-    without training history pools nothing: ``e_u = b`` (and ``k_u = 0``); the log counts them.
+    without training history pools nothing: ``e_u = b`` (and ``k_u = 0``); the log counts them,
+    and the behaviours whose item has no text (a zero text vector; an item with some of the text
+    fields is encoded from those it has).
     """
 
     name = "LLMKGRec"
@@ -91,8 +93,13 @@ class LLMKGRec(Recommender):
             log.info("LLMKGRec: %d user(s) have no training history; their user vector falls "
                      "back to the encoder's bias (and a zero KG feature)", no_history)
         if self.use_lm:
-            text, _ = standardised_content(inputs, "text", self.name)
+            text, has_text = standardised_content(inputs, "text", self.name)
             self.register_buffer("text", text, persistent=False)
+            blind = int((has_text[hist] == 0).sum())
+            if blind:
+                log.info("LLMKGRec: %d training interaction(s) are with items without text; "
+                         "those behaviours pool a zero text vector (%d item(s) without text)",
+                         blind, int((has_text == 0).sum()))
             self.fc = nn.Linear(text.shape[1], d)   # UserEncoder.fc (and the items' map)
             nn.init.xavier_uniform_(self.fc.weight)
             nn.init.zeros_(self.fc.bias)
