@@ -2,7 +2,7 @@
 
 ``transformers``
     A local causal language model through the project's shared loader
-    (:func:`mmkgrec.features.language_model.load_language_model`): ``explain_lm_path`` is
+    (:func:`mmkgrec.features.load_language_model`): ``explain_lm_path`` is
     ``gemma-3-270m`` / ``gemma3-270m`` (the bundled Gemma-3-270M), a ``.gguf`` file or a model
     folder. The prompt goes through the tokenizer's chat template when it has one.
 ``http``
@@ -105,16 +105,12 @@ BUNDLED = ("gemma-3-270m", "gemma3-270m")
 
 
 class TransformersBackend:
-    """A local causal LM through the shared loader of :mod:`mmkgrec.features.language_model`."""
+    """A local causal LM through the shared loader, :func:`mmkgrec.features.load_language_model`."""
 
     name = "transformers"
 
     def __init__(self, config):
-        try:
-            from ..features.language_model import load_language_model
-        except ImportError:  # pragma: no cover (the loader lands with the LLM + KG issue)
-            raise BackendError("the transformers backend needs mmkgrec.features.language_model "
-                               "(the shared language-model loader)") from None
+        from ..features import load_language_model
         spec = str(config["explain_lm_path"])
         if spec in BUNDLED:
             spec = "gemma3-270m"
