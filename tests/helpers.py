@@ -201,3 +201,18 @@ class ServedInThread:
         self.server.should_exit = True
         self.thread.join(30)
         return False
+
+
+def assert_score_matches_score_all(model, n_items: int) -> None:
+    """``model.score`` on (user, item) pairs equals the same cells of ``score_all`` in eval mode,
+    and scoring again after ``prepare_eval`` (from its caches) gives the same values."""
+    users, items = torch.tensor([0, 4, 9, 30, 4]), torch.tensor([3, 1, 2, 17, 150])
+    model.eval()
+    with torch.no_grad():
+        fresh = model.score(users, items)
+        model.prepare_eval()
+        full = model.score_all(users)
+        cached = model.score(users, items)
+    assert full.shape == (5, n_items)
+    assert torch.allclose(full[torch.arange(5), items], fresh, atol=1e-5)
+    assert torch.allclose(cached, fresh, atol=1e-5)

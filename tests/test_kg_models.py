@@ -8,7 +8,8 @@ import torch
 from mmkgrec.evaluation.evaluator import make_evaluator
 from mmkgrec.training.trainer import Trainer
 
-from helpers import assert_beats_popularity, build_model, first_batches, train_scores
+from helpers import (assert_beats_popularity, assert_score_matches_score_all, build_model,
+                     first_batches, train_scores)
 
 pytestmark = pytest.mark.usefixtures("fake_features")
 MODELS = ["CKE", "KGCN", "KGAT"]
@@ -56,16 +57,7 @@ def test_switches_change_scores(name, split):
 def test_score_agrees_with_score_all(name, ov, split):
     model, _ = build_model(name, split, **ov)
     model.on_epoch_start(1)
-    users, items = torch.tensor([0, 4, 9, 30, 4]), torch.tensor([3, 1, 2, 17, 150])
-    model.eval()
-    with torch.no_grad():
-        fresh = model.score(users, items)
-        model.prepare_eval()
-        full = model.score_all(users)
-        cached = model.score(users, items)
-    assert full.shape == (5, split.n_items)
-    assert torch.allclose(full[torch.arange(5), items], fresh, atol=1e-5)
-    assert torch.allclose(cached, fresh, atol=1e-5)
+    assert_score_matches_score_all(model, split.n_items)
 
 
 @pytest.mark.parametrize("ov", [{}, {"aggregator": "concat", "n_iter": 2},

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import mmkgrec
-from helpers import QUIET, assert_beats_popularity, build_model, first_batches, train_scores
+from helpers import (QUIET, assert_beats_popularity, assert_score_matches_score_all, build_model,
+                     first_batches, train_scores)
 
 pytestmark = pytest.mark.usefixtures("fake_features")
 
@@ -103,13 +104,7 @@ def test_attention_pooling_is_a_weighted_mean(split):
 
 def test_score_agrees_with_score_all(split):
     model, _ = build_model("LLMKGRec", split)
-    users, items = torch.tensor([0, 4, 9, 30, 4]), torch.tensor([3, 1, 2, 17, 150])
-    model.eval()
-    with torch.no_grad():
-        fresh = model.score(users, items)
-        model.prepare_eval()
-        full = model.score_all(users)
-    assert torch.allclose(full[torch.arange(5), items], fresh, atol=1e-5)
+    assert_score_matches_score_all(model, split.n_items)
 
 
 def test_user_without_history_falls_back(split, caplog):
