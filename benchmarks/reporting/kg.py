@@ -11,7 +11,7 @@ from . import figures
 from .figures import MULTIKG4REC, Plan, metric_label, mirrors, need, setting
 from .stats import TESTS, significance_rows
 from .tables import (KG_KEYS, best_baseline, cells, epoch_times, fmt, header, load, suite_runs,
-                     target_cells)
+                     target_cells, work_path)
 
 
 def grouped(suite, runs: list[dict]):
@@ -284,7 +284,7 @@ def case_study_lines(kg_runs: list[dict]) -> list[str]:
     r = runs[0]
     mods = r["modalities"]
     L = ["", "### Case study (the paper's Fig. 4)", "",
-         f"From `{r['run']}`: for the first two test users with at least 10 training items, 10 of "
+         f"From `{work_path(r['run'])}`: for the first two test users with at least 10 training items, 10 of "
          "their training items and the share of cross-modal attention each item's own position puts "
          "on each modality's keys (averaged over heads, blocks and query modalities). The fusion is "
          "not user-specific: a user's profile is that of the items they chose.", ""]

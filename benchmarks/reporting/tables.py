@@ -22,11 +22,22 @@ for _p in (ROOT / "src", ROOT / "benchmarks"):  # mmkgrec, and the queues' own d
         sys.path.insert(0, str(_p))
 
 
+#: how commands name the queues' git-ignored scratch folder ``benchmarks/work`` (the document's
+#: header says so): a shell variable, so that no command reads like one machine's path
+WORK_VAR = "$WORK"
+
+
 def command(r: dict) -> str:
-    """The command a result records, relative to the repository it ran in (``common``)."""
+    """The command a result records, relative to the repository it ran in (``common``), with the
+    scratch folder written as :data:`WORK_VAR`."""
     from common import relative_command
 
-    return relative_command(r["command"])
+    return work_path(relative_command(r["command"]))
+
+
+def work_path(text: str) -> str:
+    """``text`` with the scratch folder ``benchmarks/work`` written as :data:`WORK_VAR`."""
+    return text.replace("benchmarks/work/", WORK_VAR + "/")
 
 
 class Result(dict):
