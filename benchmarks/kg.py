@@ -1,7 +1,7 @@
 """Knowledge-graph models and Multi-KG4Rec on ML-100K (issue: knowledge graphs and Multi-KG4Rec).
 
 Protocol: ML-100K with its Freebase KG (.kg/.link), MiniLM text features (title, year, genres) and
-the handcrafted poster descriptor (pinned in every job that reads images, ``image_pin``; results
+the handcrafted poster descriptor (pinned in every job that reads images, ``pins``; results
 with it say so);
 random 8:1:1 per user, full ranking, @10 and @20.
 
@@ -28,7 +28,7 @@ import shutil
 
 import common
 from common import RESULTS, WORK, export_split, mmkgrec_run, queue_main, recbole_run
-from image_pin import pinned
+from pins import pinned
 
 SUITE = "kg"
 LRS = [0.001, 0.005]
