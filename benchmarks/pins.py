@@ -72,7 +72,13 @@ def pinned(model: str | None, overrides: dict, dataset: str = "ml-100k") -> dict
             needs = uses_images(model, overrides, dataset)
         if needs:
             out.update(IMAGE_PIN)
-    if model is not None and "link_item_map" not in overrides \
-            and reads_remapped_link(model, overrides, dataset):
-        out.update(LINK_PIN)
-    return out
+    return link_pinned(model, out, dataset) if model is not None else out
+
+
+def link_pinned(model: str, overrides: dict, dataset: str = "ml-100k") -> dict:
+    """``overrides`` with :data:`LINK_PIN` added last where ``model`` reads the external KG whose
+    link the packaged settings re-key and the job names no ``link_item_map`` itself (for queues
+    whose jobs name their image encoder themselves)."""
+    if "link_item_map" not in overrides and reads_remapped_link(model, overrides, dataset):
+        return {**overrides, **LINK_PIN}
+    return dict(overrides)
