@@ -660,6 +660,14 @@ _KEYS += _section(
 )
 
 _KEYS += _section(
+    "negative sampling", None,
+    Key("negative_items", str, "all", "the items training negatives are drawn among: all "
+        "(every item) | seen (items with at least one training interaction; use it with split "
+        "cold_item, where the held-out items would otherwise only ever be negatives)",
+        choices=("all", "seen")),
+)
+
+_KEYS += _section(
     "content KNN", ("ContentKNN",),
     Key("knn_neighbours", int, 50, "k: most similar items (text cosine) each item keeps", ge=1),
 )
