@@ -1,0 +1,136 @@
+"""LLMKGRec computes what it computed before its speed work: the loss and gradients of one
+training batch (the CF and KG parts together) and the full-ranking scores of the first users, on a
+small synthetic case (fixed seed, one thread), equal to 1e-5 those recorded from the
+implementation before any speed change (``tests/data/llmkgrec_reference.npz``).
+
+The cases cover every path of the model: the default (attention pooling, TransR, KG fusion),
+TransE, no LM (ID embeddings), no KG, the hybrid with ID embeddings and a deeper MLP, the
+one-pass encoder, several negatives per positive, items without text and a user without training
+history. Any change to the model's hot path must keep this test passing; a deliberate change of
+what the model computes regenerates the file
+(``PYTHONPATH=src python tests/test_llmkgrec_exact.py --write``) and says why in its commit."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import build_model, first_batches
+
+REFERENCE = Path(__file__).parent / "data" / "llmkgrec_reference.npz"
+
+BASE = {"embedding_size": 16, "attention_size": 8, "kg_embedding_size": 8,
+        "matching_layers": [16], "train_batch_size": 64}
+CASES = {
+    "default": {},
+    "transe": {"kg_embedding_method": "transe"},
+    "no_lm": {"use_lm": False},
+    "no_kg": {"use_kg": False},
+    "hybrid": {"id_embeddings": True, "matching_layers": [16, 8]},
+    "one_pass": {"user_encoder": "one_pass"},
+    "num_neg": {"num_neg": 3},
+    "no_history": {"_cut_user": 7},        # user 7 keeps no training interaction
+    "kg_off": {"kg_loss_weight": 0.0},
+}
+N_USERS_SCORED = 32
+
+
+def partial_features(dataset, modality, config=None):
+    """Fake text vectors as ``helpers.fake_item_feature_matrix``, but every 11th item has none."""
+    cats = np.array([int(c[0][3:]) for c in dataset.item_features["class"]])
+    rng = np.random.default_rng(1)
+    mat = rng.normal(size=(cats.max() + 1, 6))[cats] + 0.1 * rng.normal(size=(len(cats), 6))
+    return mat.astype(np.float32), np.arange(len(cats)) % 11 != 3
+
+
+def user_texts(split, config=None):
+    """One-pass user vectors without a language model (as tests/test_llmkgrec.py's fixture)."""
+    items, _ = partial_features(split.dataset, "text")
+    out = np.zeros((split.n_users, items.shape[1]), dtype=np.float32)
+    np.add.at(out, split.train.user, items[split.train.item])
+    out += np.random.default_rng(3).normal(size=out.shape).astype(np.float32) * 0.1
+    return out, np.ones(split.n_users, dtype=bool)
+
+
+def run_case(split, overrides: dict) -> dict[str, np.ndarray]:
+    """The first training batch's loss and gradients, then (after the optimiser-free train ->
+    eval switch) the scores of the first users against every item, at one thread."""
+    ov = dict(overrides)
+    cut = ov.pop("_cut_user", None)
+    if cut is not None:
+        split = dataclasses.replace(split, train=split.train.take(
+            np.flatnonzero(split.train.user != cut)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, cfg = build_model("LLMKGRec", split, **{**BASE, **ov})
+        model.train()
+        batches = first_batches(model, split, cfg)
+        assert len(batches) == 1  # one joint CF + KG batch (or CF alone without the KG)
+        batch = batches[0]
+        if cut is not None:  # the user without history is in the batch
+            batch = {**batch, "users": torch.cat([batch["users"][:-1], torch.tensor([cut])])}
+        model.zero_grad()
+        loss = model.loss(batch)
+        loss.backward()
+        out = {"loss": loss.detach().numpy()}
+        for name, p in model.named_parameters():
+            if p.grad is not None:
+                out[f"grad/{name}"] = p.grad.numpy().copy()
+        model.eval()
+        with torch.no_grad():
+            model.prepare_eval()
+            users = torch.arange(N_USERS_SCORED)
+            out["scores"] = model.score_all(users).numpy()
+            out["pair_scores"] = model.score(users, users % split.n_items).numpy()
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    if not REFERENCE.exists():
+        pytest.fail(f"{REFERENCE} is missing (regenerate with --write, see the module docstring)")
+    with np.load(REFERENCE) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_loss_gradients_and_scores_equal_the_reference(case, split, reference, monkeypatch):
+    import mmkgrec.features
+
+    monkeypatch.setattr(mmkgrec.features, "item_feature_matrix", partial_features)
+    monkeypatch.setattr(mmkgrec.features, "user_history_matrix", user_texts)
+    got = run_case(split, CASES[case])
+    want = {k[len(case) + 1:]: v for k, v in reference.items() if k.startswith(case + "/")}
+    assert set(got) == set(want), set(got) ^ set(want)
+    for key, ref in want.items():
+        diff = np.abs(got[key] - ref)
+        tol = 1e-5 * max(1.0, float(np.abs(ref).max()))
+        assert diff.max() <= tol, f"{case} {key}: max |diff| {diff.max():.3g} > {tol:.3g}"
+
+
+def write_reference() -> None:
+    import mmkgrec.features
+    from mmkgrec.data import load_dataset, split_dataset
+
+    mmkgrec.features.item_feature_matrix = partial_features
+    mmkgrec.features.user_history_matrix = user_texts
+    split = split_dataset(load_dataset("synthetic", {"data_format": "synthetic"}), "random_ratio")
+    arrays = {f"{case}/{k}": v for case, ov in CASES.items() for k, v in
+              run_case(split, ov).items()}
+    REFERENCE.parent.mkdir(exist_ok=True)
+    np.savez_compressed(REFERENCE, **arrays)
+    print(f"wrote {len(arrays)} arrays to {REFERENCE}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/test_llmkgrec_exact.py --write")
+    write_reference()
