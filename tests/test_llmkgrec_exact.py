@@ -116,6 +116,21 @@ def test_loss_gradients_and_scores_equal_the_reference(case, split, reference, m
         assert diff.max() <= tol, f"{case} {key}: max |diff| {diff.max():.3g} > {tol:.3g}"
 
 
+@pytest.mark.parametrize("case", ["default", "no_history", "num_neg"])
+def test_fallback_pooling_equals_the_reference(case, split, reference, monkeypatch):
+    """Logits too spread for the one-product pooling: the gathered-history path gives the same."""
+    import mmkgrec.features
+    from mmkgrec.nn.matching import AttentionPooling
+
+    monkeypatch.setattr(mmkgrec.features, "item_feature_matrix", partial_features)
+    monkeypatch.setattr(AttentionPooling, "MAX_LOGIT_RANGE", -1.0)
+    got = run_case(split, CASES[case])
+    for key, ref in ((k[len(case) + 1:], v) for k, v in reference.items()
+                     if k.startswith(case + "/")):
+        tol = 1e-5 * max(1.0, float(np.abs(ref).max()))
+        assert np.abs(got[key] - ref).max() <= tol, f"{case} {key}"
+
+
 def write_reference() -> None:
     import mmkgrec.features
     from mmkgrec.data import load_dataset, split_dataset
