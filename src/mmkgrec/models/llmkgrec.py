@@ -242,8 +242,11 @@ class LLMKGRec(Recommender):
     # ---- training ---------------------------------------------------------------------------
     def loss(self, batch):
         kg = self.use_kg and self.kg_weight and len(batch.get("heads", ()))
-        step = self._step_inputs(torch.cat([batch["heads"], batch["tails"], batch["neg_tails"]])
-                                 if kg else None)
+        if kg:  # the triples in relation order (TransR's loss is a mean: the order is free)
+            order = torch.argsort(batch["relations"], stable=True)
+            rel = batch["relations"][order]
+            kg_rows = torch.cat([batch[k][order] for k in ("heads", "tails", "neg_tails")])
+        step = self._step_inputs(kg_rows if kg else None)
         loss = 0.0
         if "users" in batch:
             users, pos, neg = batch["users"], batch["pos_items"], batch["neg_items"]
@@ -263,7 +266,7 @@ class LLMKGRec(Recommender):
         if kg:
             ent = step[2][self.n_items:]
             h, t, t_neg = ent.view(3, -1, ent.shape[-1]).unbind(0)
-            loss = loss + self.kg_weight * self.kge.loss(h, batch["relations"], t, t_neg)
+            loss = loss + self.kg_weight * self.kge.loss(h, rel, t, t_neg)
         return loss
 
     def make_batches(self, split, config):

@@ -39,14 +39,17 @@ class TransR(nn.Module):
         per relation present): on CPU this is ~10x faster, forward and backward, than gathering a
         ``[B, d, k]`` stack of matrices for a batched product."""
         order = torch.argsort(r, stable=True)
-        rel, counts = torch.unique_consecutive(r[order], return_counts=True)
-        ws = self.proj.unbind(0)
         # index_select, not e[order]: its backward (index_add) is deterministic on several CPU
         # threads, an advanced-index gather's (index_put with accumulate) is not
-        parts = [chunk @ ws[k] for chunk, k in
-                 zip(e.index_select(0, order).split(counts.tolist()), rel.tolist())]
-        out = torch.cat(parts) if parts else e.new_empty(*e.shape[:-1], self.proj.shape[2])
+        out = self._project_sorted(e.index_select(0, order), r[order])
         return out.index_select(0, torch.argsort(order))
+
+    def _project_sorted(self, e: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """``e W_r`` for rows already sorted by relation ``r`` (one product per relation)."""
+        rel, counts = torch.unique_consecutive(r, return_counts=True)
+        ws = self.proj.unbind(0)
+        parts = [chunk @ ws[k] for chunk, k in zip(e.split(counts.tolist()), rel.tolist())]
+        return torch.cat(parts) if parts else e.new_empty(*e.shape[:-1], self.proj.shape[2])
 
     def project_relation(self, e: torch.Tensor, r: int) -> torch.Tensor:
         """``e W_r`` for entity vectors ``e [B, d]`` that all share relation ``r``."""
@@ -58,15 +61,25 @@ class TransR(nn.Module):
         return (p[:, 0] + self.relation(r) - p[:, 1]).pow(2).sum(-1)
 
     def loss(self, h, r, t, t_neg, reg_weight: float = 0.0) -> torch.Tensor:
-        """TransR's pairwise loss for entity vectors ``h, t, t_neg [B, d]`` and relations ``r``."""
-        p = self.project(torch.stack([h, t, t_neg], 1), r)  # one bmm for all three
-        er = self.relation(r)
-        pos = (p[:, 0] + er - p[:, 1]).pow(2).sum(-1)
-        neg = (p[:, 0] + er - p[:, 2]).pow(2).sum(-1)
-        loss = bpr_loss(neg, pos)  # BPR on distances: the corrupted triple ranked below
+        """TransR's pairwise loss for entity vectors ``h, t, t_neg [B, d]`` and relations ``r``.
+
+        Without the L2 term (``reg_weight`` 0) only the differences are projected, ``g(h, r, t)
+        = ||(e_h - e_t) W_r + e_r||^2`` (the same value: the projection is linear), two products
+        per triple instead of three, and the batch's mean is taken in relation order (no
+        permutation back); rows already sorted by relation are not permuted at all."""
         if reg_weight:
-            loss = loss + reg_weight * l2_per_batch(p[:, 0], er, p[:, 1], p[:, 2])
-        return loss
+            p = self.project(torch.stack([h, t, t_neg], 1), r)  # one bmm for all three
+            er = self.relation(r)
+            pos = (p[:, 0] + er - p[:, 1]).pow(2).sum(-1)
+            neg = (p[:, 0] + er - p[:, 2]).pow(2).sum(-1)
+            loss = bpr_loss(neg, pos)  # BPR on distances: the corrupted triple ranked below
+            return loss + reg_weight * l2_per_batch(p[:, 0], er, p[:, 1], p[:, 2])
+        diff = torch.stack([h - t, h - t_neg], 1)
+        if len(r) > 1 and not bool((r[1:] >= r[:-1]).all()):
+            order = torch.argsort(r, stable=True)
+            diff, r = diff.index_select(0, order), r[order]
+        dist = (self._project_sorted(diff, r) + self.relation(r).unsqueeze(1)).pow(2).sum(-1)
+        return bpr_loss(dist[:, 1], dist[:, 0])
 
 
 class TransE(TransR):
@@ -80,6 +93,9 @@ class TransE(TransR):
         nn.init.xavier_uniform_(self.relation.weight)
 
     def project(self, e, r):
+        return e
+
+    def _project_sorted(self, e, r):
         return e
 
     def project_relation(self, e, r: int):
