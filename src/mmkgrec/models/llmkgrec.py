@@ -168,10 +168,12 @@ class LLMKGRec(Recommender):
         the entity vectors of the items followed by those of ``kg_rows`` (one gather, so that
         the entity table receives one gradient per step)."""
         v = s = ent = None
-        if self.use_lm:
+        if self.use_lm and self.one_pass:
             v = self.text @ self.fc.weight.T
-            if not self.one_pass:
-                s = self.pool.logits(self.text)
+        elif self.use_lm:  # both maps of the text in one product
+            d = self.fc.weight.shape[0]
+            y = self.text @ torch.cat([self.fc.weight, self.pool.proj.weight]).T
+            v, s = y[:, :d], self.pool.logits_of_projected(y[:, d:])
         if self.use_kg:
             rows = torch.arange(self.n_items, device=self.indptr.device)
             if kg_rows is not None:
@@ -209,12 +211,15 @@ class LLMKGRec(Recommender):
         if users is None:
             mat, mat_t, lengths = self._history_matrix()
             v, s, ent = step or self._step_inputs()
-            if attention:
-                pooled = AttentionPooling.pool_sets(s, v, mat, mat_t)
-                if pooled is None:
-                    users = torch.arange(self.n_users, device=self.indptr.device)
-            if self.use_kg:
+            if attention:  # the KG feature's sums in the same sparse product
+                got = AttentionPooling.pool_sets(s, v, mat, mat_t, also=(
+                    ent[:self.n_items] if self.use_kg else None))
+                if got is not None:
+                    pooled, k = got if self.use_kg else (got, None)
+            if self.use_kg and k is None:
                 k = spmm(mat, mat_t, ent[:self.n_items])
+            if attention and pooled is None:  # logits too spread: the gathered path pools
+                users = torch.arange(self.n_users, device=self.indptr.device)
         if users is not None and (attention and pooled is None or self.use_kg and k is None):
             hist, seg, lengths = self._histories(users)
         e = 0.0

@@ -41,6 +41,11 @@ class AttentionPooling(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.proj(x)) @ self.query
 
+    def logits_of_projected(self, h: torch.Tensor) -> torch.Tensor:
+        """:meth:`logits` from ``h = x W^T`` (the projection without its bias), for a caller
+        that multiplies ``x`` by ``W`` and other maps in one product."""
+        return torch.tanh(h + self.proj.bias) @ self.query
+
     @staticmethod
     def pool(s: torch.Tensor, v: torch.Tensor, seg: torch.Tensor, n: int) -> torch.Tensor:
         a = edge_softmax(s, seg, n)
@@ -49,23 +54,27 @@ class AttentionPooling(nn.Module):
 
     @classmethod
     def pool_sets(cls, s: torch.Tensor, v: torch.Tensor, sets: torch.Tensor,
-                  sets_t: torch.Tensor) -> torch.Tensor | None:
+                  sets_t: torch.Tensor, also: torch.Tensor | None = None):
         """:meth:`pool` for the sets given as the rows of a binary sparse ``sets [n, N]`` (CSR,
         ``sets_t`` its transpose) over the ``N`` rows of ``s [N]`` and ``v [N, d]``. The softmax
         is shifted by one constant (the largest logit) instead of each set's own maximum: the
         same weights, ``a_j = w_j / sum_{j' in set} w_j'`` with ``w = exp(s - max s)``, so every
-        set's weighted sum and normaliser come from one sparse product. None when the logits
-        span more than :attr:`MAX_LOGIT_RANGE` (a set of small logits could then underflow):
-        the caller falls back to :meth:`pool`."""
+        set's weighted sum and normaliser come from one sparse product. ``also [N, e]``: rows
+        summed (unweighted) over the same sets in that product, returned second.
+
+        None when the logits span more than :attr:`MAX_LOGIT_RANGE` (a set of small logits
+        could then underflow): the caller falls back to :meth:`pool`."""
         if len(s) == 0:
             return None
         top = s.detach().max()  # any constant shift gives the same softmax and gradients
         if float(top - s.detach().min()) > cls.MAX_LOGIT_RANGE:
             return None
         w = torch.exp(s - top).unsqueeze(1)
-        agg = spmm(sets, sets_t, torch.cat([v * w, w], 1))
-        den = agg[:, -1:]
-        return agg[:, :-1] / torch.where(den > 0, den, torch.ones_like(den))
+        d = v.shape[1]
+        agg = spmm(sets, sets_t, torch.cat([v * w, w] + ([] if also is None else [also]), 1))
+        den = agg[:, d:d + 1]
+        pooled = agg[:, :d] / torch.where(den > 0, den, torch.ones_like(den))
+        return pooled if also is None else (pooled, agg[:, d + 1:])
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor, n: int) -> torch.Tensor:
         return self.pool(self.logits(x), x, seg, n)
