@@ -101,10 +101,19 @@ def reference():
         return {k: f[k] for k in f.files}
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_loss_gradients_and_scores_equal_the_reference(case, split, reference, monkeypatch):
-    import mmkgrec.features
+# a training step computes every user and item ("whole", a batch that covers most users) or
+# only the batch's own ("batch"); both must give the reference
+SHARES = {"whole": 0.0, "batch": 2.0}
 
+
+@pytest.mark.parametrize("path", list(SHARES))
+@pytest.mark.parametrize("case", list(CASES))
+def test_loss_gradients_and_scores_equal_the_reference(case, path, split, reference,
+                                                       monkeypatch):
+    import mmkgrec.features
+    from mmkgrec.models.llmkgrec import LLMKGRec
+
+    monkeypatch.setattr(LLMKGRec, "WHOLE_CATALOGUE_SHARE", SHARES[path])
     monkeypatch.setattr(mmkgrec.features, "item_feature_matrix", partial_features)
     monkeypatch.setattr(mmkgrec.features, "user_history_matrix", user_texts)
     got = run_case(split, CASES[case])
@@ -120,10 +129,12 @@ def test_loss_gradients_and_scores_equal_the_reference(case, split, reference, m
 def test_fallback_pooling_equals_the_reference(case, split, reference, monkeypatch):
     """Logits too spread for the one-product pooling: the gathered-history path gives the same."""
     import mmkgrec.features
+    from mmkgrec.models.llmkgrec import LLMKGRec
     from mmkgrec.nn.matching import AttentionPooling
 
     monkeypatch.setattr(mmkgrec.features, "item_feature_matrix", partial_features)
     monkeypatch.setattr(AttentionPooling, "MAX_LOGIT_RANGE", -1.0)
+    monkeypatch.setattr(LLMKGRec, "WHOLE_CATALOGUE_SHARE", 0.0)
     got = run_case(split, CASES[case])
     for key, ref in ((k[len(case) + 1:], v) for k, v in reference.items()
                      if k.startswith(case + "/")):

@@ -14,7 +14,7 @@ from ..config import config_value
 from ..errors import ConfigError
 from ..graph.adjacency import spmm, to_torch_csr
 from ..nn.kg import TransE, TransR
-from ..nn.losses import bpr_loss, l2_per_batch
+from ..nn.losses import bpr_loss, l2_of_rows
 from ..nn.matching import AttentionPooling, MatchingMLP
 from .base import ModelInputs, Recommender, register, standardised_content
 
@@ -63,6 +63,10 @@ class LLMKGRec(Recommender):
     """
 
     name = "LLMKGRec"
+    #: a training batch whose distinct users are at least this share of all users computes
+    #: every user's and item's vector once (one sparse product for the pooling); a smaller
+    #: one only its own users and items (the same values either way)
+    WHOLE_CATALOGUE_SHARE = 0.25
 
     @classmethod
     def requirements(cls, config) -> frozenset:
@@ -247,29 +251,34 @@ class LLMKGRec(Recommender):
     # ---- training ---------------------------------------------------------------------------
     def loss(self, batch):
         kg = self.use_kg and self.kg_weight and len(batch.get("heads", ()))
+        kg_rows = None
         if kg:  # the triples in relation order (TransR's loss is a mean: the order is free)
             order = torch.argsort(batch["relations"], stable=True)
             rel = batch["relations"][order]
             kg_rows = torch.cat([batch[k][order] for k in ("heads", "tails", "neg_tails")])
-        step = self._step_inputs(kg_rows if kg else None)
-        loss = 0.0
+        loss, step = 0.0, None
         if "users" in batch:
-            users, pos, neg = batch["users"], batch["pos_items"], batch["neg_items"]
-            # every user and item once per step (a batch touches most of them on a small
-            # catalogue), then the pairs' rows; the MLP's first layer likewise
-            zu_all, zi_all = self._users(step=step), self._items(step=step)
-            a, b = self.matcher.user_part(zu_all), self.matcher.item_part(zi_all)
-            au = a.index_select(0, users)
-            s_pos = self.matcher.head(au + b.index_select(0, pos))
-            bn = b.index_select(0, neg.reshape(-1)).view(*neg.shape, -1)
-            s_neg = self.matcher.head((au.unsqueeze(1) if neg.dim() == 2 else au) + bn)
-            loss = bpr_loss(s_pos, s_neg)
+            users, neg = batch["users"], batch["neg_items"]
+            items = torch.cat([batch["pos_items"].unsqueeze(1), neg.reshape(len(users), -1)], 1)
+            uniq, at = torch.unique(users, return_inverse=True)
+            if len(uniq) >= self.WHOLE_CATALOGUE_SHARE * self.n_users:
+                # every user and item once per step (the batch touches most of them)
+                step = self._step_inputs(kg_rows)
+                zu, zi = self._users(step=step), self._items(step=step)
+            else:  # the batch's distinct users and items
+                uniq_i, items = torch.unique(items, return_inverse=True)
+                zu, zi, users = self._users(uniq), self._items(uniq_i), at
+            # the MLP's first layer on each distinct vector, then the pairs' rows
+            a, b = self.matcher.user_part(zu), self.matcher.item_part(zi)
+            scores = self.matcher.head(a.index_select(0, users).unsqueeze(1) + b.index_select(
+                0, items.reshape(-1)).view(*items.shape, -1))            # [B, 1 + negatives]
+            loss = bpr_loss(scores[:, 0], scores[:, 1:] if neg.dim() == 2 else scores[:, 1])
             if self.reg_weight:
-                zu, zp = zu_all.index_select(0, users), zi_all.index_select(0, pos)
-                zn = zi_all.index_select(0, neg.reshape(-1))
-                loss = loss + self.reg_weight * l2_per_batch(zu, zp, zn, n=len(users))
+                loss = loss + self.reg_weight * l2_of_rows((zu, users), (zi, items),
+                                                           n=len(users))
         if kg:
-            ent = step[2][self.n_items:]
+            ent = (step[2][self.n_items:] if step is not None else
+                   self.entity_emb.weight.index_select(0, kg_rows))
             h, t, t_neg = ent.view(3, -1, ent.shape[-1]).unbind(0)
             loss = loss + self.kg_weight * self.kge.loss(h, rel, t, t_neg)
         return loss
