@@ -167,33 +167,36 @@ class LLMKGRec(Recommender):
         return self._hist_mat
 
     def _step_inputs(self, kg_rows: torch.Tensor | None = None):
-        """What every item contributes, once per step (each depends on the item alone): ``W x_i``
-        (the shared linear map, no bias), the attention logits ``s_i`` (attention pooling), and
-        the entity vectors of the items followed by those of ``kg_rows`` (one gather, so that
-        the entity table receives one gradient per step)."""
-        v = s = ent = None
+        """What every item contributes, once per step (each depends on the item alone): ``(W x_i,
+        s_i, k_i, kg)``: the shared linear map without bias, the attention logits (attention
+        pooling), the items' entity vectors, and those of ``kg_rows`` (gathered with the items'
+        in one gather, so that the entity table receives one gradient per step)."""
+        v = s = ent = ent_kg = None
         if self.use_lm and self.one_pass:
             v = self.text @ self.fc.weight.T
         elif self.use_lm:  # both maps of the text in one product
             d = self.fc.weight.shape[0]
             y = self.text @ torch.cat([self.fc.weight, self.pool.proj.weight]).T
-            v, s = y[:, :d], self.pool.logits_of_projected(y[:, d:])
+            v, h = y.split([d, y.shape[1] - d], 1)  # split, not slices: one backward node
+            s = self.pool.logits_of_projected(h)
         if self.use_kg:
             rows = torch.arange(self.n_items, device=self.indptr.device)
             if kg_rows is not None:
                 rows = torch.cat([rows, kg_rows])
             ent = self.entity_emb.weight.index_select(0, rows)
-        return v, s, ent
+            if kg_rows is not None:
+                ent, ent_kg = ent.split([self.n_items, len(kg_rows)])
+        return v, s, ent, ent_kg
 
     def _items(self, items: torch.Tensor | None = None, step=None) -> torch.Tensor:
         """``z_i`` of ``items`` (all when None, from ``step``: :meth:`_step_inputs`)."""
         if items is None:
-            v, _, ent = step or self._step_inputs()
+            v, _, ent, _ = step or self._step_inputs()
             e = v + self.fc.bias if self.use_lm else 0.0
             if self.item_emb is not None:
                 e = e + self.item_emb.weight
             if self.use_kg:
-                e = self.fuse(torch.cat([e, ent[:self.n_items]], -1))
+                e = self.fuse(torch.cat([e, ent], -1))
             return e
         e = self.fc(self.text[items]) if self.use_lm else 0.0
         if self.item_emb is not None:
@@ -214,14 +217,14 @@ class LLMKGRec(Recommender):
         attention = self.use_lm and not self.one_pass
         if users is None:
             mat, mat_t, lengths = self._history_matrix()
-            v, s, ent = step or self._step_inputs()
+            v, s, ent, _ = step or self._step_inputs()
             if attention:  # the KG feature's sums in the same sparse product
                 got = AttentionPooling.pool_sets(s, v, mat, mat_t, also=(
-                    ent[:self.n_items] if self.use_kg else None))
+                    ent if self.use_kg else None))
                 if got is not None:
                     pooled, k = got if self.use_kg else (got, None)
             if self.use_kg and k is None:
-                k = spmm(mat, mat_t, ent[:self.n_items])
+                k = spmm(mat, mat_t, ent)
             if attention and pooled is None:  # logits too spread: the gathered path pools
                 users = torch.arange(self.n_users, device=self.indptr.device)
         if users is not None and (attention and pooled is None or self.use_kg and k is None):
@@ -277,7 +280,7 @@ class LLMKGRec(Recommender):
                 loss = loss + self.reg_weight * l2_of_rows((zu, users), (zi, items),
                                                            n=len(users))
         if kg:
-            ent = (step[2][self.n_items:] if step is not None else
+            ent = (step[3] if step is not None else
                    self.entity_emb.weight.index_select(0, kg_rows))
             h, t, t_neg = ent.view(3, -1, ent.shape[-1]).unbind(0)
             loss = loss + self.kg_weight * self.kge.loss(h, rel, t, t_neg)

@@ -70,11 +70,12 @@ class AttentionPooling(nn.Module):
         if float(top - s.detach().min()) > cls.MAX_LOGIT_RANGE:
             return None
         w = torch.exp(s - top).unsqueeze(1)
-        d = v.shape[1]
-        agg = spmm(sets, sets_t, torch.cat([v * w, w] + ([] if also is None else [also]), 1))
-        den = agg[:, d:d + 1]
-        pooled = agg[:, :d] / torch.where(den > 0, den, torch.ones_like(den))
-        return pooled if also is None else (pooled, agg[:, d + 1:])
+        cols = [v * w, w] + ([] if also is None else [also])
+        # split, not slices: one backward node instead of a zero-filled gradient per slice
+        num, den, *rest = spmm(sets, sets_t, torch.cat(cols, 1)).split(
+            [c.shape[1] for c in cols], 1)
+        pooled = num / torch.where(den > 0, den, torch.ones_like(den))
+        return pooled if also is None else (pooled, rest[0])
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor, n: int) -> torch.Tensor:
         return self.pool(self.logits(x), x, seg, n)
