@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import build_model, first_batches
+from helpers import (assert_equals_reference, build_model, fake_user_history_matrix,
+                     first_batches, load_reference, write_reference)
 
 REFERENCE = Path(__file__).parent / "data" / "llmkgrec_reference.npz"
 
@@ -49,12 +50,8 @@ def partial_features(dataset, modality, config=None):
 
 
 def user_texts(split, config=None):
-    """One-pass user vectors without a language model (as tests/test_llmkgrec.py's fixture)."""
-    items, _ = partial_features(split.dataset, "text")
-    out = np.zeros((split.n_users, items.shape[1]), dtype=np.float32)
-    np.add.at(out, split.train.user, items[split.train.item])
-    out += np.random.default_rng(3).normal(size=out.shape).astype(np.float32) * 0.1
-    return out, np.ones(split.n_users, dtype=bool)
+    """One-pass user vectors from the fake text vectors (as tests/test_llmkgrec.py's fixture)."""
+    return fake_user_history_matrix(split, partial_features(split.dataset, "text")[0])
 
 
 def run_case(split, overrides: dict) -> dict[str, np.ndarray]:
@@ -93,14 +90,6 @@ def run_case(split, overrides: dict) -> dict[str, np.ndarray]:
         torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def reference():
-    if not REFERENCE.exists():
-        pytest.fail(f"{REFERENCE} is missing (regenerate with --write, see the module docstring)")
-    with np.load(REFERENCE) as f:
-        return {k: f[k] for k in f.files}
-
-
 # a training step computes every user and item ("whole", a batch that covers most users) or
 # only the batch's own ("batch"); both must give the reference
 SHARES = {"whole": 0.0, "batch": 2.0}
@@ -108,25 +97,18 @@ SHARES = {"whole": 0.0, "batch": 2.0}
 
 @pytest.mark.parametrize("path", list(SHARES))
 @pytest.mark.parametrize("case", list(CASES))
-def test_loss_gradients_and_scores_equal_the_reference(case, path, split, reference,
-                                                       monkeypatch):
+def test_loss_gradients_and_scores_equal_the_reference(case, path, split, monkeypatch):
     import mmkgrec.features
     from mmkgrec.models.llmkgrec import LLMKGRec
 
     monkeypatch.setattr(LLMKGRec, "WHOLE_CATALOGUE_SHARE", SHARES[path])
     monkeypatch.setattr(mmkgrec.features, "item_feature_matrix", partial_features)
     monkeypatch.setattr(mmkgrec.features, "user_history_matrix", user_texts)
-    got = run_case(split, CASES[case])
-    want = {k[len(case) + 1:]: v for k, v in reference.items() if k.startswith(case + "/")}
-    assert set(got) == set(want), set(got) ^ set(want)
-    for key, ref in want.items():
-        diff = np.abs(got[key] - ref)
-        tol = 1e-5 * max(1.0, float(np.abs(ref).max()))
-        assert diff.max() <= tol, f"{case} {key}: max |diff| {diff.max():.3g} > {tol:.3g}"
+    assert_equals_reference(run_case(split, CASES[case]), load_reference(REFERENCE), case)
 
 
 @pytest.mark.parametrize("case", ["default", "no_history", "num_neg"])
-def test_fallback_pooling_equals_the_reference(case, split, reference, monkeypatch):
+def test_fallback_pooling_equals_the_reference(case, split, monkeypatch):
     """Logits too spread for the one-product pooling: the gathered-history path gives the same."""
     import mmkgrec.features
     from mmkgrec.models.llmkgrec import LLMKGRec
@@ -135,28 +117,14 @@ def test_fallback_pooling_equals_the_reference(case, split, reference, monkeypat
     monkeypatch.setattr(mmkgrec.features, "item_feature_matrix", partial_features)
     monkeypatch.setattr(AttentionPooling, "MAX_LOGIT_RANGE", -1.0)
     monkeypatch.setattr(LLMKGRec, "WHOLE_CATALOGUE_SHARE", 0.0)
-    got = run_case(split, CASES[case])
-    for key, ref in ((k[len(case) + 1:], v) for k, v in reference.items()
-                     if k.startswith(case + "/")):
-        tol = 1e-5 * max(1.0, float(np.abs(ref).max()))
-        assert np.abs(got[key] - ref).max() <= tol, f"{case} {key}"
-
-
-def write_reference() -> None:
-    import mmkgrec.features
-    from mmkgrec.data import load_dataset, split_dataset
-
-    mmkgrec.features.item_feature_matrix = partial_features
-    mmkgrec.features.user_history_matrix = user_texts
-    split = split_dataset(load_dataset("synthetic", {"data_format": "synthetic"}), "random_ratio")
-    arrays = {f"{case}/{k}": v for case, ov in CASES.items() for k, v in
-              run_case(split, ov).items()}
-    REFERENCE.parent.mkdir(exist_ok=True)
-    np.savez_compressed(REFERENCE, **arrays)
-    print(f"wrote {len(arrays)} arrays to {REFERENCE}")
+    assert_equals_reference(run_case(split, CASES[case]), load_reference(REFERENCE), case)
 
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python tests/test_llmkgrec_exact.py --write")
-    write_reference()
+    import mmkgrec.features
+
+    mmkgrec.features.item_feature_matrix = partial_features
+    mmkgrec.features.user_history_matrix = user_texts
+    write_reference(REFERENCE, lambda split, case, ov: run_case(split, ov), CASES)
