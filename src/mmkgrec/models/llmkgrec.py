@@ -157,7 +157,7 @@ class LLMKGRec(Recommender):
     def _history_matrix(self):
         """Every user's training items as a binary sparse user x item matrix and its transpose
         (CSR, built once): the pooling over every user's history as one sparse product."""
-        if self._hist_mat is None:
+        if self._hist_mat is None or self._hist_mat[2].device != self.indptr.device:
             m = sp.csr_matrix((np.ones(len(self.hist), dtype=np.float32),
                                self.hist.cpu().numpy(), self.indptr.cpu().numpy()),
                               shape=(self.n_users, self.n_items))
