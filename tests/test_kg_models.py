@@ -94,6 +94,8 @@ def test_kgcn_full_ranking_equals_the_per_pair_computation(ov, case, split, monk
         per_pair = model.score(pairs_u, pairs_i).view(split.n_users, split.n_items)
         uncached = model.score_all(users)
         monkeypatch.setattr(kgcn, "_CHUNK_ELEMENTS", 1 << 14)  # many blocks of both kinds
+        monkeypatch.setattr(kgcn, "_ONE_HOP_USERS", 7)  # H = 1: blocks of 7 users x 3 items
+        monkeypatch.setattr(kgcn, "_ONE_HOP_CELLS", 7 * 3 * model.user_emb.weight.shape[1])
         model.prepare_eval()
         blocked = model.score_all(users)
         n_fixed = len(model._shared["fixed"])

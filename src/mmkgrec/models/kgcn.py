@@ -15,6 +15,7 @@ from .base import ModelInputs, Recommender, register
 
 _CHUNK_ELEMENTS = 1 << 24  # elements of the largest intermediate tensor in score_all
 _TWO_LOG2E = 2.0 / math.log(2.0)
+_ONE_HOP_USERS, _ONE_HOP_CELLS = 256, 1 << 18  # a one-hop block: users, users x items x d
 
 
 @register
@@ -36,8 +37,10 @@ class KGCN(Recommender):
     **Resolutions.** The reverse of each triple uses the inverse relation (its own embedding), so
     the KG is undirected; the entity table keeps only entities within H sampled hops of an item
     (the others can never reach a score); an entity without neighbours (an unlinked item) aggregates itself through
-    a dedicated "self" relation. ``score_all`` computes user-specific item vectors for every item in
-    chunks of users (memory bounded by ``2^24`` elements per intermediate tensor).
+    a dedicated "self" relation. ``score_all`` computes once per pass what does not depend on the
+    user, including the whole vector of an item whose receptive field has one relation per entity
+    (the softmax over equal scores is uniform), and the rest in blocks of users and items (memory
+    bounded by ``2^24`` elements per intermediate tensor); the same scores as ``score``.
 
     SPEC.md "Multi-KG4Rec": a Table 2 baseline; no SPEC.md resolution beyond the shared ones."""
 
@@ -136,7 +139,7 @@ class KGCN(Recommender):
           K^(h+1)]`` per hop) and ``parts``: the first aggregation's user-independent halves
           (:meth:`~mmkgrec.nn.kg.KGCNAggregator.project_shared`: ``W_v v + b`` ``[m, K^h, d]``
           and ``W_n`` of the neighbours ``[m, K^h, K, d]``); with H = 1 laid out for
-          :meth:`_one_hop_block` (``[m, d, 1]`` and ``[m, d, K]``, times ``2 log2(e)``)."""
+          :meth:`_one_hop_scores` (``[m, d, 1]`` and ``[m, d, K]``, times ``2 log2(e)``)."""
         items = torch.arange(self.n_items, device=self.user_emb.weight.device)
         ents, rels = self._receptive_field(items)
         fixed = torch.ones(self.n_items, dtype=torch.bool, device=items.device)
@@ -164,7 +167,7 @@ class KGCN(Recommender):
         users and items, where only the user-specific attention, the weighted sums and the later
         iterations are computed (every intermediate under ``2^24`` elements). With one iteration
         (H = 1, the default) a block is computed item-major, as batched matrix products over the
-        items (:meth:`_one_hop_block`)."""
+        items (:meth:`_one_hop_scores`)."""
         sh = self._shared if self._shared is not None else self._shared_parts()
         out = torch.empty(len(users), self.n_items, device=users.device)
         u_all = self.user_emb(users)
@@ -176,19 +179,24 @@ class KGCN(Recommender):
             return out
         d = u_all.shape[1]
         if H == 1:  # blocks of ~2^18 elements stay in cache (measured fastest on a CPU)
-            b = max(1, min(len(users), 256))
-            m = min(n, max(1, (1 << 18) // (b * d)))
+            b = max(1, min(len(users), _ONE_HOP_USERS))
+            m = min(n, max(1, _ONE_HOP_CELLS // (b * d)))
         else:
             cells = K ** (H - 1) * (d + K)  # the largest intermediate per (user, item)
             m = min(n, max(1, _CHUNK_ELEMENTS // cells))
             b = max(1, min(len(users), _CHUNK_ELEMENTS // (m * cells)))  # users per block
-        part = torch.empty(n, len(users), device=users.device) if H == 1 else \
-            torch.empty(len(users), n, device=users.device)
+        every = n == self.n_items  # no fixed item: the columns in order
+        buf = torch.empty(n, b, device=users.device) if H == 1 else None  # one user block
         for s in range(0, len(users), b):
             u = u_all[s:s + b]
             ur = u @ self.relation_emb.weight.T  # pi^u_r for every relation
             if H == 1:
-                self._one_hop_scores(u, ur, rels[0], *parts, m, part[:, s:s + b])
+                scores = buf[:, :len(u)]
+                self._one_hop_scores(u, ur, rels[0], *parts, m, scores)
+                if every:
+                    out[s:s + b] = scores.T
+                else:
+                    out[s:s + b, items] = scores.T
                 continue
             for i0 in range(0, n, m):
                 blk = slice(i0, min(i0 + m, n))
@@ -197,8 +205,7 @@ class KGCN(Recommender):
                     own[blk], neigh_w[blk], att[h].unflatten(-1, (-1, K)).softmax(-1), False)
                     for h, (own, neigh_w) in enumerate(parts)]  # iteration 0: [b, m, K^h, d]
                 v = self._aggregate(vecs, att, first=1)  # [b, m, d]
-                part[s:s + b, blk] = torch.einsum("bmd,bd->bm", v, u)
-        out[:, items] = part.T if H == 1 else part
+                out[s:s + b, items[blk]] = torch.einsum("bmd,bd->bm", v, u)
         return out
 
     @staticmethod
