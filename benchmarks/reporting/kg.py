@@ -191,6 +191,15 @@ def _link_lines(suite, final: dict, runs: list[dict]) -> list[str]:
     pairs += [(f"{r} (re-keyed)", b) for r in ("KGAT", "MKGAT") for b in ("BPR", "LightGCN")]
     L += ["", f"Paired t-tests on test NDCG@20 {TESTS}:", ""]
     L += significance_rows(both, pairs, "ndcg@20")
+    seeds = "; ".join(
+        f"{name}: " + ", ".join(f"{r['test']['ndcg@20']:.4f}" for r in sorted(rs, key=lambda r: r["seed"]))
+        for name, rs in both.items() if name.split(" (")[0] in suite.LINK_ROWS and rs)
+    early = early_stops({k: v for k, v in both.items() if k.split(" (")[0] in suite.LINK_ROWS},
+                        suite.PATIENCE)
+    L += ["", f"Test NDCG@20 per seed ({', '.join(map(str, suite.SEEDS))}): {seeds}."
+          + (f" Runs whose best epoch came before the patience ({suite.PATIENCE}), stopped in an "
+             f"early dip of validation: {early}; a difference that rests on such runs is the "
+             "early stopping's, not the link's." if early else "")]
     return L
 
 
