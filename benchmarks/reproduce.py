@@ -10,6 +10,14 @@ value equal as stored, to the last bit of the JSON's decimal form) or the larges
 difference. One JSON per source row goes to ``benchmarks/results/reproduce/`` (the source, both
 metric sets, the git SHA of the rerun, the command); a row already there is skipped, so a killed
 rerun resumes. RecBole rows, speed rows and GPU rows are refused with one line saying why.
+
+With ``--control`` the row's own commit (its ``git_sha``, without ``-dirty``) is checked out
+into a temporary worktree and runs the same command too, with a fresh feature cache of its own,
+so that it computes its inputs as that commit did; its test metrics go into the JSON beside
+(``control``). A row that its own commit does not repeat either was not moved by the changes
+since: its stored value came from inputs or a working tree that the row does not record.
+
+    python benchmarks/reproduce.py --control benchmarks/results/multimodal/MMGCN-both-s2020.json
 """
 
 from __future__ import annotations
@@ -17,7 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from common import RESULTS, ROOT, WORK, git_sha, relative_command, run_cmd, write_json
@@ -67,9 +78,34 @@ def compare(old: dict, new: dict) -> dict:
             "compared": keys}
 
 
+def control_run(result: dict, run_dir: Path, log: Path) -> dict:
+    """The row's command run by the row's own commit (a temporary detached worktree, a fresh
+    feature cache): ``{"git_sha", "test", "command"}``."""
+    sha = str(result.get("git_sha") or "").removesuffix("-dirty")
+    if not sha:
+        raise SystemExit(f"reproduce: {result['job']}: no recorded git_sha to rerun")
+    with tempfile.TemporaryDirectory(prefix="mmkgrec-control-") as tmp:
+        tree, cache = Path(tmp) / "tree", Path(tmp) / "cache"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), sha], cwd=ROOT,
+                       check=True, capture_output=True)
+        try:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            cmd = rerun_command(result, run_dir)
+            run_cmd(cmd, log, env={"PYTHONPATH": str(tree / "src"), "MMKGREC_CACHE": str(cache)})
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                           capture_output=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"git_sha": sha, "test": metrics["test"], "command": relative_command(cmd, ROOT),
+            "fresh_feature_cache": True}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", type=Path, help="stored result JSON files")
+    ap.add_argument("--control", action="store_true",
+                    help="also rerun each row with its own commit (see above)")
     args = ap.parse_args(argv)
     for path in args.results:
         try:
@@ -94,13 +130,27 @@ def main(argv=None) -> int:
         run_cmd(cmd, WORK / "reproduce" / f"{result['job']}.log")
         metrics = json.loads((run_dir / "metrics.json").read_text())
         check = compare(result["test"], metrics["test"])
-        write_json(out, {"suite": result["suite"], "job": result["job"],
-                         "source": str(path.resolve().relative_to(ROOT)),
-                         "source_git_sha": result.get("git_sha"), "git_sha": git_sha(),
-                         "stored": result["test"], "rerun": metrics["test"], **check,
-                         "command": relative_command(cmd, ROOT)})
+        row = {"suite": result["suite"], "job": result["job"],
+               "source": str(path.resolve().relative_to(ROOT)),
+               "source_git_sha": result.get("git_sha"), "git_sha": git_sha(),
+               "stored": result["test"], "rerun": metrics["test"], **check,
+               "command": relative_command(cmd, ROOT)}
+        if args.control:
+            control = control_run(result, WORK / "reproduce" / "control" / result["job"],
+                                  WORK / "reproduce" / "control" / f"{result['job']}.log")
+            vs_stored = compare(result["test"], control["test"])
+            vs_rerun = compare(metrics["test"], control["test"])
+            row["control"] = {**control, "identical_to_stored": vs_stored["identical"],
+                              "max_abs_diff_to_stored": vs_stored["max_abs_diff"],
+                              "identical_to_rerun": vs_rerun["identical"],
+                              "max_abs_diff_to_rerun": vs_rerun["max_abs_diff"]}
+        write_json(out, row)
         print(f"reproduce: {result['suite']}/{result['job']}: "
-              + ("identical" if check["identical"] else f"max |diff| {check['max_abs_diff']:.3g}"))
+              + ("identical" if check["identical"] else f"max |diff| {check['max_abs_diff']:.3g}")
+              + (f"; its own commit {row['control']['git_sha'][:10]}: "
+                 + ("identical" if row["control"]["identical_to_stored"] else
+                    f"max |diff| {row['control']['max_abs_diff_to_stored']:.3g}")
+                 if args.control else ""))
     return 0
 
 
