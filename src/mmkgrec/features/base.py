@@ -21,9 +21,9 @@ def encode_by_length(texts: Sequence[str], lengths: Sequence[int],
     trained on slightly different features from one cache to another, which is enough to move
     a sensitive model's test metrics (MMGCN's by up to 0.007). Without padding, and on one CPU
     thread (several threads split a batch by its size, which again moves the last bits), MiniLM
-    gave each of ML-100K's 1,682 texts the same bits alone and in batches of any make-up; a model whose
-    matrix kernels round differently by batch size (a tiny test model at a batch of one) keeps
-    that smaller dependence. The thread count is restored afterwards."""
+    gave each of ML-100K's 1,682 texts the same bits alone and in batches of any make-up; a
+    model whose matrix kernels round differently by batch size (a tiny test model at a batch of
+    one) keeps that smaller dependence. The thread count is restored afterwards."""
     if len(texts) != len(lengths):
         raise ValueError("texts and lengths differ in length")
     groups: dict[int, list[int]] = {}
