@@ -12,9 +12,10 @@ metric sets, the git SHA of the rerun, the command); a row already there is skip
 rerun resumes. RecBole rows, speed rows and GPU rows are refused with one line saying why.
 
 With ``--control`` the row's own commit (its ``git_sha``, without ``-dirty``) is checked out
-into a temporary worktree and runs the same command too, with a fresh feature cache of its own,
-so that it computes its inputs as that commit did; its test metrics go into the JSON beside
-(``control``). A row that its own commit does not repeat either was not moved by the changes
+into a temporary worktree and runs the same command too; each of the two runs gets a fresh
+feature cache of its own, so that it computes its item features as its code does. The control's
+test metrics go into the JSON beside (``control``), and so do the item features each run
+encoded (``features``: per store, the encoder's version and a SHA-256 of the vectors). A row that its own commit does not repeat either was not moved by the changes
 since: its stored value came from inputs or a working tree that the row does not record.
 
     python benchmarks/reproduce.py --control benchmarks/results/multimodal/MMGCN-both-s2020.json
@@ -78,6 +79,26 @@ def compare(old: dict, new: dict) -> dict:
             "compared": keys}
 
 
+def feature_stores(cache: Path) -> dict:
+    """``{"<dataset>/<modality>/<encoder>": {"version", "sha256"}}`` of the feature stores under
+    the cache root ``cache`` (the SHA-256 of the vectors in item-id order)."""
+    import hashlib
+
+    import numpy as np
+
+    out = {}
+    for man_path in sorted(cache.glob("features/*/*/*/manifest.json")):
+        man = json.loads(man_path.read_text())
+        ids = [str(i) for i in man["ids"]]
+        matrix = np.load(man_path.parent / man["matrix"]) if man["n_rows"] else np.zeros((0, 0))
+        h = hashlib.sha256()
+        for k in sorted(range(len(ids)), key=ids.__getitem__):
+            h.update(ids[k].encode() + b"\0" + np.ascontiguousarray(matrix[k]).tobytes())
+        key = "/".join(man_path.parent.relative_to(cache / "features").parts)
+        out[key] = {"version": man["encoder"]["version"], "sha256": h.hexdigest()}
+    return out
+
+
 def control_run(result: dict, run_dir: Path, log: Path) -> dict:
     """The row's command run by the row's own commit (a temporary detached worktree, a fresh
     feature cache): ``{"git_sha", "test", "command"}``."""
@@ -93,12 +114,13 @@ def control_run(result: dict, run_dir: Path, log: Path) -> dict:
                 shutil.rmtree(run_dir)
             cmd = rerun_command(result, run_dir)
             run_cmd(cmd, log, env={"PYTHONPATH": str(tree / "src"), "MMKGREC_CACHE": str(cache)})
+            features = feature_stores(cache)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
                            capture_output=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"git_sha": sha, "test": metrics["test"], "command": relative_command(cmd, ROOT),
-            "fresh_feature_cache": True}
+            "features": features}
 
 
 def main(argv=None) -> int:
@@ -127,7 +149,14 @@ def main(argv=None) -> int:
 
             shutil.rmtree(run_dir)
         cmd = rerun_command(result, run_dir)
-        run_cmd(cmd, WORK / "reproduce" / f"{result['job']}.log")
+        features = None
+        if args.control:  # a fresh feature cache, as the control gets
+            with tempfile.TemporaryDirectory(prefix="mmkgrec-cache-") as cache:
+                run_cmd(cmd, WORK / "reproduce" / f"{result['job']}.log",
+                        env={"MMKGREC_CACHE": cache})
+                features = feature_stores(Path(cache))
+        else:
+            run_cmd(cmd, WORK / "reproduce" / f"{result['job']}.log")
         metrics = json.loads((run_dir / "metrics.json").read_text())
         check = compare(result["test"], metrics["test"])
         row = {"suite": result["suite"], "job": result["job"],
@@ -136,6 +165,7 @@ def main(argv=None) -> int:
                "stored": result["test"], "rerun": metrics["test"], **check,
                "command": relative_command(cmd, ROOT)}
         if args.control:
+            row["features"] = features
             control = control_run(result, WORK / "reproduce" / "control" / result["job"],
                                   WORK / "reproduce" / "control" / f"{result['job']}.log")
             vs_stored = compare(result["test"], control["test"])

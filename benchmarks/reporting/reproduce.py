@@ -11,6 +11,19 @@ def _result(identical: bool, diff: float) -> str:
     return "identical" if identical else f"differs, max abs diff {diff:.3g}"
 
 
+def _features(rerun: dict | None, control: dict | None) -> str:
+    """Which item features the two runs encoded alike, from the stores each run filled."""
+    if not rerun or not control:
+        return ""
+    same = [k for k in sorted(rerun) if control.get(k) == rerun[k]]
+    differ = [k for k in sorted(rerun) if k in control and control[k] != rerun[k]]
+    name = lambda k: "/".join(k.split("/")[1:])  # noqa: E731 (modality/encoder)
+    parts = ([f"the same {', '.join(name(k) for k in same)} features"] if same else []) + [
+        f"different {name(k)} features (encoder version {control[k]['version']} there, "
+        f"{rerun[k]['version']} here)" for k in differ]
+    return " Both runs encoded their own item features: " + "; ".join(parts) + "." if parts else ""
+
+
 def section() -> list[str]:
     runs = load("reproduce")
     if not runs:
@@ -42,11 +55,15 @@ def section() -> list[str]:
                     f"{r['suite']}/{r['job']}: its own commit {c['git_sha'][:10]}, rerun here, does "
                     f"not repeat the stored row either (max abs diff "
                     f"{c['max_abs_diff_to_stored']:.3g}), so the changes since are not what moves "
-                    "it; the stored value came from inputs the row does not record"
-                    + (" and from a working tree with uncommitted changes (its SHA ends in "
-                       "`-dirty`)" if dirty else "") +
-                    f". This checkout and that commit differ by {c['max_abs_diff_to_rerun']:.3g} "
-                    "from each other" + (" (identical)" if c["identical_to_rerun"] else "") + ".")
+                    "it: the stored value depended on something its commit does not fix, inputs "
+                    "the row does not record (such as what the feature cache held)"
+                    + (" or the working tree's uncommitted changes (its SHA ends in `-dirty`)"
+                       if dirty else "")
+                    + (". This checkout repeats that commit's metrics exactly" if
+                       c["identical_to_rerun"] else
+                       f". This checkout and that commit differ by {c['max_abs_diff_to_rerun']:.3g}"
+                       " from each other") + "."
+                    + _features(r.get("features"), c.get("features")))
     L += ["", f"{same} of {len(runs)} rerun rows repeat their stored test metrics exactly"
           + ("." if same == len(runs) else "; the others differ by the amounts shown."), ""]
     if notes:
