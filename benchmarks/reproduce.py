@@ -38,8 +38,10 @@ OUT = RESULTS / "reproduce"
 PINNED = ("image_encoder",)
 
 
-def rerun_command(result: dict, run_dir: Path) -> list[str]:
-    """The recorded command with this checkout's interpreter and ``--out run_dir``."""
+def rerun_command(result: dict, run_dir: Path, pin: bool = True) -> list[str]:
+    """The recorded command with this checkout's interpreter and ``--out run_dir``; without
+    ``pin`` (the row's own commit, which still has the defaults the row ran with) nothing is
+    added to it."""
     args = shlex.split(result["command"])
     try:
         at = args.index("mmkgrec.cli")
@@ -52,7 +54,7 @@ def rerun_command(result: dict, run_dir: Path) -> list[str]:
         cmd += ["--out", str(run_dir)]
     # a key whose default changed after the row was stored, recorded in its config but not in
     # its command: pinned to the recorded value (image_encoder: descriptor, before Lite1)
-    for key in PINNED:
+    for key in PINNED if pin else ():
         value = (result.get("config") or {}).get(key)
         if value is not None and not any(a.startswith(f"{key}=") for a in cmd):
             cmd += ["--set", f"{key}={json.dumps(value)}"]
@@ -112,7 +114,7 @@ def control_run(result: dict, run_dir: Path, log: Path) -> dict:
         try:
             if run_dir.exists():
                 shutil.rmtree(run_dir)
-            cmd = rerun_command(result, run_dir)
+            cmd = rerun_command(result, run_dir, pin=False)
             run_cmd(cmd, log, env={"PYTHONPATH": str(tree / "src"), "MMKGREC_CACHE": str(cache)})
             features = feature_stores(cache)
         finally:
