@@ -80,6 +80,9 @@ def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None, wor
 
     def one(k: int, job: dict) -> None:
         t0 = time.time()
+        if (out_dir / f"{job['id']}.json").exists():  # another process of the queue ran it
+            print(f"[{suite}] ({k}/{len(todo)}) {job['id']} done meanwhile", flush=True)
+            return
         print(f"[{suite}] ({k}/{len(todo)}) {job['id']} ...", flush=True)
         try:
             result = runner(job)

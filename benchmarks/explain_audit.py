@@ -65,7 +65,10 @@ def _forms(title: str) -> set[str]:
 
 
 class Audit:
-    def __init__(self, folder: Path):
+    """``link_map``: ``(csv, this dataset's id column, the .link's id column)`` when the run read
+    ``ml-100k.link`` re-keyed through such a map; ``None``: the link as given."""
+
+    def __init__(self, folder: Path, link_map: tuple | None = None):
         folder = Path(folder)
         self.title, self.year, self.genres = {}, {}, {}
         self.by_form: dict[str, set[str]] = defaultdict(set)
@@ -87,6 +90,11 @@ class Audit:
             fifth = ranked[min(4, len(ranked) - 1)] if ranked else 0
             self.top_genres[user] = {g for g, n in counts.items() if n >= fifth}
         self.link = {item: ent for item, ent in _rows(folder / "ml-100k.link")}
+        if link_map is not None:
+            path, ours, theirs = link_map
+            with open(path, encoding="utf-8", newline="") as f:
+                keyed = {row[ours]: row[theirs] for row in csv.DictReader(f)}
+            self.link = {i: self.link[k] for i, k in keyed.items() if k in self.link}
         self.kg = {(h, r, t) for h, r, t in _rows(folder / "ml-100k.kg")}
 
     # ---- (a) the cited triples -------------------------------------------------------------

@@ -19,7 +19,7 @@ count at torch's default for both libraries:
 A GPU machine may lack the posters (or the network for the text encoder's weights): ``--features
 DIR`` reads item features from ``DIR/<dataset>-text.npz`` and ``DIR/<dataset>-image.npz``, written
 where the store has them by ``mmkgrec features export`` (the image file with ``--encoder
-descriptor``, the encoder every job here that reads images pins, ``image_pin``). The split files
+descriptor``, the encoder every job here that reads images pins, ``pins``). The split files
 each job trained on are hashed into its JSON (``split_sha256``), so they can be compared with the
 CPU suites' exports.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import kg
 import sequential as seq
 from common import WORK, export_split, feature_files, mmkgrec_run, recbole_run, run_queue
-from image_pin import pinned
+from pins import pinned
 
 SUITE = "gpu"
 SEEDS = seq.SEEDS

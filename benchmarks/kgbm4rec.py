@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from common import RESULTS, WORK, NotReady, mmkgrec_run, queue_main, variant_file
+from pins import link_pinned
 
 SUITE = "kgbm4rec"
 DATASET = "ml-100k"
@@ -115,6 +116,7 @@ def jobs() -> list[dict]:
 
 def _train(job: dict, model: str, overrides: dict) -> dict:
     run = WORK / "runs" / SUITE / job["id"]
+    overrides = link_pinned(model, overrides, DATASET)  # stored KGAT rows: the link as given
     r = mmkgrec_run(model, DATASET, overrides, run, WORK / "logs" / SUITE / f"{job['id']}.log")
     return r
 

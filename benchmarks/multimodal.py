@@ -7,7 +7,7 @@ with text only, image only and both, plus controls with the features shuffled ac
 (same hyper-parameters as the variant they control); and a sparse regime (``sparse-*``: each
 user's interactions split 2:1:7) for BPR, LightGCN, VBPR and MMGCN. Text: all-MiniLM-L6-v2 over title, year and
 genres; image: the handcrafted poster descriptor, pinned in every job that reads images
-(``image_pin``; results computed with it say so).
+(``pins``; results computed with it say so).
 
     python benchmarks/multimodal.py [--only SUBSTRING]
 Resumable: a job whose JSON exists in benchmarks/results/multimodal/ is skipped.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import common
 from common import WORK, mmkgrec_run, queue_main
-from image_pin import pinned
+from pins import pinned
 
 SUITE = "multimodal"
 LRS = [0.001, 0.005, 0.01]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sys
 
 from reporting import (coldstart, core, ctr, explain, features, figures, gpu, kg, kgbm4rec, load,
-                       multikg_speed, multimodal, popularity, rating, reproduce, scale, sequential)
+                       multikg_speed, multimodal, popularity, rating, reproduce, retune, scale,
+                       sequential)
 from reporting.tables import OUT
 
 from mmkgrec.errors import MMKGRecError
@@ -48,6 +49,7 @@ def document() -> str:
     L += sequential.section()
     L += popularity.section("sequential")
     L += rating.section()
+    L += retune.section()
     L += kgbm4rec.section()
     L += coldstart.section()
     L += explain.section()

@@ -35,7 +35,10 @@ from pathlib import Path
 from common import RESULTS, ROOT, WORK, git_sha, relative_command, run_cmd, write_json
 
 OUT = RESULTS / "reproduce"
-PINNED = ("image_encoder",)
+# keys whose default changed after rows were stored, each with the value a row recorded before the
+# key existed ran with (_SKIP: such a row is left unpinned)
+_SKIP = object()
+PINNED = {"image_encoder": _SKIP, "link_item_map": None}
 
 
 def rerun_command(result: dict, run_dir: Path, pin: bool = True) -> list[str]:
@@ -53,10 +56,12 @@ def rerun_command(result: dict, run_dir: Path, pin: bool = True) -> list[str]:
     else:
         cmd += ["--out", str(run_dir)]
     # a key whose default changed after the row was stored, recorded in its config but not in
-    # its command: pinned to the recorded value (image_encoder: descriptor, before Lite1)
-    for key in PINNED if pin else ():
-        value = (result.get("config") or {}).get(key)
-        if value is not None and not any(a.startswith(f"{key}=") for a in cmd):
+    # its command, is pinned to the recorded value (image_encoder: descriptor, before Lite1;
+    # link_item_map: null, the ML-100K .link as given, before it was re-keyed)
+    config = result.get("config") or {}
+    for key, before in PINNED.items() if pin else ():
+        value = config.get(key, before)
+        if value is not _SKIP and not any(a.startswith(f"{key}=") for a in cmd):
             cmd += ["--set", f"{key}={json.dumps(value)}"]
     return cmd
 

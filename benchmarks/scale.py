@@ -4,13 +4,20 @@ Jobs (one JSON each under ``results/scale/``; a job whose JSON exists is skipped
 
 * ``kgcn-eval-<catalogue>``: KGCN's full-ranking validation pass beside one training epoch, the
   way the trainer runs both (one torch thread; process CPU seconds beside wall seconds: on a
-  shared machine the CPU time is the work, the wall time includes waiting for a core), on Last.FM (``lastfm-kg``, KGCN's defaults) and on
-  a generated catalogue of about 15,000 items (``make_synthetic``: 1,500 users, 10-40
-  interactions each, 45,000 items drawn from, 14,892 of them drawn at least once).
-  The same users are also scored by the computation before this issue (``old_score_all``
-  below: the shared entity vectors, but ``W_n`` of the neighbours and ``W_v v`` recomputed for
-  every chunk of ~17 users); it is timed on ``OLD_USERS`` users only (it is that slow) and
-  extrapolated linearly to the pass, which the JSON says. Target: one pass at most 5x one epoch.
+  shared machine the CPU time is the work, the wall time includes waiting for a core), on
+  Last.FM (``lastfm-kg``, KGCN's defaults) and on a generated catalogue of about 15,000 items
+  (``make_synthetic``: 1,500 users, 10-40 interactions each, 45,000 items drawn from, 14,892 of
+  them drawn at least once). ``REPEATS`` times in one process: an epoch, a pass, and a pass of
+  the previous one-hop computation (:class:`PreviousRanking`, the model code before the
+  user-independent items and the ``exp2`` form, run by the same evaluator); the figures are the
+  medians of the repeats' ratios. Then one pass under the torch profiler (where the time goes),
+  the exact per-pair scores of the first ``OLD_USERS`` users beside the full ranking's, and
+  the computation before this issue (``old_score_all``: the shared entity vectors, but ``W_n``
+  of the neighbours and ``W_v v`` recomputed for every chunk of ~17 users), timed on those
+  users only (it is that slow) and extrapolated linearly to the pass, which the JSON says.
+  ``exp2_floor``: the CPU time of the one ``exp2`` per user, item (of those whose vectors
+  depend on the user) and dimension alone, at the ns per element measured in the same process.
+  Target: one pass at most 5x one epoch.
 * ``bpr-<library>-lr<rate>``: BPR on Amazon-Book (KGAT's split, validation carved from train)
   with 64 factors, ours (``mmkgrec.training.Trainer``) beside the ``implicit`` library's CPU BPR
   (``implicit==0.7.3``, the ``bench`` extra; 64 factors plus its item-bias column), one thread
@@ -38,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -51,6 +59,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import WORK, run_queue  # noqa: E402
 
 OLD_USERS = 64
+REPEATS = 3  # KGCN: epoch and passes, the median of the ratios
 EVAL_USERS = 5000
 EVAL_EVERY = {"mmkgrec": 1, "implicit": 5}
 EPOCHS = {"mmkgrec": 6, "implicit": 30}
@@ -99,6 +108,91 @@ def old_score_all(model, users):
     return torch.cat(out)
 
 
+class PreviousRanking:
+    """KGCN's one-hop (H = 1) full ranking as it was before the user-independent items and the
+    ``exp2`` form (commit c96aa39, kept here to measure against in the same process): shared
+    parts once per pass, every item in blocks of 256 users x ~15 items, the softmax per user,
+    item and neighbour, ``u . tanh(x) = 2 u . sigmoid(2x) - sum(u)``. Installed on a model's
+    instance (``with PreviousRanking(model):``), so the evaluator runs it unchanged."""
+
+    def __init__(self, model):
+        assert model.H == 1, "the previous form is kept for one iteration only"
+        self.model, self.shared = model, None
+
+    def __enter__(self):
+        self.model.prepare_eval = self.prepare_eval
+        self.model.score_all = self.score_all
+        return self
+
+    def __exit__(self, *exc):
+        del self.model.prepare_eval, self.model.score_all
+        self.model.prepare_eval()  # back to the model's own
+
+    def prepare_eval(self):
+        m = self.model
+        ents, rels = m._receptive_field(torch.arange(m.n_items))
+        vecs = m._entity_vectors(ents)
+        own, neigh_w = m.aggregators[0].project_shared(vecs[0], vecs[1].unflatten(-2, (-1, m.K)))
+        self.shared = rels[0], own.squeeze(1).unsqueeze(-1), neigh_w.squeeze(1).transpose(1, 2)
+
+    def score_all(self, users):
+        m = self.model
+        rels, own, neigh_w = self.shared
+        n, d = m.n_items, own.shape[1]
+        b = max(1, min(len(users), 256))
+        step = min(n, max(1, (1 << 18) // (b * (d + m.K))))
+        out = torch.empty(len(users), n)
+        for s in range(0, len(users), b):
+            u = m.user_emb(users[s:s + b])
+            ur = u @ m.relation_emb.weight.T
+            for i0 in range(0, n, step):
+                blk = slice(i0, min(i0 + step, n))
+                att = ur.T[rels[blk]].softmax(1)
+                x = torch.baddbmm(own[blk], neigh_w[blk], att, beta=2.0, alpha=2.0)
+                x.sigmoid_().mul_(u.T)
+                out[s:s + b, blk] = (2.0 * x.sum(1) - u.sum(1)).T
+        return out
+
+
+def _exp2_ns_per_element() -> float:
+    """CPU nanoseconds of torch's in-place ``exp2`` per element on a cache-sized block of
+    normal values (sd 4; the one transcendental of the one-hop full ranking per user, item and
+    dimension), the copy that refills the block subtracted."""
+    src = torch.randn(1 << 18, generator=torch.Generator().manual_seed(0)) * 4.0
+    x = src.clone().exp2_()
+    c0 = time.process_time()
+    for _ in range(100):
+        x.copy_(src).exp2_()
+    both = time.process_time() - c0
+    c0 = time.process_time()
+    for _ in range(100):
+        x.copy_(src)
+    return (both - (time.process_time() - c0)) / 100 / x.numel() * 1e9
+
+
+def _profile_pass(evaluator, model) -> dict:
+    """Where one pass's CPU time goes: the top operators by self time (torch profiler) and the
+    share of the model's ``score_all`` (timed alone, same users, after ``prepare_eval``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from mmkgrec.evaluation.common import EvalMode
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        evaluator.evaluate(model)
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops)
+    top = [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count}
+           for e in ops[:10]]
+    with EvalMode(model), torch.no_grad():
+        c0 = time.process_time()
+        model.prepare_eval()
+        prep = time.process_time() - c0
+        c0 = time.process_time()
+        model.score_all(evaluator.users)
+        score = time.process_time() - c0
+    return {"top_ops": top, "prepare_eval_cpu_s": prep, "score_all_cpu_s": score}
+
+
 def kgcn_eval(job: dict) -> dict:
     from mmkgrec.config import load_config
     from mmkgrec.data import load_dataset, split_dataset
@@ -106,7 +200,7 @@ def kgcn_eval(job: dict) -> dict:
     from mmkgrec.evaluation.common import EvalMode
     from mmkgrec.inputs import build_inputs
     from mmkgrec.models import get_model_class
-    from mmkgrec.training.trainer import Trainer, seed_everything
+    from mmkgrec.training.trainer import Trainer, epoch_seed, seed_everything
 
     torch.set_num_threads(1)
     load_before = _load()
@@ -127,31 +221,61 @@ def kgcn_eval(job: dict) -> dict:
     cls = get_model_class("KGCN")
     model = cls(cfg, build_inputs(split, cls.requirements(cfg), "cpu", cfg))
     trainer = Trainer(model, split, cfg)
-    model.train()
-    c0, t0 = time.process_time(), time.perf_counter()
-    trainer._epoch(trainer.batches.epoch(np.random.default_rng(0)))
-    epoch_s, epoch_cpu = time.perf_counter() - t0, time.process_time() - c0
-    c0 = time.process_time()
-    metrics, acc, eval_s = trainer.evaluator.evaluate(model)
-    eval_cpu = time.process_time() - c0
-    users = trainer.evaluator.users
+    ev = trainer.evaluator
+    reps = []
+    for rep in range(REPEATS):  # epoch, pass, previous pass: the ratios of each repeat
+        model.train()
+        rng = np.random.default_rng(epoch_seed(cfg["seed"], rep))
+        c0, t0 = time.process_time(), time.perf_counter()
+        trainer._epoch(trainer.batches.epoch(rng), rep)
+        epoch = {"cpu": time.process_time() - c0, "wall": time.perf_counter() - t0}
+        c0 = time.process_time()
+        metrics, _, wall = ev.evaluate(model)
+        now = {"cpu": time.process_time() - c0, "wall": wall}
+        with PreviousRanking(model):
+            c0 = time.process_time()
+            prev_metrics, _, wall = ev.evaluate(model)
+            prev = {"cpu": time.process_time() - c0, "wall": wall}
+        reps.append({"epoch": epoch, "pass": now, "previous_pass": prev,
+                     "pass_over_epoch_cpu": now["cpu"] / epoch["cpu"],
+                     "previous_over_epoch_cpu": prev["cpu"] / epoch["cpu"],
+                     "max_metric_diff_previous": max(abs(metrics[k] - prev_metrics[k])
+                                                     for k in metrics)})
+    med = lambda key: statistics.median(r[key] for r in reps)  # noqa: E731
+    epoch_cpu = statistics.median(r["epoch"]["cpu"] for r in reps)
+    profile = _profile_pass(ev, model)
+    users = ev.users
     sample = users[:OLD_USERS]
     with EvalMode(model), torch.no_grad():
-        c0 = time.process_time()
         new = model.score_all(sample)
-        new_s = time.process_time() - c0
+        per_pair = model.score(sample.repeat_interleave(model.n_items),
+                               torch.arange(model.n_items).repeat(len(sample))).view(len(sample), -1)
         c0 = time.process_time()
         old = old_score_all(model, sample)
         old_s = time.process_time() - c0
+        n_dynamic = len(model._shared["items"])
+    exp2_ns = _exp2_ns_per_element()
+    floor_s = exp2_ns * 1e-9 * len(users) * n_dynamic * cfg["embedding_size"]
     return {"model": "KGCN", "catalogue": name, "n_users": split.n_users,
             "n_items": split.n_items, "n_train": len(split.train),
             "config": {k: cfg[k] for k in ("n_iter", "neighbor_sample_size", "embedding_size",
                                            "aggregator", "train_batch_size")},
-            "train_epoch_s": epoch_s, "eval_pass_s": eval_s, "train_epoch_cpu_s": epoch_cpu,
-            "eval_pass_cpu_s": eval_cpu, "eval_users": len(users),
-            "eval_over_epoch_cpu": eval_cpu / epoch_cpu, "eval_over_epoch_wall": eval_s / epoch_s,
-            "valid": metrics, "sample_users": len(sample), "sample_new_cpu_s": new_s,
-            "sample_old_cpu_s": old_s, "old_pass_cpu_s_extrapolated": old_s * len(users) / len(sample),
+            "eval_users": len(users), "repeats": reps,
+            "train_epoch_cpu_s": epoch_cpu, "eval_pass_cpu_s": statistics.median(
+                r["pass"]["cpu"] for r in reps),
+            "previous_pass_cpu_s": statistics.median(r["previous_pass"]["cpu"] for r in reps),
+            "eval_over_epoch_cpu": med("pass_over_epoch_cpu"),
+            "previous_over_epoch_cpu": med("previous_over_epoch_cpu"),
+            "train_epoch_s": statistics.median(r["epoch"]["wall"] for r in reps),
+            "eval_pass_s": statistics.median(r["pass"]["wall"] for r in reps),
+            "user_independent_items": model.n_items - n_dynamic,
+            "valid": metrics, "profile": profile,
+            "exp2_ns_per_element": exp2_ns, "exp2_floor_cpu_s": floor_s,
+            "exp2_floor_over_epoch": floor_s / epoch_cpu,
+            "sample_users": len(sample),
+            "max_abs_diff_per_pair": float((per_pair - new).abs().max()),
+            "sample_old_cpu_s": old_s,
+            "old_pass_cpu_s_extrapolated": old_s * len(users) / len(sample),
             "max_abs_diff_old_new": float((old - new).abs().max()),
             "load_before": load_before, "load_after": _load()}
 
@@ -214,7 +338,7 @@ def bpr_job(job: dict) -> dict:
             model.train()
             t0 = time.perf_counter()
             trainer._epoch(trainer.batches.epoch(np.random.default_rng(
-                epoch_seed(cfg["seed"], epoch))))
+                epoch_seed(cfg["seed"], epoch))), epoch)
             train_s += time.perf_counter() - t0
             if (epoch + 1) % EVAL_EVERY[lib] == 0:
                 m, _, es = valid.evaluate(model)

@@ -6,7 +6,7 @@ validation / test interaction is a next-item target predicted from everything be
 ranking over all items, and the named sampled mode (1 positive among 100 unseen items) beside
 it (``test_sampled`` in each JSON, the same trained model re-evaluated). Text: all-MiniLM-L6-v2
 over title, year and genres; image: the hand-crafted poster descriptor, pinned in every job (the
-protocol keeps only items with an image; ``image_pin``; results with it say so). Every model,
+protocol keeps only items with an image; ``pins``; results with it say so). Every model,
 sequential or not, is evaluated by the next-item evaluator with the user's earlier items removed
 from the ranking (``mask_history_seq: true``, so that CF models are not penalised for re-ranking
 training items); the side-by-side rows against RecBole use RecBole's
@@ -32,7 +32,7 @@ import sys
 
 from common import (WORK, NotReady, best_on_validation, chosen_trial, export_split, feature_files, mmkgrec_run,
                     random_trials, recbole_run, run_queue, variant_file)
-from image_pin import pinned
+from pins import pinned
 
 SUITE = "sequential"
 EPOCHS = 10

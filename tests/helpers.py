@@ -117,8 +117,7 @@ def build_model(name, split, **ov):
 
 
 def model_batches(model, split, cfg):
-    return model.make_batches(split, cfg) or PairwiseBatches(
-        split.train, split.n_items, cfg["train_batch_size"], cfg["num_neg"])
+    return model.make_batches(split, cfg) or PairwiseBatches.from_split(split, cfg)
 
 
 def first_batches(model, split, cfg):

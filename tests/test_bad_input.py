@@ -728,6 +728,23 @@ def test_resume_with_resumable_keys_completes(interrupted, capsys):
     assert (interrupted / "run.json").is_file() and not _leftovers(interrupted.parent)
 
 
+def test_resume_across_a_key_added_since(interrupted, capsys):
+    """A run interrupted before the library gained a key (its config.yaml lacks it) resumes at
+    that key's default, the behaviour the run had; another value of the key is refused."""
+    import yaml
+
+    cfg_path = interrupted.with_name("run.partial") / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg.pop("negative_items")
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    fails(capsys, ["train", "--model", "LightGCN", "--dataset", "synthetic", "--out", interrupted,
+                   "--set", "epochs=2", *QUIET, "negative_items=seen", "--resume"],
+          "'negative_items'", root=interrupted.parent, keep_partial=True)
+    ok(capsys, ["train", "--model", "LightGCN", "--dataset", "synthetic", "--out", interrupted,
+                "--set", "epochs=2", *QUIET, "--resume"])
+    assert (interrupted / "run.json").is_file()
+
+
 def test_resume_refuses_changed_data(tmp_path, monkeypatch, capsys):
     d = tiny(tmp_path)
     out = tmp_path / "run"

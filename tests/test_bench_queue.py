@@ -76,11 +76,13 @@ def test_queue_runs_with_workers_resumes_and_skips_jobs_not_ready(results):
 
 
 PIN = ["--set", f"image_encoder={json.dumps('descriptor')}"]
+LINK_PIN = ["--set", f"link_item_map={json.dumps(None)}"]
 
 
 def _assert_rebuilds(model: str, ov: dict, row: Path, job_id: str, exact: bool = True) -> None:
-    """A job rebuilt for ``row`` (``ov``) names its image encoder if and only if the recorded run
-    read image features: the pinned descriptor, or an encoder the job chose itself (an
+    """A job rebuilt for ``row`` (``ov``) pins ``link_item_map: null`` if and only if the recorded
+    run read ML-100K's external KG (computed with its ``.link`` as given), and names its image
+    encoder if and only if the recorded run read image features: the pinned descriptor, or an encoder the job chose itself (an
     EfficientNet size; exported features on a GPU machine). A row recorded while the descriptor
     was the default lacks the pin in its command, and its recorded configuration must show that
     it read exactly that encoder. With ``exact``, the rest of the `--set` list (and `--config`)
@@ -98,6 +100,15 @@ def _assert_rebuilds(model: str, ov: dict, row: Path, job_id: str, exact: bool =
     reads_images = ("image" in get_model_class(model).requirements(cfg)
                     or "image" in (cfg.get("require_item_content") or []))
     assert ("image_encoder" in ov) == reads_images, job_id
+    reads_link = ("kg" in get_model_class(model).requirements(cfg)
+                  and cfg.get("load_kg", True) and cfg.get("kg_merge") in ("auto", "external", "both")
+                  and r.get("dataset", "ml-100k") == "ml-100k")
+    # rows that read ML-100K's external KG were computed with its .link as given
+    assert (ov.get("link_item_map", "unset") is None) == reads_link, job_id
+    assert cfg.get("link_item_map") is None, job_id
+    if reads_link and "link_item_map" not in r["command"]:
+        assert sets[-2:] == LINK_PIN, job_id
+        sets = sets[:-2]
     if reads_images and "image_encoder" not in r["command"]:
         assert sets[-2:] == PIN and cfg["image_encoder"] == "descriptor", job_id
         sets = sets[:-2]

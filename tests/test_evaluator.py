@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from helpers import FixedScores, make_split
@@ -102,3 +103,21 @@ def test_evaluation_progress_only_on_a_terminal(monkeypatch):
     tty.truncate()
     ev.show_progress = True  # ~20 steps of 3 users instead of one chunk of 50
     assert ev.evaluate(model)[0] == shown and "evaluating" in tty.getvalue()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_scores_are_named(bad):
+    """A NaN or +inf score anywhere stops the evaluation naming its row and item; -inf (a
+    masked item) does not, nor does a row of -inf only."""
+    from mmkgrec.errors import NonFiniteError
+    from mmkgrec.evaluation.common import check_finite_scores
+
+    scores = torch.randn(4, 7)
+    scores[0, 2] = -torch.inf
+    scores[3] = -torch.inf
+    check_finite_scores(scores)
+    check_finite_scores(torch.full((2, 3), -torch.inf))
+    check_finite_scores(torch.empty(0, 5))
+    scores[2, 5] = bad
+    with pytest.raises(NonFiniteError, match="row 2, item 5"):
+        check_finite_scores(scores)

@@ -154,6 +154,76 @@ def test_item_entity_claimed_twice_is_reported(atomic_dir):
         KnowledgeGraph.from_dataset(ds, {"kg_bad_triples": "reject"})
 
 
+def _rekeyed(atomic_dir, map_text, **cfg):
+    """The tiny dataset whose .link is keyed by another catalogue's ids (o1, o2, o3), read
+    through the CSV map ``map_text`` (columns ``ours``, ``theirs``)."""
+    d = atomic_dir({"inter": INTER, "kg": KG,
+                    "link": "item_id:token\tentity_id:token\no1\tm2\no2\tm1\no9\tm1\n"})
+    (d / "map.csv").write_text(map_text)
+    return load_dataset(str(d), {"link_item_map": "map.csv",
+                                 "link_item_map_columns": ["ours", "theirs"], **cfg})
+
+
+def test_link_rekeyed_through_an_id_map(atomic_dir):
+    """A .link written for another catalogue is read through the map: i1 is their o2 (entity
+    m1), i2 is o1 ("a, quoted" title column and extra fields ignored), i3 maps to nothing."""
+    ds = _rekeyed(atomic_dir, 'ours,title,theirs\ni2,"a, quoted",o1\ni1,b,o2\ni3,c,\n')
+    ent = dict(zip(ds.item_ids.tolist(), ds.item_entity.tolist()))
+    assert ent == {"i1": "m1", "i2": "m2", "i3": None}
+    assert ds.stats["link_item_map"] == {"items_mapped": 2, "items_linked": 2,
+                                         "map_rows_unknown_item": 0}
+    kg = KnowledgeGraph.from_dataset(ds)
+    assert kg.entity_tokens[:2].tolist() == ["m1", "m2"]  # entity k is item k
+    # as given, no item is linked: the .link names none of this dataset's ids
+    d = atomic_dir({"inter": INTER, "kg": KG,
+                    "link": "item_id:token\tentity_id:token\no1\tm2\n"}, name="asis")
+    assert all(e is None for e in load_dataset(str(d)).item_entity)
+
+
+@pytest.mark.parametrize("map_text,fragment", [
+    ("ours,other\ni1,o1\n", "line 1: header has no column(s) ['theirs']"),
+    ("ours,theirs\ni1,o1\ni1,o2\n", "line 3: 'ours' i1 appears again (first on line 2)"),
+    ("ours,title,theirs\ni1,o1\n", "line 2: 2 field(s) where the header names 3"),
+    ("ours,theirs\n,o1\n", "line 2: empty 'ours'"),
+    ("", "empty file"),
+])
+def test_bad_link_map_names_file_and_line(atomic_dir, map_text, fragment):
+    with pytest.raises(MMKGRecError) as err:
+        _rekeyed(atomic_dir, map_text)
+    assert "map.csv" in str(err.value) and fragment in str(err.value)
+
+
+def test_link_map_missing_or_outside_is_refused(atomic_dir, tmp_path):
+    with pytest.raises(MMKGRecError, match="link_item_map.*not found.*link_item_map: null"):
+        load_dataset(str(atomic_dir({"inter": INTER, "kg": KG, "link": LINK})),
+                     {"link_item_map": "nope.csv"})
+    (tmp_path / "outside.csv").write_text("ours,theirs\n")
+    with pytest.raises(MMKGRecError, match="allow_outside_paths"):
+        load_dataset(str(atomic_dir({"inter": INTER, "kg": KG, "link": LINK})),
+                     {"link_item_map": "../outside.csv"})
+
+
+def test_ml100k_films_linked_to_their_own_entities(data_dir):
+    """RecBole's ml-100k.link is keyed by MovieLens-1M ids; the packaged settings re-key it, so
+    Star Wars (ML-100K 50) is Freebase m.0dtfn and its sequel relation reaches The Empire
+    Strikes Back (172). Read as given, 50 would be another film and 260 (Event Horizon) Star
+    Wars."""
+    from mmkgrec.config import load_config
+
+    ds = load_dataset("ml-100k", load_config("KGAT", "ml-100k"))
+    ent = dict(zip(ds.item_ids.tolist(), ds.item_entity.tolist()))
+    assert (ent["50"], ent["172"], ent["181"]) == ("m.0dtfn", "m.0f3m1", "m.0ddjy")
+    assert ds.stats["link_item_map"]["items_linked"] > 1500
+    kg = KnowledgeGraph.from_dataset(ds)
+    e = {t: k for k, t in enumerate(kg.entity_tokens.tolist())}
+    r = kg.relation_tokens.tolist().index("film.film.sequel")
+    assert any((h, x, t) == (e["m.0dtfn"], r, e["m.0f3m1"]) for h, x, t in kg.triples.tolist())
+    given = load_dataset("ml-100k", load_config("KGAT", "ml-100k", None,
+                                                {"link_item_map": None}))
+    ent = dict(zip(given.item_ids.tolist(), given.item_entity.tolist()))
+    assert ent["260"] == "m.0dtfn" and ent["50"] != "m.0dtfn"
+
+
 def test_bfs_nearest_first_padded_and_masked():
     import scipy.sparse as sp
 

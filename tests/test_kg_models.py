@@ -60,14 +60,32 @@ def test_score_agrees_with_score_all(name, ov, split):
     assert_score_matches_score_all(model, split.n_items)
 
 
-@pytest.mark.parametrize("ov", [{}, {"aggregator": "concat", "n_iter": 2},
-                                {"aggregator": "neighbor", "n_iter": 2, "neighbor_sample_size": 3}])
-def test_kgcn_full_ranking_equals_the_per_pair_computation(ov, split, monkeypatch):
-    """KGCN's full ranking (shared parts once per pass, blocks of users and items) gives every
-    user's score of every item as the per-pair computation it trains with."""
+KGCN_RANKING = [{}, {"aggregator": "concat"}, {"aggregator": "neighbor"},
+                {"aggregator": "concat", "n_iter": 2},
+                {"aggregator": "neighbor", "n_iter": 2, "neighbor_sample_size": 3},
+                {"aggregator": "sum", "n_iter": 2}, {"neighbor_sample_size": 1}]
+
+
+@pytest.mark.parametrize("case", ["sampled", "fixed", "wide"])
+@pytest.mark.parametrize("ov", KGCN_RANKING)
+def test_kgcn_full_ranking_equals_the_per_pair_computation(ov, case, split, monkeypatch):
+    """KGCN's full ranking (shared parts once per pass, items whose attention cannot depend on
+    the user by one product, the others in blocks of users and items) gives every user's score
+    of every item as the per-pair computation it trains with. ``fixed``: 70% of the entities
+    get one relation in all K slots and the others random ones, so some items (at every depth)
+    have user-independent vectors beside the others; ``wide``: user-relation scores spanning more than 60 (the
+    per-item softmax of the one-hop blocks)."""
     import mmkgrec.models.kgcn as kgcn
 
     model, _ = build_model("KGCN", split, **ov)
+    if case == "fixed":
+        rows = torch.from_numpy(np.random.default_rng(0).random(len(model.adj_relation)) < 0.7)
+        model.adj_relation[rows] = model.adj_relation[rows, :1]
+        n_rel = model.relation_emb.weight.shape[0]  # the other 30%: mixed relations
+        model.adj_relation[~rows] = torch.randint(0, n_rel, model.adj_relation[~rows].shape)
+    elif case == "wide":
+        with torch.no_grad():
+            model.user_emb.weight.mul_(300.0)
     users = torch.arange(split.n_users)
     pairs_u = users.repeat_interleave(split.n_items)
     pairs_i = torch.arange(split.n_items).repeat(split.n_users)
@@ -76,10 +94,18 @@ def test_kgcn_full_ranking_equals_the_per_pair_computation(ov, split, monkeypatc
         per_pair = model.score(pairs_u, pairs_i).view(split.n_users, split.n_items)
         uncached = model.score_all(users)
         monkeypatch.setattr(kgcn, "_CHUNK_ELEMENTS", 1 << 14)  # many blocks of both kinds
+        monkeypatch.setattr(kgcn, "_ONE_HOP_USERS", 7)  # H = 1: blocks of 7 users x 3 items
+        monkeypatch.setattr(kgcn, "_ONE_HOP_CELLS", 7 * 3 * model.user_emb.weight.shape[1])
         model.prepare_eval()
         blocked = model.score_all(users)
-    torch.testing.assert_close(uncached, per_pair, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(blocked, per_pair, atol=1e-5, rtol=1e-5)
+        n_fixed = len(model._shared["fixed"])
+        if model.K == 1:  # one neighbour: no item's attention depends on the user
+            assert n_fixed == split.n_items
+        elif case == "fixed":  # both kinds of item are there
+            assert 0 < n_fixed < split.n_items
+    scale = per_pair.abs().max().clamp_min(1.0)
+    torch.testing.assert_close(uncached / scale, per_pair / scale, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(blocked / scale, per_pair / scale, atol=1e-5, rtol=1e-5)
     model.train()  # new weights: the shared parts of the last pass are dropped
     with torch.no_grad():
         model.entity_emb.weight.mul_(2.0)
@@ -89,7 +115,7 @@ def test_kgcn_full_ranking_equals_the_per_pair_computation(ov, split, monkeypatc
         after = model.score_all(users[:5])
         assert torch.allclose(after, model.score(pairs_u[:5 * split.n_items],
                                                  pairs_i[:5 * split.n_items]).view(5, -1),
-                              atol=1e-5)
+                              atol=1e-5 * float(scale))
         assert not torch.allclose(after, per_pair[:5], atol=1e-4)
 
 

@@ -180,3 +180,26 @@ def test_reproduction_notes_follow_the_control(monkeypatch):
     text = "\n".join(reproduce.section())
     assert "repeats the stored row exactly, so a change since that commit moved it" in text
     assert "-dirty" not in text and "| identical |" in text  # the control's column
+
+
+def test_cold_start_claim_and_protocols_follow_the_numbers():
+    """The cold-start section's verdict on the article's claim is drawn from the comparisons, and
+    a row stored before ``negative_items`` reads as the protocol it trained with (``all``)."""
+    from reporting import coldstart
+
+    def c(diff, p):
+        return {"diff": diff, "holm_users": p}
+
+    content = ["VBPR-text", "ContentKNN"]
+    said = coldstart.claim_verdict("cold_item", {"VBPR-text": c(0.01, 0.001),
+                                                 "ContentKNN": c(0.02, 0.01)}, content)
+    assert " holds here" in said and "above VBPR-text, ContentKNN" in said
+    said = coldstart.claim_verdict("cold_item", {"VBPR-text": c(-0.01, 0.001),
+                                                 "ContentKNN": c(0.02, 0.01)}, content)
+    assert "does not hold" in said and "below VBPR-text" in said and "above ContentKNN" in said
+    said = coldstart.claim_verdict("cold_item", {"VBPR-text": c(0.01, 0.3),
+                                                 "ContentKNN": c(-0.02, float("nan"))}, content)
+    assert "is not shown" in said and "not significantly different from VBPR-text, ContentKNN" in said
+    assert coldstart.claim_verdict("cold_item", {}, content) == ""
+    assert coldstart.protocol({"config": {"split": "cold_item"}}) == "all"
+    assert coldstart.protocol({"config": {"negative_items": "seen"}}) == "seen"

@@ -51,7 +51,10 @@ def section() -> list[str]:
          "(load average often above 5): the CPU times are what the work costs; the wall times "
          "include waiting for a core. Target: the template under 5 ms; `template-SASRec` "
          "includes the model's own reasons (one batch of occlusion passes through SASRec per "
-         "explanation), which BPR has not.", ""]
+         "explanation), which BPR has not. Jobs ending in `-rekeyed` read ML-100K's `.link` "
+         "re-keyed through the title map (`link_item_map`); the others read it as given, keyed by "
+         "MovieLens-1M ids, so their KG sentences are true of the KG but speak of other films' "
+         "entities (the audit checks each job against the link its run read).", ""]
     shown = [r for k, r in sorted(rows.items()) if k.startswith(("template-", "gemma-"))]
     if shown:
         L += ["| job | backend | explanations | sentences shown | unsupported shown facts (audit) "

@@ -374,6 +374,16 @@ _KEYS = [
         Key("kg_bad_triples", str, "drop", "unknown tokens, .link rows for unknown items, "
             "self-loops, duplicates: drop them or reject the data", choices=("drop", "reject")),
     ),
+    *_section(
+        "external KG link", None,
+        Key("link_item_map", str, None, "CSV (relative: to the dataset folder) translating this "
+            "dataset's item ids into the ids its .link file is keyed by, for a .link written for "
+            "another catalogue (ML-100K's is keyed by MovieLens-1M ids); an item the map leaves "
+            "out stays unlinked; null: the .link names this dataset's own items", nullable=True),
+        Key("link_item_map_columns", list, ["item_id", "link_item_id"], "the map's two columns: "
+            "this dataset's item id, then the id the .link uses", item=str, length=2,
+            distinct=True),
+    ),
     # ---- model-specific keys ---------------------------------------------------------------
     *_section(
         "sequential models", SEQUENTIAL,
@@ -625,7 +635,7 @@ _KEYS = [
             "larger one is refused", ge=1),
         Key("url_timeout_s", float, 20.0, "seconds allowed for fetching one image URL", gt=0),
         Key("allow_outside_paths", bool, False, "let paths read from data files (image_column "
-            "entries) and a relative image_dir point outside the dataset folder"),
+            "entries), a relative image_dir and link_item_map point outside the dataset folder"),
     ),
 ]
 
@@ -647,6 +657,14 @@ _KEYS += _section(
         ge=1, min_length=1),
     Key("score_chunk_elements", int, 1 << 20, "full ranking: first-layer activations per "
         "scored block of users x items (memory bound; ~2^20 stays in cache)", ge=1),
+)
+
+_KEYS += _section(
+    "negative sampling", None,
+    Key("negative_items", str, "all", "the items training negatives are drawn among: all "
+        "(every item) | seen (items with at least one training interaction; use it with split "
+        "cold_item, where the held-out items would otherwise only ever be negatives)",
+        choices=("all", "seen")),
 )
 
 _KEYS += _section(

@@ -315,9 +315,15 @@ def check_resume(partial: Path, config, fp: dict) -> None:
                            "again") from None
     if not isinstance(old, dict):
         raise RunFileError(cfg_path, f"not a configuration; remove {partial} to start again")
+    from .config_schema import KEYS
+
     new = config.to_dict()
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
+        if key not in old and key in KEYS:
+            # a key the library gained after the run started: the run ran with what its
+            # default keeps (a new key defaults to the behaviour before it)
+            a = KEYS[key].default
         if a == b or key in RESUMABLE_KEYS:
             continue
         raise ResumeMismatchError(f"--resume: config key '{key}' is {b!r}, but the interrupted "

@@ -21,18 +21,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .sampling import KnownPairs, sample_negatives
+from .sampling import KnownPairs, negative_pool, sample_negatives
 from .sequences import UserSequences, gather_inputs
 
 
 class PairwiseBatches:
     """One epoch of (user, positive, negatives) mini-batches over the training interactions:
-    shuffled, with ``num_neg`` uniform negatives per positive excluding the user's training items."""
+    shuffled, with ``num_neg`` uniform negatives per positive excluding the user's training items
+    (drawn among the items ``pool``, every item when ``None``: :func:`~.sampling.negative_pool`)."""
 
-    def __init__(self, train, n_items: int, batch_size: int, num_neg: int = 1):
+    def __init__(self, train, n_items: int, batch_size: int, num_neg: int = 1,
+                 pool: np.ndarray | None = None):
         self.users, self.items = train.user, train.item
         self.n_items, self.batch_size, self.num_neg = n_items, batch_size, num_neg
+        self.pool = pool
         self.known = KnownPairs(train.user, train.item, int(train.user.max()) + 1 if len(train) else 0, n_items)
+
+    @classmethod
+    def from_split(cls, split, config) -> "PairwiseBatches":
+        """The split's training interactions with the config's ``train_batch_size``, ``num_neg``
+        and ``negative_items``: the pairwise batches of every model that samples negatives."""
+        return cls(split.train, split.n_items, config["train_batch_size"], config["num_neg"],
+                   negative_pool(split.train, split.n_items, config))
 
     def __len__(self):
         return (len(self.users) + self.batch_size - 1) // self.batch_size
@@ -40,7 +50,7 @@ class PairwiseBatches:
     def epoch(self, rng: np.random.Generator, device="cpu"):
         perm = rng.permutation(len(self.users))
         users, pos = self.users[perm], self.items[perm]
-        neg = sample_negatives(users, self.n_items, self.known, rng, self.num_neg)
+        neg = sample_negatives(users, self.n_items, self.known, rng, self.num_neg, pool=self.pool)
         if self.num_neg == 1:
             neg = neg[:, 0]
         users_t, pos_t, neg_t = (torch.from_numpy(a).to(device) for a in (users, pos, neg))
@@ -56,15 +66,16 @@ class LabelledBatches:
 
     With ``num_neg > 0`` the given pairs must all be positives and every epoch adds ``num_neg``
     fresh label-0 items per pair, drawn uniformly among the items ``known`` does not hold for
-    the user."""
+    the user (and among ``pool`` when given)."""
 
     def __init__(self, users, items, labels, batch_size: int, num_neg: int = 0,
-                 n_items: int | None = None, known: KnownPairs | None = None):
+                 n_items: int | None = None, known: KnownPairs | None = None,
+                 pool: np.ndarray | None = None):
         self.users = np.asarray(users, dtype=np.int64)
         self.items = np.asarray(items, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.float32)
         self.batch_size, self.num_neg = int(batch_size), int(num_neg)
-        self.n_items, self.known = n_items, known
+        self.n_items, self.known, self.pool = n_items, known, pool
         if self.num_neg and (n_items is None or known is None):
             raise ValueError("fresh negatives need n_items and known pairs")
 
@@ -79,7 +90,7 @@ class LabelledBatches:
         t = split.train
         known = KnownPairs(t.user, t.item, split.n_users, split.n_items)
         return cls(t.user, t.item, np.ones(len(t), np.float32), bs, max(1, config["num_neg"]),
-                   split.n_items, known)
+                   split.n_items, known, negative_pool(t, split.n_items, config))
 
     def __len__(self):
         n = len(self.users) * (1 + self.num_neg)
@@ -88,7 +99,8 @@ class LabelledBatches:
     def epoch(self, rng: np.random.Generator, device="cpu"):
         users, items, labels = self.users, self.items, self.labels
         if self.num_neg:
-            neg = sample_negatives(users, self.n_items, self.known, rng, self.num_neg)
+            neg = sample_negatives(users, self.n_items, self.known, rng, self.num_neg,
+                                   pool=self.pool)
             users = np.concatenate([users, np.repeat(users, self.num_neg)])
             items = np.concatenate([items, neg.reshape(-1)])
             labels = np.concatenate([labels, np.zeros(neg.size, np.float32)])

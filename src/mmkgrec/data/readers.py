@@ -5,6 +5,8 @@
 * KGAT: ``train.txt`` / ``test.txt`` with one line per user, ``user item item ...``.
 * KGCN / RippleNet: ``ratings_final`` (``user item label``), ``kg_final`` (``head relation tail``)
   and ``item_index2entity_id``.
+* An id map: a CSV with a header, two of whose columns translate one id space into another
+  (config ``link_item_map``).
 
 Every reader returns plain columns (numpy arrays or lists) and raises :class:`DataFormatError`
 naming the file and line when a file is malformed.
@@ -12,12 +14,13 @@ naming the file and line when a file is malformed.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataFormatError
+from ..errors import ConfigError, DataFormatError
 
 ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 
@@ -43,6 +46,16 @@ class Table:
                 f"missing required column(s) {missing}; header has {list(self.types)}",
                 line=1,
             )
+
+
+def confined_path(path: Path, base: Path, what: str, allow_outside: bool) -> Path:
+    """``path`` resolved; ConfigError naming ``allow_outside_paths`` and ``what`` when it lies
+    outside ``base`` (the dataset folder) and ``allow_outside`` is not set."""
+    resolved = Path(path).resolve()
+    if not allow_outside and not resolved.is_relative_to(base.resolve()):
+        raise ConfigError("allow_outside_paths", f"{what} ({path}) lies outside the dataset "
+                          f"folder {base}; set allow_outside_paths: true to read it")
+    return resolved
 
 
 def text_lines(path: Path, start: int = 1):
@@ -214,3 +227,50 @@ def read_named_triples(path: str | Path) -> np.ndarray:
             raise DataFormatError(path, f"expected 3 fields, found {len(parts)}", line=lineno)
         rows.append(parts)
     return np.asarray(rows, dtype=object).reshape(-1, 3)
+
+
+def read_id_map(path: str | Path, source: str, target: str) -> dict[str, str]:
+    """``{source id: target id}`` from a comma-separated file with a header naming the columns
+    ``source`` and ``target`` (other columns are ignored; quoted fields may hold commas).
+
+    A row with an empty target maps nothing; a source id that appears twice, a row with fewer
+    fields than the header, or a header without the two columns is a DataFormatError naming the
+    file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    out: dict[str, str] = {}
+    first: dict[str, int] = {}
+    cols = None
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            fields = next(csv.reader([line]))
+        except csv.Error as e:
+            raise DataFormatError(path, f"not a CSV row ({e})", line=lineno) from None
+        if cols is None:
+            names = [f.strip() for f in fields]
+            missing = [c for c in (source, target) if c not in names]
+            if missing:
+                raise DataFormatError(path, f"header has no column(s) {missing}; it has "
+                                      f"{names}", line=lineno)
+            cols = (names.index(source), names.index(target), len(names))
+            continue
+        s_at, t_at, width = cols
+        if len(fields) < width:
+            raise DataFormatError(path, f"{len(fields)} field(s) where the header names "
+                                  f"{width}", line=lineno)
+        key, value = fields[s_at].strip(), fields[t_at].strip()
+        if not key:
+            raise DataFormatError(path, f"empty '{source}'", line=lineno)
+        if key in first:
+            raise DataFormatError(path, f"'{source}' {key} appears again (first on line "
+                                  f"{first[key]}); one row per id", line=lineno)
+        first[key] = lineno
+        if value:
+            out[key] = value
+    if cols is None:
+        raise DataFormatError(path, "empty file: expected a header naming the columns "
+                              f"'{source}' and '{target}'")
+    return out

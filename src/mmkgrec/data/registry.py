@@ -16,7 +16,8 @@ import numpy as np
 from ..config import config_value, task_of
 from ..errors import ConfigError, DataFormatError, MMKGRecError
 from .dataset import Dataset, Interactions, align_table, build_dataset
-from .readers import read_atomic, read_int_triples, read_kgat_interactions, read_named_triples
+from .readers import (confined_path, read_atomic, read_id_map, read_int_triples,
+                      read_kgat_interactions, read_named_triples)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ def load_dataset(name: str, config=None) -> Dataset:
                           f"rating_threshold: 1 (in {base}.yaml beside its files, --config or "
                           "--set) to keep the positives, or task: ctr")
     load_kg = cfg("load_kg")
+    link_map = cfg("link_item_map")
+    if link_map and fmt != "atomic":
+        raise ConfigError("link_item_map", f"dataset '{name}' is in {fmt} format; the map "
+                          "translates the item ids of an atomic .link file only")
     if fmt == "synthetic":
         from .synthetic import make_synthetic
 
@@ -87,7 +92,12 @@ def load_dataset(name: str, config=None) -> Dataset:
     else:
         path = resolve_path(name, cfg("data_path"))
         loader = {"atomic": load_atomic, "kgat": load_kgat, "kgcn": load_kgcn}[fmt]
-        ds = loader(path, load_kg=load_kg, **pre)
+        extra = {}
+        if link_map and load_kg:
+            where = confined_path(path / os.path.expanduser(str(link_map)), path,
+                                  f"link_item_map '{link_map}'", cfg("allow_outside_paths"))
+            extra["link_item_map"] = (where, *cfg("link_item_map_columns"))
+        ds = loader(path, load_kg=load_kg, **extra, **pre)
     content = cfg("require_item_content")
     if content:
         ds = keep_items_with_content(ds, content, config, pre)
@@ -151,7 +161,11 @@ def _carry_item_side(src: Dataset, dst: Dataset) -> None:
     dst.item_entity = None if src.item_entity is None else src.item_entity[idx]
 
 
-def load_atomic(path: Path, load_kg: bool = True, **pre) -> Dataset:
+def load_atomic(path: Path, load_kg: bool = True, link_item_map: tuple | None = None,
+                **pre) -> Dataset:
+    """RecBole atomic files. ``link_item_map``: ``(csv path, item column, link column)``, the
+    translation of this dataset's item ids into the ids the ``.link`` file is keyed by
+    (:func:`translate_links`)."""
     name = path.name
     inter_path = path / f"{name}.inter"
     t = read_atomic(inter_path)
@@ -181,8 +195,37 @@ def load_atomic(path: Path, load_kg: bool = True, **pre) -> Dataset:
         ds.kg = np.stack([kg.columns["head_id"], kg.columns["relation_id"], kg.columns["tail_id"]], 1)
         link = read_atomic(link_path)
         link.require("item_id", "entity_id")
-        _set_links(ds, link.columns["item_id"], link.columns["entity_id"], str(link_path))
+        items, entities = link.columns["item_id"], link.columns["entity_id"]
+        if link_item_map is not None:
+            items, entities = translate_links(ds, items, entities, *link_item_map)
+        _set_links(ds, items, entities, str(link_path))
     return ds
+
+
+def translate_links(ds: Dataset, items, entities, map_path: Path, item_col: str, link_col: str):
+    """The ``.link`` rows re-keyed by this dataset's item ids through the map at ``map_path``.
+
+    A ``.link`` file written for another catalogue (RecBole's ML-100K one is keyed by
+    MovieLens-1M movie ids: its item 260 is Star Wars, ML-100K's is Event Horizon) links each
+    item to another film's entity. With the map (``item_col`` this dataset's id, ``link_col`` the
+    id the ``.link`` uses), item ``i`` takes the entity of link row ``map[i]``; items the map
+    leaves out, or whose target the ``.link`` lacks, stay unlinked. Counts go into ``stats``
+    and one log line."""
+    if not Path(map_path).is_file():
+        raise ConfigError("link_item_map", f"{map_path} not found: the map that re-keys "
+                          f"{ds.name}.link by this dataset's item ids; add it, or set "
+                          "link_item_map: null to read the .link as given")
+    mapping = read_id_map(map_path, item_col, link_col)
+    by_key = {str(k): e for k, e in zip(items, entities)}
+    raw = [str(r) for r in ds.item_ids]
+    out_items = [r for r in raw if mapping.get(r) in by_key]
+    out_entities = [by_key[mapping[r]] for r in out_items]
+    ds.stats["link_item_map"] = {"items_mapped": sum(r in mapping for r in raw),
+                                 "items_linked": len(out_items),
+                                 "map_rows_unknown_item": len(set(mapping) - set(raw))}
+    log.info("%s: .link re-keyed through %s: %d of %d items mapped, %d linked", ds.name,
+             map_path.name, ds.stats["link_item_map"]["items_mapped"], len(raw), len(out_items))
+    return (np.asarray(out_items, dtype=object), np.asarray(out_entities, dtype=object))
 
 
 def _check_columns(t, path: Path) -> None:

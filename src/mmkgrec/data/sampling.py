@@ -1,9 +1,20 @@
-"""Uniform negative sampling that excludes a user's known items, vectorised by rejection."""
+"""Uniform negative sampling that excludes a user's known items, vectorised by rejection.
+
+The items negatives are drawn among are set by ``negative_items`` (:func:`negative_pool`): every
+item (``all``, the default), or only the items with at least one training interaction (``seen``):
+under a ``cold_item`` split the held-out items are never a positive, so uniform draws over every
+item make them *only* negatives, and the loss learns which items were held out rather than what
+users like (cold-start work such as DropoutNet and CLCRec samples from the training items).
+"""
 
 from __future__ import annotations
 
+import logging
+import weakref
+
 import numpy as np
 
+log = logging.getLogger(__name__)
 DENSE_LIMIT = 64_000_000  # user x item cells up to which membership uses a dense bool table
 
 
@@ -52,12 +63,56 @@ class KnownPairs:
         return self.keys[pos] == keys
 
 
+_WARNED: dict[int, weakref.ref] = {}  # training sets already warned about (id -> the set)
+
+
+def _first_warning(train) -> bool:
+    """True the first time ``train`` (the same object) asks, False after."""
+    ref = _WARNED.get(id(train))
+    if ref is not None and ref() is train:
+        return False
+    _WARNED[id(train)] = weakref.ref(train)
+    return True
+
+
+def negative_pool(train, n_items: int, config) -> np.ndarray | None:
+    """The items training negatives are drawn among under ``config``'s ``negative_items``:
+    ``None`` for ``all`` (every item; the draws are those of a sampler without a pool), else the
+    sorted ids of the items ``train`` holds at least once (``seen``). ``all`` under a
+    ``cold_item`` split logs one warning per training set."""
+    from ..config import config_value
+
+    if config_value(config, "negative_items") == "all":
+        if config_value(config, "split") == "cold_item" and _first_warning(train):
+            log.warning("negative_items: all with split cold_item: the held-out items are never "
+                        "a positive, so uniform negatives teach the model to push exactly those "
+                        "items down; negative_items: seen draws negatives among the training "
+                        "items only, as a real cold start would")
+        return None
+    pool = np.unique(np.asarray(train.item, dtype=np.int64))
+    return pool[(pool >= 0) & (pool < n_items)]
+
+
 def sample_negatives(users: np.ndarray, n_items: int, known: KnownPairs,
-                     rng: np.random.Generator, n: int = 1, max_rounds: int = 100) -> np.ndarray:
+                     rng: np.random.Generator, n: int = 1, max_rounds: int = 100,
+                     pool: np.ndarray | None = None) -> np.ndarray:
     """``[len(users), n]`` items drawn uniformly among those ``known`` does not hold for the
-    user. Collisions are redrawn until none remain."""
+    user: among all ``n_items`` items, or among the item ids ``pool`` when given
+    (:func:`negative_pool`). Collisions are redrawn until none remain."""
     users = np.asarray(users, dtype=np.int64)
-    out = rng.integers(0, n_items, size=(len(users), n), dtype=np.int64)
+    if pool is None:
+        def draw(size):
+            return rng.integers(0, n_items, size=size, dtype=np.int64)
+    else:
+        if len(pool) == 0:
+            from ..errors import LimitError
+
+            raise LimitError("negative_items: seen leaves no item to draw negatives from (no "
+                             "training interactions)")
+
+        def draw(size):
+            return pool[rng.integers(0, len(pool), size=size, dtype=np.int64)]
+    out = draw((len(users), n))
     if out.size == 0:
         return out
     flat = out.reshape(-1)
@@ -65,7 +120,7 @@ def sample_negatives(users: np.ndarray, n_items: int, known: KnownPairs,
     for _ in range(max_rounds):
         if len(todo) == 0:
             return out
-        flat[todo] = rng.integers(0, n_items, size=len(todo), dtype=np.int64)
+        flat[todo] = draw(len(todo))
         todo = todo[known.contains(users[todo // n], flat[todo])]
     from ..errors import LimitError
 

@@ -86,7 +86,14 @@ def check_finite_model(model, where: str = "") -> None:
 
 def check_finite_scores(scores, what: str = "scores") -> None:
     """NonFiniteError when ``scores`` (a tensor, before any item is masked out) hold a NaN or
-    +inf: the model's inputs (e.g. features) or computation are not finite."""
+    +inf: the model's inputs (e.g. features) or computation are not finite. The maximum is
+    NaN if any score is, +inf if any is: one reduction answers for the usual case (a full
+    ranking's ``[users, items]``), the element-wise search runs only to name a bad one."""
+    if not scores.numel():
+        return
+    top = scores.max()
+    if not (bool(top.isnan()) or bool(top == torch.inf)):
+        return
     bad = ~torch.isfinite(scores) & ~(scores == -torch.inf)
     if bool(bad.any()):
         row, col = (int(x) for x in bad.nonzero()[0])

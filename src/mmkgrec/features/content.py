@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.readers import confined_path
 from ..errors import ConfigError, MMKGRecError
 
 log = logging.getLogger(__name__)
@@ -147,18 +148,6 @@ def is_url(ref: str) -> bool:
     return ref.startswith(("http://", "https://"))
 
 
-def _confined(path: Path, base: Path, what: str, allow_outside: bool) -> Path:
-    """``path`` resolved; ConfigError naming ``allow_outside_paths`` and ``what`` when it lies
-    outside ``base`` and ``allow_outside`` is not set."""
-    from ..errors import ConfigError
-
-    resolved = path.resolve()
-    if not allow_outside and not resolved.is_relative_to(base.resolve()):
-        raise ConfigError("allow_outside_paths", f"{what} ({path}) lies outside the dataset "
-                          f"folder {base}; set allow_outside_paths: true to read it")
-    return resolved
-
-
 def item_image_refs(dataset, image_dir=None, image_column=None, allow_urls: bool = False,
                     allow_outside: bool = False) -> list[str | None]:
     """One image reference (absolute path or URL) per dense item id; ``None`` where an item has
@@ -193,13 +182,13 @@ def item_image_refs(dataset, image_dir=None, image_column=None, allow_urls: bool
                                       "true")
                 refs[i] = s
             else:
-                refs[i] = str(_confined(base / s, base, f"the image of item "
+                refs[i] = str(confined_path(base / s, base, f"the image of item "
                                         f"'{dataset.item_ids[i]}' in column '{image_column}'",
                                         allow_outside))
     if image_dir:
         folder = Path(os.path.expanduser(str(image_dir)))
         if not folder.is_absolute():  # an absolute folder is the user's own choice
-            folder = _confined(base / folder, base, f"image_dir '{image_dir}'", allow_outside)
+            folder = confined_path(base / folder, base, f"image_dir '{image_dir}'", allow_outside)
         if not folder.is_dir():
             raise MMKGRecError(f"image_dir {folder} (dataset '{dataset.name}') is not a folder")
         found: dict[str, str] = {}

@@ -126,7 +126,7 @@ class CKE(VectorModel):
         from ..data.batches import JointBatches, KGTripleBatches, PairwiseBatches
 
         bs = config["train_batch_size"]
-        cf = PairwiseBatches(split.train, split.n_items, bs, config["num_neg"])
+        cf = PairwiseBatches.from_split(split, config)
         kg = KGTripleBatches(self.triples, self.entity_emb.num_embeddings, bs,
                              max(1, self.n_kg_relations))
         return JointBatches(cf, kg)

@@ -109,7 +109,7 @@ class CKGModel(VectorModel):
 
         bs = config["train_batch_size"]
         kbs = config["kg_batch_size"] or bs
-        cf = PairwiseBatches(split.train, split.n_items, bs, config["num_neg"])
+        cf = PairwiseBatches.from_split(split, config)
         if self.kg_loss_triples == "kg":
             kgb = KGTripleBatches(self.kg.triples_with_inverse(), self.kg.n_entities, kbs,
                                   2 * self.kg.n_relations)

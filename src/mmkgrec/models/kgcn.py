@@ -3,6 +3,8 @@ Convolutional Networks for Recommender Systems")."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -12,6 +14,8 @@ from ..nn.losses import bpr_loss, l2_per_batch
 from .base import ModelInputs, Recommender, register
 
 _CHUNK_ELEMENTS = 1 << 24  # elements of the largest intermediate tensor in score_all
+_TWO_LOG2E = 2.0 / math.log(2.0)
+_ONE_HOP_USERS, _ONE_HOP_CELLS = 256, 1 << 18  # a one-hop block: users, users x items x d
 
 
 @register
@@ -33,8 +37,10 @@ class KGCN(Recommender):
     **Resolutions.** The reverse of each triple uses the inverse relation (its own embedding), so
     the KG is undirected; the entity table keeps only entities within H sampled hops of an item
     (the others can never reach a score); an entity without neighbours (an unlinked item) aggregates itself through
-    a dedicated "self" relation. ``score_all`` computes user-specific item vectors for every item in
-    chunks of users (memory bounded by ``2^24`` elements per intermediate tensor).
+    a dedicated "self" relation. ``score_all`` computes once per pass what does not depend on the
+    user, including the whole vector of an item whose receptive field has one relation per entity
+    (the softmax over equal scores is uniform), and the rest in blocks of users and items (memory
+    bounded by ``2^24`` elements per intermediate tensor); the same scores as ``score``.
 
     SPEC.md "Multi-KG4Rec": a Table 2 baseline; no SPEC.md resolution beyond the shared ones."""
 
@@ -84,7 +90,7 @@ class KGCN(Recommender):
         """Embeddings of every hop's entities in one lookup (one dense gradient per step)."""
         flat = self.entity_emb(torch.cat([e.reshape(-1) for e in ents]))
         sizes = [e.numel() for e in ents]
-        return [v.view(*e.shape, -1) for v, e in zip(flat.split(sizes), ents)]
+        return [v.view(*e.shape, flat.shape[-1]) for v, e in zip(flat.split(sizes), ents)]
 
     def _aggregate(self, vecs: list, att: list, first: int = 0) -> torch.Tensor:
         """Iterations ``first..H-1`` of the aggregation: ``vecs[h] [..., K^h, d]`` (the output of
@@ -121,66 +127,115 @@ class KGCN(Recommender):
         self._shared = None
         self._shared = self._shared_parts()
 
-    def _shared_parts(self):
-        """What every user's scores share: the relations of every item's receptive field
-        (``[n, K^(h+1)]`` per hop) and the first aggregation's user-independent halves
-        (:meth:`~mmkgrec.nn.kg.KGCNAggregator.project_shared`: ``W_v v + b`` ``[n, K^h, d]`` and
-        ``W_n`` of the neighbours ``[n, K^h, K, d]``), for every item at once."""
+    def _shared_parts(self) -> dict:
+        """What every user's scores share, for every item at once.
+
+        * ``fixed`` (item ids) and ``fixed_vecs`` ``[n_fixed, d]``: the items whose receptive
+          field has, at every expanded entity, K sampled relations that are all the same (an
+          unlinked item's "self" relation included). The softmax over K equal scores is uniform
+          whatever ``u``, so their vectors ``v^u`` do not depend on the user: computed once
+          (attention scores 0), scored by one matrix product ``u @ fixed_vecs^T``.
+        * ``items`` (the others), ``rels`` (the relations of their receptive field, ``[m,
+          K^(h+1)]`` per hop) and ``parts``: the first aggregation's user-independent halves
+          (:meth:`~mmkgrec.nn.kg.KGCNAggregator.project_shared`: ``W_v v + b`` ``[m, K^h, d]``
+          and ``W_n`` of the neighbours ``[m, K^h, K, d]``); with H = 1 laid out for
+          :meth:`_one_hop_scores` (``[m, d, 1]`` and ``[m, d, K]``, times ``2 log2(e)``)."""
         items = torch.arange(self.n_items, device=self.user_emb.weight.device)
         ents, rels = self._receptive_field(items)
-        vecs = self._entity_vectors(ents)  # [n, K^h, d]
+        fixed = torch.ones(self.n_items, dtype=torch.bool, device=items.device)
+        for r in rels:
+            r = r.unflatten(-1, (-1, self.K))
+            fixed &= (r == r[..., :1]).all(-1).all(-1)
+        sub = [e[fixed] for e in ents]
+        fixed_vecs = self._aggregate(self._entity_vectors(sub), [
+            torch.zeros(e.shape, device=items.device) for e in sub[1:]])
+        ents, rels = [e[~fixed] for e in ents], [r[~fixed] for r in rels]
+        vecs = self._entity_vectors(ents)  # [m, K^h, d]
         agg = self.aggregators[0]
-        return rels, [agg.project_shared(vecs[h], vecs[h + 1].unflatten(-2, (-1, self.K)))
-                      for h in range(self.H)]
+        parts = [agg.project_shared(vecs[h], vecs[h + 1].unflatten(-2, (-1, self.K)))
+                 for h in range(self.H)]
+        if self.H == 1:  # 2 log2(e) x: tanh(x) = 1 - 2 / (1 + 2^(2 log2(e) x))
+            own, neigh_w = parts[0]
+            parts = [(own.transpose(1, 2) * _TWO_LOG2E).contiguous(),
+                     (neigh_w.squeeze(1).transpose(1, 2) * _TWO_LOG2E).contiguous()]
+        return {"fixed": fixed.nonzero().squeeze(1), "fixed_vecs": fixed_vecs,
+                "items": (~fixed).nonzero().squeeze(1), "rels": rels, "parts": parts}
 
     def score_all(self, users):
-        """Scores ``[len(users), n_items]``: the shared parts (:meth:`prepare_eval`) are sliced
-        by blocks of items; per block of users and items only the user-specific attention, the
-        weighted sums and the later iterations are computed (every intermediate under ``2^24``
-        elements). With one iteration (H = 1) the block is computed item-major, as batched
-        matrix products over the items (:meth:`_one_hop_block`)."""
-        rels, parts = self._shared if self._shared is not None else self._shared_parts()
-        K, H, n = self.K, self.H, self.n_items
-        d = self.user_emb.weight.shape[1]
-        cells = K ** (H - 1) * (d + K)  # the largest intermediate per (user, item)
+        """Scores ``[len(users), n_items]``. From the shared parts (:meth:`prepare_eval`): the
+        items with user-independent vectors by one matrix product; the others in blocks of
+        users and items, where only the user-specific attention, the weighted sums and the later
+        iterations are computed (every intermediate under ``2^24`` elements). With one iteration
+        (H = 1, the default) a block is computed item-major, as batched matrix products over the
+        items (:meth:`_one_hop_scores`)."""
+        sh = self._shared if self._shared is not None else self._shared_parts()
+        out = torch.empty(len(users), self.n_items, device=users.device)
+        u_all = self.user_emb(users)
+        if len(sh["fixed"]):
+            out[:, sh["fixed"]] = u_all @ sh["fixed_vecs"].T
+        rels, parts, items = sh["rels"], sh["parts"], sh["items"]
+        K, H, n = self.K, self.H, len(items)
+        if not n:
+            return out
+        d = u_all.shape[1]
         if H == 1:  # blocks of ~2^18 elements stay in cache (measured fastest on a CPU)
-            b = max(1, min(len(users), 256))
-            m = min(n, max(1, min(_CHUNK_ELEMENTS, 1 << 18) // (b * cells)))
+            b = max(1, min(len(users), _ONE_HOP_USERS))
+            m = min(n, max(1, _ONE_HOP_CELLS // (b * d)))
         else:
+            cells = K ** (H - 1) * (d + K)  # the largest intermediate per (user, item)
             m = min(n, max(1, _CHUNK_ELEMENTS // cells))
             b = max(1, min(len(users), _CHUNK_ELEMENTS // (m * cells)))  # users per block
-        out = torch.empty(len(users), n, device=users.device)
+        every = n == self.n_items  # no fixed item: the columns in order
+        buf = torch.empty(n, b, device=users.device) if H == 1 else None  # one user block
         for s in range(0, len(users), b):
-            u = self.user_emb(users[s:s + b])
+            u = u_all[s:s + b]
             ur = u @ self.relation_emb.weight.T  # pi^u_r for every relation
+            if H == 1:
+                scores = buf[:, :len(u)]
+                self._one_hop_scores(u, ur, rels[0], *parts, m, scores)
+                if every:
+                    out[s:s + b] = scores.T
+                else:
+                    out[s:s + b, items] = scores.T
+                continue
             for i0 in range(0, n, m):
                 blk = slice(i0, min(i0 + m, n))
-                if H == 1:
-                    out[s:s + b, blk] = self._one_hop_block(u, ur, rels[0][blk], *parts[0], blk)
-                    continue
                 att = [ur[:, r[blk]] for r in rels]  # [b, m, K^(h+1)]
                 vecs = [self.aggregators[0].combine_shared(
                     own[blk], neigh_w[blk], att[h].unflatten(-1, (-1, K)).softmax(-1), False)
                     for h, (own, neigh_w) in enumerate(parts)]  # iteration 0: [b, m, K^h, d]
                 v = self._aggregate(vecs, att, first=1)  # [b, m, d]
-                out[s:s + b, blk] = torch.einsum("bmd,bd->bm", v, u)
+                out[s:s + b, items[blk]] = torch.einsum("bmd,bd->bm", v, u)
         return out
 
     @staticmethod
-    def _one_hop_block(u, ur, rels, own, neigh_w, blk) -> torch.Tensor:
-        """Scores ``[b, m]`` of users ``u [b, d]`` for a block of items when H = 1:
-        ``u . tanh(x)`` with ``x = W_v v + b + sum_k softmax_k(pi^u_r(v,k)) W_n e_k``, the
-        attention ``[m, K, b]``, ``x`` ``[m, d, b]`` one batched product over the items and every
-        step after it in place. ``tanh(x) = 2 sigmoid(2x) - 1``, so ``u . tanh(x) = 2 u .
-        sigmoid(2x) - sum(u)``: the same value, and torch's sigmoid costs a third of its tanh
-        on a CPU (the elementwise activation of every user, item and dimension is most of the
-        work)."""
-        att = ur.T[rels].softmax(1)  # [m, K, b]: rows of pi^u_r gathered per neighbour
-        x = torch.baddbmm(own[blk].squeeze(1).unsqueeze(-1),  # [m, d, 1]
-                          neigh_w[blk].squeeze(1).transpose(1, 2), att,  # [m, d, K] @ [m, K, b]
-                          beta=2.0, alpha=2.0)  # 2x
-        x.sigmoid_().mul_(u.T)  # times each user's vector
-        return (2.0 * x.sum(1) - u.sum(1)).T  # [b, m]
+    def _one_hop_scores(u, ur, rels, own, neigh_w, m: int, out) -> None:
+        """Scores ``out [n, b]`` of users ``u [b, d]`` for the items when H = 1, ``m`` items at a
+        time: ``u . tanh(x)`` with ``x = W_v v + b + sum_k softmax_k(pi^u_r(v,k)) W_n e_k``.
+
+        * The softmax from ``P = exp(pi^u_r - max_r pi^u_r)`` ``[R, b]`` (once per user block):
+          the weights of item ``v`` are ``P[r(v,k)] / sum_k P[r(v,k)]``, a gather ``[m, K, b]``
+          and a sum over K instead of an exponential per user, item and neighbour. Where a
+          user's scores span more than 60 (``P`` could underflow), the softmax per item.
+        * ``x`` ``[m, d, b]`` (times ``2 log2(e)``, folded into ``own`` and ``neigh_w``, shape
+          ``[m, d, 1]``, ``[m, d, K]``) is one batched product over the items.
+        * ``u . tanh(x) = sum(u) - 2 sum_d u_d / (1 + e^(2 x_d))`` and ``e^(2x) = 2^(2 log2(e)
+          x)``: one ``exp2`` (the cheapest exponential in torch on a CPU: the activation of every
+          user, item and dimension is most of the work), an add and a division, in place."""
+        span = ur.max(1).values - ur.min(1).values
+        p = None if bool((span > 60).any()) else (ur - ur.max(1, keepdim=True).values).exp().T
+        u_t, u_sum = u.T.contiguous(), u.sum(1)
+        for i0 in range(0, len(rels), m):
+            blk = slice(i0, min(i0 + m, len(rels)))
+            if p is None:
+                att = ur.T[rels[blk]].softmax(1)  # [m, K, b]
+            else:
+                att = p[rels[blk]]
+                att = att.div_(att.sum(1, keepdim=True))
+            x = torch.baddbmm(own[blk], neigh_w[blk], att)  # [m, d, b]
+            x.exp2_().add_(1.0)
+            torch.sum(torch.div(u_t, x, out=x), 1, out=out[blk])
+        out.mul_(-2.0).add_(u_sum)
 
     def loss(self, batch):
         users, pos, neg = batch["users"], batch["pos_items"], batch["neg_items"]

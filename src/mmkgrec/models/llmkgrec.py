@@ -212,7 +212,7 @@ class LLMKGRec(Recommender):
         from ..data.batches import JointBatches, KGTripleBatches, PairwiseBatches
 
         bs = config["train_batch_size"]
-        cf = PairwiseBatches(split.train, split.n_items, bs, config["num_neg"])
+        cf = PairwiseBatches.from_split(split, config)
         if not self.use_kg:
             return cf
         kg = KGTripleBatches(self.triples, self.entity_emb.num_embeddings, bs, self.n_relations)

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import config_value
-from ..data.sampling import KnownPairs, sample_negatives
+from ..data.sampling import KnownPairs, negative_pool, sample_negatives
 from ..errors import ConfigError
 from ..nn.fusion import GatedFusion
 from ..nn.losses import contrastive_loss, similarity
@@ -143,6 +143,7 @@ class MMRACLKAL(SASRec):
         self.contrastive_on = self.use_contrastive and self.beta > 0
         train = inputs.train
         self.known = KnownPairs(train.user, train.item, self.n_users, self.n_items)
+        self.negative_pool = negative_pool(train, self.n_items, config)
         topk = max(0, min(int(config["augment_topk"]), self.n_items - 1))
         ii_retrieved = (self.contrastive_on and self.lambdas["ii"] > 0
                         and self.ii_negatives == "retrieved")
@@ -302,10 +303,12 @@ class MMRACLKAL(SASRec):
         return contrastive_loss(pos, neg, valid, self.tau, self.pos_in_denominator)
 
     def _random_items(self, users: torch.Tensor, k: int) -> torch.Tensor:
-        """``[len(users), k]`` uniform items outside each user's training items (numpy sampler
-        seeded from torch's generator, which the trainer seeds per epoch)."""
+        """``[len(users), k]`` uniform items outside each user's training items, among the
+        ``negative_items`` pool (numpy sampler seeded from torch's generator, which the trainer
+        seeds per epoch)."""
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
-        out = sample_negatives(users.cpu().numpy(), self.n_items, self.known, rng, k)
+        out = sample_negatives(users.cpu().numpy(), self.n_items, self.known, rng, k,
+                               pool=self.negative_pool)
         return torch.from_numpy(out).to(users.device)
 
     def _known(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

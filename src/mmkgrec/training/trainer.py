@@ -70,8 +70,7 @@ def training_batches(model, split, config):
     if config_value(config, "train_loss") != "bce":
         if own is not None:
             return own
-        return PairwiseBatches(split.train, split.n_items, config["train_batch_size"],
-                               config["num_neg"])
+        return PairwiseBatches.from_split(split, config)
     labelled = LabelledBatches.from_split(split, config)
     if own is None:
         return labelled
