@@ -4,6 +4,8 @@ the knowledge-graph tests."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -107,6 +109,52 @@ def fake_item_feature_matrix(dataset, modality, config=None):
     rng = np.random.default_rng(1 if modality == "text" else 2)
     mat = rng.normal(size=(cats.max() + 1, 6))[cats] + 0.1 * rng.normal(size=(len(cats), 6))
     return mat.astype(np.float32), np.ones(len(cats), dtype=bool)
+
+
+def fake_user_history_matrix(split, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-pass user vectors without a language model: the sum of the item vectors ``items`` of
+    the user's training items plus a fixed per-user offset."""
+    out = np.zeros((split.n_users, items.shape[1]), dtype=np.float32)
+    np.add.at(out, split.train.user, items[split.train.item])
+    out += np.random.default_rng(3).normal(size=out.shape).astype(np.float32) * 0.1
+    return out, np.ones(split.n_users, dtype=bool)
+
+
+# ---- recorded references of the exactness tests (tests/data/*_reference.npz) -------------------
+@functools.lru_cache(maxsize=4)
+def load_reference(path) -> dict[str, np.ndarray]:
+    """The arrays of an exactness test's reference file (read once per path)."""
+    if not path.exists():
+        import pytest
+
+        pytest.fail(f"{path} is missing (regenerate with --write, see the test's docstring)")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def write_reference(path, run_case, cases: dict) -> None:
+    """Record ``run_case(split, case, overrides)`` (a dict of arrays) of every case on the
+    synthetic split, 8:1:1 at random, into ``path`` as ``case/key`` arrays."""
+    from mmkgrec.data import load_dataset
+
+    split = split_dataset(load_dataset("synthetic", {"data_format": "synthetic"}), "random_ratio")
+    arrays = {f"{case}/{k}": v for case, ov in cases.items()
+              for k, v in run_case(split, case, ov).items()}
+    path.parent.mkdir(exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {len(arrays)} arrays to {path}")
+
+
+def assert_equals_reference(got: dict, reference: dict, case: str, same_keys=True) -> None:
+    """Every array of ``case`` in ``reference`` (keys ``case/...``) equals ``got``'s to 1e-5 of
+    its largest magnitude (at least 1e-5 absolute)."""
+    want = {k[len(case) + 1:]: v for k, v in reference.items() if k.startswith(case + "/")}
+    if same_keys:
+        assert set(got) == set(want), set(got) ^ set(want)
+    for key, ref in want.items():
+        diff = np.abs(got[key] - ref)
+        tol = 1e-5 * max(1.0, float(np.abs(ref).max()))
+        assert diff.max() <= tol, f"{case} {key}: max |diff| {diff.max():.3g} > {tol:.3g}"
 
 
 def build_model(name, split, **ov):

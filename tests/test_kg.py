@@ -12,7 +12,7 @@ from mmkgrec.data.split import Split
 from mmkgrec.errors import MMKGRecError
 from mmkgrec.graph.kg import KnowledgeGraph, bfs_sequences
 from mmkgrec.models import build_inputs
-from mmkgrec.nn.kg import (AGGREGATORS, BiInteraction, TransR, edge_softmax,
+from mmkgrec.nn.kg import (AGGREGATORS, BiInteraction, TransE, TransR, edge_softmax,
                            knowledge_attention)
 
 INTER = ("user_id:token\titem_id:token\trating:float\n"
@@ -304,6 +304,25 @@ def test_transr_loss_by_hand():
     reg = (1 + 4) + (0.25 + 1) + 4 + 0  # ||W h||^2 + ||e_r||^2 + ||W pos||^2 + ||W neg||^2
     assert t.loss(h, r, pos, neg, reg_weight=0.1).item() == pytest.approx(expected + 0.1 * reg,
                                                                           rel=1e-6)
+
+
+@pytest.mark.parametrize("cls", [TransR, TransE])
+def test_transr_loss_from_differences_equals_three_projections(cls):
+    """Without the L2 term the loss projects h - t and h - t' (any row order, sorted or not):
+    the same value and gradients as projecting h, t and t' one by one."""
+    torch.manual_seed(0)
+    t = TransR(5, 8, 4) if cls is TransR else TransE(5, 8)
+    h, pos, neg = (torch.randn(40, 8, requires_grad=True) for _ in range(3))
+    for r in (torch.randint(0, 5, (40,)), torch.sort(torch.randint(0, 5, (40,)))[0]):
+        p = t.project(torch.stack([h, pos, neg], 1), r)
+        er = t.relation(r)
+        want = -torch.nn.functional.logsigmoid((p[:, 0] + er - p[:, 2]).pow(2).sum(-1)
+                                               - (p[:, 0] + er - p[:, 1]).pow(2).sum(-1)).mean()
+        got = t.loss(h, r, pos, neg)
+        assert torch.allclose(got, want, rtol=1e-5)
+        params = [h, pos, neg, *t.parameters()]
+        for a, b in zip(torch.autograd.grad(got, params), torch.autograd.grad(want, params)):
+            assert torch.allclose(a, b, atol=1e-5), cls
 
 
 def test_edge_softmax_sums_to_one_per_head():

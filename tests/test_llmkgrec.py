@@ -20,14 +20,10 @@ def fake_user_text(monkeypatch):
     """One-pass user vectors without a language model: the mean of the fake item features of the
     user's training items plus a per-user offset (so the one-pass path has inputs to read)."""
     import mmkgrec.features
-    from helpers import fake_item_feature_matrix
+    from helpers import fake_item_feature_matrix, fake_user_history_matrix
 
     def fake(split, config=None):
-        items, _ = fake_item_feature_matrix(split.dataset, "text")
-        out = np.zeros((split.n_users, items.shape[1]), dtype=np.float32)
-        np.add.at(out, split.train.user, items[split.train.item])
-        out += np.random.default_rng(3).normal(size=out.shape).astype(np.float32) * 0.1
-        return out, np.ones(split.n_users, dtype=bool)
+        return fake_user_history_matrix(split, fake_item_feature_matrix(split.dataset, "text")[0])
 
     monkeypatch.setattr(mmkgrec.features, "user_history_matrix", fake)
 

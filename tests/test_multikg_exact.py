@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import build_model, first_batches
+from helpers import (assert_equals_reference, build_model, first_batches, load_reference,
+                     write_reference)
 
 REFERENCE = Path(__file__).parent / "data" / "multikg4rec_reference.npz"
 
@@ -75,42 +76,20 @@ def run_case(split, overrides: dict, kg_gradients: bool = True) -> dict[str, np.
         torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def reference():
-    if not REFERENCE.exists():
-        pytest.fail(f"{REFERENCE} is missing (regenerate with --write, see the module docstring)")
-    with np.load(REFERENCE) as f:
-        return {k: f[k] for k in f.files}
-
-
 @pytest.mark.parametrize("case", list(CASES))
-def test_scores_and_gradients_equal_the_reference(case, split, reference, monkeypatch):
+def test_scores_and_gradients_equal_the_reference(case, split, monkeypatch):
     import mmkgrec.features
 
     monkeypatch.setattr(mmkgrec.features, "item_feature_matrix", partial_features)
-    got = run_case(split, CASES[case], case in KG_GRADIENTS)
-    want = {k[len(case) + 1:]: v for k, v in reference.items() if k.startswith(case + "/")}
-    assert set(got) == set(want), set(got) ^ set(want)
-    for key, ref in want.items():
-        diff = np.abs(got[key] - ref)
-        tol = 1e-5 * max(1.0, float(np.abs(ref).max()))
-        assert diff.max() <= tol, f"{case} {key}: max |diff| {diff.max():.3g} > {tol:.3g}"
-
-
-def write_reference() -> None:
-    import mmkgrec.features
-    from mmkgrec.data import load_dataset, split_dataset
-
-    mmkgrec.features.item_feature_matrix = partial_features
-    split = split_dataset(load_dataset("synthetic", {"data_format": "synthetic"}), "random_ratio")
-    arrays = {f"{case}/{k}": v for case, ov in CASES.items() for k, v in
-              run_case(split, ov, case in KG_GRADIENTS).items()}
-    REFERENCE.parent.mkdir(exist_ok=True)
-    np.savez_compressed(REFERENCE, **arrays)
-    print(f"wrote {len(arrays)} arrays to {REFERENCE}")
+    assert_equals_reference(run_case(split, CASES[case], case in KG_GRADIENTS),
+                            load_reference(REFERENCE), case)
 
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python tests/test_multikg_exact.py --write")
-    write_reference()
+    import mmkgrec.features
+
+    mmkgrec.features.item_feature_matrix = partial_features
+    write_reference(REFERENCE, lambda split, case, ov: run_case(split, ov, case in KG_GRADIENTS),
+                    CASES)

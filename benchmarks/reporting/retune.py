@@ -45,6 +45,13 @@ def section() -> list[str]:
                 mark = " (chosen)" if t.get("best") == tr["params"] else ""
                 L.append(f"| {row}{mark} | " + " | ".join(f"{tr['params'].get(k)}" for k in keys)
                          + f" | {fmt(tr['value'])} | {tr['best_epoch']} | {tr['epochs_run']} |")
+        capped = [row for row in c["rows"] if tunes.get(row) and any(
+            tr["params"] == tunes[row].get("best")
+            and tr["best_epoch"] >= suite.FIXED["epochs"] - 1 for tr in tunes[row]["trials"])]
+        if capped:
+            L += ["", "Chosen trials whose best epoch was the cap's last (still improving when "
+                  f"the {suite.FIXED['epochs']}-epoch cap stopped them; the budget binds them): "
+                  + ", ".join(capped) + "."]
         L += ["", "Test metrics of the chosen configurations, mean ± std over seeds:", ""]
         L += header("| row | seeds | " + " | ".join(KG_KEYS) + " |")
         for row in c["rows"]:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 from ..config import config_value
 from ..errors import ConfigError
+from ..graph.adjacency import spmm, to_torch_csr
 from ..nn.kg import TransE, TransR
-from ..nn.losses import bpr_loss, l2_per_batch
+from ..nn.losses import bpr_loss, l2_of_rows
 from ..nn.matching import AttentionPooling, MatchingMLP
 from .base import ModelInputs, Recommender, register, standardised_content
 
@@ -61,6 +63,10 @@ class LLMKGRec(Recommender):
     """
 
     name = "LLMKGRec"
+    #: a training batch whose distinct users are at least this share of all users computes
+    #: every user's and item's vector once (one sparse product for the pooling); a smaller
+    #: one only its own users and items (the same values either way)
+    WHOLE_CATALOGUE_SHARE = 0.25
 
     @classmethod
     def requirements(cls, config) -> frozenset:
@@ -136,6 +142,7 @@ class LLMKGRec(Recommender):
             raise ConfigError("matching_layers", "expected at least one hidden width")
         self.matcher = MatchingMLP(d, d, hidden)
         self._cache = None
+        self._hist_mat = None
 
     # ---- embeddings ---------------------------------------------------------------------------
     def _histories(self, users: torch.Tensor):
@@ -147,10 +154,50 @@ class LLMKGRec(Recommender):
         offsets = offsets - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
         return self.hist[start[seg] + offsets], seg, lengths
 
-    def _items(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """``z_i`` of ``items`` (all when None)."""
+    def _history_matrix(self):
+        """Every user's training items as a binary sparse user x item matrix and its transpose
+        (CSR, built once): the pooling over every user's history as one sparse product."""
+        if self._hist_mat is None or self._hist_mat[2].device != self.indptr.device:
+            m = sp.csr_matrix((np.ones(len(self.hist), dtype=np.float32),
+                               self.hist.cpu().numpy(), self.indptr.cpu().numpy()),
+                              shape=(self.n_users, self.n_items))
+            device = self.indptr.device
+            self._hist_mat = (to_torch_csr(m, device), to_torch_csr(m.T.tocsr(), device),
+                              (self.indptr[1:] - self.indptr[:-1]))
+        return self._hist_mat
+
+    def _step_inputs(self, kg_rows: torch.Tensor | None = None):
+        """What every item contributes, once per step (each depends on the item alone): ``(W x_i,
+        s_i, k_i, kg)``: the shared linear map without bias, the attention logits (attention
+        pooling), the items' entity vectors, and those of ``kg_rows`` (gathered with the items'
+        in one gather, so that the entity table receives one gradient per step)."""
+        v = s = ent = ent_kg = None
+        if self.use_lm and self.one_pass:
+            v = self.text @ self.fc.weight.T
+        elif self.use_lm:  # both maps of the text in one product
+            d = self.fc.weight.shape[0]
+            y = self.text @ torch.cat([self.fc.weight, self.pool.proj.weight]).T
+            v, h = y.split([d, y.shape[1] - d], 1)  # split, not slices: one backward node
+            s = self.pool.logits_of_projected(h)
+        if self.use_kg:
+            rows = torch.arange(self.n_items, device=self.indptr.device)
+            if kg_rows is not None:
+                rows = torch.cat([rows, kg_rows])
+            ent = self.entity_emb.weight.index_select(0, rows)
+            if kg_rows is not None:
+                ent, ent_kg = ent.split([self.n_items, len(kg_rows)])
+        return v, s, ent, ent_kg
+
+    def _items(self, items: torch.Tensor | None = None, step=None) -> torch.Tensor:
+        """``z_i`` of ``items`` (all when None, from ``step``: :meth:`_step_inputs`)."""
         if items is None:
-            items = torch.arange(self.n_items, device=self.indptr.device)
+            v, _, ent, _ = step or self._step_inputs()
+            e = v + self.fc.bias if self.use_lm else 0.0
+            if self.item_emb is not None:
+                e = e + self.item_emb.weight
+            if self.use_kg:
+                e = self.fuse(torch.cat([e, ent], -1))
+            return e
         e = self.fc(self.text[items]) if self.use_lm else 0.0
         if self.item_emb is not None:
             e = e + self.item_emb(items)
@@ -158,54 +205,85 @@ class LLMKGRec(Recommender):
             e = self.fuse(torch.cat([e, self.entity_emb(items)], -1))
         return e
 
-    def _users(self, users: torch.Tensor) -> torch.Tensor:
-        """``z_u`` of distinct ``users``."""
-        need_hist = self.use_kg or (self.use_lm and not self.one_pass)
-        if need_hist:
+    def _users(self, users: torch.Tensor | None = None, step=None) -> torch.Tensor:
+        """``z_u`` of distinct ``users`` (every user when None, from ``step``:
+        :meth:`_step_inputs`).
+
+        Every user at once pools with one sparse product over the history matrix
+        (:meth:`AttentionPooling.pool_sets`; the KG feature likewise); a subset of users, or
+        logits too spread for that, pools over the gathered history rows. Both compute the
+        same ``z_u``."""
+        pooled = k = None
+        attention = self.use_lm and not self.one_pass
+        if users is None:
+            mat, mat_t, lengths = self._history_matrix()
+            v, s, ent, _ = step or self._step_inputs()
+            if attention:  # the KG feature's sums in the same sparse product
+                got = AttentionPooling.pool_sets(s, v, mat, mat_t, also=(
+                    ent if self.use_kg else None))
+                if got is not None:
+                    pooled, k = got if self.use_kg else (got, None)
+            if self.use_kg and k is None:
+                k = spmm(mat, mat_t, ent)
+            if attention and pooled is None:  # logits too spread: the gathered path pools
+                users = torch.arange(self.n_users, device=self.indptr.device)
+        if users is not None and (attention and pooled is None or self.use_kg and k is None):
             hist, seg, lengths = self._histories(users)
         e = 0.0
         if self.use_lm:
             if self.one_pass:
-                e = self.fc(self.user_text[users])
+                e = self.fc(self.user_text if users is None else self.user_text[users])
             else:
-                # pooling commutes with the linear map: W (sum a x) + b = sum a (W x) + b
-                flat = torch.unique(hist, return_inverse=True)
-                uniq, inv = flat
-                x = self.text[uniq]
-                s, v = self.pool.logits(x)[inv], (x @ self.fc.weight.T)[inv]
-                e = AttentionPooling.pool(s, v, seg, len(users)) + self.fc.bias
+                if pooled is None:
+                    # pooling commutes with the linear map: W (sum a x) + b = sum a (W x) + b
+                    uniq, inv = torch.unique(hist, return_inverse=True)
+                    x = self.text[uniq]
+                    s, v = self.pool.logits(x)[inv], (x @ self.fc.weight.T)[inv]
+                    pooled = AttentionPooling.pool(s, v, seg, len(users))
+                e = pooled + self.fc.bias
         if self.user_emb is not None:
-            e = e + self.user_emb(users)
+            e = e + (self.user_emb.weight if users is None else self.user_emb(users))
         if self.use_kg:
-            k = self.entity_emb.weight.new_zeros(len(users), self.entity_emb.embedding_dim)
-            k = k.index_add_(0, seg, self.entity_emb(hist))
+            if k is None:
+                k = self.entity_emb.weight.new_zeros(len(users), self.entity_emb.embedding_dim)
+                k = k.index_add_(0, seg, self.entity_emb(hist))
             k = k / lengths.clamp_min(1).unsqueeze(1).to(k.dtype)
             e = self.fuse(torch.cat([e, k], -1))
         return e
 
-    def _batch_users(self, users: torch.Tensor) -> torch.Tensor:
-        uniq, inv = torch.unique(users, return_inverse=True)
-        return self._users(uniq)[inv]
-
     # ---- training ---------------------------------------------------------------------------
     def loss(self, batch):
-        loss = 0.0
+        kg = self.use_kg and self.kg_weight and len(batch.get("heads", ()))
+        kg_rows = None
+        if kg:  # the triples in relation order (TransR's loss is a mean: the order is free)
+            order = torch.argsort(batch["relations"], stable=True)
+            rel = batch["relations"][order]
+            kg_rows = torch.cat([batch[k][order] for k in ("heads", "tails", "neg_tails")])
+        loss, step = 0.0, None
         if "users" in batch:
-            users, pos, neg = batch["users"], batch["pos_items"], batch["neg_items"]
-            zu = self._batch_users(users)
-            uniq, inv = torch.unique(torch.cat([pos, neg.reshape(-1)]), return_inverse=True)
-            zi = self._items(uniq)[inv]
-            zp, zn = zi[:len(pos)], zi[len(pos):].view(*neg.shape, -1)
-            sp = self.matcher(zu, zp)
-            sn = self.matcher(zu.unsqueeze(1) if neg.dim() == 2 else zu, zn)
-            loss = bpr_loss(sp, sn)
+            users, neg = batch["users"], batch["neg_items"]
+            items = torch.cat([batch["pos_items"].unsqueeze(1), neg.reshape(len(users), -1)], 1)
+            uniq, at = torch.unique(users, return_inverse=True)
+            if len(uniq) >= self.WHOLE_CATALOGUE_SHARE * self.n_users:
+                # every user and item once per step (the batch touches most of them)
+                step = self._step_inputs(kg_rows)
+                zu, zi = self._users(step=step), self._items(step=step)
+            else:  # the batch's distinct users and items
+                uniq_i, items = torch.unique(items, return_inverse=True)
+                zu, zi, users = self._users(uniq), self._items(uniq_i), at
+            # the MLP's first layer on each distinct vector, then the pairs' rows
+            a, b = self.matcher.user_part(zu), self.matcher.item_part(zi)
+            scores = self.matcher.head(a.index_select(0, users).unsqueeze(1) + b.index_select(
+                0, items.reshape(-1)).view(*items.shape, -1))            # [B, 1 + negatives]
+            loss = bpr_loss(scores[:, 0], scores[:, 1:] if neg.dim() == 2 else scores[:, 1])
             if self.reg_weight:
-                loss = loss + self.reg_weight * l2_per_batch(zu, zp, zn.reshape(-1, zn.shape[-1]),
-                                                             n=len(users))
-        if self.use_kg and self.kg_weight and len(batch.get("heads", ())):
-            ent = self.entity_emb(torch.cat([batch["heads"], batch["tails"], batch["neg_tails"]]))
+                loss = loss + self.reg_weight * l2_of_rows((zu, users), (zi, items),
+                                                           n=len(users))
+        if kg:
+            ent = (step[3] if step is not None else
+                   self.entity_emb.weight.index_select(0, kg_rows))
             h, t, t_neg = ent.view(3, -1, ent.shape[-1]).unbind(0)
-            loss = loss + self.kg_weight * self.kge.loss(h, batch["relations"], t, t_neg)
+            loss = loss + self.kg_weight * self.kge.loss(h, rel, t, t_neg)
         return loss
 
     def make_batches(self, split, config):
@@ -227,8 +305,8 @@ class LLMKGRec(Recommender):
         self._cache = self._all_vectors()
 
     def _all_vectors(self):
-        users = torch.arange(self.n_users, device=self.indptr.device)
-        return self._users(users), self._items()
+        step = self._step_inputs()
+        return self._users(step=step), self._items(step=step)
 
     def _vectors(self):
         return self._cache if self._cache is not None else self._all_vectors()

@@ -41,6 +41,13 @@ def l2_per_batch(*tensors: torch.Tensor, n: int | None = None) -> torch.Tensor:
     return sum(t.pow(2).sum() for t in tensors) / n
 
 
+def l2_of_rows(*pairs: tuple[torch.Tensor, torch.Tensor], n: int) -> torch.Tensor:
+    """:func:`l2_per_batch` of the rows ``table[index]`` for ``(table, index)`` pairs, without
+    gathering them: each row's squared norm weighted by how often ``index`` holds it."""
+    return sum(torch.bincount(index.reshape(-1), minlength=len(table)).to(table.dtype)
+               @ table.pow(2).sum(1) for table, index in pairs) / n
+
+
 def similarity(a: torch.Tensor, b: torch.Tensor, normalize: bool = True,
                pairwise: bool = False) -> torch.Tensor:
     """Cosine (``normalize``) or inner-product similarities over the last dimension, broadcast;

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..graph.adjacency import spmm
 from .kg import edge_softmax
 
 
@@ -19,7 +20,15 @@ class AttentionPooling(nn.Module):
     ``logits(x)`` gives ``s`` for rows ``x [N, D]``; ``pool(s, v, seg, n)`` the weighted sums of
     ``v [N, d]`` per set (``seg [N]`` the set of each row, ``0..n-1``). ``v`` may be any linear
     image of ``x`` (pooling then a linear map equals the map then pooling, since the weights sum to
-    one), which lets a caller map every distinct row once. A set without rows pools to zeros."""
+    one), which lets a caller map every distinct row once. A set without rows pools to zeros.
+
+    ``pool_sets(s, v, sets, sets_t)`` is the same pooling for sets given as a binary sparse
+    matrix over the rows (one sparse product instead of gathers and scatters of every member):
+    the fast path while the rows' logits span at most :attr:`MAX_LOGIT_RANGE`."""
+
+    #: widest range of logits :meth:`pool_sets` accepts: ``exp(-40)`` (4e-18) is far from
+    #: float32's underflow, so every set's normaliser stays exact and its inverse finite
+    MAX_LOGIT_RANGE = 40.0
 
     def __init__(self, dim: int, attention_size: int):
         super().__init__()
@@ -32,11 +41,41 @@ class AttentionPooling(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.proj(x)) @ self.query
 
+    def logits_of_projected(self, h: torch.Tensor) -> torch.Tensor:
+        """:meth:`logits` from ``h = x W^T`` (the projection without its bias), for a caller
+        that multiplies ``x`` by ``W`` and other maps in one product."""
+        return torch.tanh(h + self.proj.bias) @ self.query
+
     @staticmethod
     def pool(s: torch.Tensor, v: torch.Tensor, seg: torch.Tensor, n: int) -> torch.Tensor:
         a = edge_softmax(s, seg, n)
         out = v.new_zeros(n, v.shape[-1])
         return out.index_add_(0, seg, a.unsqueeze(-1) * v)
+
+    @classmethod
+    def pool_sets(cls, s: torch.Tensor, v: torch.Tensor, sets: torch.Tensor,
+                  sets_t: torch.Tensor, also: torch.Tensor | None = None):
+        """:meth:`pool` for the sets given as the rows of a binary sparse ``sets [n, N]`` (CSR,
+        ``sets_t`` its transpose) over the ``N`` rows of ``s [N]`` and ``v [N, d]``. The softmax
+        is shifted by one constant (the largest logit) instead of each set's own maximum: the
+        same weights, ``a_j = w_j / sum_{j' in set} w_j'`` with ``w = exp(s - max s)``, so every
+        set's weighted sum and normaliser come from one sparse product. ``also [N, e]``: rows
+        summed (unweighted) over the same sets in that product, returned second.
+
+        None when the logits span more than :attr:`MAX_LOGIT_RANGE` (a set of small logits
+        could then underflow): the caller falls back to :meth:`pool`."""
+        if len(s) == 0:
+            return None
+        top = s.detach().max()  # any constant shift gives the same softmax and gradients
+        if float(top - s.detach().min()) > cls.MAX_LOGIT_RANGE:
+            return None
+        w = torch.exp(s - top).unsqueeze(1)
+        cols = [v * w, w] + ([] if also is None else [also])
+        # split, not slices: one backward node instead of a zero-filled gradient per slice
+        num, den, *rest = spmm(sets, sets_t, torch.cat(cols, 1)).split(
+            [c.shape[1] for c in cols], 1)
+        pooled = num / torch.where(den > 0, den, torch.ones_like(den))
+        return pooled if also is None else (pooled, rest[0])
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor, n: int) -> torch.Tensor:
         return self.pool(self.logits(x), x, seg, n)
