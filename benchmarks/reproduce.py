@@ -10,6 +10,15 @@ value equal as stored, to the last bit of the JSON's decimal form) or the larges
 difference. One JSON per source row goes to ``benchmarks/results/reproduce/`` (the source, both
 metric sets, the git SHA of the rerun, the command); a row already there is skipped, so a killed
 rerun resumes. RecBole rows, speed rows and GPU rows are refused with one line saying why.
+
+With ``--control`` the row's own commit (its ``git_sha``, without ``-dirty``) is checked out
+into a temporary worktree and runs the same command too; each of the two runs gets a fresh
+feature cache of its own, so that it computes its item features as its code does. The control's
+test metrics go into the JSON beside (``control``), and so do the item features each run
+encoded (``features``: per store, the encoder's version and a SHA-256 of the vectors). A row that its own commit does not repeat either was not moved by the changes
+since: its stored value came from inputs or a working tree that the row does not record.
+
+    python benchmarks/reproduce.py --control benchmarks/results/multimodal/MMGCN-both-s2020.json
 """
 
 from __future__ import annotations
@@ -17,7 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from common import RESULTS, ROOT, WORK, git_sha, relative_command, run_cmd, write_json
@@ -29,8 +41,10 @@ _SKIP = object()
 PINNED = {"image_encoder": _SKIP, "link_item_map": None}
 
 
-def rerun_command(result: dict, run_dir: Path) -> list[str]:
-    """The recorded command with this checkout's interpreter and ``--out run_dir``."""
+def rerun_command(result: dict, run_dir: Path, pin: bool = True) -> list[str]:
+    """The recorded command with this checkout's interpreter and ``--out run_dir``; without
+    ``pin`` (the row's own commit, which still has the defaults the row ran with) nothing is
+    added to it."""
     args = shlex.split(result["command"])
     try:
         at = args.index("mmkgrec.cli")
@@ -45,7 +59,7 @@ def rerun_command(result: dict, run_dir: Path) -> list[str]:
     # its command, is pinned to the recorded value (image_encoder: descriptor, before Lite1;
     # link_item_map: null, the ML-100K .link as given, before it was re-keyed)
     config = result.get("config") or {}
-    for key, before in PINNED.items():
+    for key, before in PINNED.items() if pin else ():
         value = config.get(key, before)
         if value is not _SKIP and not any(a.startswith(f"{key}=") for a in cmd):
             cmd += ["--set", f"{key}={json.dumps(value)}"]
@@ -72,9 +86,55 @@ def compare(old: dict, new: dict) -> dict:
             "compared": keys}
 
 
+def feature_stores(cache: Path) -> dict:
+    """``{"<dataset>/<modality>/<encoder>": {"version", "sha256"}}`` of the feature stores under
+    the cache root ``cache`` (the SHA-256 of the vectors in item-id order)."""
+    import hashlib
+
+    import numpy as np
+
+    out = {}
+    for man_path in sorted(cache.glob("features/*/*/*/manifest.json")):
+        man = json.loads(man_path.read_text())
+        ids = [str(i) for i in man["ids"]]
+        matrix = np.load(man_path.parent / man["matrix"]) if man["n_rows"] else np.zeros((0, 0))
+        h = hashlib.sha256()
+        for k in sorted(range(len(ids)), key=ids.__getitem__):
+            h.update(ids[k].encode() + b"\0" + np.ascontiguousarray(matrix[k]).tobytes())
+        key = "/".join(man_path.parent.relative_to(cache / "features").parts)
+        out[key] = {"version": man["encoder"]["version"], "sha256": h.hexdigest()}
+    return out
+
+
+def control_run(result: dict, run_dir: Path, log: Path) -> dict:
+    """The row's command run by the row's own commit (a temporary detached worktree, a fresh
+    feature cache): ``{"git_sha", "test", "command"}``."""
+    sha = str(result.get("git_sha") or "").removesuffix("-dirty")
+    if not sha:
+        raise SystemExit(f"reproduce: {result['job']}: no recorded git_sha to rerun")
+    with tempfile.TemporaryDirectory(prefix="mmkgrec-control-") as tmp:
+        tree, cache = Path(tmp) / "tree", Path(tmp) / "cache"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), sha], cwd=ROOT,
+                       check=True, capture_output=True)
+        try:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            cmd = rerun_command(result, run_dir, pin=False)
+            run_cmd(cmd, log, env={"PYTHONPATH": str(tree / "src"), "MMKGREC_CACHE": str(cache)})
+            features = feature_stores(cache)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                           capture_output=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"git_sha": sha, "test": metrics["test"], "command": relative_command(cmd, ROOT),
+            "features": features}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", type=Path, help="stored result JSON files")
+    ap.add_argument("--control", action="store_true",
+                    help="also rerun each row with its own commit (see above)")
     args = ap.parse_args(argv)
     for path in args.results:
         try:
@@ -96,16 +156,38 @@ def main(argv=None) -> int:
 
             shutil.rmtree(run_dir)
         cmd = rerun_command(result, run_dir)
-        run_cmd(cmd, WORK / "reproduce" / f"{result['job']}.log")
+        features = None
+        if args.control:  # a fresh feature cache, as the control gets
+            with tempfile.TemporaryDirectory(prefix="mmkgrec-cache-") as cache:
+                run_cmd(cmd, WORK / "reproduce" / f"{result['job']}.log",
+                        env={"MMKGREC_CACHE": cache})
+                features = feature_stores(Path(cache))
+        else:
+            run_cmd(cmd, WORK / "reproduce" / f"{result['job']}.log")
         metrics = json.loads((run_dir / "metrics.json").read_text())
         check = compare(result["test"], metrics["test"])
-        write_json(out, {"suite": result["suite"], "job": result["job"],
-                         "source": str(path.resolve().relative_to(ROOT)),
-                         "source_git_sha": result.get("git_sha"), "git_sha": git_sha(),
-                         "stored": result["test"], "rerun": metrics["test"], **check,
-                         "command": relative_command(cmd, ROOT)})
+        row = {"suite": result["suite"], "job": result["job"],
+               "source": str(path.resolve().relative_to(ROOT)),
+               "source_git_sha": result.get("git_sha"), "git_sha": git_sha(),
+               "stored": result["test"], "rerun": metrics["test"], **check,
+               "command": relative_command(cmd, ROOT)}
+        if args.control:
+            row["features"] = features
+            control = control_run(result, WORK / "reproduce" / "control" / result["job"],
+                                  WORK / "reproduce" / "control" / f"{result['job']}.log")
+            vs_stored = compare(result["test"], control["test"])
+            vs_rerun = compare(metrics["test"], control["test"])
+            row["control"] = {**control, "identical_to_stored": vs_stored["identical"],
+                              "max_abs_diff_to_stored": vs_stored["max_abs_diff"],
+                              "identical_to_rerun": vs_rerun["identical"],
+                              "max_abs_diff_to_rerun": vs_rerun["max_abs_diff"]}
+        write_json(out, row)
         print(f"reproduce: {result['suite']}/{result['job']}: "
-              + ("identical" if check["identical"] else f"max |diff| {check['max_abs_diff']:.3g}"))
+              + ("identical" if check["identical"] else f"max |diff| {check['max_abs_diff']:.3g}")
+              + (f"; its own commit {row['control']['git_sha'][:10]}: "
+                 + ("identical" if row["control"]["identical_to_stored"] else
+                    f"max |diff| {row['control']['max_abs_diff_to_stored']:.3g}")
+                 if args.control else ""))
     return 0
 
 

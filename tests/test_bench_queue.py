@@ -195,3 +195,26 @@ def test_queue_records_commands_relative_to_the_repository(results):
     recorded = json.loads((results / "q" / "a.json").read_text())["command"]
     assert recorded.endswith(" -m mmkgrec.cli train --out benchmarks/work/runs/x --set seed=1")
     assert str(common.ROOT) not in recorded and not recorded.startswith("/")
+
+
+def test_reproduce_fingerprints_feature_stores_by_item_id(tmp_path):
+    """The features a rerun encoded are named by encoder version and a hash of each item's vector
+    keyed by its id, so two stores with the same vectors in another row order agree."""
+    import numpy as np
+
+    import reproduce
+
+    def store(root, ids, matrix, version="v1"):
+        d = root / "features" / "ds-1" / "text" / "enc-1"
+        d.mkdir(parents=True)
+        np.save(d / "matrix-00001.npy", np.asarray(matrix, dtype=np.float32))
+        (d / "manifest.json").write_text(json.dumps({
+            "ids": ids, "n_rows": len(ids), "matrix": "matrix-00001.npy",
+            "encoder": {"name": "enc", "version": version, "dim": 2}}))
+
+    store(tmp_path / "a", ["1", "2"], [[1, 2], [3, 4]])
+    store(tmp_path / "b", ["2", "1"], [[3, 4], [1, 2]])
+    store(tmp_path / "c", ["1", "2"], [[1, 2], [3, 4.0000005]])
+    a, b, c = (reproduce.feature_stores(tmp_path / x) for x in "abc")
+    assert list(a) == ["ds-1/text/enc-1"] and a == b and a["ds-1/text/enc-1"]["version"] == "v1"
+    assert c["ds-1/text/enc-1"]["sha256"] != a["ds-1/text/enc-1"]["sha256"]

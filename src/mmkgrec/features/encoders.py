@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MMKGRecError
-from .base import Encoder
+from .base import Encoder, encode_by_length
 from .paths import fingerprint_dir, resolve_model_path  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,9 @@ class SentenceTransformerEncoder(Encoder):
         self.path = resolve_model_path(path_or_name)
         self.name = name or f"sentence-transformers:{path_or_name}"
         self.device = device or "cpu"
-        self.version = "st-" + fingerprint_dir(self.path)
+        # "-unpadded": batches of one token length (encode_by_length); stores written with
+        # padded batches are rebuilt, not mixed with these vectors
+        self.version = "st-" + fingerprint_dir(self.path) + "-unpadded"
         self.truncated = 0
         self._model = None
 
@@ -117,15 +119,16 @@ class SentenceTransformerEncoder(Encoder):
     def _encode(self, texts):
         model = self.load()
         limit = getattr(model, "max_seq_length", None)
+        lengths = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
         if limit:  # sentence-transformers truncates silently: count what it cuts
-            lengths = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
             n_long = sum(n > limit for n in lengths)
             if n_long:
                 self.truncated += n_long
                 log.warning("%s: %d text(s) longer than the model's window of %d tokens "
                             "truncated (%d so far)", self.name, n_long, limit, self.truncated)
-        return model.encode(texts, batch_size=len(texts), show_progress_bar=False,
-                            convert_to_numpy=True)
+            lengths = [min(n, limit) for n in lengths]
+        return encode_by_length(texts, lengths, lambda group: model.encode(
+            group, batch_size=len(group), show_progress_bar=False, convert_to_numpy=True))
 
 
 def minilm(device: str = "cpu") -> SentenceTransformerEncoder:
@@ -152,7 +155,7 @@ class HFTextEncoder(Encoder):
         self.path = resolve_model_path(path_or_name)
         self.pooling, self.device, self.max_length = pooling, device or "cpu", max_length
         self.name = f"bert:{path_or_name}:{pooling}"
-        self.version = f"hf-{pooling}-{max_length}-" + fingerprint_dir(self.path)
+        self.version = f"hf-{pooling}-{max_length}-" + fingerprint_dir(self.path) + "-unpadded"
         self._model = self._tok = None
 
     def load(self):
@@ -174,16 +177,22 @@ class HFTextEncoder(Encoder):
 
         model = self.load()
         limit = min(self.max_length, getattr(model.config, "max_position_embeddings", 512))
-        batch = self._tok(texts, padding=True, truncation=True, max_length=limit,
-                          return_tensors="pt").to(model.device)
-        with torch.inference_mode():
-            hidden = model(**batch).last_hidden_state
-            if self.pooling == "cls":
-                out = hidden[:, 0]
-            else:
-                m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                out = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
-        return out.float().cpu().numpy()
+
+        def encode(group):
+            batch = self._tok(group, padding=True, truncation=True, max_length=limit,
+                              return_tensors="pt").to(model.device)
+            with torch.inference_mode():
+                hidden = model(**batch).last_hidden_state
+                if self.pooling == "cls":
+                    out = hidden[:, 0]
+                else:
+                    m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    out = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+            return out.float().cpu().numpy()
+
+        lengths = [len(ids) for ids in self._tok(texts, truncation=True,
+                                                 max_length=limit)["input_ids"]]
+        return encode_by_length(texts, lengths, encode)
 
 
 class _CLIPBase(Encoder):
@@ -217,6 +226,7 @@ class CLIPTextEncoder(_CLIPBase):
     def __init__(self, path_or_name: str, device: str = "cpu"):
         super().__init__(path_or_name, device)
         self.name = f"clip-text:{path_or_name}"
+        self.version += "-unpadded"
 
     def _load_preprocessor(self):
         from transformers import AutoTokenizer
@@ -228,13 +238,19 @@ class CLIPTextEncoder(_CLIPBase):
 
         model = self.load()
         limit = model.config.text_config.max_position_embeddings
-        batch = self._tok(texts, padding=True, truncation=True, max_length=limit,
-                          return_tensors="pt").to(model.device)
-        with torch.inference_mode():
-            pooled = model.text_model(input_ids=batch["input_ids"],
-                                      attention_mask=batch.get("attention_mask")).pooler_output
-            out = model.text_projection(pooled)
-        return out.float().cpu().numpy()
+
+        def encode(group):
+            batch = self._tok(group, padding=True, truncation=True, max_length=limit,
+                              return_tensors="pt").to(model.device)
+            with torch.inference_mode():
+                pooled = model.text_model(input_ids=batch["input_ids"],
+                                          attention_mask=batch.get("attention_mask")).pooler_output
+                out = model.text_projection(pooled)
+            return out.float().cpu().numpy()
+
+        lengths = [len(ids) for ids in self._tok(texts, truncation=True,
+                                                 max_length=limit)["input_ids"]]
+        return encode_by_length(texts, lengths, encode)
 
 
 class CLIPImageEncoder(_CLIPBase):

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MMKGRecError
-from .base import Encoder
+from .base import Encoder, encode_by_length
 from .paths import cache_root, fingerprint_dir, resolve_model_path
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ class LanguageModel(Encoder):
             self.version = f"lm-mean-{MAX_TOKENS}-gguf-{digest[:16]}"
         else:
             self.version = f"lm-mean-{MAX_TOKENS}-" + fingerprint_dir(self.source)
+        self.version += "-unpadded"  # batches of one token length (encode_by_length)
         self.truncated = 0
         self._model = self._tok = self._cfg = None
 
@@ -226,25 +227,30 @@ class LanguageModel(Encoder):
         limit = self.window
         lengths = [len(ids) for ids in tok(texts, add_special_tokens=True)["input_ids"]]
         n_long = sum(n > limit for n in lengths)
-        batch = tok(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt",
-                    return_special_tokens_mask=True)
-        special = batch.pop("special_tokens_mask")
-        if self.is_decoder:
-            batch.pop("token_type_ids", None)
-        batch = batch.to(model.device)
-        with torch.inference_mode():
-            body = getattr(model, "base_model", model)
-            hidden = body(**batch).last_hidden_state
-            keep = batch["attention_mask"].bool() & ~special.bool().to(model.device)
-            only_special = ~keep.any(1)
-            keep[only_special] = batch["attention_mask"][only_special].bool()
-            m = keep.unsqueeze(-1).to(hidden.dtype)
-            out = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+        def encode(group):
+            batch = tok(group, padding=True, truncation=True, max_length=limit,
+                        return_tensors="pt", return_special_tokens_mask=True)
+            special = batch.pop("special_tokens_mask")
+            if self.is_decoder:
+                batch.pop("token_type_ids", None)
+            batch = batch.to(model.device)
+            with torch.inference_mode():
+                body = getattr(model, "base_model", model)
+                hidden = body(**batch).last_hidden_state
+                keep = batch["attention_mask"].bool() & ~special.bool().to(model.device)
+                only_special = ~keep.any(1)
+                keep[only_special] = batch["attention_mask"][only_special].bool()
+                m = keep.unsqueeze(-1).to(hidden.dtype)
+                out = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+            return out.float().cpu().numpy()
+
+        out = encode_by_length(texts, [min(n, limit) for n in lengths], encode)
         if n_long:
             self.truncated += n_long
             log.warning("%s: %d text(s) longer than the model's window of %d tokens truncated "
                         "(%d so far)", self.name, n_long, limit, self.truncated)
-        return out.float().cpu().numpy()
+        return out
 
     # ---- generation (decoder models) -------------------------------------------------------
     def generate(self, prompts: list[str], max_new_tokens: int = 64, **kwargs) -> list[str]:
