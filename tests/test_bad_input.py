@@ -844,7 +844,10 @@ def test_sigint_while_training_exits_130_and_keeps_a_resumable_run(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "mmkgrec.cli", "train", "--model", "LightGCN",
                              "--dataset", "synthetic", "--out", str(out), "--set", "epochs=500",
                              "stopping_step=0", "threads=1", *QUIET],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job (nohup make test &) ignores SIGINT, and
+                            # the child would inherit that: give it the default, as a terminal has
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     latest = out.with_name("run.partial") / "checkpoint" / "LATEST"
     deadline = time.monotonic() + 120
     while not latest.is_file() and time.monotonic() < deadline and proc.poll() is None:
