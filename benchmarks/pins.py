@@ -39,46 +39,46 @@ def _config(model: str, overrides: dict, dataset: str):
     return load_config(model, dataset, overrides.get("config_file"), ov)
 
 
-def uses_images(model: str, overrides: dict, dataset: str = "ml-100k") -> bool:
-    """Whether ``model`` trained with ``overrides`` (``config_file`` a YAML layer) on ``dataset``
-    reads image features, for its inputs or for the protocol's item filter."""
-    from mmkgrec.models import get_model_class
-
-    cfg = _config(model, overrides, dataset)
-    needs = get_model_class(model).requirements(cfg)
+def _reads_images(cfg, needs) -> bool:
     return "image" in needs or "image" in (cfg.get("require_item_content") or [])
 
 
-def reads_remapped_link(model: str, overrides: dict, dataset: str = "ml-100k") -> bool:
-    """Whether ``model`` with ``overrides`` reads an external KG whose ``.link`` the packaged
-    settings of ``dataset`` re-key (``link_item_map``), so that the change of default moves it."""
-    from mmkgrec.models import get_model_class
-
-    cfg = _config(model, overrides, dataset)
+def _reads_remapped_link(cfg, needs) -> bool:
     return (bool(cfg.get("link_item_map")) and cfg.get("load_kg", True)
-            and cfg.get("kg_merge") in ("auto", "external", "both")
-            and "kg" in get_model_class(model).requirements(cfg))
+            and cfg.get("kg_merge") in ("auto", "external", "both") and "kg" in needs)
 
 
 def pinned(model: str | None, overrides: dict, dataset: str = "ml-100k") -> dict:
     """``overrides`` with the old values of :data:`IMAGE_PIN` and :data:`LINK_PIN` added last
-    (in that order) where the job depends on them and names no value itself. ``model`` None: a
+    (in that order) where the job depends on them and names no value itself: the job reads image
+    features, for its inputs or for the protocol's item filter; it reads an external KG whose
+    ``.link`` the packaged settings of ``dataset`` re-key (``link_item_map``). ``model`` None: a
     split export, pinned to the descriptor when its ``require_item_content`` holds ``image``."""
+    from mmkgrec.models import get_model_class
+
     out = dict(overrides)
-    if "image_encoder" not in overrides:
-        if model is None:
-            needs = "image" in (overrides.get("require_item_content") or [])
-        else:
-            needs = uses_images(model, overrides, dataset)
-        if needs:
+    if model is None:
+        if "image_encoder" not in overrides and "image" in (overrides.get("require_item_content")
+                                                             or []):
             out.update(IMAGE_PIN)
-    return link_pinned(model, out, dataset) if model is not None else out
+        return out
+    cfg = _config(model, overrides, dataset)
+    needs = get_model_class(model).requirements(cfg)
+    if "image_encoder" not in overrides and _reads_images(cfg, needs):
+        out.update(IMAGE_PIN)
+    if "link_item_map" not in overrides and _reads_remapped_link(cfg, needs):
+        out.update(LINK_PIN)
+    return out
 
 
 def link_pinned(model: str, overrides: dict, dataset: str = "ml-100k") -> dict:
     """``overrides`` with :data:`LINK_PIN` added last where ``model`` reads the external KG whose
     link the packaged settings re-key and the job names no ``link_item_map`` itself (for queues
     whose jobs name their image encoder themselves)."""
-    if "link_item_map" not in overrides and reads_remapped_link(model, overrides, dataset):
+    from mmkgrec.models import get_model_class
+
+    cfg = _config(model, overrides, dataset)
+    if "link_item_map" not in overrides and _reads_remapped_link(
+            cfg, get_model_class(model).requirements(cfg)):
         return {**overrides, **LINK_PIN}
     return dict(overrides)

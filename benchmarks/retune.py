@@ -87,18 +87,19 @@ def tune_dir(row: str):
 def tune(job: dict) -> dict:
     claim, model, dataset = rows()[job["row"]]
     c = CLAIMS[claim]
+    shared = fixed(claim, model)
     cmd = [sys.executable, "-m", "mmkgrec.cli", "tune", model, dataset,
            "--out", str(tune_dir(job["row"]))]
     for key, values in c["grid"].items():
         cmd += ["--grid", f"{key}=" + ",".join(json.dumps(v) for v in values)]
-    for key, value in {**fixed(claim, model), "seed": SEEDS[0]}.items():
+    for key, value in {**shared, "seed": SEEDS[0]}.items():
         cmd += ["--set", f"{key}={json.dumps(value)}"]
     run_cmd(cmd, WORK / "logs" / SUITE / f"{job['id']}.log")
     summary = json.loads((tune_dir(job["row"]) / "tune.json").read_text())
     trials = sorted((tune_dir(job["row"]) / "trials").glob("trial-*.json"))
     records = [json.loads(p.read_text()) for p in trials]
     return {"row": job["row"], "claim": claim, "model": model, "dataset": dataset,
-            "tuning": True, "grid": c["grid"], "fixed": fixed(claim, model), "metric": c["metric"],
+            "tuning": True, "grid": c["grid"], "fixed": shared, "metric": c["metric"],
             "trials": [{"params": r["params"], "value": r["value"], "best_epoch": r["best_epoch"],
                         "epochs_run": r["epochs_run"], "seconds": r["seconds"]} for r in records],
             "best": summary.get("best", {}).get("params") if isinstance(summary.get("best"), dict)

@@ -182,9 +182,8 @@ def _link_lines(suite, final: dict, runs: list[dict]) -> list[str]:
     L += header("| row | seeds | " + " | ".join(KG_KEYS) + " |")
     for row in suite.LINK_ROWS:
         for name, rs in ((row, final.get(row, [])), (f"{row} (re-keyed)", link.get(f"{row} (re-keyed)", []))):
-            shown = rs if rs else []
-            L.append(f"| {name} | {len(shown)} | "
-                     + (" | ".join(cells(shown, KG_KEYS)) if shown
+            L.append(f"| {name} | {len(rs)} | "
+                     + (" | ".join(cells(rs, KG_KEYS)) if rs
                         else " | ".join("not run" for _ in KG_KEYS)) + " |")
     both = {**final, **link}
     pairs = [(f"{r} (re-keyed)", r) for r in suite.LINK_ROWS]

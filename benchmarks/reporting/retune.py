@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .stats import TESTS, claim, compare, adjust, significance_rows
+from .stats import TESTS, claim, comparisons, significance_rows
 from .tables import KG_KEYS, SEQ_KEYS, cells, fmt, header, suite_runs
 
 
@@ -58,8 +58,8 @@ def section() -> list[str]:
             L.append(f"| {row} | {len(rs)} | " + (" | ".join(cells(rs, shown)) if rs else
                                                   " | ".join("not run" for _ in shown)) + " |")
         L += ["", f"Paired t-tests on test {metric} {TESTS}:", ""]
-        L += significance_rows(final, c["pairs"], metric)
-        cs = adjust([compare(final.get(a, []), final.get(b, []), metric) for a, b in c["pairs"]])
+        cs = comparisons(final, c["pairs"], metric)
+        L += significance_rows(final, c["pairs"], metric, cs)
         said = [claim(a, b, x, metric) for (a, b), x in zip(c["pairs"], cs) if x]
         if said:
             L += ["", "Under one budget: " + "; ".join(said) + "."]

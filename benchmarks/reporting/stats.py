@@ -129,11 +129,18 @@ def p_cells(c: dict | None) -> str:
 P_HEAD = "p over users (Holm) | p over seeds (Holm) | verdict"
 
 
-def significance_rows(final: dict, pairs, key: str) -> list[str]:
+def comparisons(final: dict, pairs, key: str) -> list[dict | None]:
+    """Each pair ``(a, b)`` of rows of ``final`` compared on test ``key``, Holm-adjusted over
+    the pairs."""
+    return adjust([compare(final.get(a, []), final.get(b, []), key) for a, b in pairs])
+
+
+def significance_rows(final: dict, pairs, key: str, cs: list | None = None) -> list[str]:
     """A table of comparisons: each pair's difference in test ``key``, the two tests with their
-    Holm-adjusted values (over this table's pairs) and the verdict."""
+    Holm-adjusted values (over this table's pairs) and the verdict. ``cs``: the pairs'
+    :func:`comparisons`, when the caller has them already."""
     pairs = list(pairs)
-    cs = adjust([compare(final.get(a, []), final.get(b, []), key) for a, b in pairs])
+    cs = comparisons(final, pairs, key) if cs is None else cs
     L = [f"| comparison | mean difference ({key}) | {P_HEAD} |", "|---|---|---|---|---|"]
     for (a_v, b_v), c in zip(pairs, cs):
         L.append(f"| {a_v} vs {b_v} | {p_cells(c)} |")
