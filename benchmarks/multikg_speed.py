@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -153,6 +154,7 @@ def ratio(args, overrides: dict) -> dict:
         models[f"MultiKG4Rec {json.dumps(ov)}"] = build("MultiKG4Rec", args.threads,
                                                         {**overrides, **ov})
     runs = {k: [] for k in models}
+    load_before = list(os.getloadavg())
     # epoch 0 first (no attention refresh), untimed, as a warm-up; then epochs 1, 2, ... timed,
     # the models alternating
     for net, _, _, batches, opt in models.values():
@@ -162,7 +164,7 @@ def ratio(args, overrides: dict) -> dict:
             runs[name].append(timed_epoch(net, batches, opt, r + 1, args.max_steps))
     out = {"kind": "ratio", "dataset": DATASET, "threads": args.threads, "rounds": args.rounds,
            "max_steps": args.max_steps, "overrides": overrides, "kgat_depth_layers": mkg_layers,
-           "runs": runs}
+           "runs": runs, "load_before": load_before, "load_after": list(os.getloadavg())}
     for clock in ("wall", "cpu"):
         med = {k: statistics.median(x[f"{clock}_epoch_s"] for x in v) for k, v in runs.items()}
         out[f"median_{clock}_epoch_s"] = med
