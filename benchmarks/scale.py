@@ -21,7 +21,8 @@ Jobs (one JSON each under ``results/scale/``; a job whose JSON exists is skipped
 * ``bpr-<library>-lr<rate>``: BPR on Amazon-Book (KGAT's split, validation carved from train)
   with 64 factors, ours (``mmkgrec.training.Trainer``) beside the ``implicit`` library's CPU BPR
   (``implicit==0.7.3``, the ``bench`` extra; 64 factors plus its item-bias column), one thread
-  each, two learning rates each (each library's default and 5x it: the same tuning budget).
+  each, two learning rates each (each library's default and 5x it: the same tuning budget);
+  ids ending ``-t2``: the same at 2 threads each (implicit's ``num_threads``, torch's threads).
   Both are scored by our evaluator (full ranking, training items masked) on the same fixed
   sample of ``EVAL_USERS`` validation / test users, every ``EVAL_EVERY`` epochs; evaluation time
   is excluded from the training clock. Time to target: our training seconds until our
@@ -32,7 +33,11 @@ Jobs (one JSON each under ``results/scale/``; a job whose JSON exists is skipped
   given split's test file holds every user), ``DDP_EPOCHS`` epochs: seconds
   per training epoch and per validation pass, and the validation score after each epoch (the
   same at N = 1 and 2: the global batch does not change), so time to a target validation score
-  is the sum of the epochs until it is reached.
+  is the sum of the epochs until it is reached. Ids ending ``-r2``: the same jobs measured again
+  (the load averages recorded beside them say on what machine).
+* ``lightgcn-amazon-<library>``: the core suite's Amazon-Book LightGCN speed job (``core.py``,
+  2 epochs, identical settings, the same exported split) for mmkgrec and RecBole, measured again
+  one after the other (target: our epoch at most a third of RecBole's).
 
 Timings taken on a shared machine are only comparable within one job (ratios in the same run);
 the JSONs record the load average before and after each job.
@@ -65,8 +70,10 @@ EVAL_EVERY = {"mmkgrec": 1, "implicit": 5}
 EPOCHS = {"mmkgrec": 6, "implicit": 30}
 RATES = {"mmkgrec": (0.001, 0.005), "implicit": (0.01, 0.05)}
 FACTORS = 64
+BPR_THREADS = (1, 2)  # threads per library; 1: the first measurement's rows
 SUBSAMPLE = 20000
 DDP_EPOCHS = 3
+DDP_REPEATS = (1, 2)  # the same jobs measured again (ids ``-r2``), e.g. on a quieter machine
 # synthetic: 45,000 items generated, of which about 14,900 get an interaction (the catalogue)
 CATALOGUES = {"lastfm-kg": None, "synthetic-15k": (1500, 45_000)}
 
@@ -315,10 +322,11 @@ def _amazon():
 def bpr_job(job: dict) -> dict:
     from mmkgrec.evaluation.evaluator import make_evaluator
 
-    torch.set_num_threads(1)
+    threads = job.get("threads", 1)
+    torch.set_num_threads(threads)
     load_before = _load()
     cfg, split, chosen = _amazon()
-    cfg = cfg.updated(learning_rate=job["lr"])
+    cfg = cfg.updated(learning_rate=job["lr"], threads=threads)
     valid = make_evaluator(split, "valid", cfg, users=chosen)
     test = make_evaluator(split, "test", cfg, users=chosen)
     history, train_s = [], 0.0
@@ -353,7 +361,7 @@ def bpr_job(job: dict) -> dict:
                            shape=(split.n_users, split.n_items))
         bpr = BayesianPersonalizedRanking(factors=FACTORS, learning_rate=job["lr"],
                                           regularization=0.01, iterations=EVAL_EVERY[lib],
-                                          num_threads=1, random_state=cfg["seed"])
+                                          num_threads=threads, random_state=cfg["seed"])
         for step in range(EPOCHS[lib] // EVAL_EVERY[lib]):
             t0 = time.perf_counter()
             bpr.fit(ui, show_progress=False)  # continues from the current factors
@@ -367,7 +375,7 @@ def bpr_job(job: dict) -> dict:
     import implicit
 
     return {"library": lib, "model": "BPR", "dataset": "amazon-book", "lr": job["lr"],
-            "factors": FACTORS, "threads": 1, "epochs": EPOCHS[lib],
+            "factors": FACTORS, "threads": threads, "epochs": EPOCHS[lib],
             "eval_users": int(chosen.sum()), "history": history, "best": best,
             "test_last_epoch": t, "train_epoch_s": train_s / EPOCHS[lib],
             "versions": {"torch": torch.__version__, "implicit": implicit.__version__},
@@ -394,6 +402,7 @@ def ddp_job(job: dict) -> dict:
     wall = time.perf_counter() - t0
     m = json.loads((run / "metrics.json").read_text())
     return {"model": job["model"], "dataset": "amazon-book", "nproc": job["nproc"],
+            "repeat": job.get("repeat", 1),
             "subsample_users": SUBSAMPLE, "epochs": DDP_EPOCHS, "wall_s": wall,
             "train_epoch_s": [h["train_s"] for h in m["history"]],
             "eval_s": [h.get("eval_s") for h in m["history"]],
@@ -402,12 +411,31 @@ def ddp_job(job: dict) -> dict:
             "load_after": _load()}
 
 
+# ---- LightGCN beside RecBole on Amazon-Book ------------------------------------------------
+def lightgcn_job(job: dict) -> dict:
+    """The core suite's Amazon-Book LightGCN speed job (2 epochs, one full evaluation, identical
+    settings in both libraries, the same exported split), measured again here: the two
+    libraries run one after the other, so the ratio of their epoch times is this run's."""
+    from core import run as core_run
+
+    load_before = _load()
+    r = core_run({"id": job["id"], "kind": "speed", "lib": job["library"], "model": "LightGCN",
+                  "dataset": "amazon-book", "seed": 2020})
+    return {**r, "load_before": load_before, "load_after": _load()}
+
+
 def jobs() -> list[tuple[dict, object]]:
     out = [({"id": f"kgcn-eval-{c}", "catalogue": c}, kgcn_eval) for c in CATALOGUES]
-    out += [({"id": f"bpr-{lib}-lr{lr}", "library": lib, "lr": lr}, bpr_job)
-            for lib in RATES for lr in RATES[lib]]
-    out += [({"id": f"ddp-{m}-np{n}", "model": m, "nproc": n}, ddp_job)
-            for m in ("BPR", "LightGCN") for n in (1, 2)]
+    for threads in BPR_THREADS:
+        tail = "" if threads == 1 else f"-t{threads}"
+        out += [({"id": f"bpr-{lib}-lr{lr}{tail}", "library": lib, "lr": lr, "threads": threads},
+                 bpr_job) for lib in RATES for lr in RATES[lib]]
+    for rep in DDP_REPEATS:
+        tail = "" if rep == 1 else f"-r{rep}"
+        out += [({"id": f"ddp-{m}-np{n}{tail}", "model": m, "nproc": n, "repeat": rep}, ddp_job)
+                for m in ("BPR", "LightGCN") for n in (1, 2)]
+    out += [({"id": f"lightgcn-amazon-{lib}", "library": lib}, lightgcn_job)
+            for lib in ("mmkgrec", "recbole")]
     return out
 
 
