@@ -163,3 +163,23 @@ def test_a_bad_value_is_one_line_naming_the_key(tmp_path, capsys):
                  "--set", "negative_items=unseen"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "negative_items" in err[0] and not out.exists()
+
+
+@pytest.mark.usefixtures("fake_features")
+@pytest.mark.parametrize("name,extra", [
+    ("SASRec", {}), ("GRU4Rec", {}), ("BERT4Rec", {}),
+    ("MMRACLKAL", {"use_contrastive": False, "augment_p": 0.0, "item_id_embedding": True})])
+def test_full_softmax_leaves_unseen_items_out_with_seen(name, extra, cold):
+    """The sequential models' full softmax: an item without training interactions is never an
+    input or a target, so its only gradient is the normaliser's push down (the leak). Under
+    ``seen`` it leaves the normaliser and gets none; under ``all`` it is pushed."""
+    unseen = torch.from_numpy(_unseen(cold)) + 1  # row 0 of the item table is padding
+    pushed = {}
+    for neg in ("seen", "all"):
+        model, cfg = build_model(name, cold, negative_items=neg, **extra)
+        assert model.item_emb is not None, name
+        batch = next(iter(model_batches(model, cold, cfg).epoch(np.random.default_rng(0))))
+        model.train()
+        model.loss(batch).backward()
+        pushed[neg] = float(model.item_emb.weight.grad[unseen].abs().max())
+    assert pushed["seen"] == 0.0 and pushed["all"] > 0.0, pushed

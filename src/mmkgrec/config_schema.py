@@ -663,7 +663,8 @@ _KEYS += _section(
     "negative sampling", None,
     Key("negative_items", str, "all", "the items training negatives are drawn among: all "
         "(every item) | seen (items with at least one training interaction; use it with split "
-        "cold_item, where the held-out items would otherwise only ever be negatives)",
+        "cold_item, where the held-out items would otherwise only ever be negatives); the "
+        "sequential models' full softmax normalises over the same items",
         choices=("all", "seen")),
 )
 

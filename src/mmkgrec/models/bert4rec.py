@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..nn.losses import full_softmax_loss
 from ..nn.transformer import FastDropout, SequenceTransformer, init_bert_style
 from .base import register
 from .sequential_base import SequentialRecommender
@@ -88,4 +89,4 @@ class BERT4Rec(SequentialRecommender):
         inp = torch.where(masked, torch.full_like(seq, self.mask_token), seq)
         # the last block computes only the masked positions (row-major, as seq[masked])
         h = self._hidden(inp, query_index=masked.nonzero(as_tuple=True))
-        return F.cross_entropy(self.logits(h), labels)
+        return full_softmax_loss(self.logits(h), labels, self.softmax_keep)

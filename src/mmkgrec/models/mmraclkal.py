@@ -59,14 +59,13 @@ import logging
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import config_value
-from ..data.sampling import KnownPairs, negative_pool, sample_negatives
+from ..data.sampling import KnownPairs, sample_negatives
 from ..errors import ConfigError
 from ..nn.fusion import GatedFusion
-from ..nn.losses import contrastive_loss, similarity
+from ..nn.losses import contrastive_loss, full_softmax_loss, similarity
 from ..nn.propagation import light_propagate
 from ..nn.transformer import init_bert_style
 from .base import register, standardised_content
@@ -143,7 +142,7 @@ class MMRACLKAL(SASRec):
         self.contrastive_on = self.use_contrastive and self.beta > 0
         train = inputs.train
         self.known = KnownPairs(train.user, train.item, self.n_users, self.n_items)
-        self.negative_pool = negative_pool(train, self.n_items, config)
+        # self.negative_pool: the sequential base's (negative_items), for the random negatives
         topk = max(0, min(int(config["augment_topk"]), self.n_items - 1))
         ii_retrieved = (self.contrastive_on and self.lambdas["ii"] > 0
                         and self.ii_negatives == "retrieved")
@@ -282,7 +281,7 @@ class MMRACLKAL(SASRec):
         u_d = self.encode(inp, lengths, query, table=table)
         u_s = self.static_users(table)[users] if self.use_static else None
         u = self.fuse(u_d, u_s)
-        loss = F.cross_entropy(u @ items.T, target)
+        loss = full_softmax_loss(u @ items.T, target, self.softmax_keep)
         if not self.contrastive_on:
             return loss
         cl = loss.new_zeros(())

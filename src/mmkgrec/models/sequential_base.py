@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import config_value
+from ..data.sampling import negative_pool
 from ..errors import ConfigError
+from ..nn.losses import full_softmax_loss
 from .base import ModelInputs, Recommender, standardised_content
 
 CONTENT = (None, "text", "image")
@@ -84,6 +85,13 @@ class SequentialRecommender(Recommender):
             if self.item_emb is None and self.extra_tokens:
                 self.extra_emb = nn.Parameter(torch.randn(self.extra_tokens, dim) * 0.02)
         self._set_history(inputs.train)
+        # the items the full softmax normalises over (None: every item; negative_items: seen)
+        self.negative_pool = negative_pool(inputs.train, self.n_items, config)
+        keep = None
+        if self.negative_pool is not None:
+            keep = torch.zeros(self.n_items, dtype=torch.bool)
+            keep[torch.from_numpy(self.negative_pool)] = True
+        self.register_buffer("softmax_keep", keep, persistent=False)
 
     def uses_id_embedding(self, config) -> bool:
         """Whether the item table holds an ID embedding (always without content)."""
@@ -156,7 +164,7 @@ class SequentialRecommender(Recommender):
     def loss(self, batch: dict) -> torch.Tensor:
         query = (batch["target_window"], batch["target_pos"]) if "target_window" in batch else None
         h = self.encode(batch["seq"], batch["lengths"], query)
-        return F.cross_entropy(self.logits(h), batch["target"])
+        return full_softmax_loss(self.logits(h), batch["target"], self.softmax_keep)
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         start, end = self.hist_indptr[users], self.hist_indptr[users + 1]

@@ -5,6 +5,9 @@ contrastive losses (InfoNCE and its decoupled form).
   form on distances is TransR's loss (KGAT eq. 2, CKE Sec. 4.1; :class:`~mmkgrec.nn.kg.TransR`).
 * L2 per batch: RecBole's ``EmbLoss`` with ``require_pow`` (KGAT eq. 13's ``lambda ||Theta||^2``
   taken over the batch's vectors).
+* Full softmax: the cross-entropy of the next item among every item (SASRec and GRU4Rec as
+  RecBole trains them with ``loss_type: CE``, BERT4Rec's cloze, MM-RACL-KAL eq. 12), optionally
+  over a subset of the items (:func:`full_softmax_loss`).
 * Contrastive: InfoNCE (van den Oord et al. 2018) with a temperature, and the decoupled form
   whose denominator sums over negatives only (Yeh et al., ECCV 2022), which is how MM-RACL-KAL's
   eq. 13-15 are printed (SPEC.md "MM-RACL-KAL", contrastive losses).
@@ -46,6 +49,18 @@ def l2_of_rows(*pairs: tuple[torch.Tensor, torch.Tensor], n: int) -> torch.Tenso
     gathering them: each row's squared norm weighted by how often ``index`` holds it."""
     return sum(torch.bincount(index.reshape(-1), minlength=len(table)).to(table.dtype)
                @ table.pow(2).sum(1) for table, index in pairs) / n
+
+
+def full_softmax_loss(logits: torch.Tensor, target: torch.Tensor,
+                      keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of ``target`` over the item ``logits`` ``[B, n_items]``. With ``keep`` (bool
+    ``[n_items]``, the ``negative_items`` pool) the other items leave the normaliser: under
+    ``negative_items: seen`` an item without training interactions (a ``cold_item`` split's
+    held-out items) is never a target, so in a full softmax it would only ever be pushed down,
+    the leak the pairwise samplers' pool closes. Every target must be kept (a training item)."""
+    if keep is not None:
+        logits = logits.masked_fill(~keep, MASKED)
+    return F.cross_entropy(logits, target)
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor, normalize: bool = True,
