@@ -41,6 +41,22 @@ _SKIP = object()
 PINNED = {"image_encoder": _SKIP, "link_item_map": None}
 
 
+def _in_checkout(arg: str) -> str:
+    """An absolute path into another checkout of the repository (a row recorded elsewhere, e.g.
+    ``/elsewhere/src/mmkgrec/configs/variant/X.yaml``) as the same file in this one, when that
+    file exists here; any other argument as it is."""
+    path = Path(arg)
+    if not path.is_absolute() or path.exists():
+        return arg
+    parts = path.parts
+    for top in ("src", "benchmarks"):
+        if top in parts:
+            here = ROOT.joinpath(*parts[parts.index(top):])
+            if here.exists():
+                return str(here)
+    return arg
+
+
 def rerun_command(result: dict, run_dir: Path, pin: bool = True) -> list[str]:
     """The recorded command with this checkout's interpreter and ``--out run_dir``; without
     ``pin`` (the row's own commit, which still has the defaults the row ran with) nothing is
@@ -50,7 +66,7 @@ def rerun_command(result: dict, run_dir: Path, pin: bool = True) -> list[str]:
         at = args.index("mmkgrec.cli")
     except ValueError:
         raise SystemExit(f"reproduce: {result['job']}: the command does not run mmkgrec.cli")
-    cmd = [sys.executable, "-m", *args[at:]]
+    cmd = [sys.executable, "-m", *[_in_checkout(a) for a in args[at:]]]
     if "--out" in cmd:
         cmd[cmd.index("--out") + 1] = str(run_dir)
     else:

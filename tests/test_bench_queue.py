@@ -218,3 +218,22 @@ def test_reproduce_fingerprints_feature_stores_by_item_id(tmp_path):
     a, b, c = (reproduce.feature_stores(tmp_path / x) for x in "abc")
     assert list(a) == ["ds-1/text/enc-1"] and a == b and a["ds-1/text/enc-1"]["version"] == "v1"
     assert c["ds-1/text/enc-1"]["sha256"] != a["ds-1/text/enc-1"]["sha256"]
+
+
+def test_reproduce_reads_a_packaged_file_of_another_checkout_from_this_one(tmp_path):
+    """A row recorded in another checkout names its variant file by that checkout's absolute
+    path; the rerun reads the same file of this checkout (other arguments as recorded)."""
+    from pathlib import Path
+
+    import reproduce
+
+    row = {"job": "x", "config": {}, "command": (
+        "python -m mmkgrec.cli train --model MMRACLKAL --config "
+        "/elsewhere/repo/src/mmkgrec/configs/variant/MMRACLKAL-wo-cl.yaml --out /elsewhere/run "
+        "--set seed=1")}
+    cmd = reproduce.rerun_command(row, tmp_path / "run", pin=False)
+    mapped = Path(cmd[cmd.index("--config") + 1])
+    assert mapped == reproduce.ROOT / "src/mmkgrec/configs/variant/MMRACLKAL-wo-cl.yaml"
+    assert mapped.exists() and cmd[cmd.index("--out") + 1] == str(tmp_path / "run")
+    assert reproduce._in_checkout("/elsewhere/nothing/src/no-such-file") == (
+        "/elsewhere/nothing/src/no-such-file")

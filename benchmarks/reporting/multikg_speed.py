@@ -9,6 +9,12 @@ from .tables import command, load
 TOP = 15
 
 
+def _load(r) -> str:
+    if "load_before" not in r:
+        return "not recorded"
+    return f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}"
+
+
 def section() -> list[str]:
     runs = load("multikg_speed")
     ratios = [r for r in runs if r["kind"] == "ratio"]
@@ -19,21 +25,23 @@ def section() -> list[str]:
          "Epoch time of Multi-KG4Rec (packaged defaults: two modality graphs, three propagation "
          "layers 64-32-16, exact fusion over every item in every CF step) over KGAT's, measured in "
          "one process, the models alternating; KGAT at its own default depth (one layer) and at "
-         "Multi-KG4Rec's (`KGAT-depth`). Timings were taken on a heavily shared machine: only the "
-         "ratios of one run mean anything, and under that load the process CPU time (all "
-         "threads) is far steadier than the wall time; both are shown. Where `max_steps` is set, "
+         "Multi-KG4Rec's (`KGAT-depth`). Only the ratios of one run mean anything; on a shared "
+         "machine the process CPU time (all threads) is far steadier than the wall time; both "
+         "are shown, with the 1-minute load average before and after each run where it was "
+         "recorded (2 cores: above 2, other work shared them). Where `max_steps` is set, "
          "an epoch is `on_epoch_start` plus that many CF and KG steps, scaled to the epoch's step "
          "counts. The approximation `fusion_items_per_batch: 256` (off by default) is timed "
          "beside the exact model; its accuracy cost over 3 seeds is in the knowledge-graph "
          "section above (\"Approximate fusion\").", "",
          "| run | code | threads | max_steps | model | CPU / KGAT | CPU / KGAT-depth | wall / KGAT "
-         "| wall / KGAT-depth |", "|---|---|---|---|---|---|---|---|---|"]
+         "| wall / KGAT-depth | load before / after |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in ratios:
         code = r.get("code") or r.get("git_sha", "?")[:12]
         for name in r["ratio_cpu"]:
             L.append(f"| {r['tag']} | {code} | {r['threads']} | {r.get('max_steps', 0)} | "
                      f"{name} | {r['ratio_cpu'][name]:.2f} | {r['ratio_same_depth_cpu'][name]:.2f} "
-                     f"| {r['ratio_wall'][name]:.2f} | {r['ratio_same_depth_wall'][name]:.2f} |")
+                     f"| {r['ratio_wall'][name]:.2f} | {r['ratio_same_depth_wall'][name]:.2f} | "
+                     f"{_load(r)} |")
     L += [""] + [f"- `{r['tag']}`: `{command(r)}`" + (f" ({r['note']})" if r.get("note") else "")
                  for r in ratios]
     if profiles:
