@@ -21,7 +21,7 @@ Jobs (one JSON each under ``results/explain/``; resumable):
     The same with ML-100K's ``.link`` re-keyed through the title map (``link_item_map``; the jobs
     above read it as given, keyed by MovieLens-1M ids, so their KG sentences speak of other
     films); the audit reads the link through the same map.
-``faithful-SASRec``, ``faithful-SASRec-kg-order``, ``faithful-LightGCN``, ``faithful-MMRACLKAL``, ``faithful-LLMKGRec`` (each also ``-kg-order``)
+``faithful-{SASRec,LightGCN,MMRACLKAL,LLMKGRec}``, each also ``-kg-order``
     For the models whose score reads back to the user's history (their class declares
     ``history_reasons``; the removal is the model's hook, :mod:`mmkgrec.explain.reasons`: SASRec
     and MM-RACL-KAL lose the items from their input, MM-RACL-KAL also the user's edges to them
@@ -245,7 +245,7 @@ def faithful(model: str, reasons: bool) -> dict:
     t = stats.ttest_rel(a, b) if len(rows) > 1 else None
     w = stats.wilcoxon(a, b) if len(rows) > 1 and np.any(a != b) else None
     return {"model": model, "model_reasons": reasons, "removed": run.model.history_reasons,
-            "pairs": len(pairs),
+            "users": users, "pairs": len(pairs),
             "pairs_citing": len(rows), "mean_drop_cited": float(a.mean()) if len(a) else None,
             "mean_drop_random": float(b.mean()) if len(b) else None,
             "share_cited_larger": float(np.mean(a > b)) if len(a) else None,
@@ -395,7 +395,7 @@ def lm(model: str) -> dict:
     audit = audit_for("")
     problems = [audit.audit(r) for r in rows]
     return {"model": model, "backend": "transformers", "lm": Path(ARGS.lm).name,
-            "pairs": len(pairs), "load_s": load_s, **summarise(rows, wall, cpu, problems),
+            "users": users, "pairs": len(pairs), "load_s": load_s, **summarise(rows, wall, cpu, problems),
             "explanations_list": rows}
 
 
