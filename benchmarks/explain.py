@@ -2,10 +2,12 @@
 
 Jobs (one JSON each under ``results/explain/``; resumable):
 
-``train-BPR``, ``train-SASRec``
+``train-BPR``, ``train-SASRec``, ``train-LightGCN``, ``train-MMRACLKAL``, ``train-LLMKGRec``
     The runs explained: BPR (random 8:1:1 split) and SASRec (its next-item protocol), epochs
-    capped (``EPOCHS``: BPR 40, SASRec 3 with inputs of 20 items, a shared 2-core machine; the explanations do not depend on how well the model ranks, only on what
-    it ranks) into ``benchmarks/work/runs/explain/``.
+    capped (``EPOCHS``: BPR 40, SASRec 3 with inputs of 20 items, a shared 2-core machine; the
+    explanations do not depend on how well the model ranks, only on what it ranks) into
+    ``benchmarks/work/runs/explain/``; LightGCN (40 epochs), MM-RACL-KAL (2 epochs, inputs of 50
+    items) and LLMKGRec (5 epochs) for the faithfulness jobs, on the same split.
 ``template-BPR``, ``template-SASRec``
     ``USERS`` benchmark users (drawn with seed 2020 among users with at least 5 training items) x
     their top ``K`` recommendations, explained by the template backend. Every shown explanation is
@@ -19,13 +21,18 @@ Jobs (one JSON each under ``results/explain/``; resumable):
     The same with ML-100K's ``.link`` re-keyed through the title map (``link_item_map``; the jobs
     above read it as given, keyed by MovieLens-1M ids, so their KG sentences speak of other
     films); the audit reads the link through the same map.
-``faithful-SASRec``, ``faithful-SASRec-kg-order``
-    For SASRec, whose score reads back to its input: removing the history items an explanation
-    cites from the input lowers the candidate's score more than removing as many random history
-    items (paired t-test and Wilcoxon over the pairs citing at least one item; ``RANDOM_DRAWS``
-    random sets per pair, their mean). With the model's own reasons ordering the cited history
-    (the default) and with the KG's order alone. BPR: not applicable (its user vector is a free
-    parameter: no history item can be removed from it).
+``faithful-{SASRec,LightGCN,MMRACLKAL,LLMKGRec}``, each also ``-kg-order``
+    For the models whose score reads back to the user's history (their class declares
+    ``history_reasons``; the removal is the model's hook, :mod:`mmkgrec.explain.reasons`: SASRec
+    and MM-RACL-KAL lose the items from their input, MM-RACL-KAL also the user's edges to them
+    in its static graph; LightGCN propagates its graph again without the user's edges to them;
+    LLMKGRec pools the user's history without them): removing the history items an explanation
+    cites lowers the candidate's score more than removing as many random history items (paired
+    t-test and Wilcoxon over the pairs citing at least one item; ``RANDOM_DRAWS`` random sets
+    per pair, their mean). With the model's own reasons ordering the cited history (the default)
+    and with the KG's order alone. BPR, VBPR: not applicable (their user vector is a free
+    parameter: no history item can be removed from it); the report lists every model that
+    declares no reasons.
 ``facts-BPR``
     The frozen fact set (``explain_facts.json``, written before the verifier, half held out),
     filled from the evidence of the top-5 pairs of ``USERS`` tuning users disjoint from the
@@ -65,8 +72,11 @@ import mmkgrec  # noqa: E402
 
 SUITE = "explain"
 USERS, K, LM_PAIRS, RANDOM_DRAWS = 100, 5, 3, 5
-EPOCHS = {"BPR": 40, "SASRec": 3}
-TRAIN = {"BPR": {"learning_rate": 0.005}, "SASRec": {"max_seq_length": 20}}
+EPOCHS = {"BPR": 40, "SASRec": 3, "LightGCN": 40, "MMRACLKAL": 2, "LLMKGRec": 5}
+TRAIN = {"BPR": {"learning_rate": 0.005}, "SASRec": {"max_seq_length": 20},
+         "LightGCN": {"learning_rate": 0.005}, "MMRACLKAL": {"max_seq_length": 50},
+         "LLMKGRec": {"learning_rate": 0.001}}
+FAITHFUL = ("SASRec", "LightGCN", "MMRACLKAL", "LLMKGRec")
 # ML-100K's .link: as given (keyed by MovieLens-1M ids, so each film carries another film's
 # entity; every stored job here ran so), or re-keyed through the title map (the packaged default
 # since): the ``-rekeyed`` jobs
@@ -227,14 +237,15 @@ def faithful(model: str, reasons: bool) -> dict:
         draws = [sorted(rng.choice(others, len(cited), replace=False).tolist())
                  for _ in range(RANDOM_DRAWS)]
         s = scores_without(run.model, u, c, [[], cited] + draws)
-        rows.append({"user": user, "item": item, "n_cited": len(cited),
+        rows.append({"user": user, "item": item, "n_cited": len(cited), "n_history": len(hist),
                      "drop_cited": float(s[0] - s[1]),
                      "drop_random": float(np.mean(s[0] - s[2:]))})
     a = np.array([r["drop_cited"] for r in rows])
     b = np.array([r["drop_random"] for r in rows])
     t = stats.ttest_rel(a, b) if len(rows) > 1 else None
     w = stats.wilcoxon(a, b) if len(rows) > 1 and np.any(a != b) else None
-    return {"model": model, "model_reasons": reasons, "pairs": len(pairs),
+    return {"model": model, "model_reasons": reasons, "removed": run.model.history_reasons,
+            "users": users, "pairs": len(pairs),
             "pairs_citing": len(rows), "mean_drop_cited": float(a.mean()) if len(a) else None,
             "mean_drop_random": float(b.mean()) if len(b) else None,
             "share_cited_larger": float(np.mean(a > b)) if len(a) else None,
@@ -384,7 +395,7 @@ def lm(model: str) -> dict:
     audit = audit_for("")
     problems = [audit.audit(r) for r in rows]
     return {"model": model, "backend": "transformers", "lm": Path(ARGS.lm).name,
-            "pairs": len(pairs), "load_s": load_s, **summarise(rows, wall, cpu, problems),
+            "users": users, "pairs": len(pairs), "load_s": load_s, **summarise(rows, wall, cpu, problems),
             "explanations_list": rows}
 
 
@@ -398,9 +409,10 @@ JOBS = ([{"id": f"train-{m}", "run": lambda j, m=m: train(m)} for m in ("BPR", "
         + [{"id": f"template-{m}", "run": lambda j, m=m: template(m)} for m in ("BPR", "SASRec")]
         + [{"id": "train-BPR-rekeyed", "run": lambda j: train("BPR", "-rekeyed")},
            {"id": "template-BPR-rekeyed", "run": lambda j: template("BPR", "-rekeyed")}]
-        + [{"id": "faithful-SASRec", "run": lambda j: faithful("SASRec", True)},
-           {"id": "faithful-SASRec-kg-order", "run": lambda j: faithful("SASRec", False)},
-           {"id": "facts-BPR", "run": lambda j: facts("BPR")},
+        + [{"id": f"train-{m}", "run": lambda j, m=m: train(m)} for m in FAITHFUL[1:]]
+        + [{"id": f"faithful-{m}{tail}", "run": lambda j, m=m, r=r: faithful(m, r)}
+           for m in FAITHFUL for tail, r in (("", True), ("-kg-order", False))]
+        + [{"id": "facts-BPR", "run": lambda j: facts("BPR")},
            {"id": "threshold-BPR", "run": lambda j: threshold("BPR")},
            {"id": "gemma-BPR", "run": lambda j: lm("BPR")},
            {"id": "http-llamacpp", "run": not_run}])

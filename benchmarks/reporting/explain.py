@@ -37,6 +37,58 @@ def _labels() -> list[str]:
             "make a wrong graph right.", ""]
 
 
+def _faithfulness(rows: dict) -> list[str]:
+    """The faithfulness table (``faithful-*`` jobs), and which models it does not apply to, read
+    from the models' declarations (``history_reasons``)."""
+    from mmkgrec.explain.reasons import declared_reasons
+
+    fa = sorted((r for k, r in rows.items() if k.startswith("faithful-")),
+                key=lambda r: (r["model"] != "SASRec", r["model"], not r["model_reasons"]))
+    if not fa:
+        return []
+    declared = declared_reasons()
+    measured = {r["model"] for r in fa}
+    none = sorted(m for m, why in declared.items() if why is None)
+    unmeasured = sorted(m for m, why in declared.items() if why and m not in measured)
+    L = ["### Faithfulness", "",
+         "Removing the history items an explanation cites vs removing as many random items of "
+         "the user's training history (mean of 5 draws), per (user, item) pair that cites at "
+         "least one; a larger drop of the candidate's score means the explanation names what "
+         "the model used. What removing means is each model's own hook "
+         "(`mmkgrec.explain.reasons`), as its class declares it (`history_reasons`). Runs capped "
+         "(epochs in `benchmarks/explain.py`); one seed.", "",
+         "| job | model | cited history ordered by | pairs citing | mean drop, cited | "
+         "mean drop, random | cited > random | paired t (p) | Wilcoxon p |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    removed = {}
+    for r in fa:
+        order = "the model's reasons, then the KG" if r["model_reasons"] else "the KG alone"
+        removed.setdefault(r["model"], r.get("removed") or declared.get(r["model"]))
+        L.append(f"| {r['job']} | {r['model']} | {order} | "
+                 f"{r['pairs_citing']}/{r['pairs']} | "
+                 f"{_f(r['mean_drop_cited'])} | {_f(r['mean_drop_random'])} | "
+                 f"{_f(r['share_cited_larger'], '{:.1%}')} | {_f(r['t'], '{:.2f}')} "
+                 f"({_f(r['p_t'], '{:.2g}')}) | {_f(r['p_wilcoxon'], '{:.2g}')} |")
+    L += ["", "- Removing an item means, per model: " + "; ".join(
+        f"{m}: {why}" for m, why in removed.items()) + "."]
+    runs = []
+    for m in sorted(measured, key=lambda m: (m != "SASRec", m)):
+        t = rows.get(f"train-{m}")
+        if t:
+            c = t["config"]
+            seq = f", inputs of {c['max_seq_length']} items" if c.get("max_seq_length") else ""
+            runs.append(f"{m} {c['epochs']} epochs{seq} (test NDCG@10 "
+                        f"{_f(t['test'].get('ndcg@10'))})")
+    if runs:
+        L.append("- The runs (`train-*` jobs, capped): " + "; ".join(runs) + ".")
+    L += ["- Not applicable (the model declares no history reasons: its score cannot be read "
+          "back to the user's history, e.g. a user vector that is a free parameter): "
+          + ", ".join(none) + "."]
+    if unmeasured:
+        L.append("- Declaring reasons but not measured here: " + ", ".join(unmeasured) + ".")
+    return L + [""]
+
+
 def section() -> list[str]:
     rows = {r["job"]: r for r in load("explain")}
     if not rows:
@@ -112,23 +164,7 @@ def section() -> list[str]:
               f"below the 5th percentile). Chosen: {t['chosen_threshold']:.2f}. Text about the "
               "candidate is close to any film lover's history, so this check separates little; "
               "the claim-level verifier does the work.", ""]
-    fa = [rows[k] for k in ("faithful-SASRec", "faithful-SASRec-kg-order") if k in rows]
-    if fa:
-        L += ["### Faithfulness", "",
-              "Removing the history items an explanation cites from SASRec's input vs removing "
-              "as many random history items (mean of 5 draws), per (user, item) pair that cites "
-              "at least one; a larger score drop means the explanation names what the model "
-              "used. BPR and VBPR: not applicable (their user vector is a free parameter, no "
-              "history item can be removed from it); LightGCN (re-propagation): not run.", "",
-              "| job | cited history ordered by | pairs citing | mean drop, cited | mean drop, "
-              "random | cited > random | paired t (p) | Wilcoxon p |", "|---|---|---|---|---|---|---|---|"]
-        for r in fa:
-            order = "the model's reasons, then the KG" if r["model_reasons"] else "the KG alone"
-            L.append(f"| {r['job']} | {order} | {r['pairs_citing']}/{r['pairs']} | "
-                     f"{_f(r['mean_drop_cited'])} | {_f(r['mean_drop_random'])} | "
-                     f"{_f(r['share_cited_larger'], '{:.1%}')} | {_f(r['t'], '{:.2f}')} "
-                     f"({_f(r['p_t'], '{:.2g}')}) | {_f(r['p_wilcoxon'], '{:.2g}')} |")
-        L.append("")
+    L += _faithfulness(rows)
     g = rows.get("gemma-BPR")
     if g:
         L += [f"**Gemma-3-270M** (`gemma-BPR`, {g['pairs']} pairs only: one 96-token draft took "

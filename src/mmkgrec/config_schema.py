@@ -604,8 +604,9 @@ _KEYS = [
         Key("explain_max_entity_degree", int, 200, "a KG entity linked to more items than this "
             "(a language, a country) is not counted as shared", ge=1),
         Key("explain_model_reasons", bool, True, "order the cited history by the model's own "
-            "reasons where it has them (next-item models: how much the candidate's score drops "
-            "when the item leaves the input), then by the KG"),
+            "reasons where it has them (how much the candidate's score drops when the item is "
+            "taken from the user's history: next-item models, MM-RACL-KAL, LightGCN, LLMKGRec; "
+            "mmkgrec.explain.reasons), then by the KG"),
         Key("explain_similarity_threshold", float, 0.31, "a language-model draft whose cosine "
             "similarity (MiniLM) to the user's interest vector (mean over their history) is "
             "below this is corrected (-1: no check); chosen on pairs disjoint from the "

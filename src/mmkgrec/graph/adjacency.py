@@ -44,6 +44,34 @@ def to_torch_csr(a: sp.spmatrix, device="cpu") -> torch.Tensor:
             check_invariants=False)
 
 
+def without_edges(adj: torch.Tensor, node: int, others) -> torch.Tensor:
+    """The symmetric-normalised adjacency ``adj`` (sparse CSR, one entry per edge of a binary
+    graph, as :func:`sym_normalize` builds it) with the edges between ``node`` and each node of
+    ``others`` removed in both directions and the graph normalised again: ``D'^-1/2 A' D'^-1/2``
+    with the degrees of the graph left (those of ``node`` and of the nodes it lost an edge to
+    change; so do all their entries). ``adj`` itself when no such edge exists."""
+    crow, col = adj.crow_indices(), adj.col_indices()
+    n = adj.shape[0]
+    row = torch.repeat_interleave(torch.arange(n, device=crow.device), crow.diff())
+    others = torch.as_tensor(list(others), dtype=col.dtype, device=col.device)
+    cut = (((row == node) & torch.isin(col, others))
+           | ((col == node) & torch.isin(row, others)))
+    if not bool(cut.any()):
+        return adj
+    keep = ~cut
+    row, col = row[keep], col[keep]
+    counts = torch.bincount(row, minlength=n)
+    deg = counts.to(torch.float32)
+    inv = torch.where(deg > 0, deg.clamp_min(1).pow(-0.5), torch.zeros_like(deg))
+    crow2 = torch.zeros(n + 1, dtype=crow.dtype, device=crow.device)
+    torch.cumsum(counts, 0, out=crow2[1:])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow2, col, (inv[row] * inv[col]).to(adj.dtype),
+                                       size=adj.shape, device=adj.device,
+                                       check_invariants=False)
+
+
 class _SymmetricSpMM(torch.autograd.Function):
     """``A @ X`` for a symmetric sparse ``A``: the backward pass reuses ``A`` (``A^T = A``)
     instead of transposing a CSR tensor on every call."""

@@ -93,6 +93,11 @@ class Recommender(nn.Module):
     input_type: ClassVar[str] = "pairwise"
     #: the tasks (config ``task``) this model can be trained and evaluated for
     tasks: ClassVar[tuple[str, ...]] = ("ranking", "next_item", "ctr")
+    #: what taking history items away from a user means for this model, in words, when its
+    #: score can be read back to the user's history (``scores_without_history``, the model's
+    #: own reasons of :mod:`mmkgrec.explain.reasons`); ``None``: it cannot (a free user
+    #: vector, say), so the model has no such reasons
+    history_reasons: ClassVar[str | None] = None
 
     @classmethod
     def check_task(cls, config) -> None:
@@ -160,6 +165,24 @@ class Recommender(nn.Module):
 
     def item_vectors(self) -> torch.Tensor | None:
         return None
+
+    # ---- the model's own reasons (explanations: post-processing, never part of training) ---
+    def reads_history(self) -> bool:
+        """Whether this model, as configured, scores from the user's history in a way
+        ``scores_without_history`` can redo (its class declares ``history_reasons``; a
+        configuration may still turn the path off)."""
+        return self.history_reasons is not None
+
+    def history_items(self, user: int) -> list[int]:
+        """The dense items of ``user``'s training history this model's score reads."""
+        raise NotImplementedError(f"{self.name} has no history reasons")
+
+    def scores_without_history(self, user: int, item: int,
+                               removals: list[list[int]]) -> torch.Tensor:
+        """``[len(removals)]``: the score of ``item`` for ``user`` with each list of dense
+        history items in ``removals`` taken away (an empty list: the score as it is). Called
+        in eval mode after ``prepare_eval``, without gradients; changes no weight."""
+        raise NotImplementedError(f"{self.name} has no history reasons")
 
 
 class VectorModel(Recommender):

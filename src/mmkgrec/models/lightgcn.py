@@ -9,7 +9,8 @@ from torch import nn
 
 from ..config import config_value
 from ..errors import ConfigError
-from ..nn.propagation import light_propagate
+from ..graph.adjacency import without_edges
+from ..nn.propagation import light_propagate, light_propagate_rows
 from .base import register, standardised_content
 from .factor_base import FactorModel
 
@@ -33,11 +34,19 @@ class LightGCN(FactorModel):
     magnitude; items without that content get ``f_i = 0``); users keep ID embeddings and the L2
     term covers the batch's layer-0 vectors. ``null`` (default): ID embeddings for items.
 
+    Reasons (explanations, post-processing): a user's vector is propagated from their edges, so
+    ``scores_without_history`` drops the user's edges to the removed items from the training
+    graph, normalises it again (eq. 7's ``A_hat`` with the new degrees), reruns the propagation
+    and rescores: exactly the score of these weights on a training graph without those
+    interactions.
+
     SPEC.md "MM-RACL-KAL": a baseline (with Text-/Image-LightGCN, Table 4); the same propagation
     is MM-RACL-KAL's static interest. No SPEC.md resolution beyond the shared ones."""
 
     name = "LightGCN"
     requires = frozenset({"graph"})
+    history_reasons = ("the user's edges to the items leave the normalised training graph, which "
+                       "is propagated again")
 
     @classmethod
     def requirements(cls, config) -> frozenset:
@@ -74,3 +83,17 @@ class LightGCN(FactorModel):
         if not self.content:
             return super().reg_terms(users, pos, neg)
         return [F.embedding(self.batch_nodes(users, pos, neg), self.ego())]
+
+    # ---- the model's own reasons (re-propagation) -------------------------------------------
+    def history_items(self, user: int) -> list[int]:
+        a, b = int(self.adj.crow_indices()[user]), int(self.adj.crow_indices()[user + 1])
+        return sorted(int(j) - self.n_users for j in self.adj.col_indices()[a:b].tolist())
+
+    def scores_without_history(self, user, item, removals):
+        ego = self.ego()
+        out = []
+        for items in removals:
+            adj = without_edges(self.adj, user, [i + self.n_users for i in items])
+            z = light_propagate_rows(adj, ego, self.n_layers, [user, self.n_users + item])
+            out.append(z[0] @ z[1])
+        return torch.stack(out)

@@ -60,9 +60,17 @@ class LLMKGRec(Recommender):
     without training history pools nothing: ``e_u = b`` (and ``k_u = 0``); the log counts them,
     and the behaviours whose item has no text (a zero text vector; an item with some of the text
     fields is encoded from those it has).
+
+    Reasons (explanations, post-processing): ``scores_without_history`` takes the removed items
+    out of the user's pooled history (the attention pooling of their text vectors and the mean of
+    their entities' KG vectors) and rescores; the user's ID embedding (``use_lm: false``,
+    ``id_embeddings``) stays. ``user_encoder: one_pass`` reads the history as one text encoded
+    beforehand, so that configuration has no reasons.
     """
 
     name = "LLMKGRec"
+    history_reasons = ("the items leave the user's pooled history (the attention pooling of their "
+                       "texts and the mean of their KG entities)")
     #: a training batch whose distinct users are at least this share of all users computes
     #: every user's and item's vector once (one sparse product for the pooling); a smaller
     #: one only its own users and items (the same values either way)
@@ -205,14 +213,16 @@ class LLMKGRec(Recommender):
             e = self.fuse(torch.cat([e, self.entity_emb(items)], -1))
         return e
 
-    def _users(self, users: torch.Tensor | None = None, step=None) -> torch.Tensor:
+    def _users(self, users: torch.Tensor | None = None, step=None,
+               histories=None) -> torch.Tensor:
         """``z_u`` of distinct ``users`` (every user when None, from ``step``:
         :meth:`_step_inputs`).
 
         Every user at once pools with one sparse product over the history matrix
         (:meth:`AttentionPooling.pool_sets`; the KG feature likewise); a subset of users, or
         logits too spread for that, pools over the gathered history rows. Both compute the
-        same ``z_u``."""
+        same ``z_u``. ``histories``: ``(items, row of each, lengths)`` pooled for ``users`` in
+        place of their training histories (the reasons' edited histories)."""
         pooled = k = None
         attention = self.use_lm and not self.one_pass
         if users is None:
@@ -228,7 +238,7 @@ class LLMKGRec(Recommender):
             if attention and pooled is None:  # logits too spread: the gathered path pools
                 users = torch.arange(self.n_users, device=self.indptr.device)
         if users is not None and (attention and pooled is None or self.use_kg and k is None):
-            hist, seg, lengths = self._histories(users)
+            hist, seg, lengths = histories or self._histories(users)
         e = 0.0
         if self.use_lm:
             if self.one_pass:
@@ -321,3 +331,25 @@ class LLMKGRec(Recommender):
 
     def item_vectors(self):
         return self._vectors()[1]
+
+    # ---- the model's own reasons -------------------------------------------------------------
+    def reads_history(self) -> bool:
+        return not self.one_pass and (self.use_lm or self.use_kg)
+
+    def history_items(self, user: int) -> list[int]:
+        return self.hist[int(self.indptr[user]):int(self.indptr[user + 1])].tolist()
+
+    def scores_without_history(self, user, item, removals):
+        if not self.reads_history():
+            raise NotImplementedError("LLMKGRec reads the history as one pre-encoded text "
+                                      "(user_encoder: one_pass) or not at all: no reasons")
+        own = self.hist[int(self.indptr[user]):int(self.indptr[user + 1])]
+        rows = [own[~torch.isin(own, torch.as_tensor(items, dtype=own.dtype,
+                                                     device=own.device))] if items else own
+                for items in removals]
+        lengths = torch.as_tensor([len(r) for r in rows], device=own.device)
+        seg = torch.repeat_interleave(torch.arange(len(rows), device=own.device), lengths)
+        users = torch.full((len(rows),), user, dtype=torch.long, device=own.device)
+        zu = self._users(users, histories=(torch.cat(rows), seg, lengths))
+        zi = self._vectors()[1][item]
+        return self.matcher(zu, zi.expand(len(rows), -1))

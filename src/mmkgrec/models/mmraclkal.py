@@ -49,8 +49,14 @@ Implemented (sections of the paper; see SPEC.md "MM-RACL-KAL" for the resolution
     ``W_t v_t`` of item i against ``W_m v_m`` of items ``j != i`` (text as anchor);
     ``mm_symmetric: true`` averages it with the image-anchored loss. Needs ``use_image``.
 
-Not implemented here: the explanation module (3.5, post-processing only, never part of scoring).
-Evaluation needs each input's user (``scores_need_users``): the next-item evaluator passes it.
+The explanation module (3.5) is post-processing, never part of scoring (:mod:`mmkgrec.explain`).
+Its reasons (``scores_without_history``): both parts that read the user's history lose the
+removed items: the dynamic interest's input sequence (as SASRec's occlusion: all occurrences of
+each item leave the window, nothing earlier moves in) and, with ``use_static``, the static
+interest's graph (the user's edges to the items leave the training graph, normalised and
+propagated again, as LightGCN's); the items' own representations ``e_i`` and the retrieval
+index are the item side and stay. Evaluation needs each input's user (``scores_need_users``):
+the next-item evaluator passes it.
 """
 
 from __future__ import annotations
@@ -64,9 +70,10 @@ from torch import nn
 from ..config import config_value
 from ..data.sampling import KnownPairs, sample_negatives
 from ..errors import ConfigError
+from ..graph.adjacency import without_edges
 from ..nn.fusion import GatedFusion
 from ..nn.losses import contrastive_loss, full_softmax_loss, similarity
-from ..nn.propagation import light_propagate
+from ..nn.propagation import light_propagate, light_propagate_rows
 from ..nn.transformer import init_bert_style
 from .base import register, standardised_content
 from .sasrec import SASRec
@@ -79,6 +86,9 @@ class MMRACLKAL(SASRec):
 
     name = "MMRACLKAL"
     scores_need_users = True
+    history_reasons = ("the items leave its input sequence (dynamic interest) and the user's "
+                       "edges to them leave the graph of its static interest, which is "
+                       "propagated again")
     _static_cache = None
     _eval_gen = None
 
@@ -226,12 +236,15 @@ class MMRACLKAL(SASRec):
         return torch.where(replace, swapped, seq)
 
     # ---- users ---------------------------------------------------------------------------
-    def static_users(self, table: torch.Tensor) -> torch.Tensor:
-        """``u_s`` of every user: the layer mean of LightGCN over the training graph."""
+    def static_ego(self, table: torch.Tensor) -> torch.Tensor:
+        """Layer 0 of the static interest's graph: user IDs, then item IDs or ``e_i``."""
         items = (self.static_item_emb.weight if self.static_item_init == "id"
                  else table[1:self.n_items + 1])
-        ego = torch.cat([self.static_user_emb.weight, items])
-        return light_propagate(self.adj, ego, self.gnn_layers)[:self.n_users]
+        return torch.cat([self.static_user_emb.weight, items])
+
+    def static_users(self, table: torch.Tensor) -> torch.Tensor:
+        """``u_s`` of every user: the layer mean of LightGCN over the training graph."""
+        return light_propagate(self.adj, self.static_ego(table), self.gnn_layers)[:self.n_users]
 
     def fuse(self, u_d: torch.Tensor, u_s: torch.Tensor | None) -> torch.Tensor:
         """``u``: the gate (eq. 11-12) over ``u_d`` and ``u_s``, or ``u_d`` without static interest."""
@@ -250,11 +263,6 @@ class MMRACLKAL(SASRec):
 
     def score_sequences(self, seq, lengths, users=None):
         table = self.item_table()
-        if self.augment_at_inference:
-            if self._eval_gen is None or self._eval_gen.device != seq.device:
-                self._eval_gen = torch.Generator(device=seq.device)
-                self._eval_gen.manual_seed(self.seed)
-            seq = self.augment(seq, self._eval_gen)
         u_s = None
         if self.use_static:
             if users is None:
@@ -262,8 +270,35 @@ class MMRACLKAL(SASRec):
                                  "call score_sequences(seq, lengths, users=...)")
             cache = self._static_cache
             u_s = (cache if cache is not None else self.static_users(table))[users]
+        return self._scores(seq, lengths, u_s, table)
+
+    def _scores(self, seq, lengths, u_s, table):
+        """Scores ``[B, n_items]`` from the inputs and the static interests ``u_s`` (or None)."""
+        if self.augment_at_inference:
+            if self._eval_gen is None or self._eval_gen.device != seq.device:
+                self._eval_gen = torch.Generator(device=seq.device)
+                self._eval_gen.manual_seed(self.seed)
+            seq = self.augment(seq, self._eval_gen)
         u = self.fuse(self.encode(seq, lengths, table=table), u_s)
         return u @ table[1:self.n_items + 1].T
+
+    # ---- the model's own reasons -------------------------------------------------------------
+    def history_items(self, user: int) -> list[int]:
+        if not self.use_static:
+            return super().history_items(user)
+        a, b = int(self.hist_indptr[user]), int(self.hist_indptr[user + 1])
+        return sorted({int(i) - 1 for i in self.hist_items[a:b].tolist()})
+
+    def scores_without_history(self, user, item, removals):
+        seq, lengths = self.inputs_without(user, removals)
+        table = self.item_table()
+        u_s = None
+        if self.use_static:
+            ego = self.static_ego(table)
+            u_s = torch.cat([light_propagate_rows(
+                without_edges(self.adj, user, [i + self.n_users for i in items]), ego,
+                self.gnn_layers, [user]) for items in removals])
+        return self._scores(seq, lengths, u_s, table)[:, item]
 
     # ---- training ------------------------------------------------------------------------
     def loss(self, batch: dict) -> torch.Tensor:

@@ -178,3 +178,37 @@ class SequentialRecommender(Recommender):
         # a user without training items is scored from a padding-only input of length 1
         extra = {"users": users} if self.scores_need_users else {}
         return self.score_sequences(seq, lengths.clamp_min(1), **extra)
+
+    # ---- the model's own reasons (occlusion) --------------------------------------------
+    history_reasons = ("the items leave its input (the user's last max_seq_length training "
+                       "items, all occurrences), which is encoded again")
+
+    def _window(self, user: int) -> torch.Tensor:
+        """The user's evaluation input as ``score_all`` reads it: training items + 1 in time
+        order, the last ``max_input_length`` of them."""
+        a, b = int(self.hist_indptr[user]), int(self.hist_indptr[user + 1])
+        return self.hist_items[max(a, b - self.max_input_length):b]
+
+    def history_items(self, user: int) -> list[int]:
+        return sorted({int(i) - 1 for i in self._window(user).tolist()})
+
+    def inputs_without(self, user: int, removals: list[list[int]]):
+        """``(seq [R, L], lengths [R])``: the user's input with each list of dense items in
+        ``removals`` taken out (the rest keep their order; nothing moves in from before the
+        window); an input left empty is scored from padding, as ``score_all`` does."""
+        seq = self._window(user)
+        rows = []
+        for items in removals:
+            drop = torch.as_tensor([i + 1 for i in items], dtype=seq.dtype, device=seq.device)
+            rows.append(seq[~torch.isin(seq, drop)] if len(items) else seq)
+        batch = seq.new_zeros(len(rows), max(1, max(len(r) for r in rows)))
+        for k, r in enumerate(rows):
+            batch[k, :len(r)] = r
+        lengths = torch.as_tensor([max(len(r), 1) for r in rows], device=seq.device)
+        return batch, lengths
+
+    def scores_without_history(self, user, item, removals):
+        seq, lengths = self.inputs_without(user, removals)
+        extra = ({"users": torch.full((len(seq),), user, dtype=torch.long, device=seq.device)}
+                 if self.scores_need_users else {})
+        return self.score_sequences(seq, lengths, **extra)[:, item]

@@ -30,6 +30,22 @@ def light_propagate(adj: torch.Tensor, ego: torch.Tensor, n_layers: int) -> torc
     return acc.mul_(1.0 / (n_layers + 1))
 
 
+def light_propagate_rows(adj: torch.Tensor, ego: torch.Tensor, n_layers: int,
+                         rows) -> torch.Tensor:
+    """``light_propagate(adj, ego, n_layers)[rows]`` for a symmetric ``adj``, computed from the
+    rows' side: ``e_r = 1/(K+1) sum_k (A^k ego)[r] = (1/(K+1) sum_k A^k 1_r)^T ego``, so each layer
+    multiplies ``adj`` by one column per row instead of ``d`` (the explanation module re-runs
+    the propagation once per graph it edits: :func:`~mmkgrec.graph.adjacency.without_edges`)."""
+    rows = torch.as_tensor(rows, dtype=torch.long, device=ego.device)
+    x = ego.new_zeros(ego.shape[0], len(rows))
+    x[rows, torch.arange(len(rows), device=ego.device)] = 1.0
+    acc = x
+    for _ in range(n_layers):
+        x = adj @ x
+        acc = acc + x
+    return (acc.T @ ego) / (n_layers + 1)
+
+
 def rows_at(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """``x[pos]``, as ``x`` itself or a slice when ``pos`` is ``0, 1, ..., k-1`` (the layer plans'
     usual case: rows and columns are sorted node ids starting with the users and items), which
