@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from reporting import (coldstart, core, ctr, explain, features, figures, gpu, kg, kgbm4rec, load,
-                       multikg_speed, multimodal, popularity, rating, reproduce, retune, scale,
+from reporting import (coldstart, core, ctr, explain, features, figures, gpu, kg, kgbm4rec, learned,
+                       load, multikg_speed, multimodal, popularity, rating, reproduce, retune, scale,
                        sequential)
 from reporting.tables import OUT
 
@@ -42,6 +42,7 @@ def document() -> str:
     L += core.section()
     L += features.section()
     L += multimodal.section()
+    L += learned.section()
     L += popularity.section("multimodal")
     L += kg.section()
     L += multikg_speed.section()

@@ -218,3 +218,39 @@ def test_reproduce_fingerprints_feature_stores_by_item_id(tmp_path):
     a, b, c = (reproduce.feature_stores(tmp_path / x) for x in "abc")
     assert list(a) == ["ds-1/text/enc-1"] and a == b and a["ds-1/text/enc-1"]["version"] == "v1"
     assert c["ds-1/text/enc-1"]["sha256"] != a["ds-1/text/enc-1"]["sha256"]
+
+
+def test_learned_image_rows_name_their_encoder_so_the_descriptor_pin_leaves_them():
+    """The rows measured again with the learned image encoder (issue 18) name it themselves, so
+    ``pins`` adds no descriptor to them, while the descriptor rows they sit beside keep the pin;
+    the control is its row's settings with the feature rows shuffled."""
+    import multimodal
+    import sequential
+
+    enc = multimodal.LEARNED_ENCODER
+    assert enc != "descriptor"
+    checked = 0
+    for job in multimodal.learned_jobs():
+        try:
+            model, ov, fields = multimodal.row_settings(job)
+        except common.NotReady:  # a row whose tuning runs are not stored yet
+            continue
+        assert ov["image_encoder"] == enc, job["id"]
+        base = multimodal.LEARNED_CONTROLS.get(job["variant"])
+        if base is not None:
+            _, base_ov, _ = multimodal.row_settings({**job, "variant": base})
+            assert ov == {**base_ov, "shuffle_features": True}, job["id"]
+        checked += 1
+    assert checked >= len(multimodal.LRS) * (len(multimodal.LEARNED) - 1)  # every tuning run
+    for v, learned in multimodal.LEARNED_OF.items():  # the descriptor row beside it stays pinned
+        _, ov, _ = multimodal.row_settings({"variant": v, "seed": 2020, "lr": 0.001})
+        _, lov, _ = multimodal.row_settings({"variant": learned, "seed": 2020, "lr": 0.001})
+        assert ov["image_encoder"] == "descriptor" and lov["image_encoder"] == enc
+        assert {k: x for k, x in lov.items() if k != "image_encoder"} == {
+            k: x for k, x in ov.items() if k != "image_encoder"}, v
+    for row in sequential.LEARNED_LADDER:
+        _, ov, _, variant = sequential.row_settings({"row": row, "seed": 2020})
+        _, dov, _, dvariant = sequential.row_settings({"row": "ladder-+M", "seed": 2020})
+        assert ov["image_encoder"] == enc and dov["image_encoder"] == "descriptor"
+        assert variant == dvariant and {k: x for k, x in ov.items() if k != "image_encoder"} == {
+            k: x for k, x in dov.items() if k != "image_encoder"}
