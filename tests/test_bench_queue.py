@@ -254,3 +254,26 @@ def test_learned_image_rows_name_their_encoder_so_the_descriptor_pin_leaves_them
         assert ov["image_encoder"] == enc and dov["image_encoder"] == "descriptor"
         assert variant == dvariant and {k: x for k, x in ov.items() if k != "image_encoder"} == {
             k: x for k, x in dov.items() if k != "image_encoder"}
+
+
+def test_a_learned_rows_seed_2020_run_is_its_tuning_run_at_the_chosen_rate(results):
+    """A learned row tuned in the queue takes its seed-2020 run from the tuning run at the chosen
+    rate (the same command but the output folder) instead of training it again, and says so; the
+    image-only VBPR row (tuned at an earlier commit), the control and other seeds train."""
+    import multimodal
+
+    v = f"VBPR-both-{multimodal.LEARNED_TAG}"
+    (results / "multimodal").mkdir()
+    for lr, score in zip(multimodal.LRS, (0.20, 0.22, 0.21)):
+        (results / "multimodal" / f"tune-{v}-lr{lr}.json").write_text(json.dumps(
+            {"job": f"tune-{v}-lr{lr}", "valid": {"ndcg@10": score}, "test": {"ndcg@10": score},
+             "git_sha": "abc", "command": "train", "tuning": True, "chosen_lr": lr}))
+    r = multimodal.run({"id": f"{v}-s2020", "variant": v, "seed": 2020})
+    lr = multimodal.LRS[1]
+    assert r["reused_from"] == f"tune-{v}-lr{lr}" and r["source_git_sha"] == "abc"
+    assert r["tuning"] is False and r["chosen_lr"] == lr and r["variant"] == v and "job" not in r
+    assert r["test"] == {"ndcg@10": 0.22}
+    for job in ({"variant": v, "seed": 2021}, {"variant": v, "seed": 2020, "lr": lr},
+                {"variant": f"VBPR-image-{multimodal.LEARNED_TAG}", "seed": 2020},
+                {"variant": f"VBPR-image-{multimodal.LEARNED_TAG}-shuffled", "seed": 2020}):
+        assert multimodal.reused_tuning_run(job) is None, job

@@ -130,10 +130,17 @@ def section() -> list[str]:
         cs, se = seed_cells(rs)
         L.append(f"| {v} | {_image(rs)} | {rs[0]['chosen_lr']} | {len(rs)} | " + " | ".join(cs)
                  + f" | {se:.2f} |")
+    reused = [f"{r['variant']} seed {r['seed']} (`{r['reused_from']}`)" for v in order
+              for r in final.get(v, []) if r.get("reused_from")]
+    if reused:
+        L += ["", "Runs that are their row's tuning run at the chosen rate (the same command but "
+              "the output folder; such pairs agree to the last digit in this suite), not trained "
+              "again: " + ", ".join(reused) + "."]
     pairs = _pairs(mm)
     cs = comparisons(final, pairs, KEY)
     L += ["", f"Paired t-tests on test NDCG@10 {TESTS}:", ""]
     L += significance_rows(final, pairs, KEY, cs)
+    L += _reproduction_note(pairs)
     L += ["", "The claims, with learned image features (Holm-adjusted over the table above):", ""]
     L += _claims(mm, final, cs, pairs)
     tuned = [v for v in mm.LEARNED if v in tune]
@@ -153,6 +160,22 @@ def section() -> list[str]:
     first = next((final[v][0] for v in mm.LEARNED if final.get(v)), None)
     L[-1] += f", e.g. `{command(first)}`." if first is not None else "."
     return L + [""]
+
+
+def _reproduction_note(pairs) -> list[str]:
+    """How the stored rows the learned ones are tested against rerun today (the reproduce
+    suite's reruns of them): a stored row that does not repeat adds that much to a difference."""
+    rows = {b for _, b in pairs} | {a for a, _ in pairs}
+    reruns = [r for r in load("reproduce") if r.get("suite") == "multimodal"
+              and r.get("job", "").rsplit("-s", 1)[0] in rows]
+    if not reruns:
+        return []
+    said = [f"{r['job']} {'repeats exactly' if r['identical'] else 'does not repeat'} (test "
+            f"NDCG@10 {r['stored'][KEY]:.4f} stored, {r['rerun'][KEY]:.4f} rerun)"
+            for r in sorted(reruns, key=lambda r: r["job"])]
+    return ["", "The stored rows compared here, rerun from their commands by `benchmarks/reproduce.py`: "
+            + "; ".join(said) + ". A difference against a row that does not repeat is to be read "
+            "against that margin."]
 
 
 def _ladder_ids() -> list[str]:
