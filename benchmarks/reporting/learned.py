@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .stats import TESTS, claim, comparisons, significance_rows, verdict
-from .tables import ACC_KEYS, SEQ_KEYS, cells, command, fmt, header, load, seed_cells, suite_runs
+from .tables import ACC_KEYS, SEQ_KEYS, cells, command, fmt, header, load, seed_row, suite_runs
 
 KEY = "ndcg@10"
 
@@ -124,12 +124,7 @@ def section() -> list[str]:
     L += header("| row | image features | lr | seeds | " + " | ".join(ACC_KEYS) + " | s/epoch |")
     for v in order:
         rs = final.get(v, [])
-        if not rs:
-            L.append(f"| {v} | - | - | 0 | " + " | ".join("not run" for _ in ACC_KEYS) + " | - |")
-            continue
-        cs, se = seed_cells(rs)
-        L.append(f"| {v} | {_image(rs)} | {rs[0]['chosen_lr']} | {len(rs)} | " + " | ".join(cs)
-                 + f" | {se:.2f} |")
+        L.append(seed_row(v, [_image(rs), rs[0]["chosen_lr"] if rs else "-"], rs))
     reused = [f"{r['variant']} seed {r['seed']} (`{r['reused_from']}`)" for v in order
               for r in final.get(v, []) if r.get("reused_from")]
     if reused:
