@@ -128,9 +128,11 @@ def section() -> list[str]:
     reused = [f"{r['variant']} seed {r['seed']} (`{r['reused_from']}`)" for v in order
               for r in final.get(v, []) if r.get("reused_from")]
     if reused:
+        same, both = _seed_runs_repeat_tuning(runs)
         L += ["", "Runs that are their row's tuning run at the chosen rate (the same command but "
-              "the output folder; such pairs agree to the last digit in this suite), not trained "
-              "again: " + ", ".join(reused) + "."]
+              f"the output folder; of this suite's rows that trained both, {same} of {both} have "
+              "the same test NDCG@10 to the last digit), not trained again: " + ", ".join(reused)
+              + "."]
     pairs = _pairs(mm)
     cs = comparisons(final, pairs, KEY)
     L += ["", f"Paired t-tests on test NDCG@10 {TESTS}:", ""]
@@ -155,6 +157,17 @@ def section() -> list[str]:
     first = next((final[v][0] for v in mm.LEARNED if final.get(v)), None)
     L[-1] += f", e.g. `{command(first)}`." if first is not None else "."
     return L + [""]
+
+
+def _seed_runs_repeat_tuning(runs: list[dict]) -> tuple[int, int]:
+    """How many seed-2020 runs trained again (not reused) have exactly the test NDCG@10 of their
+    row's tuning run at the chosen rate, out of those with both."""
+    tuning = {(r["variant"], r["chosen_lr"]): r["test"][KEY] for r in runs
+              if r.get("tuning") and "reg" not in r}
+    pairs = [(r["test"][KEY], tuning[(r["variant"], r["chosen_lr"])]) for r in runs
+             if not r.get("tuning") and r.get("seed") == 2020 and not r.get("reused_from")
+             and "reg" not in r and (r["variant"], r.get("chosen_lr")) in tuning]
+    return sum(a == b for a, b in pairs), len(pairs)
 
 
 def _reproduction_note(pairs) -> list[str]:
