@@ -238,11 +238,11 @@ def test_learned_image_section_pairs_rows_and_its_verdicts_follow_the_numbers(mo
     assert f"| VBPR-image-{tag} | {mm.LEARNED_ENCODER} | 0.001 | 3 |" in text
     assert f"| VBPR-image-{tag}-shuffled | {mm.LEARNED_ENCODER}, shuffled |" in text
     assert f"| MMGCN-both-{tag} | - | - | 0 | not run" in text
-    claim = "VBPR > BPR (the VBPR paper's claim; image only, as in the paper): "
-    assert claim + f"holds with learned features. VBPR-image-{tag} beats BPR" in text
+    claim = "VBPR > BPR with learned features (the VBPR paper's claim; image only, as in the paper): "
+    assert claim + f"holds. VBPR-image-{tag} beats BPR" in text
     assert f"| VBPR-image-{tag} vs VBPR-image | +0.0" in text
-    assert "MMGCN > LightGCN (text and image): not run" in text
+    assert "MMGCN > LightGCN with learned features, text and image: not run" in text
     assert "Not run: ladder-+M-" in text and "the popularity thirds" in text
     monkeypatch.setattr(learned, "suite_runs", lambda name: (mm, results(-0.03)))
     text = "\n".join(learned.section())
-    assert claim + f"does not hold with learned features. VBPR-image-{tag} trails BPR" in text
+    assert claim + f"does not hold. VBPR-image-{tag} trails BPR" in text

@@ -59,17 +59,17 @@ def _claims(mm, final: dict, cs: list, pairs: list) -> list[str]:
     """One sentence per claim, its words chosen by the adjusted test over users."""
     by_pair = dict(zip(pairs, cs))
     tag = mm.LEARNED_TAG
-    said = [("Learned vs descriptor (VBPR, image only)", f"VBPR-image-{tag}", "VBPR-image"),
-            ("Learned vs shuffled learned (VBPR, image only: what the vectors' assignment to items "
+    said = [("Learned > descriptor (VBPR, image only)", f"VBPR-image-{tag}", "VBPR-image"),
+            ("Learned > shuffled learned (VBPR, image only: what the vectors' assignment to items "
              "carries)", f"VBPR-image-{tag}", f"VBPR-image-{tag}-shuffled"),
-            ("VBPR > BPR (the VBPR paper's claim; image only, as in the paper)",
+            ("VBPR > BPR with learned features (the VBPR paper's claim; image only, as in the paper)",
              f"VBPR-image-{tag}", "BPR"),
-            ("VBPR > BPR with text and image", f"VBPR-both-{tag}", "BPR"),
-            ("Learned vs descriptor (VBPR, text and image)", f"VBPR-both-{tag}", "VBPR-both"),
-            ("Learned vs descriptor (MMGCN, image only)", f"MMGCN-image-{tag}", "MMGCN-image"),
-            ("Learned vs descriptor (MMGCN, text and image)", f"MMGCN-both-{tag}", "MMGCN-both"),
-            ("MMGCN > LightGCN (image only)", f"MMGCN-image-{tag}", "LightGCN"),
-            ("MMGCN > LightGCN (text and image)", f"MMGCN-both-{tag}", "LightGCN")]
+            ("VBPR > BPR with learned features, text and image", f"VBPR-both-{tag}", "BPR"),
+            ("Learned > descriptor (VBPR, text and image)", f"VBPR-both-{tag}", "VBPR-both"),
+            ("Learned > descriptor (MMGCN, image only)", f"MMGCN-image-{tag}", "MMGCN-image"),
+            ("Learned > descriptor (MMGCN, text and image)", f"MMGCN-both-{tag}", "MMGCN-both"),
+            ("MMGCN > LightGCN with learned features, image only", f"MMGCN-image-{tag}", "LightGCN"),
+            ("MMGCN > LightGCN with learned features, text and image", f"MMGCN-both-{tag}", "LightGCN")]
     L = []
     for name, a, b in said:
         c = by_pair.get((a, b))
@@ -77,7 +77,7 @@ def _claims(mm, final: dict, cs: list, pairs: list) -> list[str]:
             L.append(f"- {name}: not run ({a if not final.get(a) else b} has no runs).")
             continue
         holds = "holds" if verdict(c).startswith("higher") else "does not hold"
-        L.append(f"- {name}: {holds} with learned features. {claim(a, b, c, KEY)}.")
+        L.append(f"- {name}: {holds}. {claim(a, b, c, KEY)}.")
     return L
 
 
@@ -235,8 +235,8 @@ def _ladder_lines() -> list[str]:
     c = cs[0]
     if c is not None:
         holds = "holds" if verdict(c).startswith("higher") else "does not hold"
-        L += ["", f"- The image rung (+M > Base, MM-RACL-KAL's Table 5) {holds} with learned "
-              f"features. {claim(learned[0], 'ladder-Base', c, KEY)}."]
+        L += ["", f"- The image rung with learned features (+M > Base, MM-RACL-KAL's Table 5): "
+              f"{holds}. {claim(learned[0], 'ladder-Base', c, KEY)}."]
     return L
 
 
