@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from reporting import (coldstart, core, ctr, explain, features, figures, gpu, kg, kgbm4rec, load,
-                       multikg_speed, multimodal, popularity, rating, reproduce, retune, scale,
+from reporting import (coldstart, core, ctr, explain, features, figures, gpu, kg, kgbm4rec, learned,
+                       load, multikg_speed, multimodal, popularity, rating, reproduce, retune, scale,
                        sequential)
 from reporting.tables import OUT
 
@@ -43,6 +43,7 @@ def document() -> str:
     L += features.section()
     L += multimodal.section()
     L += popularity.section("multimodal")
+    L += learned.section()
     L += kg.section()
     L += multikg_speed.section()
     L += ctr.section()

@@ -203,3 +203,46 @@ def test_cold_start_claim_and_protocols_follow_the_numbers():
     assert coldstart.claim_verdict("cold_item", {}, content) == ""
     assert coldstart.protocol({"config": {"split": "cold_item"}}) == "all"
     assert coldstart.protocol({"config": {"negative_items": "seen"}}) == "seen"
+
+
+def test_learned_image_section_pairs_rows_and_its_verdicts_follow_the_numbers(monkeypatch):
+    """The learned-image-features section shows each learned row beside its descriptor row, tests
+    them paired by seed, and its claim sentences turn with the numbers; rows without runs read
+    `not run`, and so does what no stored result covers."""
+    import multimodal as mm
+
+    from reporting import learned
+
+    rng = np.random.default_rng(3)
+    users = rng.random(200)
+    tag = mm.LEARNED_TAG
+
+    def row(variant, model, shift, image=None, shuffled=False):
+        cfg = {"modalities": ["image"] if image else [], "image_encoder": image or "descriptor",
+               "shuffle_features": shuffled}
+        runs = _runs({s: users + shift + 0.01 * rng.standard_normal(200) for s in mm.SEEDS})
+        for r in runs:
+            r["test"] = {k: r["test"]["ndcg@10"] for k in learned.ACC_KEYS}
+            r.update(model=model, config=cfg, variant=variant, chosen_lr=0.001,
+                     timing={"train_epoch_s": 1.0}, command=f"python -m mmkgrec.cli train --model {model}")
+        return runs
+
+    def results(learned_shift):
+        return (row("BPR", "BPR", 0.0) + row("VBPR-image", "VBPR", -0.02, "descriptor")
+                + row(f"VBPR-image-{tag}", "VBPR", learned_shift, mm.LEARNED_ENCODER)
+                + row(f"VBPR-image-{tag}-shuffled", "VBPR", -0.05, mm.LEARNED_ENCODER, True))
+
+    monkeypatch.setattr(learned, "load", lambda suite: [])
+    monkeypatch.setattr(learned, "suite_runs", lambda name: (mm, results(+0.03)))
+    text = "\n".join(learned.section())
+    assert f"| VBPR-image-{tag} | {mm.LEARNED_ENCODER} | 0.001 | 3 |" in text
+    assert f"| VBPR-image-{tag}-shuffled | {mm.LEARNED_ENCODER}, shuffled |" in text
+    assert f"| MMGCN-both-{tag} | - | - | 0 | not run" in text
+    claim = "VBPR > BPR with learned features (the VBPR paper's claim; image only, as in the paper): "
+    assert claim + f"holds. VBPR-image-{tag} beats BPR" in text
+    assert f"| VBPR-image-{tag} vs VBPR-image | +0.0" in text
+    assert "MMGCN > LightGCN with learned features, text and image: not run" in text
+    assert "Not run: ladder-+M-" in text and "the popularity thirds" in text
+    monkeypatch.setattr(learned, "suite_runs", lambda name: (mm, results(-0.03)))
+    text = "\n".join(learned.section())
+    assert claim + f"does not hold. VBPR-image-{tag} trails BPR" in text

@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 
 from .stats import TESTS, significance_rows
-from .tables import ACC_KEYS, fmt, header, seed_cells, set_str, suite_runs
+from .tables import ACC_KEYS, fmt, header, seed_row, set_str, suite_runs
 
 
 def section() -> list[str]:
@@ -52,11 +52,7 @@ def section() -> list[str]:
              "VBPR-text+L2", "VBPR-both+L2"]
     for v in order:
         rs = final.get(v, [])
-        if not rs:
-            L.append(f"| {v} | - | 0 | " + " | ".join("not run" for _ in ACC_KEYS) + " | - |")
-            continue
-        cells, se = seed_cells(rs)
-        L.append(f"| {v} | {rs[0]['chosen_lr']} | {len(rs)} | " + " | ".join(cells) + f" | {se:.3f} |")
+        L.append(seed_row(v, [rs[0]["chosen_lr"] if rs else "-"], rs))
     L += ["", f"Paired t-tests on test NDCG@10 {TESTS}:", ""]
     pairs = [("VBPR-both", "BPR"), ("VBPR-both", "VBPR-both-shuffled"), ("VBPR-text", "BPR"),
              ("VBPR-image", "BPR"), ("MMGCN-both", "LightGCN"), ("MMGCN-both", "MMGCN-both-shuffled"),

@@ -93,6 +93,15 @@ def seed_cells(rs: list[dict]) -> tuple[list[str], float]:
     return out, statistics.median(secs) if secs else float("nan")
 
 
+def seed_row(name: str, lead: list, rs: list[dict]) -> str:
+    """A table line: ``| name | lead... | seeds | mean ± std of each ACC_KEYS | s/epoch |``
+    (:func:`seed_cells`); a row without runs reads ``not run`` (its lead cells as given)."""
+    if not rs:
+        return f"| {name} | " + " | ".join([*map(str, lead), "0", *["not run"] * len(ACC_KEYS), "-"]) + " |"
+    cs, se = seed_cells(rs)
+    return f"| {name} | " + " | ".join([*map(str, lead), str(len(rs)), *cs, f"{se:.3f}"]) + " |"
+
+
 def epoch_times(rs: list[dict]) -> tuple[float, float]:
     """Median s/epoch (training) and median seconds to the best epoch's end (training plus
     validation of every epoch up to it, from the per-epoch timing)."""
