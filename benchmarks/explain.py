@@ -95,9 +95,11 @@ FACTS = ROOT / "benchmarks" / "explain_facts.json"
 RUNS = WORK / "runs" / "explain"
 ARGS = argparse.Namespace(lm="gemma-3-270m", http_until=None)
 # the llama.cpp server of http-llamacpp-BPR: one thread (a shared 2-core machine), Gemma's turn
-# format (the GGUF brings no chat template), a context the eq. 17 prompt fits in
+# format (the GGUF brings no chat template), a context the eq. 17 prompt fits in, logits of the
+# last token only (the server's default keeps every prompt token's: 262k-word vocabulary)
 LLAMACPP_SERVER = {"n_ctx": 2048, "n_batch": 512, "n_threads": 1, "n_threads_batch": 1,
-                   "chat_format": "gemma", "seed": 2020, "model_alias": "gemma-3-270m"}
+                   "chat_format": "gemma", "seed": 2020, "model_alias": "gemma-3-270m",
+                   "logits_all": False}
 HTTP_OPTIONS = {"explain_http_timeout": 300.0, "explain_http_retries": 1}
 
 
