@@ -452,10 +452,12 @@ def build_llamacpp(_job) -> dict:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
     wall = time.perf_counter() - t0
     text = log.read_text(errors="replace")
+    after = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                           capture_output=True, text=True).stdout.strip()
     out = {"requirement": req, "rc": rc, "build_s": wall, "tools": tools,
            "env": {"CMAKE_BUILD_PARALLEL_LEVEL": "2"},
            "built_from_source": "Building wheel for llama-cpp-python" in text,
-           "torch_kept": torch.__version__,
+           "torch_before": torch.__version__, "torch_after": after,
            "command": "CMAKE_BUILD_PARALLEL_LEVEL=2 " + relative_command(cmd)}
     if rc == 0:
         out["status"] = "built"

@@ -215,7 +215,8 @@ def test_llamacpp_paragraph_says_what_the_records_say():
     text = "\n".join(explain._llamacpp(failed, {"status": "not run", "why": "it did not build"}))
     assert "failed after 10.0 min: `CMake Error: no compiler`" in text
     assert "Not run: it did not build." in text
-    built = {**failed, "status": "built", "version": "9.9", "torch_kept": "2.13.0",
+    built = {**failed, "status": "built", "version": "9.9", "torch_before": "2.13.0",
+             "torch_after": "2.13.0",
              "env": {"CMAKE_BUILD_PARALLEL_LEVEL": "2"}, "tools": {"cmake": "c", "g++": "g"},
              "command": "pip install x"}
     ms = {"server_cpu_p50": 4000.0, "server_cpu_p99": 9000.0, "wall_p50": 5000.0,
@@ -232,6 +233,7 @@ def test_llamacpp_paragraph_says_what_the_records_say():
            "explanations": 35}
     text = "\n".join(explain._llamacpp(built, run))
     assert "built from source (no wheel for this platform) in 10.0 min" in text
+    assert "torch 2.13.0 before and 2.13.0 after" in text
     assert "7 of 100 users (7 of 100 users: out of time)" in text
     assert "server CPU p50 4.0 s, p99 9.0 s (1 thread)" in text
     assert "30 of 35 explanations fell back to the template, 5 show a llama.cpp draft" in text

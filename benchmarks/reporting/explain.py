@@ -50,8 +50,10 @@ def _llamacpp(build: dict | None, h: dict | None) -> list[str]:
             L.append(f"- Build: `{build['requirement']}` {how} in {build['build_s'] / 60:.1f} "
                      f"min ({build['env']['CMAKE_BUILD_PARALLEL_LEVEL']} compile jobs on the "
                      f"shared 2-core machine; {build['tools']['cmake']}, "
-                     f"{build['tools']['g++']}): llama-cpp-python {build['version']}, "
-                     f"torch kept at {build['torch_kept']}. `{build['command']}`.")
+                     f"{build['tools']['g++']}): llama-cpp-python {build['version']}"
+                     + (f", torch {build['torch_before']} before and {build['torch_after']} "
+                        "after" if "torch_after" in build else "")
+                     + f". `{build['command']}`.")
         else:
             L.append(f"- Build of `{build['requirement']}` failed after "
                      f"{build['build_s'] / 60:.1f} min: `{build['error']}`.")
