@@ -234,6 +234,6 @@ def test_llamacpp_paragraph_says_what_the_records_say():
     text = "\n".join(explain._llamacpp(built, run))
     assert "built from source (no wheel for this platform) in 10.0 min" in text
     assert "torch 2.13.0 before and 2.13.0 after" in text
-    assert "7 of 100 users (7 of 100 users: out of time)" in text
+    assert "7 of 100 users (out of time)" in text
     assert "server CPU p50 4.0 s, p99 9.0 s (1 thread)" in text
     assert "30 of 35 explanations fell back to the template, 5 show a llama.cpp draft" in text

@@ -67,7 +67,7 @@ def _llamacpp(build: dict | None, h: dict | None) -> list[str]:
                  f"{h['server_start_s']:.1f} s. CPU features: `{h['llama_cpp_system_info']}`.")
         L.append(f"- Pairs: those of `template-BPR-rekeyed` (the same users in the same order, "
                  f"their top {h['k']}), {h['users_run']} of {h['users_planned']} users"
-                 + (f" ({h['stopped']})" if h["stopped"] else "") + "; up to "
+                 + (f" ({h['stopped'].split(': ', 1)[-1]})" if h["stopped"] else "") + "; up to "
                  f"{h['explain_options']['explain_max_attempts']} drafts of at most "
                  f"{h['explain_options']['explain_max_new_tokens']} tokens (temperature "
                  f"{h['explain_options']['explain_temperature']:g}), then the template.")
