@@ -12,8 +12,11 @@ import json
 import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -129,6 +132,73 @@ def relative_command(command: str | list[str], root: Path | str | None = None) -
     if out and os.path.isabs(out[0]):  # every recorded command starts with its interpreter
         out[0] = "python"  # one of that machine's environments
     return " ".join(shlex.quote(a) for a in out)
+
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A server command in its own process on loopback (``port``: where it listens), its output
+    in a temporary file; ``with`` stops it whatever happens."""
+
+    def __init__(self, cmd: list[str], port: int, env: dict | None = None):
+        self.cmd, self.port = cmd, port
+        self.log = tempfile.TemporaryFile()
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def wait_ready(self, path: str, timeout: float = 300.0) -> float:
+        """Seconds from the process start to the first 200 of ``GET path``."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited ({self.proc.returncode}): "
+                                   f"{self.output()[-2000:]}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=1) as s:
+                    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+                              .encode())
+                    if s.recv(16).split(b" ")[1:2] == [b"200"]:  # HTTP/1.0 or 1.1
+                        wall = time.perf_counter() - self.t0
+                        self.ready_cpu_s = self.cpu_s()  # CPU seconds the start cost
+                        return wall
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"the server did not answer {path} within {timeout} s")
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the server process has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+        self.log.close()
 
 
 def run_cmd(cmd: list[str], log: Path, env: dict | None = None) -> None:

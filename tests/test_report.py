@@ -246,3 +246,37 @@ def test_learned_image_section_pairs_rows_and_its_verdicts_follow_the_numbers(mo
     monkeypatch.setattr(learned, "suite_runs", lambda name: (mm, results(-0.03)))
     text = "\n".join(learned.section())
     assert claim + f"does not hold. VBPR-image-{tag} trails BPR" in text
+
+
+def test_llamacpp_paragraph_says_what_the_records_say():
+    """The llama.cpp lines come from the build and run records: a failed build names its error
+    and the run says it was not run; a capped run says how many users and why."""
+    from reporting import explain
+
+    failed = {"requirement": "llama-cpp-python[server]==9.9", "status": "failed", "build_s": 600,
+              "built_from_source": True, "error": "CMake Error: no compiler"}
+    text = "\n".join(explain._llamacpp(failed, {"status": "not run", "why": "it did not build"}))
+    assert "failed after 10.0 min: `CMake Error: no compiler`" in text
+    assert "Not run: it did not build." in text
+    built = {**failed, "status": "built", "version": "9.9", "torch_before": "2.13.0",
+             "torch_after": "2.13.0",
+             "env": {"CMAKE_BUILD_PARALLEL_LEVEL": "2"}, "tools": {"cmake": "c", "g++": "g"},
+             "command": "pip install x"}
+    ms = {"server_cpu_p50": 4000.0, "server_cpu_p99": 9000.0, "wall_p50": 5000.0,
+          "wall_p99": 12000.0}
+    run = {"server_settings": {"n_threads": 1}, "latency_ms": ms, "llama_cpp_python": "9.9",
+           "server_speeds": {"prompt": {"median_tokens_per_s": 300.0},
+                             "generation": {"median_tokens_per_s": 40.0, "requests": 70}},
+           "model_file": "m.gguf", "model_note": "base", "server_command": "python -m x",
+           "server_start_s": 2.0, "llama_cpp_system_info": "AVX2 = 1", "k": 5, "users_run": 7,
+           "users_planned": 100, "stopped": "7 of 100 users: out of time",
+           "explain_options": {"explain_max_attempts": 2, "explain_max_new_tokens": 96,
+                               "explain_temperature": 0.0},
+           "unsupported_shown": 0, "shown_claim_triples": 120, "template_fallback": 30,
+           "explanations": 35}
+    text = "\n".join(explain._llamacpp(built, run))
+    assert "built from source (no wheel for this platform) in 10.0 min" in text
+    assert "torch 2.13.0 before and 2.13.0 after" in text
+    assert "7 of 100 users (out of time)" in text
+    assert "server CPU p50 4.0 s, p99 9.0 s (1 thread)" in text
+    assert "30 of 35 explanations fell back to the template, 5 show a llama.cpp draft" in text

@@ -89,6 +89,57 @@ def _faithfulness(rows: dict) -> list[str]:
     return L + [""]
 
 
+def _llamacpp(build: dict | None, h: dict | None) -> list[str]:
+    """The HTTP backend through a local llama.cpp server: the build, the server, the run."""
+    if build is None and h is None:
+        return []
+    L = ["**HTTP backend through a local llama.cpp server** (`build-llamacpp`, "
+         "`http-llamacpp-BPR`).", ""]
+    if build:
+        how = ("built from source (no wheel for this platform)" if build["built_from_source"]
+               else "installed")
+        if build["status"] == "built":
+            L.append(f"- Build: `{build['requirement']}` {how} in {build['build_s'] / 60:.1f} "
+                     f"min ({build['env']['CMAKE_BUILD_PARALLEL_LEVEL']} compile jobs on the "
+                     f"shared 2-core machine; {build['tools']['cmake']}, "
+                     f"{build['tools']['g++']}): llama-cpp-python {build['version']}"
+                     + (f", torch {build['torch_before']} before and {build['torch_after']} "
+                        "after" if "torch_after" in build else "")
+                     + f". `{build['command']}`.")
+        else:
+            L.append(f"- Build of `{build['requirement']}` failed after "
+                     f"{build['build_s'] / 60:.1f} min: `{build['error']}`.")
+    if h and h.get("status") == "not run":
+        L += [f"- Not run: {h['why']}.", ""]
+        return L
+    if h:
+        s, lat, sp = h["server_settings"], h["latency_ms"], h["server_speeds"]
+        L.append(f"- Server: llama-cpp-python {h['llama_cpp_python']} serving "
+                 f"`{h['model_file']}` ({h['model_note']}), `{h['server_command']}`; ready in "
+                 f"{h['server_start_s']:.1f} s. CPU features: `{h['llama_cpp_system_info']}`.")
+        L.append(f"- Pairs: those of `template-BPR-rekeyed` (the same users in the same order, "
+                 f"their top {h['k']}), {h['users_run']} of {h['users_planned']} users"
+                 + (f" ({h['stopped'].split(': ', 1)[-1]})" if h["stopped"] else "") + "; up to "
+                 f"{h['explain_options']['explain_max_attempts']} drafts of at most "
+                 f"{h['explain_options']['explain_max_new_tokens']} tokens (temperature "
+                 f"{h['explain_options']['explain_temperature']:g}), then the template.")
+        L.append(f"- Cost per explanation: server CPU p50 {lat['server_cpu_p50'] / 1000:.1f} s, "
+                 f"p99 {lat['server_cpu_p99'] / 1000:.1f} s ({s['n_threads']} thread); wall "
+                 f"p50 {lat['wall_p50'] / 1000:.1f} s, p99 {lat['wall_p99'] / 1000:.1f} s "
+                 f"(the table's CPU column is the client's: prompt, verifier and similarity "
+                 f"check). llama.cpp's own timings: prompt "
+                 f"{sp['prompt']['median_tokens_per_s']:.0f} tokens/s, generation "
+                 f"{sp['generation']['median_tokens_per_s']:.1f} tokens/s (medians over "
+                 f"{sp['generation']['requests']} requests).")
+        L.append(f"- Shown: {h['unsupported_shown']} facts the audit could not find in the "
+                 f"dataset files, over {h['shown_claim_triples']} shown triples; "
+                 f"{h['template_fallback']} of {h['explanations']} explanations fell back to the "
+                 f"template, {h['explanations'] - h['template_fallback']} show a llama.cpp draft "
+                 f"that passed the verifier.")
+    L.append("")
+    return L
+
+
 def section() -> list[str]:
     rows = {r["job"]: r for r in load("explain")}
     if not rows:
@@ -107,7 +158,8 @@ def section() -> list[str]:
          "re-keyed through the title map (`link_item_map`); the others read it as given, keyed by "
          "MovieLens-1M ids, so their KG sentences are true of the KG but speak of other films' "
          "entities (the audit checks each job against the link its run read).", ""]
-    shown = [r for k, r in sorted(rows.items()) if k.startswith(("template-", "gemma-"))]
+    shown = [r for k, r in sorted(rows.items()) if k.startswith(("template-", "gemma-", "http-"))
+             and "explanations" in r]
     if shown:
         L += ["| job | backend | explanations | sentences shown | unsupported shown facts (audit) "
               "| raw claims verified | corrected | template fallback | USR (explanations) | USR "
@@ -115,7 +167,10 @@ def section() -> list[str]:
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in shown:
             lat = r["latency_ms"]
-            L.append(f"| {r['job']} | {r['backend']} | {r['explanations']} | "
+            job = r["job"]
+            if r.get("users_run", r.get("users_planned")) != r.get("users_planned"):
+                job += f" ({r['users_run']} of {r['users_planned']} users)"
+            L.append(f"| {job} | {r['backend']} | {r['explanations']} | "
                      f"{r['sentences_shown']} | **{r['unsupported_shown']}** | "
                      f"{r['raw_claims_verified']}/{r['raw_claims']} "
                      f"({_f(r['raw_verified_share'], '{:.1%}')}) | {r['corrected']} | "
@@ -175,9 +230,7 @@ def section() -> list[str]:
               "`explain_similarity_threshold` 0.2, the default before `threshold-BPR` chose 0.31.",
               ""]
     L += _labels()
-    h = rows.get("http-llamacpp")
-    if h:
-        L += [f"**HTTP backend through llama.cpp**: {h['status']}: {h['why']}.", ""]
+    L += _llamacpp(rows.get("build-llamacpp"), rows.get("http-llamacpp-BPR"))
     if "gemma-BPR" not in rows:
         L += ["**Gemma-3-270M** (`gemma-BPR`): not run. On this shared 2-core machine one draft "
               "of 96 tokens took one to five minutes of wall time; the job's 3 pairs (up to 2 "
