@@ -280,3 +280,20 @@ def test_llamacpp_paragraph_says_what_the_records_say():
     assert "7 of 100 users (out of time)" in text
     assert "server CPU p50 4.0 s, p99 9.0 s (1 thread)" in text
     assert "30 of 35 explanations fell back to the template, 5 show a llama.cpp draft" in text
+
+
+def test_kg_alone_sentence_follows_each_rows_test():
+    """The faithfulness note on the KG-alone rows reads each row's paired t-test: a significant
+    negative t says the KG's citations matter less than random items, a large p no difference;
+    rows ordered by the model's reasons are left to the table."""
+    from reporting import explain
+
+    fa = [{"model": "A", "model_reasons": False, "t": -3.0, "p_t": 0.002},
+          {"model": "B", "model_reasons": False, "t": 4.0, "p_t": 0.0001},
+          {"model": "C", "model_reasons": False, "t": 0.5, "p_t": 0.6},
+          {"model": "D", "model_reasons": True, "t": 9.0, "p_t": 1e-9}]
+    text = explain._kg_alone(fa)
+    assert "A: the KG's citations lower the score less than random items" in text
+    assert "B: the KG's citations lower the score more than random items" in text
+    assert "C: no difference from random items (p = 0.6)" in text and "D:" not in text
+    assert explain._kg_alone(fa[3:]) == ""

@@ -69,7 +69,13 @@ def _faithfulness(rows: dict) -> list[str]:
                  f"{_f(r['mean_drop_cited'])} | {_f(r['mean_drop_random'])} | "
                  f"{_f(r['share_cited_larger'], '{:.1%}')} | {_f(r['t'], '{:.2f}')} "
                  f"({_f(r['p_t'], '{:.2g}')}) | {_f(r['p_wilcoxon'], '{:.2g}')} |")
-    L += ["", "- Removing an item means, per model: " + "; ".join(
+    L += ["", "- How to read the two orders: with *the model's reasons* the cited items are, among "
+          "the history items the KG links to the candidate, those whose removal lowers the score "
+          "most, so those rows check that the explanation cites what moved the score (a large "
+          "share is expected by construction); *the KG alone* cites in the KG's order, so its "
+          "rows test whether the KG's links name what the model used. "
+          + _kg_alone(fa)]
+    L += ["- Removing an item means, per model: " + "; ".join(
         f"{m}: {why}" for m, why in removed.items()) + "."]
     runs = []
     for m in sorted(measured, key=lambda m: (m != "SASRec", m)):
@@ -87,6 +93,21 @@ def _faithfulness(rows: dict) -> list[str]:
     if unmeasured:
         L.append("- Declaring reasons but not measured here: " + ", ".join(unmeasured) + ".")
     return L + [""]
+
+
+def _kg_alone(fa) -> str:
+    """One sentence per model on the KG-alone rows, read off their paired t-test (p < 0.05)."""
+    out = []
+    for r in fa:
+        if r["model_reasons"] or r.get("t") is None:
+            continue
+        if r["p_t"] < 0.05:
+            way = "more" if r["t"] > 0 else "less"
+            out.append(f"{r['model']}: the KG's citations lower the score {way} than random "
+                       f"items (t = {r['t']:.2f}, p = {r['p_t']:.2g})")
+        else:
+            out.append(f"{r['model']}: no difference from random items (p = {r['p_t']:.2g})")
+    return ("KG alone, " + "; ".join(out) + ".") if out else ""
 
 
 def _llamacpp(build: dict | None, h: dict | None) -> list[str]:
