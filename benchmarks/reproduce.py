@@ -41,32 +41,33 @@ _SKIP = object()
 PINNED = {"image_encoder": _SKIP, "link_item_map": None}
 
 
-def _in_checkout(arg: str) -> str:
+def _in_checkout(arg: str, root: Path = ROOT) -> str:
     """An absolute path into another checkout of the repository (a row recorded elsewhere, e.g.
-    ``/elsewhere/src/mmkgrec/configs/variant/X.yaml``) as the same file in this one, when that
-    file exists here; any other argument as it is."""
+    ``/elsewhere/src/mmkgrec/configs/variant/X.yaml``) as the same file in the checkout ``root``
+    (this one, or the row's own commit for a control run), when that file exists there; any
+    other argument as it is."""
     path = Path(arg)
     if not path.is_absolute() or path.exists():
         return arg
     parts = path.parts
     for top in ("src", "benchmarks"):
         if top in parts:
-            here = ROOT.joinpath(*parts[parts.index(top):])
+            here = root.joinpath(*parts[parts.index(top):])
             if here.exists():
                 return str(here)
     return arg
 
 
-def rerun_command(result: dict, run_dir: Path, pin: bool = True) -> list[str]:
+def rerun_command(result: dict, run_dir: Path, pin: bool = True, root: Path = ROOT) -> list[str]:
     """The recorded command with this checkout's interpreter and ``--out run_dir``; without
     ``pin`` (the row's own commit, which still has the defaults the row ran with) nothing is
-    added to it."""
+    added to it. Files of another checkout the command names are read from ``root``."""
     args = shlex.split(result["command"])
     try:
         at = args.index("mmkgrec.cli")
     except ValueError:
         raise SystemExit(f"reproduce: {result['job']}: the command does not run mmkgrec.cli")
-    cmd = [sys.executable, "-m", *[_in_checkout(a) for a in args[at:]]]
+    cmd = [sys.executable, "-m", *[_in_checkout(a, root) for a in args[at:]]]
     if "--out" in cmd:
         cmd[cmd.index("--out") + 1] = str(run_dir)
     else:
@@ -135,7 +136,7 @@ def control_run(result: dict, run_dir: Path, log: Path) -> dict:
         try:
             if run_dir.exists():
                 shutil.rmtree(run_dir)
-            cmd = rerun_command(result, run_dir, pin=False)
+            cmd = rerun_command(result, run_dir, pin=False, root=tree)
             run_cmd(cmd, log, env={"PYTHONPATH": str(tree / "src"), "MMKGREC_CACHE": str(cache)})
             features = feature_stores(cache)
         finally:

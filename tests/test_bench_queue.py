@@ -238,6 +238,11 @@ def test_reproduce_reads_a_packaged_file_of_another_checkout_from_this_one(tmp_p
     assert mapped.exists() and cmd[cmd.index("--out") + 1] == str(tmp_path / "run")
     assert reproduce._in_checkout("/elsewhere/nothing/src/no-such-file") == (
         "/elsewhere/nothing/src/no-such-file")
+    other = tmp_path / "control" / "src" / "mmkgrec" / "configs" / "variant"
+    other.mkdir(parents=True)
+    (other / "MMRACLKAL-wo-cl.yaml").write_text("{}")
+    cmd = reproduce.rerun_command(row, tmp_path / "run", pin=False, root=tmp_path / "control")
+    assert cmd[cmd.index("--config") + 1] == str(other / "MMRACLKAL-wo-cl.yaml")
 
 
 def test_learned_image_rows_name_their_encoder_so_the_descriptor_pin_leaves_them():
