@@ -38,6 +38,8 @@ def _image(rs: list[dict]) -> str:
         word = cfg.get("image_encoder", "?") if reads else "none"
         if reads and cfg.get("shuffle_features"):
             word += ", shuffled"
+        if reads and cfg.get("feature_norm", "none") != "none":
+            word += f", {cfg['feature_norm']}ised"
         if word not in seen:
             seen.append(word)
     return " / ".join(seen) if seen else "-"
@@ -69,7 +71,11 @@ def _claims(mm, final: dict, cs: list, pairs: list) -> list[str]:
             ("Learned > descriptor (MMGCN, image only)", f"MMGCN-image-{tag}", "MMGCN-image"),
             ("Learned > descriptor (MMGCN, text and image)", f"MMGCN-both-{tag}", "MMGCN-both"),
             ("MMGCN > LightGCN with learned features, image only", f"MMGCN-image-{tag}", "LightGCN"),
-            ("MMGCN > LightGCN with learned features, text and image", f"MMGCN-both-{tag}", "LightGCN")]
+            ("MMGCN > LightGCN with learned features, text and image", f"MMGCN-both-{tag}", "LightGCN"),
+            ("Standardised > as stored (learned, VBPR, image only)", f"VBPR-image-std-{tag}",
+             f"VBPR-image-{tag}"),
+            ("VBPR > BPR with learned features standardised (image only)", f"VBPR-image-std-{tag}",
+             "BPR")]
     L = []
     for name, a, b in said:
         c = by_pair.get((a, b))
@@ -87,7 +93,8 @@ def _pairs(mm) -> list[tuple[str, str]]:
             (f"VBPR-image-{tag}", "BPR"), (f"VBPR-both-{tag}", "BPR"),
             (f"VBPR-both-{tag}", "VBPR-both"), (f"MMGCN-image-{tag}", "MMGCN-image"),
             (f"MMGCN-both-{tag}", "MMGCN-both"), (f"MMGCN-image-{tag}", "LightGCN"),
-            (f"MMGCN-both-{tag}", "LightGCN")]
+            (f"MMGCN-both-{tag}", "LightGCN"), (f"VBPR-image-std-{tag}", f"VBPR-image-{tag}"),
+            (f"VBPR-image-std-{tag}", "BPR")]
 
 
 def section() -> list[str]:
@@ -121,6 +128,7 @@ def section() -> list[str]:
     order = ["BPR", "LightGCN"] + [x for v, lv in mm.LEARNED_OF.items()
                                    for x in (v, lv, *[c for c, b in mm.LEARNED_CONTROLS.items()
                                                       if b == lv])]
+    order += [v for v in mm.LEARNED if v not in order]  # rows without a descriptor twin
     L += header("| row | image features | lr | seeds | " + " | ".join(ACC_KEYS) + " | s/epoch |")
     for v in order:
         rs = final.get(v, [])
@@ -145,7 +153,8 @@ def section() -> list[str]:
         L += ["", "Tuning (validation NDCG@10 per learning rate, seed 2020):", "",
               "| row | " + " | ".join(f"lr {lr}" for lr in mm.LRS) + " |",
               "|---" * (1 + len(mm.LRS)) + "|"]
-        for v in [x for v in mm.LEARNED_OF for x in (v, mm.LEARNED_OF[v])]:
+        rows = [x for v in mm.LEARNED_OF for x in (v, mm.LEARNED_OF[v])]
+        for v in rows + [v for v in mm.LEARNED if v not in rows]:
             if v in tune:
                 L.append(f"| {v} | " + " | ".join(fmt(tune[v].get(lr, float("nan"))) for lr in mm.LRS)
                          + " |")
@@ -268,6 +277,6 @@ def _not_run(mm, final: dict) -> list[str]:
     missing = [v for v in mm.LEARNED if not final.get(v)]
     if missing:
         out.append("in this section: " + ", ".join(missing))
-    out.append("the sparse, `+reg`, `+L2` and `-std` multimodal rows, and shuffled controls other "
-               "than the image-only VBPR one")
+    out.append("the sparse, `+reg`, `+L2` and text-and-image `-std` multimodal rows, and shuffled "
+               "controls other than the image-only VBPR one")
     return out
