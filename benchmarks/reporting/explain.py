@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .tables import load
+from .tables import command, load
 
 
 def _f(x, fmt="{:.3f}") -> str:
@@ -126,7 +126,7 @@ def _llamacpp(build: dict | None, h: dict | None) -> list[str]:
                      f"{build['tools']['g++']}): llama-cpp-python {build['version']}"
                      + (f", torch {build['torch_before']} before and {build['torch_after']} "
                         "after" if "torch_after" in build else "")
-                     + f". `{build['command']}`.")
+                     + f". `{command(build)}`.")
         else:
             L.append(f"- Build of `{build['requirement']}` failed after "
                      f"{build['build_s'] / 60:.1f} min: `{build['error']}`.")
