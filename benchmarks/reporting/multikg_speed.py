@@ -4,15 +4,9 @@ shown after the knowledge-graph section."""
 
 from __future__ import annotations
 
-from .tables import command, load
+from .tables import command, load, load_cell
 
 TOP = 15
-
-
-def _load(r) -> str:
-    if "load_before" not in r:
-        return "not recorded"
-    return f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}"
 
 
 def section() -> list[str]:
@@ -41,7 +35,7 @@ def section() -> list[str]:
             L.append(f"| {r['tag']} | {code} | {r['threads']} | {r.get('max_steps', 0)} | "
                      f"{name} | {r['ratio_cpu'][name]:.2f} | {r['ratio_same_depth_cpu'][name]:.2f} "
                      f"| {r['ratio_wall'][name]:.2f} | {r['ratio_same_depth_wall'][name]:.2f} | "
-                     f"{_load(r)} |")
+                     f"{load_cell(r)} |")
     L += [""] + [f"- `{r['tag']}`: `{command(r)}`" + (f" ({r['note']})" if r.get("note") else "")
                  for r in ratios]
     if profiles:

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from .tables import load
-
-
-def _load(r) -> str:
-    return f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}"
+from .tables import load, load_cell
 
 
 def _kgcn(rows) -> list[str]:
@@ -46,7 +42,7 @@ def _kgcn(rows) -> list[str]:
                  f"{prev} | {r['old_pass_cpu_s_extrapolated'] / e:.1f}x "
                  f"(from {r['sample_users']} users) | {floor} | "
                  f"{r.get('max_abs_diff_per_pair', r['max_abs_diff_old_new']):.1e} | "
-                 f"{_load(r)} |")
+                 f"{load_cell(r)} |")
     prof = [r for r in rows if "profile" in r]
     if prof:
         L += ["", "Where a pass's CPU time goes (torch profiler, self time of the top operators; "
@@ -86,7 +82,7 @@ def _bpr_threads(rows, threads: int) -> list[str]:
         lib = f"{r['library']} {r['versions'].get(r['library'], '')}".strip()
         L.append(f"| {lib} | {r['lr']} | "
                  f"{r['train_epoch_s']:.2f} | {b['valid']['recall@20']:.4f} ({b['epoch']}) | "
-                 f"{r['test_last_epoch']['recall@20']:.4f} | {_load(r)} |")
+                 f"{r['test_last_epoch']['recall@20']:.4f} | {load_cell(r)} |")
     imp = [r for r in rows if r["library"] == "implicit"]
     ours = [r for r in rows if r["library"] == "mmkgrec"]
     if imp and ours:
@@ -145,7 +141,7 @@ def _ddp_repeat(rows, rep: int) -> list[str]:
         L.append(f"| {r['model']} | {r['nproc']} | {ep:.2f} | "
                  f"{statistics.median(ev) if ev else float('nan'):.2f} | "
                  f"{', '.join(f'{v:.4f}' for v in r['valid'] if v is not None)} | {sp:.2f}x | "
-                 f"{sp / r['nproc']:.0%} | {_load(r)} |")
+                 f"{sp / r['nproc']:.0%} | {load_cell(r)} |")
     return L
 
 
@@ -167,7 +163,7 @@ def _lightgcn(rows) -> list[str]:
             r = rows[lib]
             L.append(f"| {lib} | {r['timing']['train_epoch_s']:.2f} | "
                      f"{r['timing']['eval_s']:.2f} | {r.get('peak_rss_mb', float('nan')):.0f} | "
-                     f"{_load(r)} |")
+                     f"{load_cell(r)} |")
     if len(rows) == 2:
         ratio = rows["recbole"]["timing"]["train_epoch_s"] / rows["mmkgrec"]["timing"][
             "train_epoch_s"]

@@ -35,6 +35,14 @@ def command(r: dict) -> str:
     return work_path(relative_command(r["command"]))
 
 
+def load_cell(r: dict) -> str:
+    """The 1-minute load average recorded before and after a timed run, ``"before / after"``
+    (``not recorded`` for runs that predate the fields)."""
+    if "load_before" not in r:
+        return "not recorded"
+    return f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}"
+
+
 def work_path(text: str) -> str:
     """``text`` with the scratch folder ``benchmarks/work`` written as :data:`WORK_VAR`."""
     return text.replace("benchmarks/work/", WORK_VAR + "/")

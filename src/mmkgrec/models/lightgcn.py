@@ -9,8 +9,7 @@ from torch import nn
 
 from ..config import config_value
 from ..errors import ConfigError
-from ..graph.adjacency import without_edges
-from ..nn.propagation import light_propagate, light_propagate_rows
+from ..nn.propagation import light_propagate, light_propagate_without
 from .base import register, standardised_content
 from .factor_base import FactorModel
 
@@ -93,7 +92,7 @@ class LightGCN(FactorModel):
         ego = self.ego()
         out = []
         for items in removals:
-            adj = without_edges(self.adj, user, [i + self.n_users for i in items])
-            z = light_propagate_rows(adj, ego, self.n_layers, [user, self.n_users + item])
+            z = light_propagate_without(self.adj, ego, self.n_layers, user, items, self.n_users,
+                                        [user, self.n_users + item])
             out.append(z[0] @ z[1])
         return torch.stack(out)

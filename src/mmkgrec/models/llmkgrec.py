@@ -336,14 +336,18 @@ class LLMKGRec(Recommender):
     def reads_history(self) -> bool:
         return not self.one_pass and (self.use_lm or self.use_kg)
 
+    def _history_of(self, user: int) -> torch.Tensor:
+        """``user``'s training items (dense ids)."""
+        return self.hist[int(self.indptr[user]):int(self.indptr[user + 1])]
+
     def history_items(self, user: int) -> list[int]:
-        return self.hist[int(self.indptr[user]):int(self.indptr[user + 1])].tolist()
+        return self._history_of(user).tolist()
 
     def scores_without_history(self, user, item, removals):
         if not self.reads_history():
             raise NotImplementedError("LLMKGRec reads the history as one pre-encoded text "
                                       "(user_encoder: one_pass) or not at all: no reasons")
-        own = self.hist[int(self.indptr[user]):int(self.indptr[user + 1])]
+        own = self._history_of(user)
         rows = [own[~torch.isin(own, torch.as_tensor(items, dtype=own.dtype,
                                                      device=own.device))] if items else own
                 for items in removals]

@@ -70,10 +70,9 @@ from torch import nn
 from ..config import config_value
 from ..data.sampling import KnownPairs, sample_negatives
 from ..errors import ConfigError
-from ..graph.adjacency import without_edges
 from ..nn.fusion import GatedFusion
 from ..nn.losses import contrastive_loss, full_softmax_loss, similarity
-from ..nn.propagation import light_propagate, light_propagate_rows
+from ..nn.propagation import light_propagate, light_propagate_without
 from ..nn.transformer import init_bert_style
 from .base import register, standardised_content
 from .sasrec import SASRec
@@ -295,9 +294,9 @@ class MMRACLKAL(SASRec):
         u_s = None
         if self.use_static:
             ego = self.static_ego(table)
-            u_s = torch.cat([light_propagate_rows(
-                without_edges(self.adj, user, [i + self.n_users for i in items]), ego,
-                self.gnn_layers, [user]) for items in removals])
+            u_s = torch.cat([light_propagate_without(self.adj, ego, self.gnn_layers, user, items,
+                                                     self.n_users, [user])
+                             for items in removals])
         return self._scores(seq, lengths, u_s, table)[:, item]
 
     # ---- training ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..graph.adjacency import spmm, sym_spmm
+from ..graph.adjacency import spmm, sym_spmm, without_edges
 from .kg import AGGREGATORS, TransE, TransR, edge_softmax, knowledge_attention
 
 
@@ -44,6 +44,16 @@ def light_propagate_rows(adj: torch.Tensor, ego: torch.Tensor, n_layers: int,
         x = adj @ x
         acc = acc + x
     return (acc.T @ ego) / (n_layers + 1)
+
+
+def light_propagate_without(adj: torch.Tensor, ego: torch.Tensor, n_layers: int, user: int,
+                            items, n_users: int, rows) -> torch.Tensor:
+    """``light_propagate_rows`` of ``rows`` on the user-item graph ``adj`` (users first, then
+    items) without ``user``'s edges to the dense ``items``, normalised again
+    (:func:`~mmkgrec.graph.adjacency.without_edges`): the layer mean a graph without those
+    interactions gives (the model's reasons of LightGCN and of MM-RACL-KAL's static interest)."""
+    return light_propagate_rows(without_edges(adj, user, [i + n_users for i in items]), ego,
+                                n_layers, rows)
 
 
 def rows_at(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
