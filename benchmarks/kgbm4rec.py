@@ -26,6 +26,10 @@ ViT-L/16 weights are not at hand). Text: the MiniLM BERT's token states, cached 
   frequent genres among their training items, against the plain top-N of the same scores.
 * ``speed-ROW``: one epoch, one evaluation at the end: KGBM4Rec exact, KGBM4Rec with the
   approximation, LightGCN (ratios within this run only; the machine is shared).
+* ``speed-floor``: in one process, one thread: the exact text branch alone (the BiLSTM's forward
+  and backward pass over every item's cached token states, which the exact model runs in every
+  training step) against LightGCN's epoch; its multiply-adds counted, and the rate of a large
+  matrix product measured beside it: the least an exact epoch can cost here.
 
     python benchmarks/kgbm4rec.py [--only SUBSTRING]
 Resumable: a job whose JSON exists in benchmarks/results/kgbm4rec/ is skipped.
@@ -106,6 +110,7 @@ def jobs() -> list[dict]:
     return [{"id": "lightgcn-items", "kind": "embeddings"}, *cls["multi"],
             {"id": "rating-f0", "kind": "rating", "row": "KGBM4Rec", "fold": 0},
             *({"id": f"speed-{_slug(r)}", "kind": "speed", "row": r} for r in SPEED),
+            {"id": "speed-floor", "kind": "floor", "row": "exact text branch alone"},
             *(topn[k] for k in first),
             {"id": f"rerank-c{RERANK_C}", "kind": "rerank", "row": f"top-{RERANK_C} genres"},
             *({"id": f"abl-{_slug(r)}", "kind": "ablation", "row": r} for r in ABLATIONS),
@@ -205,8 +210,76 @@ def _rerank(job: dict) -> dict:
             "command": f"python benchmarks/kgbm4rec.py --only =rerank-c{RERANK_C}"}
 
 
+FLOOR_REPEATS = 3
+
+
+def _floor() -> dict:
+    """The exact text branch's cost beside LightGCN's epoch, in this process (one thread; CPU
+    seconds of the process, medians of FLOOR_REPEATS): see ``speed-floor`` above."""
+    import os
+    import statistics
+    import time
+
+    import torch
+
+    from mmkgrec.api import prepare
+    from mmkgrec.config import load_config
+    from mmkgrec.training.trainer import LossStep, make_optimizer, training_batches
+
+    def build(model: str, ov: dict):
+        cfg = load_config(model, DATASET, overrides=link_pinned(model, {
+            **BASE, **SPEED_RUN, **ov}, DATASET))
+        _, split, net, _, _ = prepare(cfg)
+        return cfg, split, net
+
+    def cpu(fn) -> float:
+        t = time.process_time()
+        fn()
+        return time.process_time() - t
+
+    torch.set_num_threads(1)
+    load_before = list(os.getloadavg())
+    cfg, split, net = build(*SPEED["KGBM4Rec exact"])
+    net.train()
+    steps = len(training_batches(net, split, cfg))
+    branch = lambda: net.pooled_text().sum().backward()  # noqa: E731
+    branch()  # warm-up
+    text_s = statistics.median(cpu(branch) for _ in range(FLOOR_REPEATS))
+    lstm = net.text_encoder.lstm
+    tokens = int(net.text_lengths.sum())
+    d_in, hid = lstm.input_size, lstm.hidden_size
+    # per token and direction: four gates of (input + recurrent) multiply-adds; backward ~2x
+    macs = tokens * 2 * 4 * hid * (d_in + hid) * 3
+    cfg_l, split_l, lgcn = build(*SPEED["LightGCN"])
+    batches = training_batches(lgcn, split_l, cfg_l)
+    opt, step = make_optimizer(lgcn.parameters(), cfg_l), LossStep(lgcn)
+    lgcn.train()
+
+    def epoch(seed=[0]):  # noqa: B006 (a fresh draw of negatives per epoch)
+        seed[0] += 1
+        for b in batches.epoch(np.random.default_rng(seed[0]), "cpu"):
+            opt.zero_grad(set_to_none=True)
+            step(b).backward()
+            opt.step()
+
+    epoch()  # warm-up
+    lgcn_s = statistics.median(cpu(epoch) for _ in range(FLOOR_REPEATS))
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    mm_s = statistics.median(cpu(lambda: a @ b) for _ in range(5))
+    return {"steps_per_epoch": steps, "text_items": int(len(net.text_items)), "tokens": tokens,
+            "lstm_input": d_in, "lstm_hidden": hid, "text_branch_cpu_s": text_s,
+            "text_branch_gflop": 2 * macs / 1e9, "lightgcn_epoch_cpu_s": lgcn_s,
+            "matmul_gflops": 2 * 1024 ** 3 / mm_s / 1e9,
+            "floor_ratio": text_s * steps / lgcn_s, "threads": 1, "repeats": FLOOR_REPEATS,
+            "load_before": load_before, "load_after": list(os.getloadavg()),
+            "command": "python benchmarks/kgbm4rec.py --only =speed-floor"}
+
+
 def run(job: dict) -> dict:
     kind = job["kind"]
+    if kind == "floor":
+        return {**_floor(), "row": job["row"], "seed": SEED, "kind": kind}
     if kind == "rerank":
         r = _rerank(job)
         r.update(row=job["row"], seed=SEED, kind=kind)

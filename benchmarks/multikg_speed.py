@@ -183,7 +183,8 @@ def main(argv=None) -> None:
     p.add_argument("--max-steps", type=int, default=0, help="ratio: time this many CF and KG "
                    "steps per epoch and scale to the epoch (0: whole epochs)")
     p.add_argument("--approx", action="append", type=json.loads, default=[], metavar="JSON",
-                   help="ratio: also time Multi-KG4Rec with these overrides (an approximation)")
+                   help="ratio: also time Multi-KG4Rec with these overrides (an approximation, "
+                        "or an ablation such as {\"fusion\": \"none\"})")
     p.add_argument("--code", default=None, help="the code measured, when not this checkout's "
                    "HEAD (e.g. the commit before a change, run from its own copy of src)")
     p.add_argument("--steps", type=int, default=2, help="profile: profiled CF steps")

@@ -297,3 +297,23 @@ def test_kg_alone_sentence_follows_each_rows_test():
     assert "B: the KG's citations lower the score more than random items" in text
     assert "C: no difference from random items (p = 0.6)" in text and "D:" not in text
     assert explain._kg_alone(fa[3:]) == ""
+
+
+def test_speed_floor_sentences_follow_the_numbers():
+    """The floor lines of the KGBM4Rec and Multi-KG4Rec speed sections say the target is out of
+    reach only when the measured floor is above it, and name the figures they rest on."""
+    from reporting import kgbm4rec, multikg_speed
+
+    f = {"steps_per_epoch": 40, "text_branch_cpu_s": 0.6, "lightgcn_epoch_cpu_s": 0.5,
+         "text_branch_gflop": 17.0, "matmul_gflops": 60.0, "floor_ratio": 48.0, "tokens": 100,
+         "text_items": 10, "lstm_input": 384, "lstm_hidden": 64, "load_before": [1.0],
+         "load_after": [1.2], "command": "python benchmarks/kgbm4rec.py --only =speed-floor"}
+    text = kgbm4rec._floor_lines(f)[0]
+    assert "453 GFLOP/s" in text and "No exact implementation reaches the target" in text
+    assert "a faster LSTM kernel could" in kgbm4rec._floor_lines({**f, "text_branch_gflop": 1.0})[0]
+    key = f"MultiKG4Rec {multikg_speed.NO_FUSION}"
+    run = {"tag": "t", "ratio_cpu": {"MultiKG4Rec": 14.0, key: 5.5}}
+    assert "no exact epoch can reach the target of 3x" in multikg_speed._floor_lines([run])[0]
+    low = {"tag": "t", "ratio_cpu": {"MultiKG4Rec": 14.0, key: 2.5}}
+    assert "leaves 0.50x of KGAT's epoch for the fusion" in multikg_speed._floor_lines([low])[0]
+    assert multikg_speed._floor_lines([{"tag": "t", "ratio_cpu": {"MultiKG4Rec": 9.0}}]) == []

@@ -219,7 +219,30 @@ def _speed(suite, runs) -> list[str]:
         x = _epoch_s(exact) / _epoch_s(base)
         L += ["", f"Target (an epoch with cached token states at most 3x LightGCN's): "
               f"{x:.1f}x, {'met' if x <= 3 else 'not met'}."]
+    floor = next((r for r in runs if r.get("kind") == "floor"), None)
+    if floor:
+        L += ["", *_floor_lines(floor)]
     return L + [""]
+
+
+def _floor_lines(f: dict) -> list[str]:
+    """How far below the exact text branch's own cost the target lies (``speed-floor``)."""
+    steps, text_s, lgcn_s = f["steps_per_epoch"], f["text_branch_cpu_s"], f["lightgcn_epoch_cpu_s"]
+    gflop, rate = f["text_branch_gflop"], f["matmul_gflops"]
+    need = gflop * steps / (3 * lgcn_s)  # GFLOP/s the branch alone would need to fit in 3x
+    return [f"**The least an exact epoch costs here** (`{f['command']}`, one thread, CPU "
+            f"seconds, load {f['load_before'][0]:.1f} / {f['load_after'][0]:.1f}): the exact "
+            f"model runs its text branch, the BiLSTM's forward and backward pass over the "
+            f"{f['tokens']} cached token states of {f['text_items']} items "
+            f"({f['lstm_input']} inputs, {f['lstm_hidden']} hidden units per direction: "
+            f"{gflop:.1f} GFLOP), in each of an epoch's {steps} steps. That pass alone takes "
+            f"{text_s:.2f} s, so {text_s * steps:.1f} s an epoch, {f['floor_ratio']:.1f}x "
+            f"LightGCN's epoch of {lgcn_s:.2f} s in the same process, before the graph, the "
+            f"image branch and the optimiser. To fit in 3x LightGCN's epoch the branch alone "
+            f"would have to run at {need:.0f} GFLOP/s; a 1024 x 1024 matrix product, the "
+            f"densest work there is, runs at {rate:.0f} GFLOP/s on this core "
+            f"({need / rate:.1f}x short). No exact implementation reaches the target on this "
+            f"CPU" + ("." if need > rate else "; a faster LSTM kernel could.")]
 
 
 def section() -> list[str]:
