@@ -104,7 +104,58 @@ def jobs(capped: bool = CAPPED) -> list[dict]:
             "capped": capped} for row in sorted(ROWS, key=_priority) for s in SPLITS
            for seed in seeds]
     out += [{"id": f"encode-{lm}", "encoder": lm} for lm in ENCODERS]
+    out += [{"id": "speed-ratio", "speed": SPEED_ROWS}]
     return out
+
+
+# the speed target (a warm-cache epoch of LLMKGRec at most 2x LightGCN's) measured in one
+# process: the rows' random-split settings, SPEED_ROUNDS epochs each, the models alternating, one
+# thread, process CPU time (steadier than the wall time on a shared machine)
+SPEED_ROWS = ["LLMKGRec", "LightGCN"]
+SPEED_ROUNDS = 5
+
+
+def speed_ratio(rows: list[str]) -> dict:
+    import os
+    import statistics
+
+    import multikg_speed as ms
+
+    import time
+
+    import numpy as np
+    import torch
+
+    def epoch(net, batches, opt, k: int) -> dict:
+        """One epoch as the trainer runs it (the batches drawn inside the timing)."""
+        torch.manual_seed(k)
+        net.train()
+        t0, c0 = time.perf_counter(), time.process_time()
+        net.on_epoch_start(k)
+        for batch in batches.epoch(np.random.default_rng(k)):
+            ms.step(net, opt, batch)
+        return {"wall_epoch_s": time.perf_counter() - t0,
+                "cpu_epoch_s": time.process_time() - c0}
+
+    load_before = list(os.getloadavg())
+    nets = {}
+    for row in rows:
+        model, ov = settings({"row": row, "split": "random", "seed": SEEDS[0], "capped": False})
+        net, _, _, batches, opt = ms.build(model, 1, {k: v for k, v in ov.items()
+                                                      if k not in ("epochs", "threads")})
+        epoch(net, batches, opt, 0)  # warm-up
+        nets[row] = (net, batches, opt)
+    runs = {row: [] for row in rows}
+    for r in range(SPEED_ROUNDS):
+        for row, (net, batches, opt) in nets.items():
+            runs[row].append(epoch(net, batches, opt, r + 1))
+    med = {row: {clock: statistics.median(x[f"{clock}_epoch_s"] for x in v)
+                 for clock in ("cpu", "wall")} for row, v in runs.items()}
+    return {"rows": rows, "rounds": SPEED_ROUNDS, "threads": 1, "median_epoch_s": med,
+            "ratio_cpu": med[rows[0]]["cpu"] / med[rows[1]]["cpu"],
+            "ratio_wall": med[rows[0]]["wall"] / med[rows[1]]["wall"], "runs": runs,
+            "load_before": load_before, "load_after": list(os.getloadavg()),
+            "command": "python benchmarks/coldstart.py --only =speed-ratio"}
 
 
 def settings(job: dict) -> tuple[str, dict]:
@@ -169,6 +220,8 @@ def measure_encoder(spec: str) -> dict:
 
 
 def run(job: dict) -> dict:
+    if "speed" in job:
+        return speed_ratio(job["speed"])
     if "encoder" in job:
         out = WORK / "runs" / SUITE / f"{job['id']}.json"
         cmd = [sys.executable, __file__, "--measure-encoder", job["encoder"], str(out)]

@@ -66,6 +66,20 @@ def _median(xs) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+def _speed_ratio(r: dict | None) -> list[str]:
+    """The epoch ratio measured in one process (``speed-ratio``), against the 2x target."""
+    if not r:
+        return []
+    a, b = r["rows"]
+    med = r["median_epoch_s"]
+    x = r["ratio_cpu"]
+    return [f"Measured in one process (`{command(r)}`: {r['rounds']} epochs of each, the models "
+            f"alternating, one thread, process CPU time; load {r['load_before'][0]:.1f} before, "
+            f"{r['load_after'][0]:.1f} after): {a} {med[a]['cpu']:.2f} s an epoch, {b} "
+            f"{med[b]['cpu']:.2f} s, **{x:.2f}x** (wall {r['ratio_wall']:.2f}x): the target of "
+            f"at most 2x is {'met' if x <= 2 else 'not met'}.", ""]
+
+
 def section() -> list[str]:
     suite, runs = suite_runs("coldstart")
     rows = [r for r in runs if "row" in r]
@@ -188,6 +202,7 @@ def section() -> list[str]:
               f"against LightGCN's {b:.2f} s ({a / b:.2f}x; target at most 2x), and a full "
               f"evaluation (every user against every item) takes {ev:.2f} s (target under 2 s).",
               ""]
+    L += _speed_ratio(next((r for r in runs if "speed" in r.get("job", "")), None))
     if enc:
         L += ["### Language models through the feature store", "",
               "ML-100K's item texts into a fresh cache folder, one thread: seconds to the first "
