@@ -248,8 +248,10 @@ def _floor() -> dict:
     lstm = net.text_encoder.lstm
     tokens = int(net.text_lengths.sum())
     d_in, hid = lstm.input_size, lstm.hidden_size
-    # per token and direction: four gates of (input + recurrent) multiply-adds; backward ~2x
-    macs = tokens * 2 * 4 * hid * (d_in + hid) * 3
+    # per token and direction, four gates: the input products run forward and for their weights'
+    # gradient (the cached token states need none), the recurrent ones forward, for their weights
+    # and for the hidden state's gradient
+    macs = tokens * 2 * 4 * hid * (2 * d_in + 3 * hid)
     cfg_l, split_l, lgcn = build(*SPEED["LightGCN"])
     batches = training_batches(lgcn, split_l, cfg_l)
     opt, step = make_optimizer(lgcn.parameters(), cfg_l), LossStep(lgcn)
