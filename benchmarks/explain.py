@@ -59,12 +59,21 @@ Jobs (one JSON each under ``results/explain/``; resumable):
     end whatever happens. It explains the pairs of ``template-BPR-rekeyed`` (the same users, the
     same top ``K``), up to ``explain_max_attempts`` drafts each, then the template; the audit
     runs on what was shown. Also the server's CPU time per explanation (client and server share
-    the machine) and the llama.cpp timings it printed. ``--http-until HH:MM`` (UTC): the users
-    whose explanations would end later at the measured mean time per user are not run (whole
-    users, the first N of the same draw; the JSON says how many and why). Without llama.cpp
+    the machine) and the llama.cpp timings it printed. ``--until HH:MM`` (UTC; ``--http-until``, its
+    earlier name, still works): the users whose explanations would end later at the measured
+    mean time per user are not run (whole users, the first N of the same draw; the JSON says how
+    many and why). Without llama.cpp
     installed the job waits for ``build-llamacpp``; if that build failed, the JSON says why.
 
-    python benchmarks/explain.py [--only SUBSTRING] [--lm PATH] [--http-until HH:MM]
+``gemma-BPR-rekeyed``
+    The transformers backend with the bundled Gemma-3-270M on the pairs of
+    ``template-BPR-rekeyed`` (every benchmark user, the top ``K``): the full-size run of
+    ``gemma-BPR``, user by user. Each user's explanations are appended to
+    ``$WORK/explain/gemma-BPR-rekeyed.partial.jsonl`` as they finish, as are
+    ``http-llamacpp-BPR``'s, so a killed or ``--until``-capped job resumes after its last whole
+    user (delete its JSON to run on; delete the partial file to start afresh).
+
+    python benchmarks/explain.py [--only SUBSTRING] [--lm PATH] [--until HH:MM]
 """
 
 from __future__ import annotations
@@ -103,7 +112,7 @@ LINKS = {"": {"link_item_map": None},
 MAP_COLUMNS = ("ml100k_item_id", "ml1m_movie_id")
 FACTS = ROOT / "benchmarks" / "explain_facts.json"
 RUNS = WORK / "runs" / "explain"
-ARGS = argparse.Namespace(lm="gemma-3-270m", http_until=None)
+ARGS = argparse.Namespace(lm="gemma-3-270m", until=None)
 # the llama.cpp server of http-llamacpp-BPR: one thread (a shared 2-core machine), Gemma's turn
 # format (the GGUF brings no chat template), a context the eq. 17 prompt fits in, logits of the
 # last token only (the server's default keeps every prompt token's: 262k-word vocabulary)
@@ -171,6 +180,57 @@ def explain_many(run, pairs, backend: str, **options) -> tuple[list[dict], list[
         rows.append(d)
     del ex
     return rows, wall, cpu
+
+
+def _deadline() -> float | None:
+    """``--until HH:MM`` (UTC, today) as a timestamp."""
+    if not ARGS.until:
+        return None
+    import datetime as dt
+
+    hh, mm = (int(x) for x in ARGS.until.split(":"))
+    return dt.datetime.now(dt.timezone.utc).replace(hour=hh, minute=mm, second=0,
+                                                    microsecond=0).timestamp()
+
+
+def per_user(job_id: str, users: list[str], explain_user) -> tuple[list[dict], str | None]:
+    """Run ``explain_user(user) -> dict`` (its ``rows``, ``wall``, ``cpu`` and any other
+    per-user figures) for each user in turn, each record appended to
+    ``$WORK/explain/JOB.partial.jsonl`` as it finishes, so that a killed or time-capped job
+    resumes after the users it finished (the file must hold a prefix of ``users``; a last line
+    cut by a kill is dropped). Under ``--until`` a user whose explanations would end later, at
+    the mean time per user so far, is not started. Returns the records (of this and earlier
+    runs) and why it stopped early (None when every user ran)."""
+    partial = WORK / SUITE / f"{job_id}.partial.jsonl"
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    done = []
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            try:
+                done.append(json.loads(line))
+            except json.JSONDecodeError:  # the line a kill cut short: that user runs again
+                break
+        if [d["user"] for d in done] != users[:len(done)]:
+            raise RuntimeError(f"{partial} holds other users than this job's draw: delete it "
+                               "to start the job afresh")
+        partial.write_text("".join(json.dumps(d) + "\n" for d in done))
+    until, stopped = _deadline(), None
+    with partial.open("a") as out:
+        for n in range(len(done), len(users)):
+            spent = [d["user_s"] for d in done]
+            if until is not None and spent and time.time() + np.mean(spent) > until:
+                stopped = (f"{n} of {len(users)} users: at the measured {np.mean(spent):.0f} s "
+                           f"per user ({K} explanations) the next one would have ended after "
+                           f"{ARGS.until} UTC, the time this session had")
+                break
+            t0 = time.perf_counter()
+            rec = explain_user(users[n])
+            rec.update(user=users[n], user_s=time.perf_counter() - t0)
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+            done.append(rec)
+    return done, stopped
 
 
 def summarise(rows: list[dict], wall, cpu, audit_problems: list[list[str]]) -> dict:
@@ -424,6 +484,37 @@ def lm(model: str) -> dict:
             "explanations_list": rows}
 
 
+def lm_all(model: str, link: str) -> dict:
+    """The transformers backend on the pairs of ``template-<model><link>`` (every benchmark user,
+    the top ``K``), user by user, resumable (:func:`per_user`)."""
+    job = f"gemma-{model}{link}"
+    run = load(model + link)
+    users, tune_users = user_sets(run)
+    top = dict(zip(users, run.recommend_batch(users, K)))
+    t0 = time.perf_counter()  # loads the model, on a tuning user's top item (not a benchmark pair)
+    tu = tune_users[0]
+    run.explain(tu, run.recommend_batch([tu], 1)[0][0][0], "transformers",
+                explain_lm_path=ARGS.lm)
+    load_s = time.perf_counter() - t0
+
+    def one_user(user: str) -> dict:
+        rows, wall, cpu = explain_many(run, [(user, item) for item, _ in top[user]],
+                                       "transformers", explain_lm_path=ARGS.lm)
+        return {"rows": rows, "wall": wall, "cpu": cpu}
+
+    done, stopped = per_user(job, users, one_user)
+    rows, wall, cpu = ([x for d in done for x in d[key]] for key in ("rows", "wall", "cpu"))
+    audit = audit_for(link)
+    problems = [audit.audit(r) for r in rows]
+    return {"model": model, "backend": "transformers", "lm": Path(ARGS.lm).name,
+            "link": "re-keyed" if link else "as given", "k": K, "load_s": load_s,
+            "users_planned": len(users), "users_run": len(done), "users": users[:len(done)],
+            "stopped": stopped, "per_user_s": [d["user_s"] for d in done],
+            "command": f"python benchmarks/explain.py --only ={job}"
+                       + (f" --until {ARGS.until}" if ARGS.until else ""),
+            **summarise(rows, wall, cpu, problems), "explanations_list": rows}
+
+
 def llamacpp_requirement() -> str:
     """The ``llamacpp`` extra of pyproject.toml (one place for the pinned version)."""
     import tomllib
@@ -519,16 +610,8 @@ def http_llamacpp(model: str, link: str) -> dict:
                "explain_http_model": settings["model_alias"],
                "explain_prompt_max_tokens": settings["n_ctx"]
                - run.config["explain_max_new_tokens"], **HTTP_OPTIONS}
-    until = None
-    if ARGS.http_until:
-        import datetime as dt
-
-        day = dt.datetime.now(dt.timezone.utc)
-        hh, mm = (int(x) for x in ARGS.http_until.split(":"))
-        until = day.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     audit = audit_for(link)
-    rows, wall, cpu, server_cpu, per_user, stopped = [], [], [], [], [], None
     with ServerProcess(cmd, port, env) as server:
         start_s = server.wait_ready("/v1/models", timeout=600)
         start_cpu = server.ready_cpu_s
@@ -538,25 +621,25 @@ def http_llamacpp(model: str, link: str) -> dict:
         t0 = time.perf_counter()
         run.explain(tu, run.recommend_batch([tu], 1)[0][0][0], "http", **options)
         warmup_s = time.perf_counter() - t0
-        for n, (user, r) in enumerate(zip(users, recs)):
-            if until is not None and per_user and time.time() + np.mean(per_user) > until:
-                stopped = (f"{n} of {len(users)} users: at the measured {np.mean(per_user):.0f} "
-                           f"s per user (5 explanations) the next one would have ended after "
-                           f"{ARGS.http_until} UTC, the time this session had")
-                break
-            t_user = time.perf_counter()
-            for item, _ in r:
+        top = dict(zip(users, recs))
+
+        def one_user(user: str) -> dict:
+            rec = {"rows": [], "wall": [], "cpu": [], "server_cpu": []}
+            for item, _ in top[user]:
                 c0 = server.cpu_s()
                 rw, w, c = explain_many(run, [(user, item)], "http", **options)
-                server_cpu.append((server.cpu_s() - c0) * 1000)
-                rows += rw
-                wall += w
-                cpu += c
-            per_user.append(time.perf_counter() - t_user)
+                rec["server_cpu"].append((server.cpu_s() - c0) * 1000)
+                for key, got in (("rows", rw), ("wall", w), ("cpu", c)):
+                    rec[key] += got
             if server.proc.poll() is not None:
                 raise RuntimeError(f"the llama.cpp server exited ({server.proc.returncode}) "
-                                   f"after {n + 1} users: {server.output()[-2000:]}")
+                                   f"while explaining user {user}: {server.output()[-2000:]}")
+            return rec
+
+        done, stopped = per_user("http-llamacpp-BPR", users, one_user)
         log_text = server.output()
+    rows, wall, cpu, server_cpu = ([x for d in done for x in d[key]]
+                                   for key in ("rows", "wall", "cpu", "server_cpu"))
     problems = [audit.audit(r) for r in rows]
     out = summarise(rows, wall, cpu, problems)
     out["latency_ms"].update({"server_cpu_p50": pct(server_cpu, 50),
@@ -564,7 +647,7 @@ def http_llamacpp(model: str, link: str) -> dict:
     shown_cmd = ["GEMMA_GGUF" if a == str(gguf) else "PORT" if a == str(port) else a
                  for a in cmd]
     command = "python benchmarks/explain.py --only =http-llamacpp-BPR" + (
-        f" --http-until {ARGS.http_until}" if ARGS.http_until else "")
+        f" --until {ARGS.until}" if ARGS.until else "")
     return {"model": model, "backend": "http", "server": "llama.cpp (llama-cpp-python)",
             "command": command,
             "llama_cpp_python": llama_cpp.__version__,
@@ -579,8 +662,10 @@ def http_llamacpp(model: str, link: str) -> dict:
                                            "explain_similarity_threshold")},
             "server_start_s": start_s, "server_start_cpu_s": start_cpu, "warmup_s": warmup_s,
             "link": "re-keyed" if link else "as given", "k": K,
-            "users_planned": len(users), "users_run": len(per_user), "users": users[:len(per_user)],
-            "stopped": stopped, "per_user_s": per_user, "server_speeds": _server_speeds(log_text),
+            "users_planned": len(users), "users_run": len(done), "users": users[:len(done)],
+            "stopped": stopped, "per_user_s": [d["user_s"] for d in done],
+            "server_speeds": _server_speeds(log_text),
+            "note": "the server's timings are those of the last resumed run (its log)",
             **out, "explanations_list": rows}
 
 
@@ -595,17 +680,19 @@ JOBS = ([{"id": f"train-{m}", "run": lambda j, m=m: train(m)} for m in ("BPR", "
            {"id": "threshold-BPR", "run": lambda j: threshold("BPR")},
            {"id": "gemma-BPR", "run": lambda j: lm("BPR")},
            {"id": "build-llamacpp", "run": build_llamacpp},
-           {"id": "http-llamacpp-BPR", "run": lambda j: http_llamacpp("BPR", "-rekeyed")}])
+           {"id": "http-llamacpp-BPR", "run": lambda j: http_llamacpp("BPR", "-rekeyed")},
+           {"id": "gemma-BPR-rekeyed", "run": lambda j: lm_all("BPR", "-rekeyed")}])
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--only")
     p.add_argument("--lm", default="gemma-3-270m", help="explain_lm_path of the gemma job")
-    p.add_argument("--http-until", help="HH:MM (UTC): http-llamacpp-BPR runs the users that "
-                   "end by then at the measured time per user")
+    p.add_argument("--until", "--http-until", dest="until", help="HH:MM (UTC): the per-user "
+                   "jobs (http-llamacpp-BPR, gemma-BPR-rekeyed) run the users that end by then "
+                   "at the measured time per user; a later run resumes after them")
     args = p.parse_args()
-    ARGS.lm, ARGS.http_until = args.lm, args.http_until
+    ARGS.lm, ARGS.until = args.lm, args.until
     jobs = [{"id": j["id"]} for j in JOBS]
     runners = {j["id"]: j["run"] for j in JOBS}
 

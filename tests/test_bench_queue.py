@@ -302,3 +302,30 @@ def test_a_learned_rows_seed_2020_run_is_its_tuning_run_at_the_chosen_rate(resul
                 {"variant": f"VBPR-image-{multimodal.LEARNED_TAG}", "seed": 2020},
                 {"variant": f"VBPR-image-{multimodal.LEARNED_TAG}-shuffled", "seed": 2020}):
         assert multimodal.reused_tuning_run(job) is None, job
+
+
+def test_explain_per_user_jobs_resume_after_whole_users_and_stop_in_time(tmp_path, monkeypatch):
+    """The long explanation jobs append each finished user and resume after the last whole one
+    (a line cut by a kill runs again); a file of another draw is refused; under ``--until`` a
+    user that would end too late is not started."""
+    import explain
+
+    monkeypatch.setattr(explain, "WORK", tmp_path)
+    calls = []
+
+    def one(user):
+        calls.append(user)
+        return {"rows": [user], "wall": [1.0], "cpu": [1.0]}
+
+    done, stopped = explain.per_user("j", ["a", "b"], one)
+    assert [d["user"] for d in done] == ["a", "b"] and stopped is None and calls == ["a", "b"]
+    partial = tmp_path / "explain" / "j.partial.jsonl"
+    partial.write_text(partial.read_text().splitlines()[0] + "\n" + '{"rows": ["b"], "wa')
+    done, _ = explain.per_user("j", ["a", "b", "c"], one)
+    assert calls == ["a", "b", "b", "c"] and [d["rows"] for d in done] == [["a"], ["b"], ["c"]]
+    with pytest.raises(RuntimeError, match="other users"):
+        explain.per_user("j", ["x", "a", "b"], one)
+    monkeypatch.setattr(explain.ARGS, "until", "00:00")
+    monkeypatch.setattr(explain, "_deadline", lambda: 0.0)  # long past
+    done, stopped = explain.per_user("j", ["a", "b", "c", "d"], one)
+    assert len(done) == 3 and calls[-1] == "c" and stopped.startswith("3 of 4 users")
