@@ -317,3 +317,16 @@ def test_speed_floor_sentences_follow_the_numbers():
     low = {"tag": "t", "ratio_cpu": {"MultiKG4Rec": 14.0, key: 2.5}}
     assert "leaves 0.50x of KGAT's epoch for the fusion" in multikg_speed._floor_lines([low])[0]
     assert multikg_speed._floor_lines([{"tag": "t", "ratio_cpu": {"MultiKG4Rec": 9.0}}]) == []
+
+
+def test_reproduction_coverage_counts_rerunnable_rows_per_suite(monkeypatch):
+    """The coverage table counts a suite's rows that can be rerun (our library's, with a command
+    and test metrics, no tuning trial, no speed row), those rerun, and those repeated exactly."""
+    from reporting import reproduce
+
+    row = {"library": "mmkgrec", "command": "x", "test": {"ndcg@10": 0.1}}
+    stored = {"s": [{**row, "job": "a"}, {**row, "job": "b"}, {**row, "job": "tune-a"},
+                    {**row, "job": "a-speed"}, {**row, "job": "r", "library": "recbole"}]}
+    monkeypatch.setattr(reproduce, "load", lambda suite: stored[suite])
+    runs = [{"suite": "s", "job": "a", "identical": True}]
+    assert "| s | 2 | 1 | 1 | 1 |" in reproduce._coverage(runs)
