@@ -8,7 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from . import figures
-from .figures import MULTIKG4REC, Plan, metric_label, mirrors, need, setting
+from .figures import MULTIKG4REC, Plan, mirrors, need, setting
 from .stats import TESTS, significance_rows
 from .tables import (KG_KEYS, best_baseline, cells, epoch_times, fmt, header, load, suite_runs,
                      target_cells, work_path)
