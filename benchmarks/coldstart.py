@@ -121,34 +121,18 @@ def speed_ratio(rows: list[str]) -> dict:
 
     import multikg_speed as ms
 
-    import time
-
-    import numpy as np
-    import torch
-
-    def epoch(net, batches, opt, k: int) -> dict:
-        """One epoch as the trainer runs it (the batches drawn inside the timing)."""
-        torch.manual_seed(k)
-        net.train()
-        t0, c0 = time.perf_counter(), time.process_time()
-        net.on_epoch_start(k)
-        for batch in batches.epoch(np.random.default_rng(k)):
-            ms.step(net, opt, batch)
-        return {"wall_epoch_s": time.perf_counter() - t0,
-                "cpu_epoch_s": time.process_time() - c0}
-
     load_before = list(os.getloadavg())
     nets = {}
     for row in rows:
         model, ov = settings({"row": row, "split": "random", "seed": SEEDS[0], "capped": False})
         net, _, _, batches, opt = ms.build(model, 1, {k: v for k, v in ov.items()
                                                       if k not in ("epochs", "threads")})
-        epoch(net, batches, opt, 0)  # warm-up
+        ms.trainer_epoch(net, batches, opt, 0)  # warm-up
         nets[row] = (net, batches, opt)
     runs = {row: [] for row in rows}
     for r in range(SPEED_ROUNDS):
         for row, (net, batches, opt) in nets.items():
-            runs[row].append(epoch(net, batches, opt, r + 1))
+            runs[row].append(ms.trainer_epoch(net, batches, opt, r + 1))
     med = {row: {clock: statistics.median(x[f"{clock}_epoch_s"] for x in v)
                  for clock in ("cpu", "wall")} for row, v in runs.items()}
     return {"rows": rows, "rounds": SPEED_ROUNDS, "threads": 1, "median_epoch_s": med,

@@ -220,17 +220,11 @@ def _floor() -> dict:
     import statistics
     import time
 
+    import multikg_speed as ms
     import torch
 
-    from mmkgrec.api import prepare
-    from mmkgrec.config import load_config
-    from mmkgrec.training.trainer import LossStep, make_optimizer, training_batches
-
     def build(model: str, ov: dict):
-        cfg = load_config(model, DATASET, overrides=link_pinned(model, {
-            **BASE, **SPEED_RUN, **ov}, DATASET))
-        _, split, net, _, _ = prepare(cfg)
-        return cfg, split, net
+        return ms.build(model, 1, link_pinned(model, {**BASE, **SPEED_RUN, **ov}, DATASET))
 
     def cpu(fn) -> float:
         t = time.process_time()
@@ -239,9 +233,9 @@ def _floor() -> dict:
 
     torch.set_num_threads(1)
     load_before = list(os.getloadavg())
-    cfg, split, net = build(*SPEED["KGBM4Rec exact"])
+    net, _, _, batches, _ = build(*SPEED["KGBM4Rec exact"])
     net.train()
-    steps = len(training_batches(net, split, cfg))
+    steps = len(batches)
     branch = lambda: net.pooled_text().sum().backward()  # noqa: E731
     branch()  # warm-up
     text_s = statistics.median(cpu(branch) for _ in range(FLOOR_REPEATS))
@@ -252,20 +246,10 @@ def _floor() -> dict:
     # gradient (the cached token states need none), the recurrent ones forward, for their weights
     # and for the hidden state's gradient
     macs = tokens * 2 * 4 * hid * (2 * d_in + 3 * hid)
-    cfg_l, split_l, lgcn = build(*SPEED["LightGCN"])
-    batches = training_batches(lgcn, split_l, cfg_l)
-    opt, step = make_optimizer(lgcn.parameters(), cfg_l), LossStep(lgcn)
-    lgcn.train()
-
-    def epoch(seed=[0]):  # noqa: B006 (a fresh draw of negatives per epoch)
-        seed[0] += 1
-        for b in batches.epoch(np.random.default_rng(seed[0]), "cpu"):
-            opt.zero_grad(set_to_none=True)
-            step(b).backward()
-            opt.step()
-
-    epoch()  # warm-up
-    lgcn_s = statistics.median(cpu(epoch) for _ in range(FLOOR_REPEATS))
+    lgcn, _, _, lgcn_batches, opt = build(*SPEED["LightGCN"])
+    ms.trainer_epoch(lgcn, lgcn_batches, opt, 0)  # warm-up
+    lgcn_s = statistics.median(ms.trainer_epoch(lgcn, lgcn_batches, opt, k)["cpu_epoch_s"]
+                               for k in range(1, FLOOR_REPEATS + 1))
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     a @ b
     mm_s = statistics.median(cpu(lambda: a @ b) for _ in range(5))
