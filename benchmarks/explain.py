@@ -59,11 +59,11 @@ Jobs (one JSON each under ``results/explain/``; resumable):
     end whatever happens. It explains the pairs of ``template-BPR-rekeyed`` (the same users, the
     same top ``K``), up to ``explain_max_attempts`` drafts each, then the template; the audit
     runs on what was shown. Also the server's CPU time per explanation (client and server share
-    the machine) and the llama.cpp timings it printed. ``--until HH:MM`` (UTC; ``--http-until``, its
-    earlier name, still works): the users whose explanations would end later at the measured
+    the machine) and the llama.cpp timings it printed. ``--until HH:MM`` (UTC; ``--http-until``,
+    its earlier name, still works): the users whose explanations would end later at the measured
     mean time per user are not run (whole users, the first N of the same draw; the JSON says how
-    many and why). Without llama.cpp
-    installed the job waits for ``build-llamacpp``; if that build failed, the JSON says why.
+    many and why). Without llama.cpp installed the job waits for ``build-llamacpp``; if that
+    build failed, the JSON says why.
 
 ``gemma-BPR-rekeyed``
     The transformers backend with the bundled Gemma-3-270M on the pairs of
@@ -231,6 +231,18 @@ def per_user(job_id: str, users: list[str], explain_user) -> tuple[list[dict], s
             os.fsync(out.fileno())
             done.append(rec)
     return done, stopped
+
+
+def gathered(done: list[dict], *keys: str) -> list[list]:
+    """The per-user records' lists under ``keys``, each concatenated over the users."""
+    return [[x for d in done for x in d[key]] for key in keys]
+
+
+def users_fields(users: list[str], done: list[dict], stopped: str | None) -> dict:
+    """What a per-user job's JSON says of its users: planned, run (the first ones), why it
+    stopped early, and each user's seconds."""
+    return {"users_planned": len(users), "users_run": len(done), "users": users[:len(done)],
+            "stopped": stopped, "per_user_s": [d["user_s"] for d in done]}
 
 
 def summarise(rows: list[dict], wall, cpu, audit_problems: list[list[str]]) -> dict:
@@ -480,8 +492,8 @@ def lm(model: str) -> dict:
     audit = audit_for("")
     problems = [audit.audit(r) for r in rows]
     return {"model": model, "backend": "transformers", "lm": Path(ARGS.lm).name,
-            "users": users, "pairs": len(pairs), "load_s": load_s, **summarise(rows, wall, cpu, problems),
-            "explanations_list": rows}
+            "users": users, "pairs": len(pairs), "load_s": load_s,
+            **summarise(rows, wall, cpu, problems), "explanations_list": rows}
 
 
 def lm_all(model: str, link: str) -> dict:
@@ -503,13 +515,12 @@ def lm_all(model: str, link: str) -> dict:
         return {"rows": rows, "wall": wall, "cpu": cpu}
 
     done, stopped = per_user(job, users, one_user)
-    rows, wall, cpu = ([x for d in done for x in d[key]] for key in ("rows", "wall", "cpu"))
+    rows, wall, cpu = gathered(done, "rows", "wall", "cpu")
     audit = audit_for(link)
     problems = [audit.audit(r) for r in rows]
     return {"model": model, "backend": "transformers", "lm": Path(ARGS.lm).name,
             "link": "re-keyed" if link else "as given", "k": K, "load_s": load_s,
-            "users_planned": len(users), "users_run": len(done), "users": users[:len(done)],
-            "stopped": stopped, "per_user_s": [d["user_s"] for d in done],
+            **users_fields(users, done, stopped),
             "command": f"python benchmarks/explain.py --only ={job}"
                        + (f" --until {ARGS.until}" if ARGS.until else ""),
             **summarise(rows, wall, cpu, problems), "explanations_list": rows}
@@ -638,8 +649,7 @@ def http_llamacpp(model: str, link: str) -> dict:
 
         done, stopped = per_user("http-llamacpp-BPR", users, one_user)
         log_text = server.output()
-    rows, wall, cpu, server_cpu = ([x for d in done for x in d[key]]
-                                   for key in ("rows", "wall", "cpu", "server_cpu"))
+    rows, wall, cpu, server_cpu = gathered(done, "rows", "wall", "cpu", "server_cpu")
     problems = [audit.audit(r) for r in rows]
     out = summarise(rows, wall, cpu, problems)
     out["latency_ms"].update({"server_cpu_p50": pct(server_cpu, 50),
@@ -662,9 +672,7 @@ def http_llamacpp(model: str, link: str) -> dict:
                                            "explain_similarity_threshold")},
             "server_start_s": start_s, "server_start_cpu_s": start_cpu, "warmup_s": warmup_s,
             "link": "re-keyed" if link else "as given", "k": K,
-            "users_planned": len(users), "users_run": len(done), "users": users[:len(done)],
-            "stopped": stopped, "per_user_s": [d["user_s"] for d in done],
-            "server_speeds": _server_speeds(log_text),
+            **users_fields(users, done, stopped), "server_speeds": _server_speeds(log_text),
             "note": "the server's timings are those of the last resumed run (its log)",
             **out, "explanations_list": rows}
 

@@ -7,7 +7,7 @@ import statistics
 from collections import defaultdict
 
 from .stats import ALPHA, TESTS, adjust, claim, compare, p_cells
-from .tables import command, fmt, header, mean_std, suite_runs
+from .tables import command, fmt, header, load_cell, mean_std, suite_runs
 
 KEY = "ndcg@10"
 SUBSET = {"cold_item": "cold_items", "cold_user": "cold_users"}
@@ -74,8 +74,8 @@ def _speed_ratio(r: dict | None) -> list[str]:
     med = r["median_epoch_s"]
     x = r["ratio_cpu"]
     return [f"Measured in one process (`{command(r)}`: {r['rounds']} epochs of each, the models "
-            f"alternating, one thread, process CPU time; load {r['load_before'][0]:.1f} before, "
-            f"{r['load_after'][0]:.1f} after): {a} {med[a]['cpu']:.2f} s an epoch, {b} "
+            f"alternating, one thread, process CPU time; load before / after "
+            f"{load_cell(r)}): {a} {med[a]['cpu']:.2f} s an epoch, {b} "
             f"{med[b]['cpu']:.2f} s, **{x:.2f}x** (wall {r['ratio_wall']:.2f}x): the target of "
             f"at most 2x is {'met' if x <= 2 else 'not met'}.", ""]
 

@@ -7,7 +7,7 @@ import statistics
 from collections import defaultdict
 
 from .stats import TESTS, adjust, compare, p_cells, P_HEAD
-from .tables import command, fmt, header, load, mean_std
+from .tables import command, fmt, header, load, load_cell, mean_std
 
 CLS_KEYS = ["accuracy", "f1_micro", "f1_macro"]
 RATING_KEYS = ["mse", "rmse", "mae"]
@@ -231,7 +231,7 @@ def _floor_lines(f: dict) -> list[str]:
     gflop, rate = f["text_branch_gflop"], f["matmul_gflops"]
     need = gflop * steps / (3 * lgcn_s)  # GFLOP/s the branch alone would need to fit in 3x
     return [f"**The least an exact epoch costs here** (`{f['command']}`, one thread, CPU "
-            f"seconds, load {f['load_before'][0]:.1f} / {f['load_after'][0]:.1f}): the exact "
+            f"seconds, load before / after {load_cell(f)}): the exact "
             f"model runs its text branch, the BiLSTM's forward and backward pass over the "
             f"{f['tokens']} cached token states of {f['text_items']} items "
             f"({f['lstm_input']} inputs, {f['lstm_hidden']} hidden units per direction: "
