@@ -1,7 +1,7 @@
 """KGBM4Rec on ML-100K: item category classification, rating prediction, top-N and the paper's
 ablations, each beside its trivial baseline and the project's other models (issue: KGBM4Rec).
 
-Capped run (this 2-core machine, shared): one seed (2020), EPOCHS epochs at most with patience
+Capped run (this 2-core machine, shared): one seed (2020; top-N: TOPN_SEEDS), EPOCHS epochs at most with patience
 PATIENCE, the learning rate LR for every KGBM4Rec row (no grid: the issue's nested model selection
 on 3 inner folds was not affordable here), and the named speed approximation
 ``text_items_per_batch: TEXT_CAP`` in every accuracy row (the exact text branch runs in the
@@ -19,8 +19,10 @@ ViT-L/16 weights are not at hand). Text: the MiniLM BERT's token states, cached 
 * ``rating-fK``: the rating head on fold K of the rating suite's 5 folds (``benchmarks/rating.py``:
   kfold, seed 2020), compared with that suite's stored BiasOnly, BiasedMF, SVD and SVD++ rows of
   the same folds (fold 0 first; the others last in the queue).
-* ``topn-{full,sampled}-ROW``: the random 8:1:1 split (seed 2020), full ranking and the sampled
-  protocol (99 negatives): KGBM4Rec, Pop, BPR, LightGCN, KGAT, under the same epoch cap.
+* ``topn-{full,sampled}-ROW[-sSEED]``: the random 8:1:1 split, full ranking and the sampled
+  protocol (99 negatives): KGBM4Rec, Pop, BPR, LightGCN, KGAT, under the same epoch cap, seeds
+  TOPN_SEEDS (the seed is the split's and the model's; seed 2020's ids carry no suffix, as they
+  were first written).
 * ``rerank-cC``: recommendation of items of the user's categories (SPEC.md): the full-ranking
   KGBM4Rec run's scores, each user's candidates restricted to the items of the user's ``C`` most
   frequent genres among their training items, against the plain top-N of the same scores.
@@ -45,6 +47,7 @@ from pins import link_pinned
 SUITE = "kgbm4rec"
 DATASET = "ml-100k"
 SEED = 2020
+TOPN_SEEDS = [2020, 2021, 2022]  # the issue's 3 seeds for top-N
 EPOCHS = 15
 TOPN_EPOCHS = 8  # top-N trains on 10x the batches of classification: a lower cap for every row
 PATIENCE = 4
@@ -104,8 +107,11 @@ def jobs() -> list[dict]:
     """Every job, the ones the comparisons need most first (a capped run stops somewhere)."""
     cls = {mode: [{"id": f"cls-{mode}-{_slug(r)}", "kind": "cls", "mode": mode, "row": r}
                   for r in CLS_ROWS] for mode in CLS}
-    topn = {(p, r): {"id": f"topn-{p}-{_slug(r)}", "kind": "topn", "protocol": p, "row": r}
+    topn = {(p, r): {"id": f"topn-{p}-{_slug(r)}", "kind": "topn", "protocol": p, "row": r,
+                     "seed": SEED}
             for p in TOPN for r in TOPN_ROWS}
+    later = [{"id": f"topn-{p}-{_slug(r)}-s{s}", "kind": "topn", "protocol": p, "row": r,
+              "seed": s} for s in TOPN_SEEDS if s != SEED for r in TOPN_ROWS for p in TOPN]
     first = [(p, r) for r in ("KGBM4Rec", "Pop") for p in TOPN]
     return [{"id": "lightgcn-items", "kind": "embeddings"}, *cls["multi"],
             {"id": "rating-f0", "kind": "rating", "row": "KGBM4Rec", "fold": 0},
@@ -116,7 +122,7 @@ def jobs() -> list[dict]:
             *({"id": f"abl-{_slug(r)}", "kind": "ablation", "row": r} for r in ABLATIONS),
             *cls["single"], *(v for k, v in topn.items() if k not in first),
             *({"id": f"rating-f{k}", "kind": "rating", "row": "KGBM4Rec", "fold": k}
-              for k in range(1, RATING["n_folds"]))]
+              for k in range(1, RATING["n_folds"])), *later]
 
 
 def _train(job: dict, model: str, overrides: dict) -> dict:
@@ -288,11 +294,13 @@ def run(job: dict) -> dict:
         r["fold"] = job["fold"]
     elif kind == "topn":
         model, ov = TOPN_ROWS[job["row"]]
-        r = _train(job, model, {**BASE, "epochs": TOPN_EPOCHS, **TOPN[job["protocol"]], **ov})
+        r = _train(job, model, {**BASE, "epochs": TOPN_EPOCHS, **TOPN[job["protocol"]], **ov,
+                                "seed": job["seed"]})
     else:
         model, ov = SPEED[job["row"]]
         r = _train(job, model, {**BASE, **SPEED_RUN, **ov})
-    r.update(row=job.get("row", "LightGCN item embeddings"), seed=SEED, kind=kind,
+    r.update(row=job.get("row", "LightGCN item embeddings"), seed=job.get("seed", SEED),
+             kind=kind,
              **{k: job[k] for k in ("mode", "protocol") if k in job})
     return r
 
