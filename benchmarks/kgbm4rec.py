@@ -26,6 +26,11 @@ ViT-L/16 weights are not at hand). Text: the MiniLM BERT's token states, cached 
 * ``rerank-cC``: recommendation of items of the user's categories (SPEC.md): the full-ranking
   KGBM4Rec run's scores, each user's candidates restricted to the items of the user's ``C`` most
   frequent genres among their training items, against the plain top-N of the same scores.
+* ``select-lr``: the issue's model selection: ``mmkgrec tune`` over SELECT_GRID, each point
+  scored by its mean validation RMSE on 3 inner folds of the first outer rating fold's training
+  part (``--folds 3`` nested in ``split: kfold, fold: 0``: the outer test fold is never read),
+  under the rating rows' budget; one grid, whose choice is meant for every fold, ablation and
+  task (nested cross-validation of every ablation would take days here).
 * ``speed-ROW``: one epoch, one evaluation at the end: KGBM4Rec exact, KGBM4Rec with the
   approximation, LightGCN (ratios within this run only; the machine is shared).
 * ``speed-floor``: in one process, one thread: the exact text branch alone (the BiLSTM's forward
@@ -93,6 +98,8 @@ TOPN_ROWS = {"KGBM4Rec": ("KGBM4Rec", KGBM), "Pop": ("Pop", {}),
 SPEED = {"KGBM4Rec exact": ("KGBM4Rec", {"learning_rate": LR, **IMAGE}),
          f"KGBM4Rec text_items_per_batch {TEXT_CAP}": ("KGBM4Rec", KGBM),
          "LightGCN": ("LightGCN", {"learning_rate": 0.005})}
+SELECT_GRID = {"learning_rate": [0.001, 0.003, 0.01]}
+SELECT_FOLDS = 3
 RERANK_C = 3
 RERANK_K = 10
 SPEED_RUN = {"epochs": 1, "eval_step": 1, "stopping_step": 0, "valid_metric": "ndcg@10",
@@ -122,7 +129,8 @@ def jobs() -> list[dict]:
             *({"id": f"abl-{_slug(r)}", "kind": "ablation", "row": r} for r in ABLATIONS),
             *cls["single"], *(v for k, v in topn.items() if k not in first),
             *({"id": f"rating-f{k}", "kind": "rating", "row": "KGBM4Rec", "fold": k}
-              for k in range(1, RATING["n_folds"])), *later]
+              for k in range(1, RATING["n_folds"])), *later,
+            {"id": "select-lr", "kind": "select", "row": "model selection"}]
 
 
 def _train(job: dict, model: str, overrides: dict) -> dict:
@@ -268,8 +276,39 @@ def _floor() -> dict:
             "command": "python benchmarks/kgbm4rec.py --only =speed-floor"}
 
 
+def _select(job: dict) -> dict:
+    """The grid through ``mmkgrec tune --folds`` nested in outer rating fold 0."""
+    import json
+    import sys
+
+    from common import run_cmd
+
+    out = WORK / "tune" / SUITE / job["id"]
+    fixed = {k: v for k, v in {**BASE, **RATING, **KGBM}.items() if k not in SELECT_GRID}
+    cmd = [sys.executable, "-m", "mmkgrec.cli", "tune", "KGBM4Rec", DATASET, "--out", str(out),
+           "--folds", str(SELECT_FOLDS)]
+    for key, values in SELECT_GRID.items():
+        cmd += ["--grid", f"{key}=" + ",".join(json.dumps(v) for v in values)]
+    for key, value in fixed.items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    run_cmd(cmd, WORK / "logs" / SUITE / f"{job['id']}.log")
+    summary = json.loads((out / "tune.json").read_text())
+    records = [json.loads(p.read_text()) for p in sorted((out / "trials").glob("trial-*.json"))]
+    return {"model": "KGBM4Rec", "dataset": DATASET, "tuning": True, "grid": SELECT_GRID,
+            "fixed": fixed, "folds": SELECT_FOLDS, "budget": summary["budget"],
+            "metric": summary["budget"]["valid_metric"],
+            "trials": [{"params": r["params"], "value": r["value"],
+                        "per_fold": [f["valid"][r["metric"]] for f in r["folds"]],
+                        "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+                        "seconds": r["seconds"]} for r in records],
+            "best": summary["best"]["params"], "used": {k: KGBM[k] for k in SELECT_GRID},
+            "command": cmd}
+
+
 def run(job: dict) -> dict:
     kind = job["kind"]
+    if kind == "select":
+        return {**_select(job), "row": job["row"], "seed": SEED, "kind": kind}
     if kind == "floor":
         return {**_floor(), "row": job["row"], "seed": SEED, "kind": kind}
     if kind == "rerank":

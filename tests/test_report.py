@@ -330,3 +330,25 @@ def test_reproduction_coverage_counts_rerunnable_rows_per_suite(monkeypatch):
     monkeypatch.setattr(reproduce, "load", lambda suite: stored[suite])
     runs = [{"suite": "s", "job": "a", "identical": True}]
     assert "| s | 2 | 1 | 1 | 1 |" in reproduce._coverage(runs)
+
+
+def test_kgbm4rec_model_selection_says_whether_the_rows_use_the_grids_choice():
+    """The nested grid's section marks the chosen point, and the intro says the rows use it only
+    when they do; without the grid's result the intro says it has not run."""
+    import kgbm4rec as suite
+    from reporting import kgbm4rec
+
+    words, lines = kgbm4rec._selection(suite, [])
+    assert "has not run" in words and lines == []
+    trials = [{"params": {"learning_rate": lr}, "value": v, "per_fold": [v, v], "best_epoch": [3, 4],
+               "epochs_run": [8, 9], "seconds": 10.0} for lr, v in ((0.001, 0.95), (0.003, 0.93))]
+    r = {"kind": "select", "folds": 2, "metric": "rmse", "grid": {"learning_rate": [0.001, 0.003]},
+         "budget": {"name": "grid over learning_rate=0.001|0.003"}, "trials": trials,
+         "best": {"learning_rate": 0.003}, "used": {"learning_rate": 0.003},
+         "command": "python -m mmkgrec.cli tune KGBM4Rec ml-100k --folds 2"}
+    words, lines = kgbm4rec._selection(suite, [r])
+    text = "\n".join(lines)
+    assert "chosen by the grid below" in words and "| 0.003 | 0.9300 **chosen** |" in text
+    assert "| 0.001 | 0.9500 |" in text and "the grid's choice." in text
+    words, lines = kgbm4rec._selection(suite, [{**r, "best": {"learning_rate": 0.001}}])
+    assert "which chose learning_rate 0.001" in words and "have not been run again" in "\n".join(lines)

@@ -214,8 +214,36 @@ def test_kfold_per_user_tests_every_interaction_once():
     assert np.array_equal(again.test.item, tests[2].test.item)
 
 
+def test_nested_kfold_sets_the_outer_test_fold_aside_and_tests_the_rest_once():
+    ds = load_dataset("synthetic", {"data_format": "synthetic"})
+    plain = split_dataset(ds, "kfold", seed=3, n_folds=4, fold=2)
+    outer_test = set(plain.test.user * ds.n_items + plain.test.item)
+    inner = [split_dataset(ds, "kfold", seed=3, n_folds=4, fold=2, inner_folds=3, inner_fold=k)
+             for k in range(3)]
+    tested = np.concatenate([s.test.user * ds.n_items + s.test.item for s in inner])
+    rest = (set(plain.train.user * ds.n_items + plain.train.item)
+            | set(plain.valid.user * ds.n_items + plain.valid.item))
+    assert len(tested) == len(set(tested)) and set(tested) == rest  # each tested once, inside
+    for s in inner:
+        seen = {p for part in (s.train, s.valid, s.test) for p in part.user * ds.n_items + part.item}
+        assert not seen & outer_test and s.stats["outer_test_set_aside"] == len(outer_test)
+        assert not (set(s.train.user * ds.n_items + s.train.item)
+                    & set(s.test.user * ds.n_items + s.test.item))
+    with pytest.raises(ConfigError, match="'inner_fold'"):
+        split_dataset(ds, "kfold", n_folds=4, inner_folds=3, inner_fold=3)
+
+
+def test_inner_folds_need_a_kfold_split(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--model", "Pop", "--dataset", "synthetic", "--out", str(out),
+                 "--set", "inner_folds=2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "config key 'inner_folds'" in err and "kfold" in err and not out.exists()
+
+
 @pytest.mark.parametrize("sets,key", [(["n_folds=1"], "n_folds"), (["fold=5"], "fold"),
-                                      (["fold=-1"], "fold")])
+                                      (["fold=-1"], "fold"), (["inner_folds=1"], "inner_folds"),
+                                      (["inner_folds=3", "inner_fold=3"], "inner_folds")])
 def test_kfold_bad_values_name_the_key(sets, key, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "--model", "Pop", "--dataset", "synthetic", "--out", str(out),
@@ -239,6 +267,13 @@ def test_kfold_over_items_for_classification(atomic_dir):
         assert len(s.items["valid"]) >= 1 and len(s.test) == 0 and len(s.train) == len(ds.inter)
         lab = training_labels(s)
         assert list(lab.items) == list(s.items["train"])  # a model sees the training labels only
+    nested = [split_from_config(ds, _cfg("Majority", tiny, split="kfold", n_folds=3, fold=0,
+                                         inner_folds=2, inner_fold=k, target_column="class",
+                                         valid_ratio=0.5)) for k in range(2)]
+    inner_tested = np.concatenate([s.items["test"] for s in nested])
+    assert sorted(inner_tested) == sorted(set(folds[0].items["train"]) | set(folds[0].items["valid"]))
+    for s in nested:
+        assert not set(folds[0].items["test"]) & {i for p in s.items.values() for i in p}
 
 
 # ---------------------------------------------------------------- targets

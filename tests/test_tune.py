@@ -15,6 +15,7 @@ import yaml
 import mmkgrec
 from mmkgrec import api
 from mmkgrec.cli import main
+from mmkgrec.data import load_dataset, split_dataset
 from mmkgrec.errors import ConfigError, MMKGRecError
 from mmkgrec.evaluation.metric_names import direction, lower_is_better
 from mmkgrec.tuning import study as tune_study
@@ -197,3 +198,27 @@ def test_folds_average_the_validation_metric_over_the_training_folds(tmp_path):
     assert best["split"] == "random_ratio"  # the chosen values over the base split, not a fold
     with pytest.raises(ConfigError, match="'split'"):
         _tune(tmp_path / "g", folds=3, grid={"split": ["random_ratio"]})
+
+
+def test_folds_nest_inside_an_outer_kfold_fold_and_never_read_its_test_fold(tmp_path):
+    outer = {**BASE, "split": "kfold", "n_folds": 4, "fold": 1}
+    res = _tune(tmp_path / "n", folds=2, grid={"learning_rate": [0.01]}, overrides=outer)
+    (r,) = res.trials
+    assert [f["fold"] for f in r["folds"]] == [0, 1]
+    assert res.budget["outer_fold"] == 1 and "in 2 inner folds of outer fold 1" in res.budget["name"]
+    best = yaml.safe_load(res.best_yaml.read_text())  # the outer fold's configuration
+    assert (best["split"], best["n_folds"], best["fold"], best["inner_folds"]) == ("kfold", 4, 1, 0)
+    # what each inner fold trained and scored on: never an interaction of the outer test fold
+    ds = load_dataset("synthetic", {"data_format": "synthetic"})
+    test = split_dataset(ds, "kfold", seed=2020, n_folds=4, fold=1).test
+    held = set(test.user * ds.n_items + test.item)
+    for k in (0, 1):
+        s = split_dataset(ds, "kfold", seed=2020, n_folds=4, fold=1, inner_folds=2, inner_fold=k)
+        for part in (s.train, s.valid, s.test):
+            assert not held & set(part.user * ds.n_items + part.item)
+    for key, where in (("inner_fold", {"overrides": {**outer, "inner_fold": 1}}),
+                       ("inner_folds", {"grid": {"inner_folds": [2]}})):
+        with pytest.raises(ConfigError, match=f"'{key}'"):
+            _tune(tmp_path / key, folds=2, **{"grid": {"learning_rate": [0.01]},
+                                                "overrides": outer, **where})
+        assert not (tmp_path / key).exists()

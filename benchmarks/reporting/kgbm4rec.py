@@ -254,23 +254,60 @@ def _floor_lines(f: dict) -> list[str]:
             f"CPU" + ("." if need > rate else "; a faster LSTM kernel could.")]
 
 
+def _selection(suite, runs) -> tuple[str, list[str]]:
+    """The intro's words on model selection and the section on the nested grid (when it ran)."""
+    r = next((r for r in runs if r.get("kind") == "select"), None)
+    grid = ", ".join(f"{k} {{{', '.join(str(v) for v in vs)}}}"
+                     for k, vs in suite.SELECT_GRID.items())
+    if r is None:
+        return (f"(no grid: the issue's model selection, {grid} on {suite.SELECT_FOLDS} inner "
+                "folds of the first outer fold, has not run: `python benchmarks/kgbm4rec.py "
+                "--only =select-lr`)", [])
+    best = ", ".join(f"{k} {v}" for k, v in r["best"].items())
+    same = all(r["best"][k] == r["used"][k] for k in r["best"])
+    words = (f"(chosen by the grid below: {best})" if same else
+             f"(fixed before the grid below ran, which chose {best}: these rows were not rerun "
+             "with its choice)")
+    L = ["### Model selection (nested: inner folds of the first outer fold)", "",
+         f"`mmkgrec tune --folds {r['folds']}` nested in outer rating fold 0 (`split: kfold`, "
+         f"5 folds per user): each point of the grid trains on {r['folds']} inner folds of that "
+         "fold's training part and is scored by its mean validation "
+         f"{r['metric'].upper()}; the outer test fold enters no trial. Budget: "
+         f"{r['budget']['name']}. One grid for every fold, ablation and task (nested "
+         "cross-validation of every ablation would take days on this machine).", ""]
+    L += header("| " + " | ".join(r["grid"]) + f" | mean valid {r['metric']} | per inner fold "
+                "| epochs run | seconds |")
+    for t in sorted(r["trials"], key=lambda t: [t["params"][k] for k in r["grid"]]):
+        mark = " **chosen**" if t["params"] == r["best"] else ""
+        L.append("| " + " | ".join(str(t["params"][k]) for k in r["grid"])
+                 + f" | {t['value']:.4f}{mark} | "
+                 + ", ".join(f"{v:.4f}" for v in t["per_fold"])
+                 + f" | {', '.join(str(e) for e in t['epochs_run'])} | {t['seconds']:.0f} |")
+    used = ", ".join(f"{k} {v}" for k, v in r["used"].items())
+    L += ["", f"The KGBM4Rec rows below use {used}: "
+          + ("the grid's choice." if same else "not the grid's choice; they were run before it "
+             "and have not been run again with it.") + f" `{command(r)}`", ""]
+    return words, L
+
+
 def section() -> list[str]:
     import kgbm4rec as suite
 
     runs = load("kgbm4rec")
     if not runs:
         return []
+    chosen, selection = _selection(suite, runs)
     L = ["## KGBM4Rec on ML-100K", "",
          f"`python benchmarks/kgbm4rec.py`: one seed ({suite.SEED}; top-N: up to "
          f"{len(suite.TOPN_SEEDS)}), at most {suite.EPOCHS} "
          f"epochs with patience {suite.PATIENCE}, learning rate {suite.LR} for every KGBM4Rec row "
-         "(no grid: the issue's model selection on 3 inner folds of the first outer fold was not "
-         "run on this machine), and the speed approximation `text_items_per_batch: "
+         f"{chosen}, and the speed approximation `text_items_per_batch: "
          f"{suite.TEXT_CAP}` in every accuracy row. Image features: EfficientNet-Lite1 (the "
          "paper's ViT-L/16 weights are not at hand); text: the shipped MiniLM BERT's token states, "
          "stop words and special characters removed, through a trained BiLSTM with attention "
          "pooling. A capped run: the figures are what this budget gives, not tuned results.", "",
          PAPER, ""]
+    L += selection
     L += _classification(suite, runs)
     L += _ablations(suite, runs)
     L += _rating(suite, runs)

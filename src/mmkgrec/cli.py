@@ -148,7 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     tu.add_argument("--trials", type=int, help="most trials (default: every point of the grid)")
     tu.add_argument("--sampler", default="grid", choices=["grid", "random", "tpe"])
     tu.add_argument("--folds", type=int, metavar="K", help="score each trial by the mean "
-                    "validation metric over folds 0..K-1 of the kfold split")
+                    "validation metric over folds 0..K-1 of the kfold split; with --set "
+                    "split=kfold, over K inner folds of that fold's training part (nested: the "
+                    "outer test fold is never read)")
     tu.add_argument("--out", help="folder of the tune (default: tune-MODEL-DATASET); rerun the "
                     "same command to continue a killed tune")
     tu.add_argument("--config", help="YAML file layered under every trial")

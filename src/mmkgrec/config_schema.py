@@ -278,6 +278,11 @@ _KEYS = [
         Key("n_folds", int, 5, "kfold: number of folds (per user; classification: of the items)",
             ge=2),
         Key("fold", int, 0, "kfold: the fold that is the test part (0 .. n_folds-1)", ge=0),
+        Key("inner_folds", int, 0, "kfold, nested: deal the training part of outer fold `fold` "
+            "into this many inner folds (0: not nested); inner fold `inner_fold` is then the test "
+            "part, and the outer test fold enters no part", ge=0),
+        Key("inner_fold", int, 0, "kfold, nested: the inner fold that is the test part "
+            "(0 .. inner_folds-1)", ge=0),
         Key("split_ratio", list, [0.8, 0.1, 0.1], "train / valid / test shares of each user's "
             "interactions (random_ratio, time_ratio; all pairs under eval_protocol ctr)",
             item=float, ge=0, length=3),
@@ -734,6 +739,19 @@ def _fold_in_range(values) -> str | None:
     return f"must be < n_folds ({values['n_folds']}), got {values['fold']}"
 
 
+def _inner_folds(values) -> str | None:
+    inner = values["inner_folds"]
+    if inner == 0:
+        return None
+    if values["split"] != "kfold":
+        return f"nests folds of split kfold only, got split '{values['split']}'"
+    if inner < 2:
+        return f"must be 0 (not nested) or at least 2, got {inner}"
+    if values["inner_fold"] >= inner:
+        return f"inner_fold must be < inner_folds ({inner}), got {values['inner_fold']}"
+    return None
+
+
 def _heads_divide_embedding(values) -> str | None:
     heads, d = values["fusion_heads"], values["embedding_size"]
     return None if d % heads == 0 else (f"must divide embedding_size ({d}), got {heads}")
@@ -745,5 +763,6 @@ JOINT_RULES: tuple[tuple[str, tuple[str, ...], Callable[[dict], str | None]], ..
     ("split_ratio", (), _split_ratio_train),
     ("valid_metric", ("task", "eval_protocol", "classification_mode"), _valid_metric_protocol),
     ("fold", ("n_folds", "split"), _fold_in_range),
+    ("inner_folds", ("split", "inner_fold"), _inner_folds),
     ("fusion_heads", ("embedding_size",), _heads_divide_embedding),
 )

@@ -12,7 +12,11 @@
   most one); fold ``fold`` is the test part, and the ``valid_ratio`` slice of the user's other
   folds, at random, the validation part, so nothing chosen on validation reads the test fold.
   Over ``fold = 0 .. n_folds-1`` (same seed) every interaction is tested exactly once. Users with
-  fewer than two interactions are dropped. (Classification deals items, not interactions, into
+  fewer than two interactions are dropped. Nested (``inner_folds`` K >= 2, :func:`kfold_parts`):
+  the outer test fold is set aside and enters no part; the rest of each user's interactions is
+  dealt into K inner folds the same way, inner fold ``inner_fold`` being the test part, so model
+  selection on the inner folds never reads the outer test fold (the outer folds are those of the
+  plain split with the same seed). (Classification deals items, not interactions, into
   folds the same way: :func:`fold_parts`, :mod:`.targets`.)
 * ``cold_item`` (:func:`cold_item_split`): a ``cold_item_ratio`` share of the items, half of them
   validation-only and half test-only, keeps no training interaction; the rest is ``random_ratio``.
@@ -161,9 +165,31 @@ def fold_parts(groups: np.ndarray, n_folds: int, fold: int, valid_ratio: float,
     return part
 
 
+def kfold_parts(groups: np.ndarray, n_folds: int, fold: int, valid_ratio: float,
+                rng: np.random.Generator, inner_folds: int = 0, inner_fold: int = 0) -> np.ndarray:
+    """:func:`fold_parts`, or nested when ``inner_folds`` >= 2: the rows of outer fold ``fold``
+    are set aside (part -1), the others dealt by :func:`fold_parts` into ``inner_folds`` folds
+    with ``inner_fold`` as the test part. The outer folds are drawn first from ``rng``, exactly as
+    without nesting, so the rows set aside are the plain split's test part."""
+    if not inner_folds:
+        return fold_parts(groups, n_folds, fold, valid_ratio, rng)
+    if not isinstance(inner_folds, (int, np.integer)) or inner_folds < 2:
+        raise ConfigError("inner_folds", f"must be 0 (not nested) or at least 2, got "
+                          f"{inner_folds!r}")
+    if not isinstance(inner_fold, (int, np.integer)) or not 0 <= inner_fold < inner_folds:
+        raise ConfigError("inner_fold", f"must be in 0 .. {inner_folds - 1} (inner_folds "
+                          f"{inner_folds}), got {inner_fold!r}")
+    groups = np.asarray(groups, dtype=np.int64)
+    outer = fold_parts(groups, n_folds, fold, 0.0, rng)  # the valid share draws nothing from rng
+    part = np.full(len(groups), -1, dtype=np.int64)
+    rest = np.flatnonzero(outer != 2)
+    part[rest] = fold_parts(groups[rest], inner_folds, inner_fold, valid_ratio, rng)
+    return part
+
+
 def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0.1),
                   seed: int = 2020, valid_ratio: float = 0.1, n_folds: int = 5,
-                  fold: int = 0) -> Split:
+                  fold: int = 0, inner_folds: int = 0, inner_fold: int = 0) -> Split:
     if method not in SPLITS:
         raise MMKGRecError(f"unknown split '{method}'; choose one of {SPLITS}")
     inter = ds.inter
@@ -173,14 +199,19 @@ def split_dataset(ds: Dataset, method: str = "random_ratio", ratios=(0.8, 0.1, 0
         counts = np.bincount(inter.user, minlength=ds.n_users)
         ok = counts[inter.user] >= 2
         part = np.full(n, -1, dtype=np.int64)
-        part[ok] = fold_parts(inter.user[ok], n_folds, fold, valid_ratio, rng)
+        part[ok] = kfold_parts(inter.user[ok], n_folds, fold, valid_ratio, rng, inner_folds,
+                               inner_fold)
         rows = [np.flatnonzero(part == j) for j in range(3)]
         if not len(rows[0]):
             raise MMKGRecError(f"split 'kfold' left no training data for dataset '{ds.name}'")
+        stats = {"dropped_users": int(((counts > 0) & (counts < 2)).sum()),
+                 "dropped_interactions": int((~ok).sum()), "seed": seed,
+                 "n_folds": int(n_folds), "fold": int(fold), "valid_ratio": valid_ratio}
+        if inner_folds:
+            stats.update(inner_folds=int(inner_folds), inner_fold=int(inner_fold),
+                         outer_test_set_aside=int((ok & (part == -1)).sum()))
         return Split(ds, inter.take(rows[0]), inter.take(rows[1]), inter.take(rows[2]), method,
-                     {"dropped_users": int(((counts > 0) & (counts < 2)).sum()),
-                      "dropped_interactions": int((~ok).sum()), "seed": seed,
-                      "n_folds": int(n_folds), "fold": int(fold), "valid_ratio": valid_ratio})
+                     stats)
     if method == "given":
         if ds.given_test is None:
             raise MMKGRecError(f"dataset '{ds.name}' has no given test file; split 'given' needs "

@@ -34,7 +34,8 @@ def _ctr(ds: Dataset, config) -> Split:
 def _interactions(ds: Dataset, config) -> Split:
     return split_dataset(ds, config["split"], config["split_ratio"], split_seed(config),
                          config["valid_ratio"], config_value(config, "n_folds"),
-                         config_value(config, "fold"))
+                         config_value(config, "fold"), config_value(config, "inner_folds"),
+                         config_value(config, "inner_fold"))
 
 
 def _ratings(ds: Dataset, config) -> Split:

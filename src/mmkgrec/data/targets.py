@@ -31,7 +31,7 @@ import numpy as np
 from ..config import config_value
 from ..errors import ConfigError, MMKGRecError
 from .dataset import Dataset, Interactions
-from .split import Split, fold_parts, ratio_counts
+from .split import Split, kfold_parts, ratio_counts
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,8 @@ def classification_split(ds: Dataset, config) -> ClassificationSplit:
     items = np.flatnonzero(labels.keep)
     one_group = np.zeros(len(items), dtype=np.int64)
     if method == "kfold":
-        part = fold_parts(one_group, cfg("n_folds"), cfg("fold"), cfg("valid_ratio"), rng)
+        part = kfold_parts(one_group, cfg("n_folds"), cfg("fold"), cfg("valid_ratio"), rng,
+                           cfg("inner_folds"), cfg("inner_fold"))
     else:
         cnt = ratio_counts(np.asarray([len(items)]), cfg("split_ratio"))[0]
         pos = np.empty(len(items), dtype=np.int64)
@@ -166,6 +167,9 @@ def classification_split(ds: Dataset, config) -> ClassificationSplit:
     stats = {**labels.stats, "seed": seed}
     if method == "kfold":
         stats.update(n_folds=cfg("n_folds"), fold=cfg("fold"), valid_ratio=cfg("valid_ratio"))
+        if cfg("inner_folds"):
+            stats.update(inner_folds=cfg("inner_folds"), inner_fold=cfg("inner_fold"),
+                         outer_test_set_aside=int((part == -1).sum()))
     return ClassificationSplit(ds, ds.inter, empty, empty, method, stats, items=parts,
                                labels=labels.matrix, classes=labels.classes,
                                mode=cfg("classification_mode"))

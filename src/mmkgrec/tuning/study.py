@@ -32,7 +32,11 @@ distinct points are scored (or the sampler has drawn only old points 50 times in
 Under ``folds=K`` every trial trains folds ``0..K-1`` of the ``kfold`` split (``split: kfold,
 n_folds: K, fold: k``) and is scored by the mean of its validation metric over the folds; the test
 folds are never read. ``best.yaml`` then holds the chosen values over the base configuration
-(its own split), not the folds.
+(its own split), not the folds. When the base configuration is itself a ``kfold`` split (``--set
+split=kfold``, with its ``n_folds`` and ``fold``), the folds are nested inside it: every trial
+trains inner folds ``0..K-1`` of that outer fold's training part (``inner_folds: K, inner_fold:
+k``), and the outer test fold enters no trial at all; ``best.yaml`` holds the chosen values over
+the outer fold's configuration, the model selection reused for every outer fold.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ log = logging.getLogger("mmkgrec.tune")
 SAMPLERS = ("grid", "random", "tpe")
 STUDY = "mmkgrec-tune"
 FOLD_KEYS = ("split", "n_folds", "fold")
+INNER_KEYS = ("inner_folds", "inner_fold")
 
 
 @dataclass
@@ -96,6 +101,8 @@ def budget_name(b: dict) -> str:
     """One line naming a budget: sampler and values, trial count, epoch cap, patience, metric."""
     values = " ".join(f"{k}={'|'.join(_fmt(v) for v in vs)}" for k, vs in b["space"].items())
     folds = f" in {b['folds']} folds" if b["folds"] else ""
+    if b.get("outer_fold") is not None:
+        folds = f" in {b['folds']} inner folds of outer fold {b['outer_fold']}"
     return (f"{b['sampler']} over {values}; {b['trials']} trials; epochs<={_fmt(b['epochs'])}; "
             f"patience {_fmt(b['stopping_step'])}; {b['valid_metric']} ({b['direction']}) on "
             f"validation{folds}")
@@ -108,6 +115,8 @@ def _budget(base, space: dict, sampler: str, n_trials: int, folds: int | None) -
     b = {"sampler": sampler, "space": space, "trials": n_trials, "epochs": tuned_or("epochs"),
          "stopping_step": tuned_or("stopping_step"), "valid_metric": base["valid_metric"],
          "direction": direction(base["valid_metric"]), "folds": folds, "seed": base["seed"]}
+    if folds and base["inner_folds"]:  # nested (only then the key, so older tunes resume)
+        b["outer_fold"] = base["fold"]
     b["name"] = budget_name(b)
     return b
 
@@ -236,10 +245,15 @@ class _Tune:
         self.fixed, self.space, self.budget, self.folds = fixed, space, budget, folds
         self.out, self.keep_runs, self.command = out, keep_runs, command
         self.metric = budget["valid_metric"]
+        self.nested = budget.get("outer_fold") is not None
         self.sha = api.git_sha()
 
     def fold_keys(self, k) -> dict:
-        return {} if k is None else {"split": "kfold", "n_folds": self.folds, "fold": k}
+        if k is None:
+            return {}
+        if self.nested:
+            return {"inner_folds": self.folds, "inner_fold": k}
+        return {"split": "kfold", "n_folds": self.folds, "fold": k}
 
     def overrides(self, params: dict, k=None) -> dict:
         quiet = {} if "show_progress" in self.fixed else {"show_progress": False}
@@ -309,14 +323,21 @@ class _Tune:
 
 # ---- the tune -----------------------------------------------------------------------------------
 def _check_folds(folds, grid: dict, fixed: dict) -> tuple:
+    """The configuration layer ``--folds`` adds (for the schema's checks): plain folds of a
+    ``kfold`` split, or, when ``fixed`` sets ``split: kfold``, inner folds nested in its fold."""
     if folds is None:
         return ()
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise MMKGRecError(f"--folds must be an integer >= 2, got {folds!r}")
-    for key in FOLD_KEYS:
-        if key in grid or key in fixed:
-            raise ConfigError(key, "is set by --folds (each trial trains folds 0..K-1 of split "
-                              "kfold)", "--grid" if key in grid else "--set")
+    nested = fixed.get("split") == "kfold"
+    for key in (*FOLD_KEYS, *INNER_KEYS):
+        if key in grid or (key in fixed and (not nested or key in INNER_KEYS)):
+            what = ("inner folds 0..K-1 of the outer kfold fold" if nested
+                    else "folds 0..K-1 of split kfold")
+            raise ConfigError(key, f"is set by --folds (each trial trains {what})",
+                              "--grid" if key in grid else "--set")
+    if nested:
+        return (({"inner_folds": folds, "inner_fold": 0}, "--folds"),)
     return (({"split": "kfold", "n_folds": folds, "fold": 0}, "--folds"),)
 
 
