@@ -195,8 +195,8 @@ def test_content_reaching_nothing_is_a_config_error(split, fake_features):
 
 
 # ---- real data: each task against its trivial baseline ---------------------------------------
-# Short runs: a few epochs, and the speed approximation text_items_per_batch (128 items through the
-# BiLSTM per step; the exact text branch is covered by the gradient and switch tests above).
+# Short runs: a few epochs, and the speed approximation text_items_per_batch (64 or 128 items through
+# the BiLSTM per step; the exact text branch is covered by the gradient and switch tests above).
 def _test_metrics(model, overrides):
     run = mmkgrec.train(model, "ml-100k", overrides={**QUIET, "threads": 1, **overrides})
     return run.metrics["test"]
@@ -205,8 +205,8 @@ def _test_metrics(model, overrides):
 def test_classification_beats_majority_on_ml100k(data_dir):
     ov = {"task": "classification", "target_column": "class", "valid_metric": "f1_macro",
           "load_kg": False, "stopping_step": 3}
-    kgbm = _test_metrics("KGBM4Rec", {**ov, "epochs": 6, "train_batch_size": 64,
-                                      "learning_rate": 0.003, "text_items_per_batch": 128})
+    kgbm = _test_metrics("KGBM4Rec", {**ov, "epochs": 4, "train_batch_size": 64,
+                                      "learning_rate": 0.005, "text_items_per_batch": 64})
     majority = _test_metrics("Majority", ov)
     print(f"KGBM4Rec {kgbm}\nMajority {majority}")
     assert kgbm["f1_macro"] > majority["f1_macro"] + 0.1

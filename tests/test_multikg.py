@@ -200,7 +200,7 @@ def test_partial_fusion_equals_full_at_evaluation(split):
 # ---- real data -----------------------------------------------------------------------------
 @pytest.mark.parametrize("model,overrides", [
     ("MKGAT", {"epochs": 8, "learning_rate": 0.01}),
-    ("MultiKG4Rec", {"epochs": 4, "learning_rate": 0.005}),
+    ("MultiKG4Rec", {"epochs": 3, "learning_rate": 0.005}),
 ])
 def test_beats_popularity_on_ml100k(model, overrides, pop, data_dir):
     # the KG models' check: one torch thread, >= 1.10 x Pop's test NDCG@10
