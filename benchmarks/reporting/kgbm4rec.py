@@ -180,7 +180,7 @@ def _converged_context() -> str:
     if not have:
         return "The cap leaves the baselines short of convergence."
     return ("The cap leaves the baselines short of convergence: with the core suite's budget (300 "
-            "epochs, patience 30, validation MRR@10) the same split gives test NDCG@10 "
+            "epochs, patience 30, validation MRR@10) seed 2020's split gives test NDCG@10 "
             + ", ".join(have) + ". The capped comparison says which model learns more in 8 "
             "epochs, not which is better trained.")
 
