@@ -334,7 +334,7 @@ def test_reproduction_coverage_counts_rerunnable_rows_per_suite(monkeypatch):
 
 def test_kgbm4rec_model_selection_says_whether_the_rows_use_the_grids_choice():
     """The nested grid's section marks the chosen point, and the intro says the rows use it only
-    when they do; without the grid's result the intro says it has not run."""
+    when every KGBM4Rec accuracy row does; without the grid's result it says it has not run."""
     import kgbm4rec as suite
     from reporting import kgbm4rec
 
@@ -344,11 +344,16 @@ def test_kgbm4rec_model_selection_says_whether_the_rows_use_the_grids_choice():
                "epochs_run": [8, 9], "seconds": 10.0} for lr, v in ((0.001, 0.95), (0.003, 0.93))]
     r = {"kind": "select", "folds": 2, "metric": "rmse", "grid": {"learning_rate": [0.001, 0.003]},
          "budget": {"name": "grid over learning_rate=0.001|0.003"}, "trials": trials,
-         "best": {"learning_rate": 0.003}, "used": {"learning_rate": 0.003},
+         "best": {"learning_rate": 0.003},
          "command": "python -m mmkgrec.cli tune KGBM4Rec ml-100k --folds 2"}
-    words, lines = kgbm4rec._selection(suite, [r])
+    rows = [{"job": f"{kind}-x", "model": "KGBM4Rec", "kind": kind,
+             "config": {"learning_rate": 0.003}} for kind in ("cls", "rating", "topn")]
+    speed = {"job": "speed-x", "model": "KGBM4Rec", "kind": "speed",
+             "config": {"learning_rate": 0.001}}  # not a row the selection is for
+    words, lines = kgbm4rec._selection(suite, [r, *rows, speed])
     text = "\n".join(lines)
     assert "chosen by the grid below" in words and "| 0.003 | 0.9300 **chosen** |" in text
-    assert "| 0.001 | 0.9500 |" in text and "the grid's choice." in text
-    words, lines = kgbm4rec._selection(suite, [{**r, "best": {"learning_rate": 0.001}}])
-    assert "which chose learning_rate 0.001" in words and "have not been run again" in "\n".join(lines)
+    assert "| 0.001 | 0.9500 |" in text and "(every one of them)" in text
+    words, lines = kgbm4rec._selection(suite, [{**r, "best": {"learning_rate": 0.001}}, *rows])
+    assert "the grid below chose learning_rate 0.001; 3 of the 3" in words
+    assert "3 of 3 do not: cls-x, rating-x, topn-x" in "\n".join(lines)

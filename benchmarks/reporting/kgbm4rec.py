@@ -10,6 +10,7 @@ from .stats import TESTS, adjust, compare, p_cells, P_HEAD
 from .tables import command, fmt, header, load, load_cell, mean_std
 
 CLS_KEYS = ["accuracy", "f1_micro", "f1_macro"]
+ACCURACY_KINDS = ("cls", "ablation", "rating", "topn")  # the rows the model selection is for
 RATING_KEYS = ["mse", "rmse", "mae"]
 RATING_ROWS = ["BiasOnly", "BiasedMF", "SVD", "SVDpp"]
 TOPN_KEYS = {"full": ["ndcg@10", "recall@10", "hit@10", "ndcg@20"],
@@ -264,10 +265,12 @@ def _selection(suite, runs) -> tuple[str, list[str]]:
                 "folds of the first outer fold, has not run: `python benchmarks/kgbm4rec.py "
                 "--only =select-lr`)", [])
     best = ", ".join(f"{k} {v}" for k, v in r["best"].items())
-    same = all(r["best"][k] == r["used"][k] for k in r["best"])
+    rows = [x for x in runs if x.get("model") == "KGBM4Rec" and x.get("kind") in ACCURACY_KINDS]
+    off = [x for x in rows if any(x["config"].get(k) != v for k, v in r["best"].items())]
+    same = bool(rows) and not off
     words = (f"(chosen by the grid below: {best})" if same else
-             f"(fixed before the grid below ran, which chose {best}: these rows were not rerun "
-             "with its choice)")
+             f"(the grid below chose {best}; {len(off)} of the {len(rows)} KGBM4Rec rows ran "
+             "with another value, before it ran, and have not run again)")
     L = ["### Model selection (nested: inner folds of the first outer fold)", "",
          f"`mmkgrec tune --folds {r['folds']}` nested in outer rating fold 0 (`split: kfold`, "
          f"5 folds per user): each point of the grid trains on {r['folds']} inner folds of that "
@@ -283,10 +286,11 @@ def _selection(suite, runs) -> tuple[str, list[str]]:
                  + f" | {t['value']:.4f}{mark} | "
                  + ", ".join(f"{v:.4f}" for v in t["per_fold"])
                  + f" | {', '.join(str(e) for e in t['epochs_run'])} | {t['seconds']:.0f} |")
-    used = ", ".join(f"{k} {v}" for k, v in r["used"].items())
-    L += ["", f"The KGBM4Rec rows below use {used}: "
-          + ("the grid's choice." if same else "not the grid's choice; they were run before it "
-             "and have not been run again with it.") + f" `{command(r)}`", ""]
+    L += ["", f"The KGBM4Rec rows below {'use' if same else 'should use'} {best} "
+          + ("(every one of them)." if same else
+             f"({len(off)} of {len(rows)} do not: "
+             + ", ".join(sorted(x["job"] for x in off)[:6])
+             + (", ..." if len(off) > 6 else "") + ").") + f" `{command(r)}`", ""]
     return words, L
 
 
@@ -300,7 +304,7 @@ def section() -> list[str]:
     L = ["## KGBM4Rec on ML-100K", "",
          f"`python benchmarks/kgbm4rec.py`: one seed ({suite.SEED}; top-N: up to "
          f"{len(suite.TOPN_SEEDS)}), at most {suite.EPOCHS} "
-         f"epochs with patience {suite.PATIENCE}, learning rate {suite.LR} for every KGBM4Rec row "
+         f"epochs with patience {suite.PATIENCE}, one learning rate for every KGBM4Rec row "
          f"{chosen}, and the speed approximation `text_items_per_batch: "
          f"{suite.TEXT_CAP}` in every accuracy row. Image features: EfficientNet-Lite1 (the "
          "paper's ViT-L/16 weights are not at hand); text: the shipped MiniLM BERT's token states, "
