@@ -51,7 +51,8 @@ def test_every_parameter_gets_a_gradient(ov, split, fake_user_text):
 
 SWITCHES = [{"use_lm": False}, {"use_kg": False}, {"user_encoder": "one_pass"},
             {"kg_embedding_method": "transe"}, {"id_embeddings": True},
-            {"matching_layers": [32]}, {"attention_size": 8}, {"kg_loss_weight": 0.0}]
+            {"matching_layers": [32]}, {"attention_size": 8}, {"kg_loss_weight": 0.0},
+            {"kg_pretrain_epochs": 2}]
 
 
 def test_switches_change_scores(split, fake_user_text):
@@ -148,9 +149,33 @@ def model_text(split):
     return torch.from_numpy(fake_item_feature_matrix(split.dataset, "text")[0])
 
 
+def test_pretrained_kg_embeddings_are_trained_first_then_frozen(split, caplog):
+    """kg_pretrain_epochs: the entity table moves under the KG loss alone before the first CF
+    epoch, then gets no gradient and stays put; the CF batches carry no KG triples; the flag
+    travels with the weights, so a model that has pre-trained does not pre-train again."""
+    model, cfg = build_model("LLMKGRec", split, kg_pretrain_epochs=2, learning_rate=0.01)
+    assert not model.entity_emb.weight.requires_grad
+    before = model.entity_emb.weight.detach().clone()
+    with caplog.at_level("INFO", logger="mmkgrec.models.llmkgrec"):
+        model.on_epoch_start(0)
+    assert "KG pre-training epoch 2 of 2" in caplog.text
+    trained = model.entity_emb.weight.detach().clone()
+    assert not torch.equal(before, trained) and bool(model.kg_pretrained)
+    assert not model.entity_emb.weight.requires_grad
+    model.train()
+    batches = first_batches(model, split, cfg)
+    assert all("heads" not in b for b in batches)
+    sum(model.loss(b) for b in batches).backward()
+    assert model.entity_emb.weight.grad is None and model.fc.weight.grad is not None
+    again, _ = build_model("LLMKGRec", split, kg_pretrain_epochs=2, learning_rate=0.01)
+    again.load_state_dict(model.state_dict())
+    again.on_epoch_start(1)  # a resumed run: already pre-trained
+    assert torch.equal(again.entity_emb.weight, trained)
+
+
 def test_run_reloads_to_the_same_scores(tmp_path, fake_user_text):
-    for ov in ({}, {"user_encoder": "one_pass"}):
-        out = tmp_path / f"run-{len(ov)}"
+    for k, ov in enumerate(({}, {"user_encoder": "one_pass"}, {"kg_pretrain_epochs": 1})):
+        out = tmp_path / f"run-{k}"
         run = mmkgrec.train("LLMKGRec", "synthetic", out=str(out),
                             overrides={**QUIET, "epochs": 1, **ov})
         again = mmkgrec.load(str(out))

@@ -357,3 +357,20 @@ def test_kgbm4rec_model_selection_says_whether_the_rows_use_the_grids_choice():
     words, lines = kgbm4rec._selection(suite, [{**r, "best": {"learning_rate": 0.001}}, *rows])
     assert "the grid below chose learning_rate 0.001; 3 of the 3" in words
     assert "3 of 3 do not: cls-x, rating-x, topn-x" in "\n".join(lines)
+
+
+def test_coldstart_speed_ratio_names_the_pretraining_and_the_target():
+    """The speed sentence says whether the 2x target is met and, for a row that pre-trains its
+    KG embeddings, the one-off seconds spent before the first epoch."""
+    from reporting import coldstart
+
+    r = {"rows": ["LLMKGRec-kg-pre", "LightGCN"], "rounds": 5, "ratio_cpu": 1.7, "ratio_wall": 1.8,
+         "median_epoch_s": {"LLMKGRec-kg-pre": {"cpu": 0.85}, "LightGCN": {"cpu": 0.5}},
+         "pretrain_cpu_s": {"LLMKGRec-kg-pre": 12.25}, "load_before": [1.0], "load_after": [1.1],
+         "command": "python benchmarks/coldstart.py --only =speed-ratio-kg-pre"}
+    text = coldstart._speed_ratio(r)[0]
+    assert "**1.70x**" in text and "target of at most 2x is met" in text
+    assert "pre-trains its KG embeddings once before the first epoch, 12.2 s" in text
+    slow = {**r, "ratio_cpu": 2.67, "pretrain_cpu_s": {}}
+    text = coldstart._speed_ratio(slow)[0]
+    assert "not met" in text and "pre-trains" not in text

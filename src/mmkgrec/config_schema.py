@@ -659,6 +659,9 @@ _KEYS += _section(
     Key("kg_embedding_method", str, "transr", "entity embeddings trained jointly with TransR or "
         "TransE", choices=("transr", "transe")),
     Key("kg_loss_weight", float, 1.0, "weight of the KG embedding loss in each step", ge=0),
+    Key("kg_pretrain_epochs", int, 0, "0: entity embeddings trained jointly (a KG batch in every "
+        "step) | N: trained beforehand, N epochs of the KG loss alone over the triples, then "
+        "frozen (the CF steps carry no KG batch)", ge=0),
     Key("matching_layers", list, [64], "hidden widths of the matching MLP (ReLU)", item=int,
         ge=1, min_length=1),
     Key("score_chunk_elements", int, 1 << 20, "full ranking: first-layer activations per "

@@ -45,7 +45,11 @@ class LLMKGRec(Recommender):
       entity's embedding, trained jointly with TransR (``kg_embedding_method: transr``, the
       relation space ``kg_embedding_size``) or TransE on the KG's triples (each CF step comes with
       a KG batch of the same size, loss weight ``kg_loss_weight``); a user's ``k_u`` is the mean
-      over the entities of the user's training items.
+      over the entities of the user's training items. The article allows the KG embeddings to be
+      pre-trained instead: ``kg_pretrain_epochs: N`` trains the entity table (and the TransR /
+      TransE relations) beforehand, N epochs of the KG loss alone over shuffled triples (batches
+      of ``train_batch_size``, Adam at ``learning_rate``), before the first CF epoch, then
+      freezes it, so the CF steps carry no KG batch and the table gets no gradient.
     * **MatchingModel** (Sec. 3.4): ``score = MLP([z_u ; z_i])``, hidden widths
       ``matching_layers`` with ReLU, one output (:class:`~mmkgrec.nn.matching.MatchingMLP`).
       **Resolution**: trained with BPR (``-ln sigmoid(s_ui - s_uj)``, uniform negatives) plus
@@ -146,6 +150,13 @@ class LLMKGRec(Recommender):
             self.fuse = nn.Linear(2 * d, d)          # KGEnhancer.fc, shared by users and items
             nn.init.xavier_uniform_(self.fuse.weight)
             nn.init.zeros_(self.fuse.bias)
+            self.kg_pretrain = int(config_value(config, "kg_pretrain_epochs"))
+            self._kg_batch = int(config_value(config, "train_batch_size"))
+            self._kg_lr = float(config_value(config, "learning_rate"))
+            if self.kg_pretrain:
+                # saved with the weights, so a resumed run does not pre-train again
+                self.register_buffer("kg_pretrained", torch.tensor(False))
+                self._freeze_kg()
         if not hidden:
             raise ConfigError("matching_layers", "expected at least one hidden width")
         self.matcher = MatchingMLP(d, d, hidden)
@@ -262,6 +273,43 @@ class LLMKGRec(Recommender):
         return e
 
     # ---- training ---------------------------------------------------------------------------
+    def _freeze_kg(self, frozen: bool = True) -> None:
+        for p in (self.entity_emb.weight, *self.kge.parameters()):
+            p.requires_grad_(not frozen)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self.use_kg and self.kg_pretrain and not bool(self.kg_pretrained):
+            self.pretrain_kg()
+
+    def pretrain_kg(self) -> None:
+        """``kg_pretrain_epochs`` epochs of the KG loss alone (TransR / TransE) over the
+        triples, then the table frozen (class docstring). Seeded by the run's seed, like the
+        epochs after it."""
+        from ..data.batches import KGTripleBatches
+
+        self._freeze_kg(False)
+        params = [self.entity_emb.weight, *self.kge.parameters()]
+        opt = torch.optim.Adam(params, lr=self._kg_lr)
+        kg = KGTripleBatches(self.triples, self.entity_emb.num_embeddings, self._kg_batch,
+                             self.n_relations)
+        rng = np.random.default_rng(int(torch.initial_seed()) % (2 ** 32))
+        device = self.entity_emb.weight.device
+        for epoch in range(self.kg_pretrain):
+            total = 0.0
+            for b in kg.epoch(rng, device):
+                opt.zero_grad(set_to_none=True)
+                loss = self.kge.loss(self.entity_emb(b["heads"]), b["relations"],
+                                     self.entity_emb(b["tails"]), self.entity_emb(b["neg_tails"]))
+                loss.backward()
+                opt.step()
+                total += float(loss)
+            log.info("LLMKGRec: KG pre-training epoch %d of %d, mean loss %.4f", epoch + 1,
+                     self.kg_pretrain, total / max(1, len(kg)))
+        for p in params:
+            p.grad = None
+        self._freeze_kg()
+        self.kg_pretrained.fill_(True)
+
     def loss(self, batch):
         kg = self.use_kg and self.kg_weight and len(batch.get("heads", ()))
         kg_rows = None
@@ -301,7 +349,7 @@ class LLMKGRec(Recommender):
 
         bs = config["train_batch_size"]
         cf = PairwiseBatches.from_split(split, config)
-        if not self.use_kg:
+        if not self.use_kg or self.kg_pretrain:
             return cf
         kg = KGTripleBatches(self.triples, self.entity_emb.num_embeddings, bs, self.n_relations)
         return JointBatches(cf, kg)
