@@ -302,7 +302,7 @@ class LLMKGRec(Recommender):
                                      self.entity_emb(b["tails"]), self.entity_emb(b["neg_tails"]))
                 loss.backward()
                 opt.step()
-                total += float(loss)
+                total += float(loss.detach())
             log.info("LLMKGRec: KG pre-training epoch %d of %d, mean loss %.4f", epoch + 1,
                      self.kg_pretrain, total / max(1, len(kg)))
         for p in params:
