@@ -25,6 +25,9 @@ from common import WORK, mmkgrec_run, queue_main
 
 SUITE = "popularity"
 ROWS = ["BPR+reg", "VBPR-both+reg", "VBPR-text+reg", "LightGCN", "MMGCN-both"]
+# the multimodal suite's learned-image rows (EfficientNet-Lite1, 3 seeds) and the BPR they are
+# compared with there (the image-features issue's popularity thirds)
+LEARNED_ROWS = ["BPR", "VBPR-image-lite1", "VBPR-both-lite1"]
 # the sequential suite's tuned rows with the 30-epoch budget: MM-RACL-KAL with and without an ID
 # embedding and the two best baselines (next-item protocol, each target's group by its item)
 SEQ_ROWS = ["MM-RACL-KAL+ID", "MM-RACL-KAL", "GRU4Rec", "SASRec"]
@@ -37,6 +40,8 @@ KEYS = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
 
 def jobs() -> list[dict]:
     out = [{"id": f"{v}-s{s}", "variant": v, "seed": s} for v in ROWS for s in multimodal.SEEDS]
+    out += [{"id": f"{v}-s{s}", "variant": v, "seed": s} for v in LEARNED_ROWS
+            for s in multimodal.SEEDS]
     out += [{"id": f"seq-{sequential.slug(r)}-s{s}", "row": r, "seed": s, "tuned": True, "long": True}
             for r in SEQ_ROWS for s in sequential.SEEDS]
     # lr_step None: the step stage 2 chose (NotReady until then, or where it keeps stage 1's rate,

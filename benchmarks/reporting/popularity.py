@@ -28,7 +28,7 @@ def section(suite_rows: str) -> list[str]:
     first = runs[0]["groups"]
     names = ["head", "middle", "tail"] if len(first) == 3 else [f"group {g['group']}" for g in first]
     stage2 = [r + pop.sequential.LR2_LABEL for r in pop.SEQ2_ROWS]
-    rows = pop.SEQ_ROWS + stage2 if seq else pop.ROWS
+    rows = pop.SEQ_ROWS + stage2 if seq else pop.ROWS + pop.LEARNED_ROWS
     pairs = ([("MM-RACL-KAL+ID", "GRU4Rec"), ("MM-RACL-KAL+ID", "SASRec"), ("MM-RACL-KAL", "GRU4Rec"),
               ("MM-RACL-KAL+ID", "MM-RACL-KAL"), tuple(stage2)] if seq else
              [("VBPR-both+reg", "BPR+reg"), ("VBPR-text+reg", "BPR+reg"), ("MMGCN-both", "LightGCN")])
@@ -78,11 +78,14 @@ def section(suite_rows: str) -> list[str]:
     L += ["", f"Paired t-tests per group {TESTS}:", "",
           "| comparison | group | " + " | ".join(f"difference ({k}) | {P_HEAD}" for k in keys) + " |",
           "|---|---|" + "---|---|---|---|" * len(keys)]
-    cells = [(a_v, b_v, name, k) for a_v, b_v in pairs for name in names for k in keys]
-    tests = adjust([compare(*_group_runs(by_row, names.index(name), a_v, b_v), k) for a_v, b_v, name, k in cells])
-    for j in range(0, len(cells), len(keys)):
-        a_v, b_v, name, _ = cells[j]
-        L.append(f"| {a_v} vs {b_v} | {name} | " + " | ".join(p_cells(c) for c in tests[j:j + len(keys)]) + " |")
+    L += _group_tests(by_row, pairs, names, keys)
+    learned = [("VBPR-image-lite1", "BPR"), ("VBPR-both-lite1", "BPR")]
+    if not seq and any(by_row.get(a) for a, _ in learned):
+        L += ["", "With learned image features (EfficientNet-Lite1, the learned-features section's "
+              "rows and its BPR), a table of its own (Holm over its comparisons):", "",
+              "| comparison | group | " + " | ".join(f"difference ({k}) | {P_HEAD}" for k in keys)
+              + " |", "|---|---|" + "---|---|---|---|" * len(keys)]
+        L += _group_tests(by_row, learned, names, keys)
     if not seq:
         L += ["", "For comparison, MMRec's published figures (Amazon Baby, 5-core, random 8:1:1, full "
               "ranking; ANCHORS.md) have MMGCN below LightGCN: Recall@20 0.0615 vs 0.0754, "
@@ -93,6 +96,19 @@ def section(suite_rows: str) -> list[str]:
           "holds its `mmkgrec train` command; the groups come from the trained run)."]
     return L + [""]
 
+
+
+def _group_tests(by_row: dict, pairs, names: list[str], keys) -> list[str]:
+    """One table row per (pair, group): the paired tests on each key, Holm over all of them."""
+    cells = [(a_v, b_v, name, k) for a_v, b_v in pairs for name in names for k in keys]
+    tests = adjust([compare(*_group_runs(by_row, names.index(name), a_v, b_v), k)
+                    for a_v, b_v, name, k in cells])
+    out = []
+    for j in range(0, len(cells), len(keys)):
+        a_v, b_v, name, _ = cells[j]
+        out.append(f"| {a_v} vs {b_v} | {name} | "
+                   + " | ".join(p_cells(c) for c in tests[j:j + len(keys)]) + " |")
+    return out
 
 
 def _as_here(a: str, b: str, sign: int) -> str:
