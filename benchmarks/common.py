@@ -201,6 +201,21 @@ class ServerProcess:
         self.log.close()
 
 
+def tune_cmd(model: str, dataset: str, out: Path, grid: dict, fixed: dict,
+             folds: int | None = None) -> list[str]:
+    """The ``mmkgrec tune`` command line of a benchmark's tuning job: ``grid`` (``{key:
+    [values]}``) as ``--grid``, ``fixed`` as ``--set``, values written as JSON (YAML reads them
+    back unchanged), ``folds`` as ``--folds``."""
+    cmd = [sys.executable, "-m", "mmkgrec.cli", "tune", model, dataset, "--out", str(out)]
+    if folds is not None:
+        cmd += ["--folds", str(folds)]
+    for key, values in grid.items():
+        cmd += ["--grid", f"{key}=" + ",".join(json.dumps(v) for v in values)]
+    for key, value in fixed.items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    return cmd
+
+
 def run_cmd(cmd: list[str], log: Path, env: dict | None = None) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:

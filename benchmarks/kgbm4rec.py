@@ -1,9 +1,9 @@
 """KGBM4Rec on ML-100K: item category classification, rating prediction, top-N and the paper's
 ablations, each beside its trivial baseline and the project's other models (issue: KGBM4Rec).
 
-Capped run (this 2-core machine, shared): one seed (2020; top-N: TOPN_SEEDS), EPOCHS epochs at most with patience
-PATIENCE, the learning rate the nested model selection (``select-lr``, first in the queue) chose
-for every KGBM4Rec row, and the named speed approximation
+Capped run (this 2-core machine, shared): one seed (2020; top-N: TOPN_SEEDS), EPOCHS epochs at
+most with patience PATIENCE, the learning rate the nested model selection (``select-lr``, first
+in the queue) chose for every KGBM4Rec row, and the named speed approximation
 ``text_items_per_batch: TEXT_CAP`` in every accuracy row (the exact text branch runs in the
 ``speed-*`` rows only). Image features: EfficientNet-Lite1 (named in every job; the paper's
 ViT-L/16 weights are not at hand). Text: the MiniLM BERT's token states, cached once.
@@ -44,9 +44,11 @@ Resumable: a job whose JSON exists in benchmarks/results/kgbm4rec/ is skipped.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from common import RESULTS, WORK, NotReady, mmkgrec_run, queue_main, variant_file
+from common import RESULTS, WORK, NotReady, mmkgrec_run, queue_main, run_cmd, tune_cmd, variant_file
 from pins import link_pinned
 
 SUITE = "kgbm4rec"
@@ -137,8 +139,6 @@ def jobs() -> list[dict]:
 def chosen() -> dict:
     """The values ``select-lr`` chose (its stored result), which every KGBM4Rec accuracy row
     trains with."""
-    import json
-
     p = RESULTS / SUITE / "select-lr.json"
     if not p.is_file():
         raise NotReady("select-lr (the model selection) has not run")
@@ -292,19 +292,9 @@ def _floor() -> dict:
 
 def _select(job: dict) -> dict:
     """The grid through ``mmkgrec tune --folds`` nested in outer rating fold 0."""
-    import json
-    import sys
-
-    from common import run_cmd
-
     out = WORK / "tune" / SUITE / job["id"]
     fixed = {k: v for k, v in {**BASE, **RATING, **KGBM}.items() if k not in SELECT_GRID}
-    cmd = [sys.executable, "-m", "mmkgrec.cli", "tune", "KGBM4Rec", DATASET, "--out", str(out),
-           "--folds", str(SELECT_FOLDS)]
-    for key, values in SELECT_GRID.items():
-        cmd += ["--grid", f"{key}=" + ",".join(json.dumps(v) for v in values)]
-    for key, value in fixed.items():
-        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    cmd = tune_cmd("KGBM4Rec", DATASET, out, SELECT_GRID, fixed, SELECT_FOLDS)
     run_cmd(cmd, WORK / "logs" / SUITE / f"{job['id']}.log")
     summary = json.loads((out / "tune.json").read_text())
     records = [json.loads(p.read_text()) for p in sorted((out / "trials").glob("trial-*.json"))]

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import common
-from common import WORK, mmkgrec_run, queue_main, run_cmd
+from common import WORK, mmkgrec_run, queue_main, run_cmd, tune_cmd
 from pins import pinned
 
 SUITE = "retune"
@@ -105,12 +104,7 @@ def tune(job: dict) -> dict:
     claim, model, dataset = rows()[job["row"]]
     c = CLAIMS[claim]
     shared = fixed(claim, model)
-    cmd = [sys.executable, "-m", "mmkgrec.cli", "tune", model, dataset,
-           "--out", str(tune_dir(job["row"]))]
-    for key, values in c["grid"].items():
-        cmd += ["--grid", f"{key}=" + ",".join(json.dumps(v) for v in values)]
-    for key, value in {**shared, "seed": SEEDS[0]}.items():
-        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    cmd = tune_cmd(model, dataset, tune_dir(job["row"]), c["grid"], {**shared, "seed": SEEDS[0]})
     run_cmd(cmd, WORK / "logs" / SUITE / f"{job['id']}.log")
     summary = json.loads((tune_dir(job["row"]) / "tune.json").read_text())
     trials = sorted((tune_dir(job["row"]) / "trials").glob("trial-*.json"))
