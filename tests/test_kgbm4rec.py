@@ -23,9 +23,12 @@ SWITCHES = {"early_fusion": False, "late_fusion": False, "cross_modal_attention"
 
 
 @pytest.fixture(autouse=True)
-def _own_cache(tmp_path_factory, monkeypatch):
-    """Token states of the synthetic texts in a store of the test's own (MiniLM runs locally)."""
-    monkeypatch.setenv("MMKGREC_CACHE", str(tmp_path_factory.getbasetemp() / "kgbm-cache"))
+def _own_cache(request, tmp_path_factory, monkeypatch):
+    """Token states of the synthetic texts in a store of the test's own (MiniLM runs locally).
+    The real-data tests keep the run's store, so ML-100K's poster features, which other suites'
+    real-data tests extract too, are computed once per test run rather than twice."""
+    if "data_dir" not in request.fixturenames:
+        monkeypatch.setenv("MMKGREC_CACHE", str(tmp_path_factory.getbasetemp() / "kgbm-cache"))
 
 
 def _vectors(model):
