@@ -285,13 +285,10 @@ class LLMKGRec(Recommender):
         """``kg_pretrain_epochs`` epochs of the KG loss alone (TransR / TransE) over the
         triples, then the table frozen (class docstring). Seeded by the run's seed, like the
         epochs after it."""
-        from ..data.batches import KGTripleBatches
-
         self._freeze_kg(False)
         params = [self.entity_emb.weight, *self.kge.parameters()]
         opt = torch.optim.Adam(params, lr=self._kg_lr)
-        kg = KGTripleBatches(self.triples, self.entity_emb.num_embeddings, self._kg_batch,
-                             self.n_relations)
+        kg = self._triple_batches()
         rng = np.random.default_rng(int(torch.initial_seed()) % (2 ** 32))
         device = self.entity_emb.weight.device
         for epoch in range(self.kg_pretrain):
@@ -344,15 +341,21 @@ class LLMKGRec(Recommender):
             loss = loss + self.kg_weight * self.kge.loss(h, rel, t, t_neg)
         return loss
 
-    def make_batches(self, split, config):
-        from ..data.batches import JointBatches, KGTripleBatches, PairwiseBatches
+    def _triple_batches(self):
+        """The KG's triples in shuffled batches of ``train_batch_size`` (joint training's KG
+        batches and the pre-training's)."""
+        from ..data.batches import KGTripleBatches
 
-        bs = config["train_batch_size"]
+        return KGTripleBatches(self.triples, self.entity_emb.num_embeddings, self._kg_batch,
+                               self.n_relations)
+
+    def make_batches(self, split, config):
+        from ..data.batches import JointBatches, PairwiseBatches
+
         cf = PairwiseBatches.from_split(split, config)
         if not self.use_kg or self.kg_pretrain:
             return cf
-        kg = KGTripleBatches(self.triples, self.entity_emb.num_embeddings, bs, self.n_relations)
-        return JointBatches(cf, kg)
+        return JointBatches(cf, self._triple_batches())
 
     # ---- scoring ----------------------------------------------------------------------------
     def train(self, mode: bool = True):
