@@ -71,9 +71,11 @@ Jobs (one JSON each under ``results/explain/``; resumable):
     ``gemma-BPR``, user by user. Each user's explanations are appended to
     ``$WORK/explain/gemma-BPR-rekeyed.partial.jsonl`` as they finish, as are
     ``http-llamacpp-BPR``'s, so a killed or ``--until``-capped job resumes after its last whole
-    user (delete its JSON to run on; delete the partial file to start afresh).
+    user (delete its JSON to run on; delete the partial files to start afresh). A second
+    process with ``--from-end`` on a spare core runs the same job's users from the last one
+    backwards until the two meet (:func:`per_user`).
 
-    python benchmarks/explain.py [--only SUBSTRING] [--lm PATH] [--until HH:MM]
+    python benchmarks/explain.py [--only SUBSTRING] [--lm PATH] [--until HH:MM] [--from-end]
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ LINKS = {"": {"link_item_map": None},
 MAP_COLUMNS = ("ml100k_item_id", "ml1m_movie_id")
 FACTS = ROOT / "benchmarks" / "explain_facts.json"
 RUNS = WORK / "runs" / "explain"
-ARGS = argparse.Namespace(lm="gemma-3-270m", until=None)
+ARGS = argparse.Namespace(lm="gemma-3-270m", until=None, from_end=False)
 # the llama.cpp server of http-llamacpp-BPR: one thread (a shared 2-core machine), Gemma's turn
 # format (the GGUF brings no chat template), a context the eq. 17 prompt fits in, logits of the
 # last token only (the server's default keeps every prompt token's: 262k-word vocabulary)
@@ -193,6 +195,23 @@ def _deadline() -> float | None:
                                                     microsecond=0).timestamp()
 
 
+def _records(path: Path, users: list[str]) -> list[dict]:
+    """The per-user records of a partial file, which must hold a prefix of ``users`` (a last line
+    cut by a kill is dropped, and the file rewritten without it)."""
+    done = []
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            done.append(json.loads(line))
+        except json.JSONDecodeError:  # the line a kill cut short: that user runs again
+            break
+    if [d["user"] for d in done] != users[:len(done)]:
+        raise RuntimeError(f"{path} holds other users than this job's draw: delete it (and the "
+                           "job's other partial file) to start the job afresh")
+    return done
+
+
 def per_user(job_id: str, users: list[str], explain_user) -> tuple[list[dict], str | None]:
     """Run ``explain_user(user) -> dict`` (its ``rows``, ``wall``, ``cpu`` and any other
     per-user figures) for each user in turn, each record appended to
@@ -200,23 +219,28 @@ def per_user(job_id: str, users: list[str], explain_user) -> tuple[list[dict], s
     resumes after the users it finished (the file must hold a prefix of ``users``; a last line
     cut by a kill is dropped). Under ``--until`` a user whose explanations would end later, at
     the mean time per user so far, is not started. Returns the records (of this and earlier
-    runs) and why it stopped early (None when every user ran)."""
+    runs) and why it stopped early (None when every user ran).
+
+    A second process on a spare core (``--from-end``) runs the same job's users from the last
+    one backwards into ``JOB.tail.partial.jsonl`` and stops where the forward run has been; the
+    forward run stops at the first user the tail file holds and takes the rest from it, so the
+    records and the result are those of one run over every user in order (a user both ran at
+    the meeting point counts once, the forward run's). The tail process writes no result."""
     partial = WORK / SUITE / f"{job_id}.partial.jsonl"
+    tail = WORK / SUITE / f"{job_id}.tail.partial.jsonl"
     partial.parent.mkdir(parents=True, exist_ok=True)
-    done = []
-    if partial.exists():
-        for line in partial.read_text().splitlines():
-            try:
-                done.append(json.loads(line))
-            except json.JSONDecodeError:  # the line a kill cut short: that user runs again
-                break
-        if [d["user"] for d in done] != users[:len(done)]:
-            raise RuntimeError(f"{partial} holds other users than this job's draw: delete it "
-                               "to start the job afresh")
-        partial.write_text("".join(json.dumps(d) + "\n" for d in done))
+    if ARGS.from_end:
+        own, other, order = tail, partial, users[::-1]
+    else:
+        own, other, order = partial, tail, users
+    done = _records(own, order)
+    own.write_text("".join(json.dumps(d) + "\n" for d in done))
     until, stopped = _deadline(), None
-    with partial.open("a") as out:
-        for n in range(len(done), len(users)):
+    with own.open("a") as out:
+        for n in range(len(done), len(order)):
+            theirs = {d["user"] for d in _records(other, order[::-1])}
+            if order[n] in theirs:  # the other process has been here: the rest is its part
+                break
             spent = [d["user_s"] for d in done]
             if until is not None and spent and time.time() + np.mean(spent) > until:
                 stopped = (f"{n} of {len(users)} users: at the measured {np.mean(spent):.0f} s "
@@ -224,12 +248,20 @@ def per_user(job_id: str, users: list[str], explain_user) -> tuple[list[dict], s
                            f"{ARGS.until} UTC, the time this session had")
                 break
             t0 = time.perf_counter()
-            rec = explain_user(users[n])
-            rec.update(user=users[n], user_s=time.perf_counter() - t0)
+            rec = explain_user(order[n])
+            rec.update(user=order[n], user_s=time.perf_counter() - t0)
+            if ARGS.from_end:  # its timings were taken beside the forward run
+                rec["from_end"] = True
             out.write(json.dumps(rec) + "\n")
             out.flush()
             os.fsync(out.fileno())
             done.append(rec)
+    if ARGS.from_end:
+        raise NotReady(f"ran {len(done)} users from the end into {tail.name}; the forward run "
+                       "writes the result")
+    if stopped is None and len(done) < len(users):  # met the tail: its records finish the run
+        rest = _records(tail, users[::-1])[:len(users) - len(done)][::-1]
+        done += rest
     return done, stopped
 
 
@@ -242,7 +274,8 @@ def users_fields(users: list[str], done: list[dict], stopped: str | None) -> dic
     """What a per-user job's JSON says of its users: planned, run (the first ones), why it
     stopped early, and each user's seconds."""
     return {"users_planned": len(users), "users_run": len(done), "users": users[:len(done)],
-            "stopped": stopped, "per_user_s": [d["user_s"] for d in done]}
+            "stopped": stopped, "per_user_s": [d["user_s"] for d in done],
+            "users_from_end": sum(bool(d.get("from_end")) for d in done)}
 
 
 def summarise(rows: list[dict], wall, cpu, audit_problems: list[list[str]]) -> dict:
@@ -699,8 +732,11 @@ def main() -> None:
     p.add_argument("--until", "--http-until", dest="until", help="HH:MM (UTC): the per-user "
                    "jobs (http-llamacpp-BPR, gemma-BPR-rekeyed) run the users that end by then "
                    "at the measured time per user; a later run resumes after them")
+    p.add_argument("--from-end", action="store_true", help="a second process for the per-user "
+                   "jobs: runs their users from the last one backwards until it meets the "
+                   "forward run, which then writes the result")
     args = p.parse_args()
-    ARGS.lm, ARGS.until = args.lm, args.until
+    ARGS.lm, ARGS.until, ARGS.from_end = args.lm, args.until, args.from_end
     jobs = [{"id": j["id"]} for j in JOBS]
     runners = {j["id"]: j["run"] for j in JOBS}
 

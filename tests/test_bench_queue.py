@@ -329,3 +329,54 @@ def test_explain_per_user_jobs_resume_after_whole_users_and_stop_in_time(tmp_pat
     monkeypatch.setattr(explain, "_deadline", lambda: 0.0)  # long past
     done, stopped = explain.per_user("j", ["a", "b", "c", "d"], one)
     assert len(done) == 3 and calls[-1] == "c" and stopped.startswith("3 of 4 users")
+
+
+def test_explain_per_user_second_process_from_the_end_meets_the_forward_run(tmp_path, monkeypatch):
+    """``--from-end`` runs a job's users backwards into its own file and writes no result; the
+    forward run stops at the first user that file holds and returns every user once, in order
+    (the forward run's record where both ran the meeting user)."""
+    import explain
+    from common import NotReady
+
+    monkeypatch.setattr(explain, "WORK", tmp_path)
+    users = ["a", "b", "c", "d", "e"]
+    calls = []
+
+    def one(tag):
+        def run(user):
+            calls.append((tag, user))
+            return {"rows": [f"{tag}:{user}"], "wall": [1.0], "cpu": [1.0]}
+        return run
+
+    (tmp_path / "explain").mkdir()
+    forward = tmp_path / "explain" / "j.partial.jsonl"
+    forward.write_text("".join(json.dumps({"user": u, "rows": [f"fwd:{u}"], "wall": [1.0],
+                                           "cpu": [1.0], "user_s": 1.0}) + "\n"
+                               for u in ("a", "b", "c")))
+    monkeypatch.setattr(explain.ARGS, "from_end", True)
+    with pytest.raises(NotReady, match="from the end"):
+        explain.per_user("j", users, one("tail"))
+    assert calls == [("tail", "e"), ("tail", "d")]  # then c, in the forward file: it stopped
+    tail = tmp_path / "explain" / "j.tail.partial.jsonl"
+    assert [json.loads(x)["user"] for x in tail.read_text().splitlines()] == ["e", "d"]
+    assert all(json.loads(x)["from_end"] for x in tail.read_text().splitlines())
+    monkeypatch.setattr(explain.ARGS, "from_end", False)
+    calls.clear()
+    done, stopped = explain.per_user("j", users, one("fwd"))
+    assert calls == [] and stopped is None  # d is in the tail file: nothing left to run
+    assert [d["user"] for d in done] == users
+    assert [d["rows"][0] for d in done] == ["fwd:a", "fwd:b", "fwd:c", "tail:d", "tail:e"]
+    assert explain.users_fields(users, done, None)["users_from_end"] == 2
+    # a meeting user both ran counts once, the forward run's
+    tail.write_text(tail.read_text() + json.dumps({"user": "c", "rows": ["tail:c"], "wall": [1.0],
+                                                   "cpu": [1.0], "user_s": 1.0}) + "\n")
+    done, _ = explain.per_user("j", users, one("fwd"))
+    assert [d["rows"][0] for d in done] == ["fwd:a", "fwd:b", "fwd:c", "tail:d", "tail:e"]
+    # a forward run that meets no tail runs on; a tail file of another draw is refused
+    tail.unlink()
+    done, _ = explain.per_user("j", users, one("fwd"))
+    assert calls == [("fwd", "d"), ("fwd", "e")] and len(done) == 5
+    forward.write_text("".join(forward.read_text().splitlines(keepends=True)[:3]))
+    tail.write_text('{"user": "x"}\n')
+    with pytest.raises(RuntimeError, match="other users"):
+        explain.per_user("j", users, one("fwd"))

@@ -201,6 +201,11 @@ def section() -> list[str]:
                      f"{lat['wall_p50']:.2f} / {lat['wall_p99']:.2f} |")
         L.append("")
         for r in shown:
+            if r.get("users_from_end"):
+                L.append(f"`{r['job']}`: {r['users_from_end']} of its {r['users_run']} users ran "
+                         "in a second process from the last user backwards (`--from-end`), beside "
+                         "the first; both processes' times were taken with the two sharing the "
+                         "machine.")
             if r.get("notes"):
                 L.append(f"Notes of `{r['job']}` (why an explanation says less): "
                          + "; ".join(f"{k}: {v}" for k, v in sorted(r["notes"].items())) + ".")
