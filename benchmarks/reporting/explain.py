@@ -37,6 +37,32 @@ def _labels() -> list[str]:
             "make a wrong graph right.", ""]
 
 
+def _gemma_all(g: dict | None) -> list[str]:
+    """The transformers backend with the bundled Gemma on every pair (``gemma-BPR-rekeyed``)."""
+    if not g:
+        return ["**Gemma-3-270M on every pair** (`gemma-BPR-rekeyed`, the transformers backend on "
+                "the 500 pairs of `template-BPR-rekeyed`): not run yet; the job resumes user by "
+                "user (`python benchmarks/explain.py --only =gemma-BPR-rekeyed`).", ""]
+    o, lat = g.get("explain_options"), g["latency_ms"]
+    shown_lm = g["explanations"] - g["template_fallback"]
+    users = (f"{g['users_run']} of {g['users_planned']} users"
+             + (f" ({g['stopped'].split(': ', 1)[-1]})" if g["stopped"] else ""))
+    return [f"**Gemma-3-270M on every pair** (`gemma-BPR-rekeyed`): the transformers backend with "
+            f"the bundled GGUF (dequantised to float32, one thread) on the pairs of "
+            f"`template-BPR-rekeyed`, {users}, {g['explanations']} explanations"
+            + (f"; up to {o['explain_max_attempts']} drafts of at most "
+               f"{o['explain_max_new_tokens']} tokens (temperature "
+               f"{o['explain_temperature']:g}), then the template" if o else "")
+            + f". The audit found "
+            f"**{g['unsupported_shown']}** shown facts missing from the dataset files, over "
+            f"{g['shown_claim_triples']} shown triples. Raw drafts: {g['raw_claims_verified']} of "
+            f"{g['raw_claims']} claims verified ({_f(g['raw_verified_share'], '{:.1%}')}); "
+            f"{shown_lm} explanations show a Gemma draft that passed the verifier, "
+            f"{g['template_fallback']} fell back to the template. CPU per explanation p50 "
+            f"{lat['cpu_p50'] / 1000:.1f} s, p99 {lat['cpu_p99'] / 1000:.1f} s (drafting is most "
+            f"of it); loading {g['load_s']:.0f} s.", ""]
+
+
 def _faithfulness(rows: dict) -> list[str]:
     """The faithfulness table (``faithful-*`` jobs), and which models it does not apply to, read
     from the models' declarations (``history_reasons``)."""
@@ -255,6 +281,7 @@ def section() -> list[str]:
               "pilot ...\"), which the verifier caught; what was shown held. This job ran with "
               "`explain_similarity_threshold` 0.2, the default before `threshold-BPR` chose 0.31.",
               ""]
+    L += _gemma_all(rows.get("gemma-BPR-rekeyed"))
     L += _labels()
     L += _llamacpp(rows.get("build-llamacpp"), rows.get("http-llamacpp-BPR"))
     if "gemma-BPR" not in rows:
