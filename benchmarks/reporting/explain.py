@@ -177,7 +177,8 @@ def _llamacpp(build: dict | None, h: dict | None) -> list[str]:
                  f"check). llama.cpp's own timings: prompt "
                  f"{sp['prompt']['median_tokens_per_s']:.0f} tokens/s, generation "
                  f"{sp['generation']['median_tokens_per_s']:.1f} tokens/s (medians over "
-                 f"{sp['generation']['requests']} requests).")
+                 f"{sp['generation']['requests']} requests"
+                 + (f"; {h['note']}" if h.get("note") else "") + ").")
         L.append(f"- Shown: {h['unsupported_shown']} facts the audit could not find in the "
                  f"dataset files, over {h['shown_claim_triples']} shown triples; "
                  f"{h['template_fallback']} of {h['explanations']} explanations fell back to the "
