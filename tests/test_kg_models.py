@@ -119,6 +119,76 @@ def test_kgcn_full_ranking_equals_the_per_pair_computation(ov, case, split, monk
         assert not torch.allclose(after, per_pair[:5], atol=1e-4)
 
 
+@pytest.mark.parametrize("case", ["sampled", "fixed", "wide"])
+@pytest.mark.parametrize("ov", KGCN_RANKING)
+def test_kgcn_scores_for_a_top_k_keep_every_users_top_k(ov, case, split):
+    """``score_all_for_top`` (the evaluator's hook) bounds the scores that cannot reach a
+    user's top k once the excluded entries are gone and computes the rest exactly: for every k
+    the top k is :meth:`score_all`'s (items may trade places only within a tie at rounding
+    level: the scores position by position agree), every bounded entry lies strictly below the
+    user's k-th best, and some entries are bounded. Entity vectors x20 saturate tanh in places
+    (near-ties, wide ranges of x); ``wide``: user vectors x300."""
+    from mmkgrec.evaluation.metrics import topk_with_ties
+
+    model, _ = build_model("KGCN", split, **ov)
+    if case == "fixed":
+        rows = torch.from_numpy(np.random.default_rng(0).random(len(model.adj_relation)) < 0.7)
+        model.adj_relation[rows] = model.adj_relation[rows, :1]
+    with torch.no_grad():
+        model.entity_emb.weight.mul_(20.0)  # wide ranges of x: the bounds must still hold
+        if case == "wide":
+            model.user_emb.weight.mul_(300.0)
+    users = torch.arange(split.n_users)
+    g = torch.Generator().manual_seed(0)
+    excluded = torch.rand(split.n_users, split.n_items, generator=g) < 0.3
+    excluded[0] = True  # a user with nothing left to rank
+    excluded[1, 2:] = True  # fewer items left than k
+    rows, cols = excluded.nonzero(as_tuple=True)
+    model.eval()
+    bounded_somewhere = False
+    with torch.no_grad():
+        model.prepare_eval()
+        full = model.score_all(users).masked_fill(excluded, -torch.inf)
+        for k in (1, 3, 10):
+            top = model.score_all_for_top(users, k, (rows, cols))
+            assert torch.isfinite(top).all()
+            top = top.masked_fill(excluded, -torch.inf)
+            scale = float(full[~excluded].abs().max().clamp_min(1.0))
+            # the same top k: position by position the same exact score (items may swap only
+            # within a tie at rounding level, as between any two exact float computations)
+            mine, theirs = topk_with_ties(top, k), topk_with_ties(full, k)
+            torch.testing.assert_close(full.gather(1, mine), full.gather(1, theirs), rtol=0,
+                                       atol=1e-5 * scale)
+            kth = full.topk(k, 1).values[:, -1:]
+            off = ~torch.isclose(top, full, rtol=0, atol=1e-5 * scale) & ~excluded
+            assert (top[off] < kth.expand_as(top)[off]).all()
+            assert (full[off] < kth.expand_as(full)[off]).all()
+            bounded_somewhere |= bool(off.any())
+    if model.H == 1 and model.K > 1 and case != "fixed":
+        assert bounded_somewhere  # the bounds pruned something
+    else:
+        assert model.K == 1 or model.H > 1 or case == "fixed"
+
+
+def test_full_ranking_evaluation_is_the_same_with_and_without_kgcn_bounds(split, monkeypatch):
+    """The evaluator's metrics for KGCN, per user, are those of scoring every item exactly."""
+    from mmkgrec.evaluation.ranking import FullRankingEvaluator
+    from mmkgrec.models.base import Recommender
+    from mmkgrec.models.kgcn import KGCN
+
+    model, _ = build_model("KGCN", split)
+    with torch.no_grad():
+        model.entity_emb.weight.mul_(20.0)
+    ev = FullRankingEvaluator(split, "test", ["recall@3", "ndcg@5", "mrr@5", "hit@1",
+                                              "precision@5"])
+    bounded, acc_b, _ = ev.evaluate(model)
+    monkeypatch.setattr(KGCN, "score_all_for_top", Recommender.score_all_for_top)
+    exact, acc_e, _ = ev.evaluate(model)
+    assert bounded == exact
+    for m, v in acc_b.per_user().items():
+        assert np.array_equal(v, acc_e.per_user()[m])
+
+
 @pytest.mark.parametrize("name,epochs", [("CKE", 8), ("KGCN", 8), ("KGAT", 4)])
 def test_training_improves_validation_ndcg(name, epochs, split):
     model, cfg = build_model(name, split, epochs=epochs, learning_rate=0.01, valid_metric="ndcg@10",

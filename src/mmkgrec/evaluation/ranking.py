@@ -75,11 +75,18 @@ class FullRankingEvaluator:
             starts = range(0, len(mine), step)
             for start in progress(starts, "evaluating", self.show_progress):
                 users = mine[start:start + step]
-                scores = model.score_all(users.to(device)).float().cpu()
-                check_finite_scores(scores)
+                rows = cols = torch.zeros(0, dtype=torch.long)
                 if self.mask is not None:
                     rows, cols = _rows_of(*self.mask, users)
-                    scores[rows, cols] = -torch.inf
+                # only the top max_k count: a model may bound the scores that cannot get there
+                if hasattr(model, "score_all_for_top"):
+                    scores = model.score_all_for_top(users.to(device), self.max_k,
+                                                     (rows.to(device), cols.to(device)))
+                else:  # any module with score_all (a wrapped or foreign model)
+                    scores = model.score_all(users.to(device))
+                scores = scores.float().cpu()
+                check_finite_scores(scores)
+                scores[rows, cols] = -torch.inf
                 top = topk_with_ties(scores, self.max_k)
                 keys = users.unsqueeze(1) * n_items + top
                 pos = torch.searchsorted(self.target_keys, keys).clamp_max(len(self.target_keys) - 1)
