@@ -137,20 +137,6 @@ class PreviousRanking:
         self.model.prepare_eval()  # back to the model's own
 
 
-class ExactRanking:
-    """KGCN's pass with every item scored exactly (``score_all``; the pass before the top-k
-    bounds of ``score_all_for_top``), installed on the instance like :class:`PreviousRanking`."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.model.score_all_for_top = lambda users, k, exclude: self.model.score_all(users)
-        return self
-
-    def __exit__(self, *exc):
-        del self.model.score_all_for_top
-
     def prepare_eval(self):
         m = self.model
         ents, rels = m._receptive_field(torch.arange(m.n_items))
@@ -175,6 +161,21 @@ class ExactRanking:
                 x.sigmoid_().mul_(u.T)
                 out[s:s + b, blk] = (2.0 * x.sum(1) - u.sum(1)).T
         return out
+
+
+class ExactRanking:
+    """KGCN's pass with every item scored exactly (``score_all``; the pass before the top-k
+    bounds of ``score_all_for_top``), installed on the instance like :class:`PreviousRanking`."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.model.score_all_for_top = lambda users, k, exclude: self.model.score_all(users)
+        return self
+
+    def __exit__(self, *exc):
+        del self.model.score_all_for_top
 
 
 def _exp2_ns_per_element() -> float:
