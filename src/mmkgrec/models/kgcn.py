@@ -161,7 +161,8 @@ class KGCN(Recommender):
         bounds = None
         if self.H == 1:  # 2 log2(e) x: tanh(x) = 1 - 2 / (1 + 2^(2 log2(e) x))
             own, neigh_w = parts[0]
-            bounds = _one_hop_bounds(own[:, 0], neigh_w[:, 0])
+            bounds = _one_hop_bounds(own[:, 0], neigh_w[:, 0], rels[0],
+                                     self.relation_emb.weight.shape[0])
             column = torch.empty(self.n_items, dtype=torch.long, device=items.device)
             column[torch.cat([(~fixed).nonzero().squeeze(1), fixed.nonzero().squeeze(1)])] = \
                 torch.arange(self.n_items, device=items.device)
@@ -229,15 +230,16 @@ class KGCN(Recommender):
         The bound (:func:`_one_hop_bounds`): over the item's receptive field every ``x_d`` lies in
         ``[lo_d, hi_d]`` (a convex combination of the K neighbours), where ``tanh`` is within
         ``err_d = M (hi_d - lo_d)^2 / 8`` of its secant (``M`` bounds ``|tanh''|``). So ``u .
-        tanh(x)`` is ``u . (c + sum_k a_k B_k) +- |u| . err`` with the user's own attention
-        ``a``: ``K + 2`` matrix products over the items instead of a ``tanh`` per user, item and
+        tanh(x)`` is ``u . (c + sum_g a_g B_g) +- |u| . err`` with the user's own attention
+        ``a`` (``g``: the item's neighbours grouped by relation, which share their attention):
+        a few matrix products over the items instead of a ``tanh`` per user, item and
         dimension, plus a margin for rounding. Exact wherever it matters: the top ``k`` (ties
         included) is the same as :meth:`score_all`'s."""
         sh = self._shared if self._shared is not None else self._shared_parts()
         n = len(sh["items"])
         if sh["bounds"] is None or not n or k >= self.n_items:
             return self.score_all(users)
-        bd, items, fixed, rels = sh["bounds"], sh["items"], sh["fixed"], sh["rels"][0]
+        bd, items, fixed = sh["bounds"], sh["items"], sh["fixed"]
         u_all = self.user_emb(users)
         out = torch.empty(len(users), self.n_items, device=users.device)
         # the excluded entries, columns in the order [items, fixed]
@@ -248,12 +250,20 @@ class KGCN(Recommender):
             out[:, fixed] = fixed_scores = u_all @ sh["fixed_vecs"].T
             fixed_top = fixed_scores.masked_fill(ex[:, n:], -torch.inf).topk(
                 min(k, len(fixed)), 1).values
-        b = max(1, min(len(users), _CHUNK_ELEMENTS // (n * self.K)))
+        D = bd["rel"].shape[1]  # relation groups per item (neighbours sharing a relation)
+        b = max(1, min(len(users), _CHUNK_ELEMENTS // (n * D)))
         for s in range(0, len(users), b):
             u, ex_b = u_all[s:s + b], ex[s:s + b, :n]
-            w, z = _attention(u @ self.relation_emb.weight.T, rels)  # [n, K, b], [n, b]
-            g = (bd["B"] @ u.T).view(n, self.K, len(u)).mul_(w).sum(1).div_(z)
-            mid = torch.addmm(g, bd["c"], u.T)  # [n, b]
+            ur = u @ self.relation_emb.weight.T
+            p = _relation_weights(ur)  # [R, b]; None where a softmax must run per item
+            if p is not None and bd["dense"] is not None:  # one product over every relation
+                z = bd["per_relation"] @ p  # [n, b]
+                mid = (bd["dense"] @ (p.unsqueeze(1) * u.T.unsqueeze(0)).flatten(0, 1)).div_(z)
+                w = None
+            else:
+                w, z = _attention(ur, p, bd["rel"], bd["count"], bd["per_relation"])
+                g = (bd["B"] @ u.T).view(n, D, len(u)).mul_(w).sum(1).div_(z)
+                mid = torch.addmm(g, bd["c"], u.T)  # [n, b]
             ua = u.abs()
             slack = torch.addmm(bd["margin"] * ua.sum(1), bd["err"], ua.T)
             best = (mid - slack).T.masked_fill_(ex_b, -torch.inf).topk(min(k, n), 1).values
@@ -261,13 +271,13 @@ class KGCN(Recommender):
                 best = torch.cat([best, fixed_top[s:s + b]], 1)
             kth = best.topk(k, 1).values[:, -1]  # at most each user's k-th best exact score
             upper = mid.add_(slack)
-            vi, ui = ((upper >= kth) & ~ex_b.T).nonzero(as_tuple=True)
-            scores = upper.T.contiguous()
+            out[s:s + b, items] = upper.T
+            vi, ui = (upper >= kth).nonzero(as_tuple=True)  # excluded ones are masked later
             if len(ui):  # the candidates: exact scores, as score() computes them
-                a = w[vi, :, ui] / z[vi, ui].unsqueeze(1)
-                x = bd["own"][vi] + torch.einsum("pk,pkd->pd", a, bd["neigh"][vi])
-                scores[ui, vi] = (u[ui] * torch.tanh(x)).sum(1)
-            out[s:s + b, items] = scores
+                a = (p[bd["rel"][vi], ui.unsqueeze(1)] if w is None
+                     else w[vi, :, ui]) / z[vi, ui].unsqueeze(1)
+                x = bd["own"][vi] + torch.einsum("pg,pgd->pd", a, bd["neigh"][vi])
+                out[s + ui, items[vi]] = (u[ui] * torch.tanh(x)).sum(1)
             if getattr(self, "exact_pairs", None) is not None:
                 self.exact_pairs[0] += len(ui)
                 self.exact_pairs[1] += len(u) * n
@@ -326,16 +336,26 @@ class KGCN(Recommender):
 
 
 _TANH_CURVATURE = 4.0 / (3.0 * math.sqrt(3.0))  # max |tanh''(x)|, at x = asinh(1/sqrt(2))
+_DENSE_ELEMENTS = 1 << 25  # the largest items x relations x d table of the one-product bound
 
 
-def _one_hop_bounds(own: torch.Tensor, neigh: torch.Tensor) -> dict:
+def _one_hop_bounds(own: torch.Tensor, neigh: torch.Tensor, rels: torch.Tensor,
+                    n_relations: int) -> dict:
     """What bounds a one-hop KGCN score ``u . tanh(own + sum_k a_k neigh_k)`` for any attention
     ``a`` (``own [m, d]``, ``neigh [m, K, d]``: the item's ``W_v v + b`` and ``W_n`` of its
-    neighbours): with ``[lo, hi]`` the range of ``x_d`` over the K neighbours, ``tanh`` is its
-    secant ``tanh(lo) + beta (x - lo)`` within ``err = M (hi - lo)^2 / 8``, or, on a range too
-    narrow for a stable secant, its tangent at ``lo`` within ``M (hi - lo)^2 / 2``. Returns
-    ``c [m, d]`` and ``B [m K, d]`` (so that the secant is ``c + sum_k a_k B_k``), ``err``, the
-    inputs (for the exact scores) and ``margin``, the rounding allowance per unit of ``|u|_1``."""
+    neighbours, reached through relations ``rels [m, K]``): with ``[lo, hi]`` the range of
+    ``x_d`` over the K neighbours, ``tanh`` is its secant ``tanh(lo) + beta (x - lo)`` within
+    ``err = M (hi - lo)^2 / 8``, or, on a range too narrow for a stable secant, its tangent at
+    ``lo`` within ``M (hi - lo)^2 / 2``. Neighbours reached through the same relation share
+    their attention, so they are summed into groups (``D`` per item, the most distinct
+    relations of any item; ``rel [m, D]``, ``count [m, D]``, 0 for padding). Returns ``c [m,
+    d]`` and ``B [m D, d]`` (the secant is ``c + sum_g a_g B_g``), ``err``, the grouped inputs
+    (``own``, ``neigh [m, D, d]``, for the exact scores), the counts per relation ``per_relation
+    [m, R]``, ``dense [m, R d]`` (per relation, the sum of ``beta neigh_k + c`` over the
+    neighbours it reaches: one product with every relation's ``exp(u . r) u`` gives the secant
+    times the softmax's sum; None above ``_DENSE_ELEMENTS``) and ``margin``, the rounding
+    allowance per unit of ``|u|_1``."""
+    m, K, d = neigh.shape
     lo = own + neigh.min(1).values
     hi = own + neigh.max(1).values
     width = hi - lo
@@ -345,21 +365,50 @@ def _one_hop_bounds(own: torch.Tensor, neigh: torch.Tensor) -> dict:
                        (torch.tanh(hi) - t_lo) / torch.where(narrow, 1.0, width))
     err = _TANH_CURVATURE * width * width * torch.where(narrow, 0.5, 0.125)
     c = t_lo - beta * neigh.min(1).values  # the secant at x = own + sum_k a_k neigh_k
-    B = beta.unsqueeze(1) * neigh
-    scale = 1.0 + float(torch.maximum(lo.abs().max(), hi.abs().max())) if len(own) else 1.0
-    return {"c": c.contiguous(), "B": B.reshape(-1, own.shape[1]).contiguous(), "err": err,
-            "own": own.contiguous(), "neigh": neigh.contiguous(), "margin": 3e-5 * scale}
+    sorted_rels, order = rels.sort(1)
+    first = torch.ones_like(sorted_rels, dtype=torch.bool)
+    first[:, 1:] = sorted_rels[:, 1:] != sorted_rels[:, :-1]
+    group = first.long().cumsum(1) - 1  # [m, K]: each neighbour's group
+    D = int(group.max()) + 1 if m else 1
+    rel = sorted_rels[:, :1].repeat(1, D).scatter_(1, group, sorted_rels)
+    count = torch.zeros(m, D, dtype=own.dtype, device=own.device).scatter_add_(
+        1, group, torch.ones_like(sorted_rels, dtype=own.dtype))
+    summed = torch.zeros(m, D, d, dtype=own.dtype, device=own.device).scatter_add_(
+        1, group.unsqueeze(-1).expand(-1, -1, d), neigh.gather(1, order.unsqueeze(-1).expand(
+            -1, -1, d)))
+    per_relation = torch.zeros(m, n_relations, dtype=own.dtype, device=own.device).scatter_add_(
+        1, rels, torch.ones_like(rels, dtype=own.dtype))
+    B = beta.unsqueeze(1) * summed
+    dense = None  # [m, R d]: per relation, the sum over its neighbours of beta * neigh + c
+    if m * n_relations * d <= _DENSE_ELEMENTS:
+        dense = torch.zeros(m, n_relations, d, dtype=own.dtype, device=own.device).scatter_add_(
+            1, rels.unsqueeze(-1).expand(-1, -1, d), beta.unsqueeze(1) * neigh + c.unsqueeze(1))
+        dense = dense.flatten(1)
+    scale = 1.0 + float(torch.maximum(lo.abs().max(), hi.abs().max())) if m else 1.0
+    return {"c": c.contiguous(), "B": B.reshape(-1, d).contiguous(), "err": err,
+            "own": own.contiguous(), "neigh": summed, "rel": rel, "count": count,
+            "per_relation": per_relation, "dense": dense, "margin": 3e-5 * K * scale}
 
 
-def _attention(ur: torch.Tensor, rels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention of users (their relation scores ``ur [b, R]``) over the K sampled neighbours of
-    items (relations ``rels [m, K]``), a softmax over each item's K scores, as weights ``[m, K,
-    b]`` and their sums ``[m, b]`` (attention = weights / sums): ``exp(ur - max ur)`` once per
-    user, unless a user's scores span more than 60 (then the softmax per item, sums 1)."""
-    span = ur.max(1).values - ur.min(1).values
-    if bool((span > 60).any()):
-        w = ur.T[rels].softmax(1)
-        return w, torch.ones(w.shape[0], w.shape[2], device=w.device)
-    p = (ur - ur.max(1, keepdim=True).values).exp().T
-    w = torch.index_select(p, 0, rels.reshape(-1)).view(*rels.shape, -1)
-    return w, w.sum(1)
+def _relation_weights(ur: torch.Tensor) -> torch.Tensor | None:
+    """``exp(ur - max_r ur)`` ``[R, b]`` for users' relation scores ``ur [b, R]`` (softmax
+    numerators shared by every item), or None where a user's scores span more than 60 (they could
+    underflow: the softmax then runs per item)."""
+    if bool((ur.max(1).values - ur.min(1).values > 60).any()):
+        return None
+    return (ur - ur.max(1, keepdim=True).values).exp().T
+
+
+def _attention(ur: torch.Tensor, p: torch.Tensor | None, rel: torch.Tensor, count: torch.Tensor,
+               per_relation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention of users (relation scores ``ur [b, R]``, :func:`_relation_weights` ``p``) over
+    items' neighbour groups (``rel [m, D]``, ``count [m, D]`` neighbours each): a softmax over
+    each item's K neighbours, as one weight per group and user ``w [m, D, b]`` and the sums ``z
+    [m, b]`` (a neighbour's attention is ``w / z``), per item from its own largest score where
+    ``p`` is None."""
+    if p is None:
+        x = ur.T[rel]  # [m, D, b]
+        w = (x - x.max(1, keepdim=True).values).exp_()
+        return w, (w * count.unsqueeze(-1)).sum(1)
+    w = torch.index_select(p, 0, rel.reshape(-1)).view(*rel.shape, -1)
+    return w, per_relation @ p
