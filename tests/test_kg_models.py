@@ -119,7 +119,7 @@ def test_kgcn_full_ranking_equals_the_per_pair_computation(ov, case, split, monk
         assert not torch.allclose(after, per_pair[:5], atol=1e-4)
 
 
-@pytest.mark.parametrize("case", ["sampled", "fixed", "wide", "grouped"])
+@pytest.mark.parametrize("case", ["sampled", "fixed", "wide", "grouped", "dense"])
 @pytest.mark.parametrize("ov", KGCN_RANKING)
 def test_kgcn_scores_for_a_top_k_keep_every_users_top_k(ov, case, split, monkeypatch):
     """``score_all_for_top`` (the evaluator's hook) bounds the scores that cannot reach a
@@ -128,12 +128,13 @@ def test_kgcn_scores_for_a_top_k_keep_every_users_top_k(ov, case, split, monkeyp
     level: the scores position by position agree), every bounded entry lies strictly below the
     user's k-th best, and some entries are bounded. Entity vectors x20 saturate tanh in places
     (near-ties, wide ranges of x); ``wide``: user vectors x300 (the softmax per item);
-    ``grouped``: without the one-product table (the bound per neighbour group)."""
+    ``grouped`` / ``dense``: the bound per neighbour group / by one product over every
+    relation."""
     import mmkgrec.models.kgcn as kgcn
     from mmkgrec.evaluation.metrics import topk_with_ties
 
-    if case == "grouped":
-        monkeypatch.setattr(kgcn, "_DENSE_ELEMENTS", 0)
+    if case in ("grouped", "dense"):
+        monkeypatch.setattr(kgcn, "_dense_table", lambda *a: case == "dense")
 
     model, _ = build_model("KGCN", split, **ov)
     if case == "fixed":
@@ -156,7 +157,8 @@ def test_kgcn_scores_for_a_top_k_keep_every_users_top_k(ov, case, split, monkeyp
         bounds = model._shared["bounds"]
         assert (bounds is None) == (model.H != 1)
         if bounds is not None and len(model._shared["items"]):  # items whose bounds matter
-            assert (bounds["dense"] is None) == (case == "grouped")
+            if case in ("grouped", "dense"):
+                assert (bounds["dense"] is None) == (case == "grouped")
         full = model.score_all(users).masked_fill(excluded, -torch.inf)
         for k in (1, 3, 10):
             top = model.score_all_for_top(users, k, (rows, cols))

@@ -353,7 +353,8 @@ def _one_hop_bounds(own: torch.Tensor, neigh: torch.Tensor, rels: torch.Tensor,
     (``own``, ``neigh [m, D, d]``, for the exact scores), the counts per relation ``per_relation
     [m, R]``, ``dense [m, R d]`` (per relation, the sum of ``beta neigh_k + c`` over the
     neighbours it reaches: one product with every relation's ``exp(u . r) u`` gives the secant
-    times the softmax's sum; None above ``_DENSE_ELEMENTS``) and ``margin``, the rounding
+    times the softmax's sum; None above ``_DENSE_ELEMENTS`` or where R exceeds 2 D + 2, when the
+    grouped form costs less) and ``margin``, the rounding
     allowance per unit of ``|u|_1``."""
     m, K, d = neigh.shape
     lo = own + neigh.min(1).values
@@ -380,7 +381,7 @@ def _one_hop_bounds(own: torch.Tensor, neigh: torch.Tensor, rels: torch.Tensor,
         1, rels, torch.ones_like(rels, dtype=own.dtype))
     B = beta.unsqueeze(1) * summed
     dense = None  # [m, R d]: per relation, the sum over its neighbours of beta * neigh + c
-    if m * n_relations * d <= _DENSE_ELEMENTS:
+    if _dense_table(m, n_relations, d, D):
         dense = torch.zeros(m, n_relations, d, dtype=own.dtype, device=own.device).scatter_add_(
             1, rels.unsqueeze(-1).expand(-1, -1, d), beta.unsqueeze(1) * neigh + c.unsqueeze(1))
         dense = dense.flatten(1)
@@ -388,6 +389,13 @@ def _one_hop_bounds(own: torch.Tensor, neigh: torch.Tensor, rels: torch.Tensor,
     return {"c": c.contiguous(), "B": B.reshape(-1, d).contiguous(), "err": err,
             "own": own.contiguous(), "neigh": summed, "rel": rel, "count": count,
             "per_relation": per_relation, "dense": dense, "margin": 3e-5 * K * scale}
+
+
+def _dense_table(m: int, n_relations: int, d: int, groups: int) -> bool:
+    """Whether the one-hop bound takes one product over every relation (``R d`` per pair)
+    rather than the grouped form (``(D + 2) d`` and some passes over ``[m, D, b]``): where the
+    table fits in ``_DENSE_ELEMENTS`` and R is at most about twice the groups."""
+    return m * n_relations * d <= _DENSE_ELEMENTS and n_relations <= 2 * groups + 2
 
 
 def _relation_weights(ur: torch.Tensor) -> torch.Tensor | None:
