@@ -135,9 +135,10 @@ class Recommender(nn.Module):
 
     def score_all_for_top(self, users: torch.Tensor, k: int, exclude) -> torch.Tensor:
         """Scores ``[len(users), n_items]`` for a top-``k`` ranking (full-ranking evaluation):
-        ``score_all``'s wherever an item can be among the user's ``k`` best once the entries
-        ``exclude = (rows, cols)`` (positions in ``users``, items) are removed; any other entry may
-        hold any finite value strictly below the user's ``k``-th best score. The default is
+        ``score_all``'s (to rounding) wherever an item can be among the user's ``k`` best once
+        the entries ``exclude = (rows, cols)`` (positions in ``users``, items) are removed; any
+        other entry may hold any finite value strictly below the user's ``k``-th best score. The
+        default is
         ``score_all``; a model whose exact scores cost much more than bounds on them overrides
         it (KGCN)."""
         return self.score_all(users)

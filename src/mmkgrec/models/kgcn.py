@@ -233,8 +233,9 @@ class KGCN(Recommender):
         tanh(x)`` is ``u . (c + sum_g a_g B_g) +- |u| . err`` with the user's own attention
         ``a`` (``g``: the item's neighbours grouped by relation, which share their attention):
         a few matrix products over the items instead of a ``tanh`` per user, item and
-        dimension, plus a margin for rounding. Exact wherever it matters: the top ``k`` (ties
-        included) is the same as :meth:`score_all`'s."""
+        dimension, plus a margin for rounding. Exact wherever it matters: the top ``k`` is
+        :meth:`score_all`'s (items may trade places only within a tie at rounding level, as
+        between any two exact computations)."""
         sh = self._shared if self._shared is not None else self._shared_parts()
         n = len(sh["items"])
         if sh["bounds"] is None or not n or k >= self.n_items:
