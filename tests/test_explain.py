@@ -76,6 +76,8 @@ def test_every_shown_sentence_is_verified(run):
     ("Collateral won 5 awards.", "number"),
     ("Collateral was not directed by the same person as Heat.", "negation"),
     ("Thriller is among the genres you watch most.", "genre"),  # not in user 1's top 5
+    # a decade dates nothing of the evidence, even around the right year (a base LM's habit)
+    ("Collateral is a Crime film, a genre that is popular in the 2000s.", "year"),
 ])
 def test_false_facts_are_caught(run, draft, kind):
     checks = _check(run, "1", "8", draft)

@@ -4,8 +4,9 @@ least one) is shown, with the triples that support it.
 
 Claims read from a sentence
     ``seen``: a catalogue title other than the candidate's must be in the user's training history;
-    ``year``: a year (or decade) belongs to the nearest item mentioned (a title, or "it" / "this
-    film" for the candidate); ``genre``: a genre belongs to the nearest mention, an item (its
+    ``year``: a year belongs to the nearest item mentioned (a title, or "it" / "this film" for
+    the candidate); a decade ("the 1980s") always fails: the evidence holds years, and a decade
+    in a draft tends to date something else (a genre's popularity); ``genre``: a genre belongs to the nearest mention, an item (its
     genres) or the user ("you": their most watched genres); ``relation``: a role of
     :data:`.lexicon.RELATIONS` (or a KG relation written verbatim) links the candidate, which the
     sentence must mention, to the nearest history title through a KG path; ``rating``: "rated 5",
@@ -338,9 +339,11 @@ class Verifier:
             y, decade = m.group(1), bool(m.group(2))
             spot, _ = nearest(m.start(), m.end(), items_at)
             targets = spot[2] if spot is not None else frozenset([c])
-            hit = [i for i in sorted(targets) if cat.years[i] and (
-                cat.years[i] == y or (decade and cat.years[i][:3] == y[:3]))]
-            if hit:
+            hit = [i for i in sorted(targets) if cat.years[i] and cat.years[i] == y]
+            if decade:  # "popular in the 1980s": no year of the evidence says that
+                claims.append(Claim("year", m.group(), False, reason=(
+                    f"a decade ({m.group()}) is no fact of the evidence; only an item's year is")))
+            elif hit:
                 claims.append(Claim("year", m.group(), True,
                                     [Triple(cat.node(hit[0]), "year", cat.years[hit[0]], "item")]))
             else:
