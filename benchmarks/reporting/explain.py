@@ -60,7 +60,10 @@ def _gemma_all(g: dict | None) -> list[str]:
             f"{shown_lm} explanations show a Gemma draft that passed the verifier, "
             f"{g['template_fallback']} fell back to the template. CPU per explanation p50 "
             f"{lat['cpu_p50'] / 1000:.1f} s, p99 {lat['cpu_p99'] / 1000:.1f} s (drafting is most "
-            f"of it); loading {g['load_s']:.0f} s.", ""]
+            f"of it); loading {g['load_s']:.0f} s."
+            + (f" What the audit found in {g['explanations_with_unsupported']} explanations: "
+               + "; ".join(f"\"{p}\"" for p in dict.fromkeys(g["audit_examples"])) + "."
+               if g["unsupported_shown"] else ""), ""]
 
 
 def _faithfulness(rows: dict) -> list[str]:
