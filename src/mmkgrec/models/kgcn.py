@@ -357,6 +357,7 @@ def _one_hop_bounds(own: torch.Tensor, neigh: torch.Tensor, rels: torch.Tensor,
     times the softmax's sum; None above ``_DENSE_ELEMENTS`` or where R exceeds 2 D + 2, when the
     grouped form costs less) and ``margin``, the rounding
     allowance per unit of ``|u|_1``."""
+    own, neigh = own.detach(), neigh.detach()  # bounds for ranking: never differentiated
     m, K, d = neigh.shape
     lo = own + neigh.min(1).values
     hi = own + neigh.max(1).values
