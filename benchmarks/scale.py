@@ -256,7 +256,7 @@ def kgcn_eval(job: dict) -> dict:
         c0 = time.process_time()
         metrics, _, wall = ev.evaluate(model)
         now = {"cpu": time.process_time() - c0, "wall": wall}
-        exact_pairs = list(getattr(model, "exact_pairs", None) or []) or None
+        exact_pairs = list(model.exact_pairs) if model.exact_pairs else None
         with ExactRanking(model):
             c0 = time.process_time()
             exact_metrics, _, wall = ev.evaluate(model)

@@ -6,8 +6,9 @@ Claims read from a sentence
     ``seen``: a catalogue title other than the candidate's must be in the user's training history;
     ``year``: a year belongs to the nearest item mentioned (a title, or "it" / "this film" for
     the candidate); a decade ("the 1980s") always fails: the evidence holds years, and a decade
-    in a draft tends to date something else (a genre's popularity); ``genre``: a genre belongs to the nearest mention, an item (its
-    genres) or the user ("you": their most watched genres); ``relation``: a role of
+    in a draft tends to date something else (a genre's popularity); ``genre``: a genre belongs
+    to the nearest mention, an item (its genres) or the user ("you": their most watched
+    genres); ``relation``: a role of
     :data:`.lexicon.RELATIONS` (or a KG relation written verbatim) links the candidate, which the
     sentence must mention, to the nearest history title through a KG path; ``rating``: "rated 5",
     "5 stars" is the user's rating of the nearest history title.

@@ -138,9 +138,8 @@ class Recommender(nn.Module):
         ``score_all``'s (to rounding) wherever an item can be among the user's ``k`` best once
         the entries ``exclude = (rows, cols)`` (positions in ``users``, items) are removed; any
         other entry may hold any finite value strictly below the user's ``k``-th best score. The
-        default is
-        ``score_all``; a model whose exact scores cost much more than bounds on them overrides
-        it (KGCN)."""
+        default is ``score_all``; a model whose exact scores cost much more than bounds on them
+        overrides it (KGCN)."""
         return self.score_all(users)
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

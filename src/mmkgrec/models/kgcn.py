@@ -120,6 +120,7 @@ class KGCN(Recommender):
 
     # ---- full ranking ------------------------------------------------------------------
     _shared = None
+    exact_pairs = None  # score_all_for_top this pass: (user, item) pairs exact, bounded
 
     def train(self, mode: bool = True):
         self._shared = None  # the weights change: the shared parts are stale
@@ -129,7 +130,7 @@ class KGCN(Recommender):
         """The user-independent parts of full ranking, once per evaluation pass."""
         self._shared = None
         self._shared = self._shared_parts()
-        self.exact_pairs = [0, 0]  # score_all_for_top this pass: (user, item) pairs exact, bounded
+        self.exact_pairs = [0, 0]
 
     def _shared_parts(self) -> dict:
         """What every user's scores share, for every item at once.
@@ -279,7 +280,7 @@ class KGCN(Recommender):
                      else w[vi, :, ui]) / z[vi, ui].unsqueeze(1)
                 x = bd["own"][vi] + torch.einsum("pg,pgd->pd", a, bd["neigh"][vi])
                 out[s + ui, items[vi]] = (u[ui] * torch.tanh(x)).sum(1)
-            if getattr(self, "exact_pairs", None) is not None:
+            if self.exact_pairs is not None:
                 self.exact_pairs[0] += len(ui)
                 self.exact_pairs[1] += len(u) * n
         return out
@@ -298,8 +299,7 @@ class KGCN(Recommender):
         * ``u . tanh(x) = sum(u) - 2 sum_d u_d / (1 + e^(2 x_d))`` and ``e^(2x) = 2^(2 log2(e)
           x)``: one ``exp2`` (the cheapest exponential in torch on a CPU: the activation of every
           user, item and dimension is most of the work), an add and a division, in place."""
-        span = ur.max(1).values - ur.min(1).values
-        p = None if bool((span > 60).any()) else (ur - ur.max(1, keepdim=True).values).exp().T
+        p = _relation_weights(ur)
         u_t, u_sum = u.T.contiguous(), u.sum(1)
         for i0 in range(0, len(rels), m):
             blk = slice(i0, min(i0 + m, len(rels)))
@@ -355,8 +355,7 @@ def _one_hop_bounds(own: torch.Tensor, neigh: torch.Tensor, rels: torch.Tensor,
     [m, R]``, ``dense [m, R d]`` (per relation, the sum of ``beta neigh_k + c`` over the
     neighbours it reaches: one product with every relation's ``exp(u . r) u`` gives the secant
     times the softmax's sum; None above ``_DENSE_ELEMENTS`` or where R exceeds 2 D + 2, when the
-    grouped form costs less) and ``margin``, the rounding
-    allowance per unit of ``|u|_1``."""
+    grouped form costs less) and ``margin``, the rounding allowance per unit of ``|u|_1``."""
     own, neigh = own.detach(), neigh.detach()  # bounds for ranking: never differentiated
     m, K, d = neigh.shape
     lo = own + neigh.min(1).values
