@@ -15,7 +15,9 @@ Claim ``multikg``: Multi-KG4Rec against KGAT and MKGAT under the KG claim's budg
 of learning rate and L2, at most 50 epochs, patience 10, validation NDCG@20), packaged settings.
 
 Jobs: ``tune-ROW`` (one ``mmkgrec tune`` into ``$WORK/retune/ROW``; a killed tune resumes from
-its finished trials) and ``ROW-sSEED`` (``mmkgrec train --config best.yaml --set seed=...``).
+its finished trials), ``ROW-sSEED`` (``mmkgrec train --config best.yaml --set seed=...``) and,
+for a claim with ablations, ``ABLATION-sSEED`` (the ablated row's ``best.yaml`` with the ablation's
+switch set: Multi-KG4Rec's and MKGAT's Table 3/4 rows with the learned image features).
 
     python benchmarks/retune.py [--only SUBSTRING]
 Resumable: a job whose JSON exists in benchmarks/results/retune/ is skipped.
@@ -53,6 +55,29 @@ CLAIMS = {
                 "grid": {"learning_rate": [0.001, 0.005], "reg_weight": [1e-5, 1e-3]},
                 "fixed": KG_FIXED, "extra": {"MKGAT": {"modalities": ["text", "image"]}},
                 "metric": "ndcg@20",
+                # the paper's Table 3/4 switches with the learned image features: each row reuses
+                # the chosen configuration (best.yaml) of the row it ablates, one switch changed;
+                # row -> (ablated row, the switch, seeds): three seeds for the rows behind the
+                # paper's claims, one for the rest
+                "ablations": {
+                    "MultiKG4Rec-w/o t": ("MultiKG4Rec", {"modalities": ["image"]}, SEEDS),
+                    "MultiKG4Rec-w/o v": ("MultiKG4Rec", {"modalities": ["text"]}, SEEDS),
+                    "MultiKG4Rec-t2v": ("MultiKG4Rec", {"fusion": "t2v"}, SEEDS),
+                    "MultiKG4Rec-v2t": ("MultiKG4Rec", {"fusion": "v2t"}, SEEDS),
+                    "MultiKG4Rec-w/o t&v": ("MultiKG4Rec", {"modalities": []}, SEEDS[:1]),
+                    "MultiKG4Rec-no fusion": ("MultiKG4Rec", {"fusion": "none"}, SEEDS[:1]),
+                    "mkg-MKGAT-w/o t": ("mkg-MKGAT", {"modalities": ["image"]}, SEEDS[:1]),
+                    "mkg-MKGAT-w/o v": ("mkg-MKGAT", {"modalities": ["text"]}, SEEDS[:1]),
+                    "mkg-MKGAT-w/o t&v": ("mkg-MKGAT", {"modalities": []}, SEEDS[:1]),
+                },
+                # the paper's claims on them: (row, row, the claim the pair tests)
+                "ablation_pairs": [
+                    ("MultiKG4Rec-w/o t", "MultiKG4Rec-w/o v",
+                     "visual > text (Table 3: the image alone beats the text alone)"),
+                    ("MultiKG4Rec", "MultiKG4Rec-t2v",
+                     "bi-directional > text-to-visual fusion (Table 4)"),
+                    ("MultiKG4Rec", "MultiKG4Rec-v2t",
+                     "bi-directional > visual-to-text fusion (Table 4)")],
                 "about": "ML-100K, random 8:1:1 per user, full ranking; the packaged settings: "
                          "the `.link` re-keyed through the title map, text from all-MiniLM-L6-v2 "
                          "and images from the packaged learned encoder, EfficientNet-Lite1 (the "
@@ -90,9 +115,21 @@ def rows() -> dict[str, tuple[str, str, str]]:
             for row, model in c["rows"].items()}
 
 
+def ablations() -> dict[str, tuple[str, dict, list[int]]]:
+    """ablation row -> (the claim row it ablates, its switch, its seeds), over every claim."""
+    return {row: a for c in CLAIMS.values() for row, a in c.get("ablations", {}).items()}
+
+
+def slug(row: str) -> str:
+    """A row's name as a file name (``MultiKG4Rec-w/o t&v`` -> ``MultiKG4Rec-wo-tv``)."""
+    return row.replace("/", "").replace("&", "").replace(" ", "-")
+
+
 def jobs() -> list[dict]:
     out = [{"id": f"tune-{row}", "row": row} for row in rows()]
     out += [{"id": f"{row}-s{s}", "row": row, "seed": s} for row in rows() for s in SEEDS]
+    out += [{"id": f"{slug(row)}-s{s}", "row": row, "seed": s}
+            for row, (_, _, seeds) in ablations().items() for s in seeds]
     return out
 
 
@@ -119,16 +156,21 @@ def tune(job: dict) -> dict:
 
 
 def train(job: dict) -> dict:
-    claim, model, dataset = rows()[job["row"]]
-    best = tune_dir(job["row"]) / "best.yaml"
+    """A seed of a claim row at its chosen configuration, or of an ablation row: the chosen
+    configuration of the row it ablates with its switch set."""
+    parent, switch, _ = ablations().get(job["row"], (job["row"], {}, None))
+    claim, model, dataset = rows()[parent]
+    best = tune_dir(parent) / "best.yaml"
     if not best.exists():
-        raise common.NotReady(f"tune-{job['row']} has not finished ({best} missing)")
+        raise common.NotReady(f"tune-{parent} has not finished ({best} missing)")
     run_dir = WORK / "runs" / SUITE / job["id"]
-    ov = {"config_file": str(best), "seed": job["seed"], "split_seed": job["seed"]}
+    ov = {"config_file": str(best), **switch, "seed": job["seed"], "split_seed": job["seed"]}
     r = mmkgrec_run(model, dataset, ov, run_dir, WORK / "logs" / SUITE / f"{job['id']}.log")
     shutil.rmtree(run_dir, ignore_errors=True)
     chosen = {k: r["config"].get(k) for k in CLAIMS[claim]["grid"]}
     r.update(row=job["row"], claim=claim, seed=job["seed"], chosen=chosen)
+    if switch:
+        r.update(ablates=parent, switch=switch)
     return r
 
 

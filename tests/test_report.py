@@ -374,3 +374,57 @@ def test_coldstart_speed_ratio_names_the_pretraining_and_the_target():
     slow = {**r, "ratio_cpu": 2.67, "pretrain_cpu_s": {}}
     text = coldstart._speed_ratio(slow)[0]
     assert "not met" in text and "pre-trains" not in text
+
+
+def test_retune_ablations_reuse_the_ablated_rows_choice_and_their_claims_follow_the_numbers(
+        monkeypatch, tmp_path):
+    """Claim ``multikg``'s ablation rows train the ablated row's chosen configuration with one
+    switch set, wait for its tuning, and their claim sentences turn with the numbers."""
+    import common
+    import retune
+
+    from reporting import retune as section
+
+    claim = retune.CLAIMS["multikg"]
+    ids = {j["id"]: j for j in retune.jobs()}
+    assert ids["MultiKG4Rec-wo-t-s2022"]["row"] == "MultiKG4Rec-w/o t"
+    assert "MultiKG4Rec-wo-tv-s2021" not in ids and "mkg-MKGAT-wo-v-s2020" in ids
+    monkeypatch.setattr(retune, "WORK", tmp_path)
+    with pytest.raises(common.NotReady, match="tune-MultiKG4Rec"):
+        retune.train(ids["MultiKG4Rec-t2v-s2020"])
+    (tmp_path / "retune" / "MultiKG4Rec").mkdir(parents=True)
+    (tmp_path / "retune" / "MultiKG4Rec" / "best.yaml").write_text("learning_rate: 0.005\n")
+    seen = {}
+
+    def fake_run(model, dataset, ov, run_dir, log):
+        seen.update(model=model, ov=ov)
+        return {"config": {"learning_rate": 0.005, "reg_weight": 1e-5}}
+
+    monkeypatch.setattr(retune, "mmkgrec_run", fake_run)
+    r = retune.train(ids["MultiKG4Rec-t2v-s2021"])
+    assert seen["model"] == "MultiKG4Rec" and seen["ov"]["fusion"] == "t2v"
+    assert seen["ov"]["config_file"].endswith("MultiKG4Rec/best.yaml") and seen["ov"]["seed"] == 2021
+    assert r["ablates"] == "MultiKG4Rec" and r["row"] == "MultiKG4Rec-t2v"
+
+    rng = np.random.default_rng(5)
+    users = rng.random(300)
+
+    def row(shift):
+        return _runs({s: users + shift + 0.01 * rng.standard_normal(300) for s in retune.SEEDS})
+
+    def lines(image_shift):
+        final = {"MultiKG4Rec": row(0.0), "MultiKG4Rec-w/o t": row(image_shift),
+                 "MultiKG4Rec-w/o v": row(0.0), "MultiKG4Rec-t2v": row(-0.03)}
+        for rs in final.values():
+            for r in rs:
+                r["test"] = {k: r["test"]["ndcg@10"] for k in ("ndcg@20", "recall@20")}
+                r["per_user"]["ndcg@20"] = r["per_user"].pop("ndcg@10")
+        return "\n".join(section._ablation_lines(claim, final, ["ndcg@20", "recall@20"]))
+
+    text = lines(+0.02)
+    assert "| MultiKG4Rec-w/o t | MultiKG4Rec | `modalities: [\"image\"]` | 3 / 3 |" in text
+    assert "| mkg-MKGAT-w/o t&v | mkg-MKGAT | `modalities: []` | 0 / 1 | not run" in text
+    assert "- visual > text (Table 3: the image alone beats the text alone): holds." in text
+    assert "- bi-directional > text-to-visual fusion (Table 4): holds." in text
+    assert "- bi-directional > visual-to-text fusion (Table 4): not run." in text
+    assert "visual > text (Table 3: the image alone beats the text alone): does not hold." in lines(-0.02)

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
-from .stats import TESTS, claim, comparisons, significance_rows
+from .stats import TESTS, claim, comparisons, holds, significance_rows
 from .tables import KG_KEYS, SEQ_KEYS, cells, fmt, header, suite_runs
 
 
@@ -63,5 +64,31 @@ def section() -> list[str]:
         said = [claim(a, b, x, metric) for (a, b), x in zip(c["pairs"], cs) if x]
         if said:
             L += ["", "Under one budget: " + "; ".join(said) + "."]
+        L += _ablation_lines(c, final, shown)
         L.append("")
+    return L
+
+
+def _ablation_lines(c: dict, final: dict, shown: list[str]) -> list[str]:
+    """A claim's ablation rows (each the chosen configuration of the row it ablates with one
+    switch set), their test metrics, and the paper's claims on them with paired tests."""
+    abl = c.get("ablations")
+    if not abl:
+        return []
+    metric = c["metric"]
+    L = ["", "Ablations: each row is the chosen configuration of the row it ablates with one "
+         "switch set, the seeds listed (test metrics, mean ± std over seeds):", ""]
+    L += header("| row | ablates | switch | seeds run / planned | " + " | ".join(shown) + " |")
+    for row, (parent, switch, seeds) in abl.items():
+        rs = final.get(row, [])
+        sw = ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in switch.items())
+        L.append(f"| {row} | {parent} | {sw} | {len(rs)} / {len(seeds)} | "
+                 + (" | ".join(cells(rs, shown)) if rs else " | ".join("not run" for _ in shown))
+                 + " |")
+    pairs = [(a, b) for a, b, _ in c["ablation_pairs"]]
+    cs = comparisons(final, pairs, metric)
+    L += ["", f"The paper's claims on them, paired t-tests on test {metric} {TESTS}:", ""]
+    L += significance_rows(final, pairs, metric, cs) + [""]
+    for (a, b, what), x in zip(c["ablation_pairs"], cs):
+        L.append(f"- {what}: " + (f"{holds(x)}. {claim(a, b, x, metric)}." if x else "not run."))
     return L

@@ -88,6 +88,12 @@ def verdict(c: dict | None) -> str:
     return "not significant"
 
 
+def holds(c: dict) -> str:
+    """``holds`` where the first row of the comparison is significantly higher over users,
+    ``does not hold`` otherwise: the word for a claim that it beats the second."""
+    return "holds" if verdict(c).startswith("higher") else "does not hold"
+
+
 def claim(a: str, b: str, c: dict, key: str, family: str = "this table's comparisons") -> str:
     """The comparison as a sentence: ``X beats Y on test NDCG@10 (+0.0061; p = 0.041 over 943
     users' means over 3 seeds, 0.06 over seeds; Holm-adjusted over ``family``)`` or ``X does not beat
