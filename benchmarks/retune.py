@@ -30,6 +30,7 @@ import shutil
 
 import common
 from common import WORK, mmkgrec_run, queue_main, run_cmd, tune_cmd
+from multimodal import LEARNED_ENCODER, LEARNED_TAG
 from pins import pinned
 
 SUITE = "retune"
@@ -70,8 +71,9 @@ CLAIMS = {
                     "mkg-MKGAT-w/o v": ("mkg-MKGAT", {"modalities": ["text"]}, SEEDS[:1]),
                     "mkg-MKGAT-w/o t&v": ("mkg-MKGAT", {"modalities": []}, SEEDS[:1]),
                 },
-                # the paper's claims on them: (row, row, the claim the pair tests)
-                "ablation_pairs": [
+                # the paper's claims on them: (row, row, the claim the pair tests), a table of
+                # their own (Holm within it), so the claim's own pairs keep their family
+                "claims": [
                     ("MultiKG4Rec-w/o t", "MultiKG4Rec-w/o v",
                      "visual > text (Table 3: the image alone beats the text alone)"),
                     ("MultiKG4Rec", "MultiKG4Rec-t2v",
@@ -86,27 +88,57 @@ CLAIMS = {
     # the sequential claim: the sequential suite's protocol (benchmarks/sequential.py: time-ordered
     # 8:1:1, next-item evaluation, items with text and image), four learning rates for every row
     "seq": {"dataset": "ml-100k", "rows": {"MM-RACL-KAL": "MMRACLKAL", "GRU4Rec": "GRU4Rec",
-                                           "SASRec": "SASRec"},
+                                           "SASRec": "SASRec", "MM-RACL-KAL+ID": "MMRACLKAL",
+                                           f"MM-RACL-KAL-{LEARNED_TAG}": "MMRACLKAL",
+                                           f"MM-RACL-KAL+ID-{LEARNED_TAG}": "MMRACLKAL"},
+            # a row's own settings beside its model's: the item ID embedding (the sequential
+            # suite's +ID variant) and the learned image encoder (issue 18: MM-RACL-KAL content-only
+            # and +ID with learned features, under the budget of the rows they stand beside)
+            "row_extra": {"MM-RACL-KAL+ID": {"item_id_embedding": True},
+                          f"MM-RACL-KAL-{LEARNED_TAG}": {"image_encoder": LEARNED_ENCODER},
+                          f"MM-RACL-KAL+ID-{LEARNED_TAG}": {"item_id_embedding": True,
+                                                            "image_encoder": LEARNED_ENCODER}},
             "pairs": [("MM-RACL-KAL", "SASRec"), ("MM-RACL-KAL", "GRU4Rec")],
+            "claims": [
+                ("MM-RACL-KAL+ID", "GRU4Rec", "MM-RACL-KAL+ID > GRU4Rec (the +ID row's lead)"),
+                ("MM-RACL-KAL+ID", "SASRec", "MM-RACL-KAL+ID > SASRec"),
+                (f"MM-RACL-KAL-{LEARNED_TAG}", "MM-RACL-KAL",
+                 "learned > descriptor image features (MM-RACL-KAL, content-only)"),
+                (f"MM-RACL-KAL+ID-{LEARNED_TAG}", "MM-RACL-KAL+ID",
+                 "learned > descriptor image features (MM-RACL-KAL+ID)"),
+                (f"MM-RACL-KAL-{LEARNED_TAG}", "GRU4Rec",
+                 "MM-RACL-KAL > GRU4Rec with learned image features"),
+                (f"MM-RACL-KAL-{LEARNED_TAG}", "SASRec",
+                 "MM-RACL-KAL > SASRec with learned image features"),
+                (f"MM-RACL-KAL+ID-{LEARNED_TAG}", "GRU4Rec",
+                 "MM-RACL-KAL+ID > GRU4Rec with learned image features"),
+                (f"MM-RACL-KAL+ID-{LEARNED_TAG}", "SASRec",
+                 "MM-RACL-KAL+ID > SASRec with learned image features")],
             "grid": {"learning_rate": [0.0005, 0.001, 0.002, 0.005]},
             "fixed": "sequential", "metric": "ndcg@10",
             "about": "The sequential suite's protocol: ML-100K, users with at least 5 and items "
                      "with at least 20 interactions, items with text and a poster, time-ordered "
                      "8:1:1, next-item evaluation over the full catalogue, at most 10 epochs "
-                     "with patience 3, the poster descriptor for images."},
+                     "with patience 3, the poster descriptor for images; the rows named "
+                     f"`-{LEARNED_TAG}` read the learned encoder ({LEARNED_ENCODER}) instead, "
+                     "which leaves the protocol the same items (the sequential suite's ladder "
+                     "checks it), so every row has the same split."},
 }
 
 
-def fixed(claim: str, model: str) -> dict:
-    """The settings every trial and seed of ``claim``'s ``model`` row shares."""
+def fixed(claim: str, row: str) -> dict:
+    """The settings every trial and seed of ``claim``'s ``row`` shares: the claim's, its model's
+    (``extra``) and its own (``row_extra``)."""
     c = CLAIMS[claim]
+    model = c["rows"][row]
+    own = {**c.get("extra", {}).get(model, {}), **c.get("row_extra", {}).get(row, {})}
     if c["fixed"] == "sequential":
         import sequential
 
         base = {k: v for k, v in {**sequential.BASE, **sequential.NEXT}.items()
                 if k not in c["grid"]}
-        return pinned(model, base)
-    return {**c["fixed"], **c.get("extra", {}).get(model, {})}
+        return pinned(model, {**base, **own})
+    return {**c["fixed"], **own}
 
 
 def rows() -> dict[str, tuple[str, str, str]]:
@@ -140,7 +172,7 @@ def tune_dir(row: str):
 def tune(job: dict) -> dict:
     claim, model, dataset = rows()[job["row"]]
     c = CLAIMS[claim]
-    shared = fixed(claim, model)
+    shared = fixed(claim, job["row"])
     cmd = tune_cmd(model, dataset, tune_dir(job["row"]), c["grid"], {**shared, "seed": SEEDS[0]})
     run_cmd(cmd, WORK / "logs" / SUITE / f"{job['id']}.log")
     summary = json.loads((tune_dir(job["row"]) / "tune.json").read_text())

@@ -387,6 +387,12 @@ def test_retune_ablations_reuse_the_ablated_rows_choice_and_their_claims_follow_
 
     claim = retune.CLAIMS["multikg"]
     ids = {j["id"]: j for j in retune.jobs()}
+    # a row's own settings reach its tuning: the learned rows of claim seq read the learned
+    # encoder, the rows computed with the descriptor keep it
+    learned = retune.fixed("seq", "MM-RACL-KAL+ID-lite1")
+    assert learned["image_encoder"] == "efficientnet-lite1" and learned["item_id_embedding"]
+    assert retune.fixed("seq", "MM-RACL-KAL")["image_encoder"] == "descriptor"
+    assert "item_id_embedding" not in retune.fixed("seq", "MM-RACL-KAL")
     assert ids["MultiKG4Rec-wo-t-s2022"]["row"] == "MultiKG4Rec-w/o t"
     assert "MultiKG4Rec-wo-tv-s2021" not in ids and "mkg-MKGAT-wo-v-s2020" in ids
     monkeypatch.setattr(retune, "WORK", tmp_path)
@@ -419,7 +425,8 @@ def test_retune_ablations_reuse_the_ablated_rows_choice_and_their_claims_follow_
             for r in rs:
                 r["test"] = {k: r["test"]["ndcg@10"] for k in ("ndcg@20", "recall@20")}
                 r["per_user"]["ndcg@20"] = r["per_user"].pop("ndcg@10")
-        return "\n".join(section._ablation_lines(claim, final, ["ndcg@20", "recall@20"]))
+        return "\n".join(section._ablation_lines(claim, final, ["ndcg@20", "recall@20"])
+                         + section._claim_lines(claim, final))
 
     text = lines(+0.02)
     assert "| MultiKG4Rec-w/o t | MultiKG4Rec | `modalities: [\"image\"]` | 3 / 3 |" in text

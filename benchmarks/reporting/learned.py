@@ -260,24 +260,32 @@ def _not_run(mm, final: dict) -> list[str]:
                        if (r.get("config") or {}).get("image_encoder") == enc and _reads_images(r)})
 
     import retune
-
-    out = []
-    claim = retune.CLAIMS["multikg"]
-    planned = [j["id"] for j in retune.jobs() if "seed" in j
-               and j["row"] in {**claim["rows"], **claim["ablations"]}]
-    have = {r.get("job") for r in load("retune")}
-    ran = sum(j in have for j in planned)
-    if ran < len(planned):
-        out.append("MKGAT and Multi-KG4Rec with its Table 3/4 ablations (full, w/o t, w/o v, t2v, "
-                   "v2t) and the visual > text and bi- > one-directional fusion claims on them "
-                   f"({ran} of the {len(planned)} runs of `benchmarks/retune.py`'s claim `multikg`, "
-                   "which holds them, have run)")
     import sequential as seq
 
+    have = {r.get("job") for r in load("retune")}
+
+    def retune_runs(claim: str, rows) -> str | None:
+        """``k of the n runs of claim ...`` for the seed runs of ``rows`` of a retune claim;
+        None when all have run."""
+        planned = [j["id"] for j in retune.jobs() if "seed" in j and j["row"] in rows]
+        ran = sum(j in have for j in planned)
+        return None if ran == len(planned) else (
+            f"{ran} of the {len(planned)} runs of `benchmarks/retune.py`'s claim `{claim}`, "
+            "which holds them, have run")
+
+    out = []
+    mkg = retune.CLAIMS["multikg"]
+    if said := retune_runs("multikg", {**mkg["rows"], **mkg["ablations"]}):
+        out.append("MKGAT and Multi-KG4Rec with its Table 3/4 ablations (full, w/o t, w/o v, t2v, "
+                   f"v2t) and the visual > text and bi- > one-directional fusion claims on them "
+                   f"({said})")
+    seq_learned = [r for r in retune.CLAIMS["seq"]["rows"] if r.endswith(f"-{mm.LEARNED_TAG}")]
+    if said := retune_runs("seq", seq_learned):
+        out.append(f"MM-RACL-KAL itself (content-only and +ID; {said})")
     seq_rows = [j for j in learned_rows("sequential")
                 if not any(j.startswith(seq.slug(r)) for r in seq.LEARNED_LADDER)]
     if not seq_rows:
-        out.append("MM-RACL-KAL itself (content-only and +ID) and its other rungs")
+        out.append("MM-RACL-KAL's other rungs")
     ladder = [j for j in learned_rows("sequential") if j not in seq_rows]
     if len(ladder) < len(seq.SEEDS):
         out.append(f"the image rung's further seeds ({len(ladder)} of 3 run)")

@@ -64,18 +64,17 @@ def section() -> list[str]:
         said = [claim(a, b, x, metric) for (a, b), x in zip(c["pairs"], cs) if x]
         if said:
             L += ["", "Under one budget: " + "; ".join(said) + "."]
-        L += _ablation_lines(c, final, shown)
+        L += _ablation_lines(c, final, shown) + _claim_lines(c, final)
         L.append("")
     return L
 
 
 def _ablation_lines(c: dict, final: dict, shown: list[str]) -> list[str]:
     """A claim's ablation rows (each the chosen configuration of the row it ablates with one
-    switch set), their test metrics, and the paper's claims on them with paired tests."""
+    switch set) and their test metrics."""
     abl = c.get("ablations")
     if not abl:
         return []
-    metric = c["metric"]
     L = ["", "Ablations: each row is the chosen configuration of the row it ablates with one "
          "switch set, the seeds listed (test metrics, mean ± std over seeds):", ""]
     L += header("| row | ablates | switch | seeds run / planned | " + " | ".join(shown) + " |")
@@ -85,10 +84,19 @@ def _ablation_lines(c: dict, final: dict, shown: list[str]) -> list[str]:
         L.append(f"| {row} | {parent} | {sw} | {len(rs)} / {len(seeds)} | "
                  + (" | ".join(cells(rs, shown)) if rs else " | ".join("not run" for _ in shown))
                  + " |")
-    pairs = [(a, b) for a, b, _ in c["ablation_pairs"]]
+    return L
+
+
+def _claim_lines(c: dict, final: dict) -> list[str]:
+    """A claim's further comparisons (``claims``: the paper's claims on its ablations, the
+    rows it adds), tested as a family of their own, each with its sentence."""
+    if not c.get("claims"):
+        return []
+    metric = c["metric"]
+    pairs = [(a, b) for a, b, _ in c["claims"]]
     cs = comparisons(final, pairs, metric)
-    L += ["", f"The paper's claims on them, paired t-tests on test {metric} {TESTS}:", ""]
+    L = ["", f"Further claims, paired t-tests on test {metric} {TESTS}:", ""]
     L += significance_rows(final, pairs, metric, cs) + [""]
-    for (a, b, what), x in zip(c["ablation_pairs"], cs):
+    for (a, b, what), x in zip(c["claims"], cs):
         L.append(f"- {what}: " + (f"{holds(x)}. {claim(a, b, x, metric)}." if x else "not run."))
     return L
