@@ -273,9 +273,10 @@ def test_learned_image_rows_name_their_encoder_so_the_descriptor_pin_leaves_them
         assert ov["image_encoder"] == "descriptor" and lov["image_encoder"] == enc
         assert {k: x for k, x in lov.items() if k != "image_encoder"} == {
             k: x for k, x in ov.items() if k != "image_encoder"}, v
-    for row in sequential.LEARNED_LADDER:
+    for row in [*sequential.LEARNED_LADDER, *sequential.LEARNED_RUNGS]:
         _, ov, _, variant = sequential.row_settings({"row": row, "seed": 2020})
-        _, dov, _, dvariant = sequential.row_settings({"row": "ladder-+M", "seed": 2020})
+        rung = row.removesuffix(f"-{multimodal.LEARNED_TAG}")
+        _, dov, _, dvariant = sequential.row_settings({"row": rung, "seed": 2020})
         assert ov["image_encoder"] == enc and dov["image_encoder"] == "descriptor"
         assert variant == dvariant and {k: x for k, x in ov.items() if k != "image_encoder"} == {
             k: x for k, x in dov.items() if k != "image_encoder"}

@@ -198,7 +198,8 @@ def _reproduction_note(pairs) -> list[str]:
 def _ladder_ids() -> list[str]:
     import sequential as seq
 
-    return [f"{seq.slug(r)}-s{s}" for s in seq.SEEDS for r in seq.LADDER_SEED_ROWS]
+    return ([f"{seq.slug(r)}-s{s}" for s in seq.SEEDS for r in seq.LADDER_SEED_ROWS]
+            + [f"{seq.slug(r)}-s2020" for r in seq.LEARNED_RUNGS])
 
 
 def _ladder_lines() -> list[str]:
@@ -210,6 +211,8 @@ def _ladder_lines() -> list[str]:
         if "row" in r and "trial" not in r and not r.get("tuned") and "lib" not in r:
             by_row[r["row"]].append(r)
     learned = list(seq.LEARNED_LADDER)
+    rungs = [x for row in seq.LEARNED_RUNGS
+             for x in (row.removesuffix(f"-{seq.LEARNED_TAG}"), row)]  # descriptor, learned
     seeds = sorted({r["seed"] for row in learned for r in by_row.get(row, [])})
     L = ["", "### MM-RACL-KAL's image rung with learned features", "",
          "The ladder's +M rung (Base plus the image, alpha fusion) again with the learned encoder, "
@@ -218,7 +221,7 @@ def _ladder_lines() -> list[str]:
          "Base and +M rows of the same seeds. The protocol keeps "
          "only items with text and an image, so the rows pair only if both encoders leave the "
          "same items."]
-    runs = [r for row in learned for r in by_row.get(row, [])]
+    runs = [r for row in [*learned, *seq.LEARNED_RUNGS] for r in by_row.get(row, [])]
     if not runs:
         return L + ["", f"Not run: {', '.join(learned)}."]
     checks = [r.get("split_check", {}) for r in runs]
@@ -227,7 +230,7 @@ def _ladder_lines() -> list[str]:
         f"{c.get('items', '?')} items and {c.get('interactions', '?')} interactions with the "
         f"learned encoder, {c.get('descriptor_items', '?')} and "
         f"{c.get('descriptor_interactions', '?')} with the descriptor" for c in checks)) + "."
-    rows = ["ladder-Base", "ladder-+M", *learned]
+    rows = ["ladder-Base", "ladder-+M", *learned, *rungs]
     L += [""] + header("| row | image features | seeds | " + " | ".join(SEQ_KEYS) + " | s/epoch |")
     by_seed = {row: sorted(by_row.get(row, []), key=lambda r: r["seed"]) for row in rows}
     for row in rows:
@@ -247,6 +250,13 @@ def _ladder_lines() -> list[str]:
     if c is not None:
         L += ["", f"- The image rung with learned features (+M > Base, MM-RACL-KAL's Table 5): "
               f"{holds(c)}. {claim(learned[0], 'ladder-Base', c, KEY)}."]
+    # the further rungs (one seed): each learned rung against its descriptor rung, a family of
+    # its own
+    pairs = [(row, row.removesuffix(f"-{seq.LEARNED_TAG}")) for row in seq.LEARNED_RUNGS]
+    L += ["", "The ladder's further image rungs (+RA, +S; one seed), learned against descriptor "
+          f"features, paired t-tests on test NDCG@10 over users, Holm-adjusted over these "
+          f"{len(pairs)}:", ""]
+    L += significance_rows(by_seed, pairs, KEY)
     return L
 
 
@@ -282,11 +292,12 @@ def _not_run(mm, final: dict) -> list[str]:
     seq_learned = [r for r in retune.CLAIMS["seq"]["rows"] if r.endswith(f"-{mm.LEARNED_TAG}")]
     if said := retune_runs("seq", seq_learned):
         out.append(f"MM-RACL-KAL itself (content-only and +ID; {said})")
-    seq_rows = [j for j in learned_rows("sequential")
-                if not any(j.startswith(seq.slug(r)) for r in seq.LEARNED_LADDER)]
-    if not seq_rows:
-        out.append("MM-RACL-KAL's other rungs")
-    ladder = [j for j in learned_rows("sequential") if j not in seq_rows]
+    seq_have = learned_rows("sequential")
+    rungs = [r for r in seq.LEARNED_RUNGS if f"{seq.slug(r)}-s2020" not in seq_have]
+    if rungs:
+        out.append("MM-RACL-KAL's further image rungs (" + ", ".join(rungs) + ")")
+    ladder = [j for j in seq_have
+              if any(j.startswith(seq.slug(r) + "-s") for r in seq.LEARNED_LADDER)]
     if len(ladder) < len(seq.SEEDS):
         out.append(f"the image rung's further seeds ({len(ladder)} of 3 run)")
     if not learned_rows("popularity"):
