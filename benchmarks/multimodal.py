@@ -96,6 +96,22 @@ LEARNED_SEEDS = {f"VBPR-image-{LEARNED_TAG}": SEEDS, f"VBPR-both-{LEARNED_TAG}":
 LEARNED_CONTROLS = {f"VBPR-image-{LEARNED_TAG}-shuffled": f"VBPR-image-{LEARNED_TAG}"}
 # the learned row of each descriptor row (the report's pairs)
 LEARNED_OF = {v: f"{v}-{LEARNED_TAG}" for v in ("VBPR-image", "VBPR-both", "MMGCN-image", "MMGCN-both")}
+# The rest of the suite's image rows with the learned encoder, one seed (2020), each under the
+# budget of its descriptor twin: the standardised concatenation and the sparse regime's VBPR and
+# MMGCN rows (their learning rate in LRS), the shuffled controls of the text-and-image rows, and
+# stage 2 of the text-and-image VBPR row (its regulariser over REGS at the learned row's rate, as
+# the descriptor's `+reg` and `+L2` rows had). The report tests them in a table of their own.
+FURTHER_OF = {v: f"{v}-{LEARNED_TAG}" for v in ("VBPR-both-std", "sparse-VBPR-both",
+                                                 "sparse-MMGCN-both")}
+LEARNED.update({lv: (VARIANTS[v][0], {**VARIANTS[v][1], "image_encoder": LEARNED_ENCODER})
+                for v, lv in FURTHER_OF.items()})
+LEARNED_SEEDS.update({lv: SEEDS[:1] for lv in FURTHER_OF.values()})
+FURTHER_CONTROLS = {f"{b}-shuffled": b for b in (f"MMGCN-both-{LEARNED_TAG}",
+                                                f"sparse-VBPR-both-{LEARNED_TAG}")}
+LEARNED_CONTROLS.update(FURTHER_CONTROLS)
+LEARNED_REG = {f"VBPR-both+reg-{LEARNED_TAG}": (f"VBPR-both-{LEARNED_TAG}", "content_reg_weight"),
+               f"VBPR-both+L2-{LEARNED_TAG}": (f"VBPR-both-{LEARNED_TAG}", "reg_weight")}
+REG_TUNED.update(LEARNED_REG)
 
 
 def learned_jobs() -> list[dict]:
@@ -107,7 +123,11 @@ def learned_jobs() -> list[dict]:
             out += [{"id": f"tune-{v}-lr{lr}", "variant": v, "lr": lr, "seed": 2020} for lr in LRS]
         out += [{"id": f"{v}-s{s}", "variant": v, "seed": s} for s in seeds]
         out += [{"id": f"{c}-s{s}", "variant": c, "seed": s}
-                for c, base in LEARNED_CONTROLS.items() if base == v for s in seeds]
+                for c, base in LEARNED_CONTROLS.items() if base == v
+                for s in (SEEDS[:1] if c in FURTHER_CONTROLS else seeds)]
+    out += [{"id": f"tune-{v}-r{r}", "variant": v, "reg": r, "seed": 2020} for v in LEARNED_REG
+            for r in REGS]
+    out += [{"id": f"{v}-s2020", "variant": v, "seed": 2020} for v in LEARNED_REG]
     return out
 
 
@@ -116,9 +136,10 @@ def jobs() -> list[dict]:
            for v in [*VARIANTS, *IMAGE_ENCODERS] for lr in LRS]
     out += [{"id": f"{v}-s{s}", "variant": v, "seed": s} for v in VARIANTS for s in SEEDS]
     out += [{"id": f"{c}-s{s}", "variant": c, "seed": s} for c in CONTROLS for s in SEEDS]
-    out += [{"id": f"tune-{v}-r{r}", "variant": v, "reg": r, "seed": 2020} for v in REG_TUNED
+    descriptor_reg = [v for v in REG_TUNED if v not in LEARNED_REG]
+    out += [{"id": f"tune-{v}-r{r}", "variant": v, "reg": r, "seed": 2020} for v in descriptor_reg
             for r in REGS]
-    out += [{"id": f"{v}-s{s}", "variant": v, "seed": s} for v in REG_TUNED for s in SEEDS]
+    out += [{"id": f"{v}-s{s}", "variant": v, "seed": s} for v in descriptor_reg for s in SEEDS]
     return out + learned_jobs()
 
 
@@ -133,7 +154,7 @@ def chosen_reg(variant: str) -> float | None:
     for r in REGS:
         p = common.RESULTS / SUITE / f"tune-{variant}-r{r}.json"
         if not p.exists():
-            raise RuntimeError(f"stage-2 tuning of {variant} incomplete ({p.name} missing)")
+            raise common.NotReady(f"stage-2 tuning of {variant} incomplete ({p.name} missing)")
         score = json.loads(p.read_text())["valid"]["ndcg@10"]
         if score > best[0]:
             best = (score, r)

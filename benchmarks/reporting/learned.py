@@ -127,8 +127,9 @@ def section() -> list[str]:
          "seeds; one torch thread beside other work, so s/epoch are not speed figures.", ""]
     order = ["BPR", "LightGCN"] + [x for v, lv in mm.LEARNED_OF.items()
                                    for x in (v, lv, *[c for c, b in mm.LEARNED_CONTROLS.items()
-                                                      if b == lv])]
-    order += [v for v in mm.LEARNED if v not in order]  # rows without a descriptor twin
+                                                      if b == lv and c not in mm.FURTHER_CONTROLS])]
+    order += [v for v in mm.LEARNED if v not in order  # rows without a descriptor twin
+              and v not in mm.FURTHER_OF.values()]       # (the further rows: their own table)
     L += header("| row | image features | lr | seeds | " + " | ".join(ACC_KEYS) + " | s/epoch |")
     for v in order:
         rs = final.get(v, [])
@@ -158,6 +159,7 @@ def section() -> list[str]:
             if v in tune:
                 L.append(f"| {v} | " + " | ".join(fmt(tune[v].get(lr, float("nan"))) for lr in mm.LRS)
                          + " |")
+    L += _further_lines(mm, final)
     L += _ladder_lines()
     L += ["", "Not run with learned features: " + "; ".join(_not_run(mm, final)) + "."]
     L += ["", "Commands: `python benchmarks/multimodal.py --only " + mm.LEARNED_TAG + "` and `python "
@@ -166,6 +168,37 @@ def section() -> list[str]:
     first = next((final[v][0] for v in mm.LEARNED if final.get(v)), None)
     L[-1] += f", e.g. `{command(first)}`." if first is not None else "."
     return L + [""]
+
+
+def _further_pairs(mm) -> list[tuple[str, str]]:
+    """The further learned rows' comparisons: each against its descriptor twin, the sparse rows
+    against their ID-only baselines, the text-and-image rows against their shuffled controls."""
+    tag = mm.LEARNED_TAG
+    return ([(lv, v) for v, lv in mm.FURTHER_OF.items()]
+            + [(f"sparse-VBPR-both-{tag}", "sparse-BPR"),
+               (f"sparse-MMGCN-both-{tag}", "sparse-LightGCN")]
+            + [(b, c) for c, b in mm.FURTHER_CONTROLS.items()]
+            + [(v, f"{v.removesuffix(f'-{tag}')}") for v in mm.LEARNED_REG])
+
+
+def _further_lines(mm, final: dict) -> list[str]:
+    """The rest of the suite's image rows with the learned encoder (one seed), beside their
+    descriptor twins, tested as a family of their own on the seed both rows ran."""
+    pairs = _further_pairs(mm)
+    rows = list(dict.fromkeys(x for p in pairs for x in p))
+    L = ["", "### Further image rows with learned features (one seed)", "",
+         "The suite's other image rows with the learned encoder, seed 2020, each under its "
+         "descriptor twin's budget (the `+reg` and `+L2` rows: the regulariser over "
+         f"{mm.REGS} at the learned text-and-image row's rate); the shuffled controls keep "
+         "their row's settings.", ""]
+    L += header("| row | image features | lr | seeds | " + " | ".join(ACC_KEYS) + " | s/epoch |")
+    for v in rows:
+        rs = [r for r in final.get(v, []) if r["seed"] == 2020]
+        L.append(seed_row(v, [_image(rs), rs[0]["chosen_lr"] if rs else "-"], rs))
+    by_seed = {v: [r for r in final.get(v, []) if r["seed"] == 2020] for v in rows}
+    L += ["", "Paired t-tests on test NDCG@10 over users (seed 2020), Holm-adjusted over these "
+          f"{len(pairs)}:", ""]
+    return L + significance_rows(by_seed, pairs, KEY)
 
 
 def _seed_runs_repeat_tuning(runs: list[dict]) -> tuple[int, int]:
@@ -302,9 +335,11 @@ def _not_run(mm, final: dict) -> list[str]:
         out.append(f"the image rung's further seeds ({len(ladder)} of 3 run)")
     if not learned_rows("popularity"):
         out.append("the popularity thirds")
-    missing = [v for v in mm.LEARNED if not final.get(v)]
+    missing = [v for v in mm.LEARNED if not final.get(v) and v not in mm.FURTHER_OF.values()]
     if missing:
         out.append("in this section: " + ", ".join(missing))
-    out.append("the sparse, `+reg`, `+L2` and text-and-image `-std` multimodal rows, and shuffled "
-               "controls other than the image-only VBPR one")
+    further = [*mm.FURTHER_OF.values(), *mm.FURTHER_CONTROLS, *mm.LEARNED_REG]
+    missing = [v for v in further if not final.get(v)]
+    if missing:
+        out.append("the further image rows above (" + ", ".join(missing) + ")")
     return out
