@@ -30,6 +30,7 @@ import shutil
 
 import common
 from common import WORK, mmkgrec_run, queue_main, run_cmd, tune_cmd
+from kg import slug  # an ablation row's name as a file name, as the KG suite's ablations
 from multimodal import LEARNED_ENCODER, LEARNED_TAG
 from pins import pinned
 
@@ -150,11 +151,6 @@ def rows() -> dict[str, tuple[str, str, str]]:
 def ablations() -> dict[str, tuple[str, dict, list[int]]]:
     """ablation row -> (the claim row it ablates, its switch, its seeds), over every claim."""
     return {row: a for c in CLAIMS.values() for row, a in c.get("ablations", {}).items()}
-
-
-def slug(row: str) -> str:
-    """A row's name as a file name (``MultiKG4Rec-w/o t&v`` -> ``MultiKG4Rec-wo-tv``)."""
-    return row.replace("/", "").replace("&", "").replace(" ", "-")
 
 
 def jobs() -> list[dict]:
