@@ -148,15 +148,19 @@ class CrossModalBlock(nn.Module):
                 kvs.append(kvm.view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4))
             else:
                 qkv = blk.project(x, split=False).view(b, n, 3, h, dh).permute(2, 0, 3, 1, 4)
-                qs.append(qkv[0])
-                kvs.append(qkv[1:])
+                qm, kvm = qkv.split([1, 2])
+                qs.append(qm.squeeze(0))
+                kvs.append(kvm)
         q, kv = torch.cat(qs, 2), torch.cat(kvs, 3)
-        att = attention(q, kv[0], kv[1], bias, kernel="matmul")  # [B, h, M * Lq, dh]
+        # unbind and split rather than indexing: their backward passes stack or concatenate the
+        # parts' gradients, where an index's fills a zero tensor of the whole per part (the
+        # same values: the parts are disjoint)
+        att = attention(q, *kv.unbind(0), bias, kernel="matmul")  # [B, h, M * Lq, dh]
         att = att.view(b, h, n_mod, lq, dh).permute(2, 0, 3, 1, 4).reshape(n_mod, b, lq, d)
         # (the queries' inputs for the residuals are sliced after attention, as they always
         # were: the order in which autograd sums a tensor's gradients follows it)
-        return {m: self.layers[m].tail(att[j], xs[m][:, :1] if first_only else xs[m])
-                for j, m in enumerate(mods)}
+        return {m: self.layers[m].tail(att_m, xs[m][:, :1] if first_only else xs[m])
+                for att_m, m in zip(att.unbind(0), mods)}
 
 
 class ModalFusion(nn.Module):
