@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from .stats import TESTS, claim, comparisons, holds, significance_rows
+from .stats import TESTS, claim, comparisons, holds, significance_rows, verdict
 from .tables import ACC_KEYS, SEQ_KEYS, cells, command, fmt, header, load, seed_row, suite_runs
 
 KEY = "ndcg@10"
@@ -198,7 +198,17 @@ def _further_lines(mm, final: dict) -> list[str]:
     by_seed = {v: [r for r in final.get(v, []) if r["seed"] == 2020] for v in rows}
     L += ["", "Paired t-tests on test NDCG@10 over users (seed 2020), Holm-adjusted over these "
           f"{len(pairs)}:", ""]
-    return L + significance_rows(by_seed, pairs, KEY)
+    cs = comparisons(by_seed, pairs, KEY)
+    L += significance_rows(by_seed, pairs, KEY, cs)
+    # learned against descriptor features, row by row: how the verdicts fall
+    twins = [verdict(c).split(" (")[0] for (a, b), c in zip(pairs, cs)
+             if c is not None and a == f"{b}-{mm.LEARNED_TAG}"]
+    if twins:
+        L += ["", f"Learned against descriptor features in these rows: "
+              f"{twins.count('higher')} higher, {twins.count('lower')} lower, "
+              f"{len(twins) - twins.count('higher') - twins.count('lower')} not significantly "
+              f"different, of {len(twins)}."]
+    return L
 
 
 def _seed_runs_repeat_tuning(runs: list[dict]) -> tuple[int, int]:
