@@ -192,22 +192,20 @@ def _further_lines(mm, final: dict) -> list[str]:
          f"{mm.REGS} at the learned text-and-image row's rate); the shuffled controls keep "
          "their row's settings.", ""]
     L += header("| row | image features | lr | seeds | " + " | ".join(ACC_KEYS) + " | s/epoch |")
-    for v in rows:
-        rs = [r for r in final.get(v, []) if r["seed"] == 2020]
-        L.append(seed_row(v, [_image(rs), rs[0]["chosen_lr"] if rs else "-"], rs))
     by_seed = {v: [r for r in final.get(v, []) if r["seed"] == 2020] for v in rows}
+    for v, rs in by_seed.items():
+        L.append(seed_row(v, [_image(rs), rs[0]["chosen_lr"] if rs else "-"], rs))
     L += ["", "Paired t-tests on test NDCG@10 over users (seed 2020), Holm-adjusted over these "
           f"{len(pairs)}:", ""]
     cs = comparisons(by_seed, pairs, KEY)
     L += significance_rows(by_seed, pairs, KEY, cs)
     # learned against descriptor features, row by row: how the verdicts fall
-    twins = [verdict(c).split(" (")[0] for (a, b), c in zip(pairs, cs)
+    twins = [verdict(c) for (a, b), c in zip(pairs, cs)
              if c is not None and a == f"{b}-{mm.LEARNED_TAG}"]
     if twins:
-        L += ["", f"Learned against descriptor features in these rows: "
-              f"{twins.count('higher')} higher, {twins.count('lower')} lower, "
-              f"{len(twins) - twins.count('higher') - twins.count('lower')} not significantly "
-              f"different, of {len(twins)}."]
+        up, down = (sum(v.startswith(w) for v in twins) for w in ("higher", "lower"))
+        L += ["", f"Learned against descriptor features in these rows: {up} higher, {down} "
+              f"lower, {len(twins) - up - down} not significantly different, of {len(twins)}."]
     return L
 
 

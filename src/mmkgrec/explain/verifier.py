@@ -340,11 +340,10 @@ class Verifier:
             y, decade = m.group(1), bool(m.group(2))
             spot, _ = nearest(m.start(), m.end(), items_at)
             targets = spot[2] if spot is not None else frozenset([c])
-            hit = [i for i in sorted(targets) if cat.years[i] and cat.years[i] == y]
             if decade:  # "popular in the 1980s": no year of the evidence says that
                 claims.append(Claim("year", m.group(), False, reason=(
                     f"a decade ({m.group()}) is no fact of the evidence; only an item's year is")))
-            elif hit:
+            elif hit := [i for i in sorted(targets) if cat.years[i] and cat.years[i] == y]:
                 claims.append(Claim("year", m.group(), True,
                                     [Triple(cat.node(hit[0]), "year", cat.years[hit[0]], "item")]))
             else:
