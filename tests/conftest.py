@@ -81,3 +81,35 @@ def pop(data_dir):
     from helpers import ML100K_BASE
 
     return mmkgrec.train("Pop", "ml-100k", overrides=ML100K_BASE).metrics["test"]["ndcg@10"]
+
+
+# ---- tiny language models (random weights, saved in tmp folders: nothing downloads) ---------
+TINY_LM_WORDS = "toy story animation comedy crime war drama horror . , 1995 1996".split()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_folders(tmp_path_factory):
+    """Folders of a tiny BERT encoder and a tiny Llama decoder sharing a word-piece vocabulary."""
+    pytest.importorskip("transformers")
+    import torch
+    from transformers import (BertConfig, BertModel, BertTokenizer, LlamaConfig,
+                              LlamaForCausalLM)
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny-lm")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + TINY_LM_WORDS
+    folders = {}
+    for name in ("bert", "llama"):
+        d = root / name
+        d.mkdir()
+        (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
+        BertTokenizer(str(d / "vocab.txt")).save_pretrained(str(d))
+        folders[name] = d
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=32,
+                         max_position_embeddings=12)).save_pretrained(str(folders["bert"]))
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2,
+                                 intermediate_size=32, max_position_embeddings=64, pad_token_id=0,
+                                 bos_token_id=2, eos_token_id=3)).save_pretrained(str(folders["llama"]))
+    return folders

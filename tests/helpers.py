@@ -263,3 +263,17 @@ def assert_score_matches_score_all(model, n_items: int) -> None:
     assert full.shape == (5, n_items)
     assert torch.allclose(full[torch.arange(5), items], fresh, atol=1e-5)
     assert torch.allclose(cached, fresh, atol=1e-5)
+
+
+def reload_and_compare_scores(run, out, n_users: int = 10):
+    """The run saved in ``out``, loaded again (``mmkgrec.load``): its ``score_all`` of the first
+    ``n_users`` users equals the trained model's to 1e-5. Returns the loaded run."""
+    again = mmkgrec.load(str(out))
+    users = torch.arange(n_users)
+    with torch.no_grad():
+        run.model.eval()
+        run.model.prepare_eval()
+        again.model.prepare_eval()
+        assert torch.allclose(run.model.score_all(users), again.model.score_all(users),
+                              atol=1e-5)
+    return again

@@ -14,37 +14,12 @@ from mmkgrec.features import LanguageModel, encode_texts, extract_features, load
 
 pytest.importorskip("transformers")
 
-WORDS = "toy story animation comedy crime war drama horror . , 1995 1996".split()
-
-
 pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """Folders of a tiny BERT encoder and a tiny Llama decoder sharing a word-piece vocabulary."""
-    import torch
-    from transformers import (BertConfig, BertModel, BertTokenizer, LlamaConfig,
-                              LlamaForCausalLM)
-
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("tiny-lm")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    folders = {}
-    for name in ("bert", "llama"):
-        d = root / name
-        d.mkdir()
-        (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
-        BertTokenizer(str(d / "vocab.txt")).save_pretrained(str(d))
-        folders[name] = d
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=32,
-                         max_position_embeddings=12)).save_pretrained(str(folders["bert"]))
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=2,
-                                 intermediate_size=32, max_position_embeddings=64, pad_token_id=0,
-                                 bos_token_id=2, eos_token_id=3)).save_pretrained(str(folders["llama"]))
-    return folders
+def tiny(tiny_lm_folders):
+    return tiny_lm_folders
 
 
 def test_hf_encoder_mean_pools_text_tokens_only(tiny):

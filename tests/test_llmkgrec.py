@@ -10,7 +10,7 @@ import torch
 
 import mmkgrec
 from helpers import (QUIET, assert_beats_popularity, assert_score_matches_score_all, build_model,
-                     first_batches, train_scores)
+                     first_batches, reload_and_compare_scores, train_scores)
 
 pytestmark = pytest.mark.usefixtures("fake_features")
 
@@ -178,14 +178,7 @@ def test_run_reloads_to_the_same_scores(tmp_path, fake_user_text):
         out = tmp_path / f"run-{k}"
         run = mmkgrec.train("LLMKGRec", "synthetic", out=str(out),
                             overrides={**QUIET, "epochs": 1, **ov})
-        again = mmkgrec.load(str(out))
-        users = torch.arange(10)
-        with torch.no_grad():
-            run.model.eval()
-            run.model.prepare_eval()
-            again.model.prepare_eval()
-            assert torch.allclose(run.model.score_all(users), again.model.score_all(users),
-                                  atol=1e-5)
+        reload_and_compare_scores(run, out)
 
 
 @pytest.mark.data

@@ -657,6 +657,12 @@ _KEYS += _section(
         "attention-pooled (the article's text) | one_pass: the whole history as one text through "
         "the language model (its code)", choices=("attention", "one_pass")),
     Key("attention_size", int, 64, "width of the attention pooling's hidden layer", ge=1),
+    Key("lm_finetune", bool, False, "true: the language model's weights train with the model "
+        "(every item text, or each user's history text with user_encoder: one_pass, through it "
+        "in every step; meant for a GPU) | false: its vectors are read from the feature store, "
+        "frozen"),
+    Key("lm_learning_rate", float, 2e-5, "Adam's learning rate for the language model's "
+        "weights when lm_finetune is true (learning_rate for the rest)", gt=0),
     Key("id_embeddings", bool, False, "add user and item ID embeddings to the text-based vectors "
         "(a hybrid the article does not have)"),
     Key("kg_embedding_method", str, "transr", "entity embeddings trained jointly with TransR or "

@@ -24,6 +24,10 @@ USER_TEXT = "user_text"
 #: the item-content inputs a model may require: the pooled modalities and the packed token
 #: states of the item texts (:mod:`mmkgrec.features.tokens`), each ``(matrix, mask)``
 CONTENT_INPUTS = (*MODALITIES, "text_tokens")
+#: the language model with gradients over the item texts (``text_tower``) or over each user's
+#: history as one text (``user_text_tower``), for fine-tuning: ``extra[name]`` is a
+#: :class:`mmkgrec.features.tower.TextTower`
+TOWERS = ("text_tower", "user_text_tower")
 
 
 @dataclass
@@ -90,9 +94,10 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
     ``kg`` when given), ``"text"`` / ``"image"`` (item content: ``features[modality] = (matrix,
     mask)`` when given, e.g. read back from a run directory, else
     :func:`content_features` from the feature store; rows permuted across items when config
-    ``shuffle_features`` is true)."""
+    ``shuffle_features`` is true), ``"text_tower"`` / ``"user_text_tower"`` (the language model
+    with gradients over the item texts / the users' history texts, in ``extra``)."""
     unknown = set(requires) - {"graph", "kg", "labels", "item_embeddings", USER_TEXT,
-                               *CONTENT_INPUTS}
+                               *CONTENT_INPUTS, *TOWERS}
     if unknown:
         raise NotImplementedError(f"inputs {sorted(unknown)} are not available in this version")
     inputs = ModelInputs(split.n_users, split.n_items, split.train)
@@ -159,6 +164,11 @@ def build_inputs(split, requires: frozenset, device="cpu", config=None, features
         inputs.features["item_embeddings"] = (
             torch.from_numpy(np.array(mat, dtype=np.float32)).to(device),
             torch.from_numpy(np.asarray(mask).astype(np.float32)).to(device))
+    for name in TOWERS:
+        if name in requires:
+            from .features import text_tower
+
+            inputs.extra[name] = text_tower(split, config, users=name == "user_text_tower")
     if "labels" in requires:
         from .data.targets import training_labels
 

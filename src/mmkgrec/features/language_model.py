@@ -220,6 +220,33 @@ class LanguageModel(Encoder):
         return int(min(pos, MAX_TOKENS))
 
     # ---- encoding --------------------------------------------------------------------------
+    def _tokenize(self, texts):
+        """``texts`` tokenized for :meth:`_pooled`: padded, truncated to :attr:`window`, with
+        the special-token mask."""
+        tok, _ = self.load()
+        batch = dict(tok(texts, padding=True, truncation=True, max_length=self.window,
+                         return_tensors="pt", return_special_tokens_mask=True))
+        if self.is_decoder:
+            batch.pop("token_type_ids", None)
+        return batch
+
+    @staticmethod
+    def _pooled(model, batch):
+        """The last hidden states of a :meth:`_tokenize` batch, mean-pooled over the text's
+        tokens (the special ones left out unless the text has nothing else)."""
+        batch = dict(batch)
+        special = batch.pop("special_tokens_mask")
+        body = getattr(model, "base_model", model)
+        hidden = body(**batch).last_hidden_state
+        keep = batch["attention_mask"].bool() & ~special.bool()
+        only_special = ~keep.any(1)
+        keep[only_special] = batch["attention_mask"][only_special].bool()
+        m = keep.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def trainable(self):
+        return self.load()[1], self._tokenize, self._pooled
+
     def _encode(self, texts):
         import torch
 
@@ -229,20 +256,9 @@ class LanguageModel(Encoder):
         n_long = sum(n > limit for n in lengths)
 
         def encode(group):
-            batch = tok(group, padding=True, truncation=True, max_length=limit,
-                        return_tensors="pt", return_special_tokens_mask=True)
-            special = batch.pop("special_tokens_mask")
-            if self.is_decoder:
-                batch.pop("token_type_ids", None)
-            batch = batch.to(model.device)
+            batch = {k: v.to(model.device) for k, v in self._tokenize(group).items()}
             with torch.inference_mode():
-                body = getattr(model, "base_model", model)
-                hidden = body(**batch).last_hidden_state
-                keep = batch["attention_mask"].bool() & ~special.bool().to(model.device)
-                only_special = ~keep.any(1)
-                keep[only_special] = batch["attention_mask"][only_special].bool()
-                m = keep.unsqueeze(-1).to(hidden.dtype)
-                out = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+                out = self._pooled(model, batch)
             return out.float().cpu().numpy()
 
         out = encode_by_length(texts, [min(n, limit) for n in lengths], encode)

@@ -173,6 +173,24 @@ def user_history_texts(split, config=None) -> list[str | None]:
     return ["; ".join(p) if p else None for p in parts]
 
 
+def text_tower(split, config=None, *, users: bool = False):
+    """A :class:`.tower.TextTower` (the language model ``text_encoder`` with gradients, for
+    fine-tuning) over the item texts, or with ``users`` over each user's history as one text
+    (:func:`user_history_texts`): the texts the store encodes for ``text`` and ``user_text``."""
+    from . import content
+    from .tower import TextTower
+
+    spec = config_value(config, "text_encoder")
+    if isinstance(spec, str) and spec.startswith(FILE_SPEC):
+        raise MMKGRecError(f"text_encoder {spec}: a feature file holds vectors, not a language "
+                           "model to fine-tune (minilm, gemma3-270m, hf:<path>)")
+    enc = make_encoder(spec, device=config_value(config, "device"), modality="text")
+    texts = (user_history_texts(split, config) if users else
+             content.item_texts(split.dataset, config_value(config, "text_fields"),
+                                withheld=withheld_item_columns(config)))
+    return TextTower(enc, texts)
+
+
 def user_history_matrix(split, config=None) -> tuple[np.ndarray, np.ndarray]:
     """``(matrix [n_users, dim], mask [n_users])``: each user's training history as one text
     (:func:`user_history_texts`) through ``text_encoder`` in one pass, kept in the feature store

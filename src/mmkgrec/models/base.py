@@ -66,16 +66,27 @@ def modality_features(inputs: "ModelInputs", modality: str, model: str = "model"
     return mat.to(torch.float32) * mask.unsqueeze(1), mask
 
 
+def content_moments(mat: torch.Tensor, mask: torch.Tensor):
+    """Per-dimension mean and standard deviation (floored at 1e-6) of ``mat``'s rows where
+    ``mask`` is set; zeros and ones when no row is."""
+    has = mask > 0
+    if not has.any():
+        return mat.new_zeros(mat.shape[1]), mat.new_ones(mat.shape[1])
+    return mat[has].mean(0), mat[has].std(0, unbiased=False).clamp_min(1e-6)
+
+
+def standardise(mat: torch.Tensor, mask: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor):
+    """``(mat - mu) / sd`` on the rows where ``mask`` is set, zero rows elsewhere."""
+    return torch.where((mask > 0).unsqueeze(1), (mat - mu) / sd, torch.zeros_like(mat))
+
+
 def standardised_content(inputs: ModelInputs, modality: str, model: str = "model"):
     """``(features, mask)`` of ``modality`` with every dimension standardised over the items that
     have that content (**resolution**: the scales of different encoders differ by orders of
     magnitude); rows of items without it stay zero."""
     mat, mask = modality_features(inputs, modality, model)
-    has = mask > 0
-    if has.any():
-        mu = mat[has].mean(0)
-        sd = mat[has].std(0, unbiased=False).clamp_min(1e-6)
-        mat = torch.where(has.unsqueeze(1), (mat - mu) / sd, torch.zeros_like(mat))
+    if (mask > 0).any():
+        mat = standardise(mat, mask, *content_moments(mat, mask))
     return mat.contiguous(), mask
 
 
@@ -155,6 +166,11 @@ class Recommender(nn.Module):
 
     def prepare_eval(self) -> None:
         """Precompute whatever scoring needs (called under ``torch.no_grad`` in eval mode)."""
+
+    def optimizer_groups(self, config):
+        """What the trainer's Adam updates: every parameter at ``learning_rate``; a model with a
+        part that trains at a rate of its own returns parameter groups (``torch.optim``'s)."""
+        return self.parameters()
 
     def make_batches(self, split, config):
         """The training batches of one model family: an object with ``__len__`` (batches per

@@ -158,7 +158,7 @@ class Trainer:
         self.optimizer = None
         self.world = distributed.world_size()
         if model.input_type != "none":
-            self.optimizer = make_optimizer(model.parameters(), config)
+            self.optimizer = make_optimizer(model.optimizer_groups(config), config)
             self.batches = training_batches(model, split, config)
             self.step = LossStep(model)
             if self.world > 1:
