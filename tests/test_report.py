@@ -203,6 +203,18 @@ def test_cold_start_claim_and_protocols_follow_the_numbers():
     assert coldstart.claim_verdict("cold_item", {}, content) == ""
     assert coldstart.protocol({"config": {"split": "cold_item"}}) == "all"
     assert coldstart.protocol({"config": {"negative_items": "seen"}}) == "seen"
+    # the default KG training as validation chooses it, and the runs stopped after epoch 1-2
+    joint = [{"valid": {"ndcg@10": v}} for v in (0.22, 0.21)]
+    pre = [{"valid": {"ndcg@10": v}} for v in (0.19, 0.20)]
+    assert "keeps joint training the packaged default" in coldstart._default_choice(joint, pre)[0]
+    assert "favours pre-training" in coldstart._default_choice(pre, joint)[0]
+    by = {("random", "KGAT"): [{"seed": 1, "best_epoch": 2, "epochs_run": 13},
+                               {"seed": 2, "best_epoch": 40, "epochs_run": 51}],
+          ("random", "CKE"): [{"seed": 1, "best_epoch": 3, "epochs_run": 14}]}
+    said = coldstart._early_stops("random", ["KGAT", "CKE"], by, 10)[0]
+    assert "KGAT seed 1 (best epoch 2 of 13 run)" in said and "seed 2" not in said
+    assert "CKE" not in said
+    assert coldstart._early_stops("random", ["CKE"], by, 10) == []
 
 
 def test_learned_image_section_pairs_rows_and_its_verdicts_follow_the_numbers(monkeypatch):
