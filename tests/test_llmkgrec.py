@@ -174,7 +174,8 @@ def test_pretrained_kg_embeddings_are_trained_first_then_frozen(split, caplog):
 
 
 def test_run_reloads_to_the_same_scores(tmp_path, fake_user_text):
-    for k, ov in enumerate(({}, {"user_encoder": "one_pass"}, {"kg_pretrain_epochs": 1})):
+    for k, ov in enumerate(({}, {"user_encoder": "one_pass"}, {"kg_pretrain_epochs": 1},
+                            {"use_lm": False})):
         out = tmp_path / f"run-{k}"
         run = mmkgrec.train("LLMKGRec", "synthetic", out=str(out),
                             overrides={**QUIET, "epochs": 1, **ov})

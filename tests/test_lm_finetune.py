@@ -97,6 +97,8 @@ def test_finetuned_run_reloads_its_tuned_weights(tmp_path, lm):
 def test_what_cannot_be_finetuned_says_so(split, lm, tmp_path):
     with pytest.raises(ConfigError, match="shuffle_features"):
         build_model("LLMKGRec", split, lm_finetune=True, shuffle_features=True, **lm)
+    with pytest.raises(ConfigError, match="use_lm"):
+        build_model("LLMKGRec", split, lm_finetune=True, use_lm=False, **lm)
     from mmkgrec.features import make_encoder, text_tower
 
     with pytest.raises(MMKGRecError, match="cannot be fine-tuned"):

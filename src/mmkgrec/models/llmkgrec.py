@@ -110,6 +110,11 @@ class LLMKGRec(Recommender):
         self.kg_weight = float(config_value(config, "kg_loss_weight"))
         self.chunk = int(config_value(config, "score_chunk_elements"))
         hidden = list(config_value(config, "matching_layers"))
+        self.tower = None  # the language model with gradients (lm_finetune), else frozen vectors
+        self._live = None  # the tower's standardised vectors, once per step or evaluation
+        if config_value(config, "lm_finetune") and not self.use_lm:
+            raise ConfigError("lm_finetune", "there is no language model to fine-tune with "
+                              "use_lm: false")
         m = inputs.train.csr(self.n_users, self.n_items)  # each user's training items
         indptr = torch.from_numpy(m.indptr.astype(np.int64))
         hist = torch.from_numpy(m.indices.astype(np.int64))
@@ -177,8 +182,6 @@ class LLMKGRec(Recommender):
         """``lm_finetune``: the language model over the item texts (or, one-pass, the users'
         history texts) as a submodule whose weights train; its vectors are standardised with the
         moments of the store's frozen vectors (so before any update they are those vectors)."""
-        self.tower = None
-        self._live = None  # the tower's standardised vectors, once per step or evaluation
         if not config_value(config, "lm_finetune"):
             return
         if config_value(config, "shuffle_features"):
