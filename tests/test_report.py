@@ -215,6 +215,19 @@ def test_cold_start_claim_and_protocols_follow_the_numbers():
     assert "KGAT seed 1 (best epoch 2 of 13 run)" in said and "seed 2" not in said
     assert "CKE" not in said
     assert coldstart._early_stops("random", ["CKE"], by, 10) == []
+    # the variants against the default: their own family, the verdicts following the numbers
+    rng = np.random.default_rng(0)
+
+    def runs(shift):
+        return _runs({s: np.clip(0.3 + shift + 0.05 * rng.normal(size=60), 0, 1)
+                      for s in (1, 2, 3)})
+
+    base = runs(0.0)
+    by = {("random", "LLMKGRec-no-kg"): runs(-0.1), ("random", "LLMKGRec-gemma"): runs(0.0)}
+    text = "\n".join(coldstart._variant_table("random", by, base))
+    assert "| LLMKGRec-no-kg | no KG | -0.1" in text and "lower (seeds too)" in text
+    assert "| LLMKGRec-gemma |" in text and "not significant" in text
+    assert "LLMKGRec-one-pass" not in text and coldstart._variant_table("cold_user", by, base) == []
 
 
 def test_learned_image_section_pairs_rows_and_its_verdicts_follow_the_numbers(monkeypatch):
