@@ -279,7 +279,8 @@ def _early_stops(split: str, present: list[str], by: dict, patience: int) -> lis
     """The runs whose best validation epoch is at most 2: the patience stopped them after their
     first epochs (validation fell for ``patience`` epochs after it)."""
     early = [(row, r) for row in present for r in by[(split, row)]
-             if (r.get("best_epoch") or 99) <= 2 and r.get("epochs_run")]
+             if r.get("epochs_run") and r.get("best_epoch") is not None
+             and r["best_epoch"] <= 2]
     if not early:
         return []
     runs = ", ".join(f"{row} seed {r['seed']} (best epoch {r['best_epoch']} of "

@@ -85,9 +85,7 @@ def standardised_content(inputs: ModelInputs, modality: str, model: str = "model
     have that content (**resolution**: the scales of different encoders differ by orders of
     magnitude); rows of items without it stay zero."""
     mat, mask = modality_features(inputs, modality, model)
-    if (mask > 0).any():
-        mat = standardise(mat, mask, *content_moments(mat, mask))
-    return mat.contiguous(), mask
+    return standardise(mat, mask, *content_moments(mat, mask)).contiguous(), mask
 
 
 class Recommender(nn.Module):
