@@ -14,13 +14,17 @@ learning rates each.
 Claim ``multikg``: Multi-KG4Rec against KGAT and MKGAT under the KG claim's budget (a 2 x 2 grid
 of learning rate and L2, at most 50 epochs, patience 10, validation NDCG@20), packaged settings.
 
-Jobs: ``tune-ROW`` (one ``mmkgrec tune`` into ``$WORK/retune/ROW``; a killed tune resumes from
-its finished trials), ``ROW-sSEED`` (``mmkgrec train --config best.yaml --set seed=...``) and,
+Jobs: ``tune-ROW`` (one ``mmkgrec tune`` into ``benchmarks/tunes/retune/ROW``; a killed tune
+resumes from its finished trials), ``ROW-sSEED`` (``mmkgrec train --config best.yaml --set seed=...``) and,
 for a claim with ablations, ``ABLATION-sSEED`` (the ablated row's ``best.yaml`` with the ablation's
 switch set: Multi-KG4Rec's and MKGAT's Table 3/4 rows with the learned image features).
 
     python benchmarks/retune.py [--only SUBSTRING]
-Resumable: a job whose JSON exists in benchmarks/results/retune/ is skipped.
+Resumable: a job whose JSON exists in benchmarks/results/retune/ is skipped. A tune's folder
+(``spec.json``, ``study.journal``, ``trials/``, then ``best.yaml`` and ``tune.json``) lives in the
+repository, not under ``$WORK``: a tune of many hours spans sessions on fresh checkouts, and the
+seeds of a finished tune need its ``best.yaml``; only the checkpoints of the trial in progress
+(``work/``) are left out (.gitignore), so a trial killed with its checkout starts again.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import json
 import shutil
 
 import common
-from common import WORK, mmkgrec_run, queue_main, run_cmd, tune_cmd
+from common import ROOT, WORK, mmkgrec_run, queue_main, run_cmd, tune_cmd
 from kg import slug  # an ablation row's name as a file name, as the KG suite's ablations
 from multimodal import LEARNED_ENCODER, LEARNED_TAG
 from pins import pinned
@@ -161,8 +165,11 @@ def jobs() -> list[dict]:
     return out
 
 
+TUNES = ROOT / "benchmarks" / "tunes" / SUITE  # kept in the repository (see the docstring)
+
+
 def tune_dir(row: str):
-    return WORK / SUITE / row
+    return TUNES / row
 
 
 def tune(job: dict) -> dict:

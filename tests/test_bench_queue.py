@@ -381,3 +381,25 @@ def test_explain_per_user_second_process_from_the_end_meets_the_forward_run(tmp_
     tail.write_text('{"user": "x"}\n')
     with pytest.raises(RuntimeError, match="other users"):
         explain.per_user("j", users, one("fwd"))
+
+
+def test_retune_keeps_a_tunes_record_in_the_repository_and_its_checkpoints_out():
+    """A tune of many hours spans fresh checkouts: its spec, journal, trials and chosen
+    configuration are tracked; the checkpoints of the trial in progress are ignored."""
+    import subprocess
+
+    import retune
+
+    root = Path(__file__).resolve().parents[1]
+    d = retune.tune_dir("MultiKG4Rec")
+    assert d.is_relative_to(root) and not d.is_relative_to(common.WORK)
+    rel = d.relative_to(root)
+
+    def ignored(p):
+        return subprocess.run(["git", "check-ignore", "-q", "--no-index", str(rel / p)],
+                              cwd=root).returncode == 0
+
+    kept = ["spec.json", "study.journal", "trials/trial-0000.json", "trials/trial-0000.log",
+            "best.yaml", "tune.json"]
+    assert not [p for p in kept if ignored(p)]
+    assert all(ignored(p) for p in ["work/abc/run/checkpoint.pt", "runs/trial-0000/x", ".lock"])
