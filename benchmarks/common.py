@@ -216,13 +216,13 @@ def tune_cmd(model: str, dataset: str, out: Path, grid: dict, fixed: dict,
     return cmd
 
 
-def run_cmd(cmd: list[str], log: Path, env: dict | None = None) -> None:
+def run_cmd(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
         f.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
         f.flush()
         subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=True,
-                       env={**os.environ, **(env or {})})
+                       env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def mmkgrec_run(model: str, dataset: str, overrides: dict, run_dir: Path, log: Path,

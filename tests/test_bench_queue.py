@@ -403,3 +403,24 @@ def test_retune_keeps_a_tunes_record_in_the_repository_and_its_checkpoints_out()
             "best.yaml", "tune.json"]
     assert not [p for p in kept if ignored(p)]
     assert all(ignored(p) for p in ["work/abc/run/checkpoint.pt", "runs/trial-0000/x", ".lock"])
+
+
+def test_retune_runs_a_tune_from_the_repository_root_with_a_relative_folder(monkeypatch):
+    """The tune writes its own command into the kept files: it must name no machine's path."""
+    import retune
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(cmd, log, env=None, cwd=None):
+        seen.update(cmd=cmd, cwd=cwd)
+        raise Stop
+
+    monkeypatch.setattr(retune, "run_cmd", fake_run)
+    with pytest.raises(Stop):
+        retune.tune({"id": "tune-MultiKG4Rec", "row": "MultiKG4Rec"})
+    out = seen["cmd"][seen["cmd"].index("--out") + 1]
+    assert out == "benchmarks/tunes/retune/MultiKG4Rec"
+    assert Path(seen["cwd"]) == Path(__file__).resolve().parents[1]
