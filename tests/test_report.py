@@ -421,6 +421,7 @@ def test_retune_ablations_reuse_the_ablated_rows_choice_and_their_claims_follow_
     assert ids["MultiKG4Rec-wo-t-s2022"]["row"] == "MultiKG4Rec-w/o t"
     assert "MultiKG4Rec-wo-tv-s2021" not in ids and "mkg-MKGAT-wo-v-s2020" in ids
     monkeypatch.setattr(retune, "WORK", tmp_path)
+    monkeypatch.setattr(retune, "TUNES", tmp_path / "retune")
     with pytest.raises(common.NotReady, match="tune-MultiKG4Rec"):
         retune.train(ids["MultiKG4Rec-t2v-s2020"])
     (tmp_path / "retune" / "MultiKG4Rec").mkdir(parents=True)
