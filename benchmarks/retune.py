@@ -15,9 +15,10 @@ Claim ``multikg``: Multi-KG4Rec against KGAT and MKGAT under the KG claim's budg
 of learning rate and L2, at most 50 epochs, patience 10, validation NDCG@20), packaged settings.
 
 Jobs: ``tune-ROW`` (one ``mmkgrec tune`` into ``benchmarks/tunes/retune/ROW``; a killed tune
-resumes from its finished trials), ``ROW-sSEED`` (``mmkgrec train --config best.yaml --set seed=...``) and,
-for a claim with ablations, ``ABLATION-sSEED`` (the ablated row's ``best.yaml`` with the ablation's
-switch set: Multi-KG4Rec's and MKGAT's Table 3/4 rows with the learned image features).
+resumes from its finished trials), ``ROW-sSEED`` (``mmkgrec train --config best.yaml --set
+seed=...``) and, for a claim with ablations, ``ABLATION-sSEED`` (the ablated row's ``best.yaml``
+with the ablation's switch set: Multi-KG4Rec's and MKGAT's Table 3/4 rows with the learned image
+features).
 
     python benchmarks/retune.py [--only SUBSTRING]
 Resumable: a job whose JSON exists in benchmarks/results/retune/ is skipped. A tune's folder
