@@ -177,13 +177,13 @@ def tune(job: dict) -> dict:
     claim, model, dataset = rows()[job["row"]]
     c = CLAIMS[claim]
     shared = fixed(claim, job["row"])
+    out = tune_dir(job["row"])
     # the folder relative to the repository, the tune run from its root: the command the tune
     # writes into its kept files (trials, best.yaml) names no machine's path
-    out = tune_dir(job["row"]).relative_to(ROOT)
-    cmd = tune_cmd(model, dataset, out, c["grid"], {**shared, "seed": SEEDS[0]})
+    cmd = tune_cmd(model, dataset, out.relative_to(ROOT), c["grid"], {**shared, "seed": SEEDS[0]})
     run_cmd(cmd, WORK / "logs" / SUITE / f"{job['id']}.log", cwd=ROOT)
-    summary = json.loads((tune_dir(job["row"]) / "tune.json").read_text())
-    trials = sorted((tune_dir(job["row"]) / "trials").glob("trial-*.json"))
+    summary = json.loads((out / "tune.json").read_text())
+    trials = sorted((out / "trials").glob("trial-*.json"))
     records = [json.loads(p.read_text()) for p in trials]
     return {"row": job["row"], "claim": claim, "model": model, "dataset": dataset,
             "tuning": True, "grid": c["grid"], "fixed": shared, "metric": c["metric"],

@@ -390,7 +390,7 @@ def test_retune_keeps_a_tunes_record_in_the_repository_and_its_checkpoints_out()
 
     import retune
 
-    root = Path(__file__).resolve().parents[1]
+    root = common.ROOT
     d = retune.tune_dir("MultiKG4Rec")
     assert d.is_relative_to(root) and not d.is_relative_to(common.WORK)
     rel = d.relative_to(root)
@@ -423,4 +423,4 @@ def test_retune_runs_a_tune_from_the_repository_root_with_a_relative_folder(monk
         retune.tune({"id": "tune-MultiKG4Rec", "row": "MultiKG4Rec"})
     out = seen["cmd"][seen["cmd"].index("--out") + 1]
     assert out == "benchmarks/tunes/retune/MultiKG4Rec"
-    assert Path(seen["cwd"]) == Path(__file__).resolve().parents[1]
+    assert Path(seen["cwd"]) == common.ROOT
