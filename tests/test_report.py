@@ -268,6 +268,7 @@ def test_learned_image_section_pairs_rows_and_its_verdicts_follow_the_numbers(mo
     assert f"| VBPR-image-{tag} vs VBPR-image | +0.0" in text
     assert "MMGCN > LightGCN with learned features, text and image: not run" in text
     assert "Not run: ladder-+M-" in text and "the popularity thirds" in text
+    assert "MultiKG4Rec (0 of 3 seeds), " in text and "MultiKG4Rec-w/o t&v (0 of 1 seeds)" in text
     monkeypatch.setattr(learned, "suite_runs", lambda name: (mm, results(-0.03)))
     text = "\n".join(learned.section())
     assert claim + f"does not hold. VBPR-image-{tag} trails BPR" in text
@@ -461,3 +462,24 @@ def test_retune_ablations_reuse_the_ablated_rows_choice_and_their_claims_follow_
     assert "- bi-directional > text-to-visual fusion (Table 4): holds." in text
     assert "- bi-directional > visual-to-text fusion (Table 4): not run." in text
     assert "visual > text (Table 3: the image alone beats the text alone): does not hold." in lines(-0.02)
+
+
+def test_learned_not_run_line_names_only_the_retune_rows_with_seeds_missing(monkeypatch):
+    """The learned section's `not run` line names each retune row still short of seeds, with its
+    count, and drops a claim's rows once every seed of them is stored."""
+    import multimodal as mm
+    import retune
+
+    from reporting import learned
+
+    mkg = retune.CLAIMS["multikg"]
+    rows = {**mkg["rows"], **mkg["ablations"]}
+    seeds = [j for j in retune.jobs() if "seed" in j and j["row"] in rows]
+    stored = [{"job": j["id"]} for j in seeds if j["row"] != "MultiKG4Rec-t2v"]
+    stored += [{"job": j["id"]} for j in seeds if j["row"] == "MultiKG4Rec-t2v"][:1]
+    monkeypatch.setattr(learned, "load", lambda suite: stored if suite == "retune" else [])
+    said = "; ".join(learned._not_run(mm, {}))
+    assert "MultiKG4Rec-t2v (1 of 3 seeds)" in said
+    assert "MultiKG4Rec (" not in said and "MultiKG4Rec-v2t" not in said
+    stored += [{"job": j["id"]} for j in seeds if j["row"] == "MultiKG4Rec-t2v"]
+    assert "claim `multikg`" not in "; ".join(learned._not_run(mm, {}))

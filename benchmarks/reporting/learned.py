@@ -161,7 +161,9 @@ def section() -> list[str]:
                          + " |")
     L += _further_lines(mm, final)
     L += _ladder_lines()
-    L += ["", "Not run with learned features: " + "; ".join(_not_run(mm, final)) + "."]
+    missing = _not_run(mm, final)
+    L += ["", ("Not run with learned features: " + "; ".join(missing) + ".") if missing else
+          "Every row this section plans with learned features has run."]
     L += ["", "Commands: `python benchmarks/multimodal.py --only " + mm.LEARNED_TAG + "` and `python "
           "benchmarks/sequential.py --only =" + ",".join(_ladder_ids()) + "`; each JSON holds its "
           "exact `mmkgrec train` command"]
@@ -316,20 +318,22 @@ def _not_run(mm, final: dict) -> list[str]:
     have = {r.get("job") for r in load("retune")}
 
     def retune_runs(claim: str, rows) -> str | None:
-        """``k of the n runs of claim ...`` for the seed runs of ``rows`` of a retune claim;
-        None when all have run."""
-        planned = [j["id"] for j in retune.jobs() if "seed" in j and j["row"] in rows]
-        ran = sum(j in have for j in planned)
-        return None if ran == len(planned) else (
-            f"{ran} of the {len(planned)} runs of `benchmarks/retune.py`'s claim `{claim}`, "
-            "which holds them, have run")
+        """The rows of a retune claim among ``rows`` with seed runs still missing, each as
+        ``row (k of n seeds)``, and the claim that holds them; None when all have run."""
+        planned: dict[str, list[str]] = {}
+        for j in retune.jobs():
+            if "seed" in j and j["row"] in rows:
+                planned.setdefault(j["row"], []).append(j["id"])
+        short = [f"{row} ({sum(i in have for i in ids)} of {len(ids)} seeds)"
+                 for row, ids in planned.items() if not all(i in have for i in ids)]
+        return None if not short else (
+            ", ".join(short) + f"; `benchmarks/retune.py`'s claim `{claim}` holds them")
 
     out = []
     mkg = retune.CLAIMS["multikg"]
     if said := retune_runs("multikg", {**mkg["rows"], **mkg["ablations"]}):
-        out.append("MKGAT and Multi-KG4Rec with its Table 3/4 ablations (full, w/o t, w/o v, t2v, "
-                   f"v2t) and the visual > text and bi- > one-directional fusion claims on them "
-                   f"({said})")
+        out.append(f"Multi-KG4Rec's claim rows and Table 3/4 ablations, and the visual > text "
+                   f"and bi- > one-directional fusion claims that wait on them ({said})")
     seq_learned = [r for r in retune.CLAIMS["seq"]["rows"] if r.endswith(f"-{mm.LEARNED_TAG}")]
     if said := retune_runs("seq", seq_learned):
         out.append(f"MM-RACL-KAL itself (content-only and +ID; {said})")
