@@ -89,6 +89,8 @@ def test_comparisons_use_user_means_over_seeds_holm_and_generated_verdicts():
         assert stats.claim("X", "Y", c_bb, "ndcg@10").startswith("X is not significantly below Y")
     one = stats.adjust([stats.compare(_runs({1: a[1]}), _runs({1: base[1]}), "ndcg@10")])[0]
     assert np.isnan(one["p_seeds"]) and stats.verdict(one) == "higher (one seed)"
+    # runs on both sides but no seed in common: no pair, so no comparison (not a NaN verdict)
+    assert stats.compare(_runs({1: a[1]}), _runs({2: base[2]}), "ndcg@10") is None
 
 
 def test_the_ctr_table_shows_global_and_batch_mean_figures_and_says_which_need_a_rerun(monkeypatch):

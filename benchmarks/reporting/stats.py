@@ -44,10 +44,14 @@ def compare(runs_a: list[dict], runs_b: list[dict], key: str) -> dict:
     """Row a against row b on test ``key``: ``diff`` (mean over users of a - b, each user's values
     averaged over the shared seeds), ``p_users`` / ``n_users`` (paired t-test over those users),
     ``p_seeds`` / ``n_seeds`` (paired t-test over the shared seeds' means; NaN with fewer than
-    two), and ``replicates`` (the per-user values it used). Without runs on both sides: ``None``."""
+    two), and ``replicates`` (the per-user values it used). Without a seed (or fold) both rows
+    ran: ``None``, as for a comparison not run (one row's seed 2020 against the other's seed
+    2021 is no pair)."""
     if not runs_a or not runs_b:
         return None
     reps = replicates(runs_a, runs_b, key)
+    if not reps:
+        return None
     t = paired_ttest_user_means(reps)
     sa = {_replicate(r): r["test"][key] for r in runs_a}
     sb = {_replicate(r): r["test"][key] for r in runs_b}
