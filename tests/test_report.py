@@ -485,3 +485,25 @@ def test_learned_not_run_line_names_only_the_retune_rows_with_seeds_missing(monk
     assert "MultiKG4Rec (" not in said and "MultiKG4Rec-v2t" not in said
     stored += [{"job": j["id"]} for j in seeds if j["row"] == "MultiKG4Rec-t2v"]
     assert "claim `multikg`" not in "; ".join(learned._not_run(mm, {}))
+
+
+def test_retune_tables_give_each_seeds_best_epoch_and_name_the_runs_the_cap_ended():
+    """Each seed's best epoch and epochs run stand in the retune tables; a run whose best epoch
+    plus patience reaches the cap is named (patience never had the chance to stop it), one that
+    patience stopped before the cap is not."""
+    from reporting import retune as section
+
+    def run(seed, best, ran, cap=50, patience=10):
+        return {"seed": seed, "best_epoch": best, "epochs_run": ran,
+                "config": {"epochs": cap, "stopping_step": patience}}
+
+    final = {"A": [run(2021, 45, 50), run(2020, 24, 35)], "B": [run(2020, 39, 50)],
+             "C": [run(2020, 6, 10, cap=10, patience=3)]}
+    assert section._epochs(final["A"]) == "24 of 35, 45 of 50"
+    assert section._epochs([]) == "-"
+    said = "\n".join(section._capped_lines(["A", "B", "C"], final))
+    assert "A (seed 2021)" in said and "B" not in said.split(":")[-1] and "C (" not in said
+    final["B"] = [run(2020, 40, 50), run(2021, 49, 50)]
+    said = "\n".join(section._capped_lines(["A", "B"], final))
+    assert said.endswith("A (seed 2021); B (seeds 2020, 2021).")
+    assert section._capped_lines(["C"], final) == []

@@ -53,11 +53,13 @@ def section() -> list[str]:
                   f"the {epochs}-epoch cap stopped them; the budget binds them): "
                   + ", ".join(capped) + "."]
         L += ["", "Test metrics of the chosen configurations, mean ± std over seeds:", ""]
-        L += header("| row | seeds | " + " | ".join(shown) + " |")
+        L += header("| row | seeds | " + " | ".join(shown) + " | best epoch of run, per seed |")
         for row in c["rows"]:
             rs = final.get(row, [])
             L.append(f"| {row} | {len(rs)} | " + (" | ".join(cells(rs, shown)) if rs else
-                                                  " | ".join("not run" for _ in shown)) + " |")
+                                                  " | ".join("not run" for _ in shown))
+                     + f" | {_epochs(rs)} |")
+        L += _capped_lines(c["rows"], final)
         L += ["", f"Paired t-tests on test {metric} {TESTS}:", ""]
         cs = comparisons(final, c["pairs"], metric)
         L += significance_rows(final, c["pairs"], metric, cs)
@@ -77,14 +79,46 @@ def _ablation_lines(c: dict, final: dict, shown: list[str]) -> list[str]:
         return []
     L = ["", "Ablations: each row is the chosen configuration of the row it ablates with one "
          "switch set, the seeds listed (test metrics, mean ± std over seeds):", ""]
-    L += header("| row | ablates | switch | seeds run / planned | " + " | ".join(shown) + " |")
+    L += header("| row | ablates | switch | seeds run / planned | " + " | ".join(shown)
+                + " | best epoch of run, per seed |")
     for row, (parent, switch, seeds) in abl.items():
         rs = final.get(row, [])
         sw = ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in switch.items())
         L.append(f"| {row} | {parent} | {sw} | {len(rs)} / {len(seeds)} | "
                  + (" | ".join(cells(rs, shown)) if rs else " | ".join("not run" for _ in shown))
-                 + " |")
-    return L
+                 + f" | {_epochs(rs)} |")
+    return L + _capped_lines(abl, final)
+
+
+def _by_seed(rs: list[dict]) -> list[dict]:
+    return sorted(rs, key=lambda r: r["seed"])
+
+
+def _epochs(rs: list[dict]) -> str:
+    """``24 of 35, 21 of 32``: each seed's best epoch (counted from 0) and the epochs it ran."""
+    return ", ".join(f"{r.get('best_epoch', '?')} of {r.get('epochs_run', '?')}"
+                     for r in _by_seed(rs)) or "-"
+
+
+def _capped_lines(rows, final: dict) -> list[str]:
+    """A sentence naming, per row, the seeds whose run the epoch cap ended before patience
+    would have (best epoch + patience reaches the cap: they may still have been improving)."""
+
+    def capped(r: dict) -> bool:
+        cfg = r.get("config") or {}
+        cap, patience, best = cfg.get("epochs"), cfg.get("stopping_step"), r.get("best_epoch")
+        return None not in (cap, patience, best) and best + patience >= cap
+
+    said = []
+    for row in rows:
+        seeds = [str(r["seed"]) for r in _by_seed(final.get(row, [])) if capped(r)]
+        if seeds:
+            said.append(f"{row} (seed{'s' if len(seeds) > 1 else ''} {', '.join(seeds)})")
+    if not said:
+        return []
+    return ["", "Runs the epoch cap ended before patience would have (best epoch + patience "
+            "reaches the cap: they may still have been improving, and the claim's budget binds "
+            "them): " + "; ".join(said) + "."]
 
 
 def _claim_lines(c: dict, final: dict) -> list[str]:
