@@ -463,6 +463,10 @@ def test_retune_ablations_reuse_the_ablated_rows_choice_and_their_claims_follow_
     assert "- visual > text (Table 3: the image alone beats the text alone): holds." in text
     assert "- bi-directional > text-to-visual fusion (Table 4): holds." in text
     assert "- bi-directional > visual-to-text fusion (Table 4): not run." in text
+    # the full model against each single modality: w/o t above it here, w/o v level with it
+    assert "- both modalities > the image alone (Table 3: w/o t below the full model): does not hold." in text
+    assert "- both modalities > the text alone (Table 3: w/o v below the full model): does not hold." in text
+    assert "- both modalities > the image alone (Table 3: w/o t below the full model): holds." in lines(-0.02)
     assert "visual > text (Table 3: the image alone beats the text alone): does not hold." in lines(-0.02)
 
 
