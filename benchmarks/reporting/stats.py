@@ -47,10 +47,8 @@ def compare(runs_a: list[dict], runs_b: list[dict], key: str) -> dict:
     two), and ``replicates`` (the per-user values it used). Without a seed (or fold) both rows
     ran: ``None``, as for a comparison not run (one row's seed 2020 against the other's seed
     2021 is no pair)."""
-    if not runs_a or not runs_b:
-        return None
     reps = replicates(runs_a, runs_b, key)
-    if not reps:
+    if not reps:  # also where one row has no runs
         return None
     t = paired_ttest_user_means(reps)
     sa = {_replicate(r): r["test"][key] for r in runs_a}
