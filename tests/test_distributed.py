@@ -147,15 +147,24 @@ def _worker(rank: int, world: int, port: int, scenario: str, work: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    before = _threads()
     distributed.init_from_env(timeout_s=120)
     result = SCENARIOS[scenario](work)
     with open(os.path.join(work, f"rank{rank}.pkl"), "wb") as f:
         pickle.dump(result, f)
     distributed.shutdown()
+    with open(os.path.join(work, f"rank{rank}.threads"), "w") as f:
+        f.write(f"{before} {_threads()}")
 
 
-def run_processes(world: int, scenario: str, work) -> tuple[list, list]:
-    """``scenario`` on ``world`` processes joined by gloo: (exit codes, what each returned)."""
+def _threads() -> int:
+    """This process's native threads (gloo's and the store's included); -1 without /proc."""
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else -1
+
+
+def run_processes(world: int, scenario: str, work) -> tuple[list, list, list]:
+    """``scenario`` on ``world`` processes joined by gloo: (exit codes, what each returned, each
+    one's native threads before joining the group and after :func:`distributed.shutdown`)."""
     import torch.multiprocessing as mp
 
     with socket.socket() as s:
@@ -169,11 +178,13 @@ def run_processes(world: int, scenario: str, work) -> tuple[list, list]:
     for p in procs:
         p.join(300)
     codes = [p.exitcode for p in procs]
-    out = []
+    out, threads = [], []
     for r in range(world):
         path = os.path.join(work, f"rank{r}.pkl")
         out.append(pickle.load(open(path, "rb")) if os.path.exists(path) else None)
-    return codes, out
+        path = os.path.join(work, f"rank{r}.threads")
+        threads.append(tuple(map(int, open(path).read().split())) if os.path.exists(path) else None)
+    return codes, out, threads
 
 
 # ---- the tests ---------------------------------------------------------------------------------
@@ -210,7 +221,7 @@ def test_distributed_evaluation_equals_one_process(world, two, tmp_path):
     if world == 2:
         codes, results = two[0], [r["eval"] for r in two[1]]
     else:
-        codes, results = run_processes(world, "eval", tmp_path)
+        codes, results, _ = run_processes(world, "eval", tmp_path)
     assert codes == [0] * world
     for per_rank in results:
         for name, (metrics, ids, per_user) in single.items():
@@ -241,7 +252,7 @@ def test_epochs_on_two_processes_equal_one_process_and_resume_across_world_size(
 
 
 def test_a_process_that_dies_stops_the_others_with_a_clear_message(tmp_path):
-    codes, results = run_processes(2, "die", tmp_path)
+    codes, results, _ = run_processes(2, "die", tmp_path)
     assert codes == [0, 3]
     msg = results[0]
     assert msg is not None and "rank 0 of 2: training stopped in epoch 1" in msg, msg
@@ -250,6 +261,18 @@ def test_a_process_that_dies_stops_the_others_with_a_clear_message(tmp_path):
     model, cfg = build_model("BPR", split, epochs=3, train_batch_size=256)
     state, _ = Trainer(model, split, cfg, tmp_path / "ckpt")._load_latest()  # still loadable
     assert state["epoch"] == 0
+
+
+def test_shutdown_frees_the_process_group_after_training(two):
+    """After training (DDP, Adam: both import torch._dynamo) and shutdown, no gloo or store thread
+    is left: a group pinned by an import would keep them into interpreter exit, where they can
+    abort a process that has finished its work."""
+    codes, _, threads = two
+    assert codes == [0, 0]
+    for r, (before, after) in enumerate(threads):
+        if before < 0:
+            pytest.skip("no /proc/self/task to count threads on this system")
+        assert after <= before, f"rank {r}: {before} threads before the group, {after} after shutdown"
 
 
 def test_bad_input_is_refused_on_every_process(two):

@@ -69,11 +69,24 @@ def init_from_env(timeout_s: float = 1800.0) -> None:
     never comes makes the others fail after ``timeout_s`` at the latest."""
     if not launched() or (dist.is_available() and dist.is_initialized()):
         return
+    _import_group_defaults()
     backend = "gloo"
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         backend = "cpu:gloo,cuda:nccl"
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+
+
+def _import_group_defaults() -> None:
+    """Import, before the process group exists, the parts of torch that take ``group.WORLD`` as a
+    default argument (``torch.distributed.nn.functional`` and the modules importing it, all
+    pulled in by ``torch._dynamo``, which the first optimiser or DDP imports). Imported after
+    ``init_process_group``, such a default holds the group itself: ``destroy_process_group``
+    then cannot free it, its gloo threads outlive :func:`shutdown`, and at interpreter exit one
+    of them can release a tensor while Python finalises, which aborts a process whose work is
+    done ("terminate called without an active exception"). Imported before, the default is
+    ``None`` (the current group at each call)."""
+    import torch._dynamo  # noqa: F401
 
 
 def local_device(device: str) -> str:
