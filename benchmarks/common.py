@@ -67,6 +67,12 @@ class NotReady(RuntimeError):
     """A job that needs other jobs' results first (its tuning runs): skipped, run it again later."""
 
 
+def loadavg() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages, kept beside a run's timings so that a
+    reader can tell a quiet machine's seconds from a busy one's."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None, workers: int = 1) -> None:
     """Run every job of ``suite`` whose result file is missing. ``runner(job) -> dict``.
     ``only``: a substring of the job ids to run, or ``=ID1,ID2`` for exactly those ids.
@@ -87,6 +93,7 @@ def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None, wor
             print(f"[{suite}] ({k}/{len(todo)}) {job['id']} done meanwhile", flush=True)
             return
         print(f"[{suite}] ({k}/{len(todo)}) {job['id']} ...", flush=True)
+        load_before = loadavg()
         try:
             result = runner(job)
         except subprocess.CalledProcessError as e:
@@ -97,7 +104,8 @@ def run_queue(suite: str, jobs: list[dict], runner, only: str | None = None, wor
             return
         if "command" in result:
             result["command"] = relative_command(result["command"], ROOT)
-        result = {"job": job["id"], "suite": suite, **result, "git_sha": git_sha(),
+        result = {"job": job["id"], "suite": suite, "load_before": load_before,
+                  "load_after": loadavg(), **result, "git_sha": git_sha(),
                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                   "wall_s": time.time() - t0}
         write_json(out_dir / f"{job['id']}.json", result)

@@ -59,7 +59,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import WORK, NotReady, run_queue  # noqa: E402
+from common import WORK, NotReady, loadavg, run_queue  # noqa: E402
 
 from mmkgrec.config import load_config  # noqa: E402
 from mmkgrec.data.dataset import Interactions  # noqa: E402
@@ -155,10 +155,6 @@ SERVE_TRAIN = {"epochs": 2, "eval_step": 2, "stopping_step": 0, "embedding_size"
                "seed": 2020, "show_progress": False}
 REPEATS = 5
 QUIET = {"max_load": 0.5, "wait": 1800.0}  # set from the command line
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def wait_quiet() -> list[float]:
