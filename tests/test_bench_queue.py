@@ -75,6 +75,17 @@ def test_queue_runs_with_workers_resumes_and_skips_jobs_not_ready(results):
     assert seen == ["wait"]
 
 
+def test_queue_records_the_load_around_each_run_unless_the_runner_measured_its_own(
+        results, monkeypatch):
+    loads = iter([(0.5, 0.2, 0.1), (1.25, 0.5, 0.2), (0.1, 0.1, 0.1), (0.2, 0.1, 0.1)])
+    monkeypatch.setattr(common.os, "getloadavg", lambda: next(loads))
+    common.run_queue("q", [{"id": "a"}, {"id": "b"}],
+                     lambda job: {} if job["id"] == "a" else {"load_before": [9.0, 9.0, 9.0]})
+    a, b = (json.loads((results / "q" / f"{j}.json").read_text()) for j in "ab")
+    assert a["load_before"] == [0.5, 0.2, 0.1] and a["load_after"] == [1.25, 0.5, 0.2]
+    assert b["load_before"] == [9.0, 9.0, 9.0] and b["load_after"] == [0.2, 0.1, 0.1]
+
+
 PIN = ["--set", f"image_encoder={json.dumps('descriptor')}"]
 LINK_PIN = ["--set", f"link_item_map={json.dumps(None)}"]
 

@@ -511,3 +511,14 @@ def test_retune_tables_give_each_seeds_best_epoch_and_name_the_runs_the_cap_ende
     said = "\n".join(section._capped_lines(["A", "B"], final))
     assert said.endswith("A (seed 2021); B (seeds 2020, 2021).")
     assert section._capped_lines(["C"], final) == []
+
+
+def test_load_sentence_gives_the_recorded_range_and_counts_runs_without_a_record():
+    from reporting.tables import load_sentence
+
+    runs = [{"load_before": [0.4, 0, 0], "load_after": [1.2, 0, 0]},
+            {"load_before": [0.9, 0, 0], "load_after": [0.1, 0, 0]}, {}]
+    assert load_sentence(runs) == ("The machine's 1-minute load average, recorded before and "
+                                   "after each run: 0.1 to 1.2 (1 of 3 runs predate the record).")
+    assert load_sentence(runs[:2]).endswith("0.1 to 1.2.")
+    assert load_sentence([{}, {}]) == "The machine's load during these 2 runs was not recorded."

@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 
 from .stats import TESTS, _p, _significant, adjust, compare, test_cells
-from .tables import command, fmt, header, mean_std, suite_runs
+from .tables import command, fmt, header, load_sentence, mean_std, suite_runs
 
 KEYS = ["rmse", "mae", "mse"]
 PAIRS = [("BiasedMF", "SVD"), ("BiasedMF", "SVDpp"), ("BiasedMF", "BiasOnly"), ("SVDpp", "SVD")]
@@ -60,8 +60,8 @@ def section() -> list[str]:
          "(on the training folds without the validation slice). Every prediction is clipped to the training ratings' range. "
          "*fit s*: training of the chosen setting (median over folds); *tuning s*: the whole grid. "
          "Published ML-100K RMSE (Surprise's documentation, its own 5-fold split): SVD 0.934, "
-         "SVD++ 0.920. Timings were taken on a shared 2-core machine with other jobs running: they "
-         "compare the libraries only roughly.", ""]
+         "SVD++ 0.920. Every timed process runs one thread on a 2-core machine, so a load "
+         "average up to about 2 leaves it a core of its own. " + load_sentence(runs), ""]
     L += header("| model | folds | test RMSE | test MAE | test MSE | fit s | tuning s | chosen "
                 "(folds) | published RMSE |")
     for row in suite.ROWS:

@@ -43,6 +43,19 @@ def load_cell(r: dict) -> str:
     return f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}"
 
 
+def load_sentence(runs: list[dict]) -> str:
+    """In words, the 1-minute load averages recorded before and after ``runs`` (their range, and
+    how many runs predate the fields), for a section whose timings a busy machine would slow."""
+    loads = [x for r in runs if "load_before" in r
+             for x in (r["load_before"][0], r["load_after"][0])]
+    missing = sum("load_before" not in r for r in runs)
+    if not loads:
+        return f"The machine's load during these {len(runs)} runs was not recorded."
+    text = (f"The machine's 1-minute load average, recorded before and after each run: "
+            f"{min(loads):.1f} to {max(loads):.1f}")
+    return text + (f" ({missing} of {len(runs)} runs predate the record)." if missing else ".")
+
+
 def work_path(text: str) -> str:
     """``text`` with the scratch folder ``benchmarks/work`` written as :data:`WORK_VAR`."""
     return text.replace("benchmarks/work/", WORK_VAR + "/")
