@@ -270,7 +270,7 @@ def test_learned_image_section_pairs_rows_and_its_verdicts_follow_the_numbers(mo
     assert f"| VBPR-image-{tag} vs VBPR-image | +0.0" in text
     assert "MMGCN > LightGCN with learned features, text and image: not run" in text
     assert "Not run: ladder-+M-" in text and "the popularity thirds" in text
-    assert "MultiKG4Rec (0 of 3 seeds), " in text and "MultiKG4Rec-w/o t&v (0 of 1 seeds)" in text
+    assert "MultiKG4Rec (0 of 3 seeds), " in text and "MultiKG4Rec-w/o t&v (0 of 3 seeds)" in text
     monkeypatch.setattr(learned, "suite_runs", lambda name: (mm, results(-0.03)))
     text = "\n".join(learned.section())
     assert claim + f"does not hold. VBPR-image-{tag} trails BPR" in text
@@ -422,7 +422,8 @@ def test_retune_ablations_reuse_the_ablated_rows_choice_and_their_claims_follow_
     assert retune.fixed("seq", "MM-RACL-KAL")["image_encoder"] == "descriptor"
     assert "item_id_embedding" not in retune.fixed("seq", "MM-RACL-KAL")
     assert ids["MultiKG4Rec-wo-t-s2022"]["row"] == "MultiKG4Rec-w/o t"
-    assert "MultiKG4Rec-wo-tv-s2021" not in ids and "mkg-MKGAT-wo-v-s2020" in ids
+    assert "MultiKG4Rec-wo-tv-s2022" in ids and "MultiKG4Rec-no-fusion-s2021" in ids
+    assert "mkg-MKGAT-wo-v-s2020" in ids and "mkg-MKGAT-wo-v-s2021" not in ids
     monkeypatch.setattr(retune, "WORK", tmp_path)
     monkeypatch.setattr(retune, "TUNES", tmp_path / "retune")
     with pytest.raises(common.NotReady, match="tune-MultiKG4Rec"):
@@ -463,6 +464,7 @@ def test_retune_ablations_reuse_the_ablated_rows_choice_and_their_claims_follow_
     assert "- visual > text (Table 3: the image alone beats the text alone): holds." in text
     assert "- bi-directional > text-to-visual fusion (Table 4): holds." in text
     assert "- bi-directional > visual-to-text fusion (Table 4): not run." in text
+    assert "- bi-directional fusion > fusion off (Table 4's w/o t&v): not run." in text
     # the full model against each single modality: w/o t above it here, w/o v level with it
     assert "- both modalities > the image alone (Table 3: w/o t below the full model): does not hold." in text
     assert "- both modalities > the text alone (Table 3: w/o v below the full model): does not hold." in text
