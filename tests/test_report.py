@@ -489,6 +489,9 @@ def test_learned_not_run_line_names_only_the_retune_rows_with_seeds_missing(monk
     said = "; ".join(learned._not_run(mm, {}))
     assert "MultiKG4Rec-t2v (1 of 3 seeds)" in said
     assert "MultiKG4Rec (" not in said and "MultiKG4Rec-v2t" not in said
+    # the claims named as waiting are those on the short row, and no other
+    assert "the claims that wait on them: bi-directional > text-to-visual fusion; " in said
+    assert "visual > text" not in said and "fusion off" not in said
     stored += [{"job": j["id"]} for j in seeds if j["row"] == "MultiKG4Rec-t2v"]
     assert "claim `multikg`" not in "; ".join(learned._not_run(mm, {}))
 

@@ -317,23 +317,29 @@ def _not_run(mm, final: dict) -> list[str]:
 
     have = {r.get("job") for r in load("retune")}
 
-    def retune_runs(claim: str, rows) -> str | None:
-        """The rows of a retune claim among ``rows`` with seed runs still missing, each as
-        ``row (k of n seeds)``, and the claim that holds them; None when all have run."""
+    def short_rows(rows) -> dict[str, str]:
+        """The rows among ``rows`` with seed runs still missing -> ``row (k of n seeds)``."""
         planned: dict[str, list[str]] = {}
         for j in retune.jobs():
             if "seed" in j and j["row"] in rows:
                 planned.setdefault(j["row"], []).append(j["id"])
-        short = [f"{row} ({sum(i in have for i in ids)} of {len(ids)} seeds)"
-                 for row, ids in planned.items() if not all(i in have for i in ids)]
+        return {row: f"{row} ({sum(i in have for i in ids)} of {len(ids)} seeds)"
+                for row, ids in planned.items() if not all(i in have for i in ids)}
+
+    def retune_runs(claim: str, rows) -> str | None:
+        """:func:`short_rows` in words with the claim that holds them; None when all have run."""
+        short = short_rows(rows)
         return None if not short else (
-            ", ".join(short) + f"; `benchmarks/retune.py`'s claim `{claim}` holds them")
+            ", ".join(short.values()) + f"; `benchmarks/retune.py`'s claim `{claim}` holds them")
 
     out = []
     mkg = retune.CLAIMS["multikg"]
     if said := retune_runs("multikg", {**mkg["rows"], **mkg["ablations"]}):
-        out.append(f"Multi-KG4Rec's claim rows and Table 3/4 ablations, and the visual > text "
-                   f"and bi- > one-directional fusion claims that wait on them ({said})")
+        short = short_rows({**mkg["rows"], **mkg["ablations"]})
+        waiting = [text.split(" (")[0] for a, b, text in mkg["claims"] if a in short or b in short]
+        out.append(f"Multi-KG4Rec's claim and Table 3/4 ablation rows still short of seeds "
+                   f"({said})" + (f", and the claims that wait on them: {'; '.join(waiting)}"
+                                  if waiting else ""))
     seq_learned = [r for r in retune.CLAIMS["seq"]["rows"] if r.endswith(f"-{mm.LEARNED_TAG}")]
     if said := retune_runs("seq", seq_learned):
         out.append(f"MM-RACL-KAL itself (content-only and +ID; {said})")
