@@ -423,7 +423,7 @@ def test_retune_ablations_reuse_the_ablated_rows_choice_and_their_claims_follow_
     assert "item_id_embedding" not in retune.fixed("seq", "MM-RACL-KAL")
     assert ids["MultiKG4Rec-wo-t-s2022"]["row"] == "MultiKG4Rec-w/o t"
     assert "MultiKG4Rec-wo-tv-s2022" in ids and "MultiKG4Rec-no-fusion-s2021" in ids
-    assert "mkg-MKGAT-wo-v-s2020" in ids and "mkg-MKGAT-wo-v-s2021" not in ids
+    assert "mkg-MKGAT-wo-v-s2022" in ids and "mkg-MKGAT-wo-v-s2023" not in ids
     monkeypatch.setattr(retune, "WORK", tmp_path)
     monkeypatch.setattr(retune, "TUNES", tmp_path / "retune")
     with pytest.raises(common.NotReady, match="tune-MultiKG4Rec"):
@@ -460,7 +460,7 @@ def test_retune_ablations_reuse_the_ablated_rows_choice_and_their_claims_follow_
 
     text = lines(+0.02)
     assert "| MultiKG4Rec-w/o t | MultiKG4Rec | `modalities: [\"image\"]` | 3 / 3 |" in text
-    assert "| mkg-MKGAT-w/o t&v | mkg-MKGAT | `modalities: []` | 0 / 1 | not run" in text
+    assert "| mkg-MKGAT-w/o t&v | mkg-MKGAT | `modalities: []` | 0 / 3 | not run" in text
     assert "- visual > text (Table 3: the image alone beats the text alone): holds." in text
     assert "- bi-directional > text-to-visual fusion (Table 4): holds." in text
     assert "- bi-directional > visual-to-text fusion (Table 4): not run." in text
