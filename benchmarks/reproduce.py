@@ -92,6 +92,11 @@ def why_not(result: dict) -> str | None:
         return "a speed row (its timings are not expected to repeat)"
     if (result.get("config") or {}).get("device", "cpu") != "cpu":
         return "a GPU row (exempt)"
+    args = shlex.split(result["command"])
+    configs = [args[k + 1] for k, a in enumerate(args[:-1]) if a == "--config"]
+    gone = [c for c in configs if not (ROOT / _in_checkout(c)).exists()]
+    if gone:  # e.g. a tune's best.yaml in the git-ignored work folder of the machine that ran it
+        return f"the config file its command reads, {gone[0]}, is not in this checkout"
     return None
 
 
@@ -180,7 +185,13 @@ def main(argv=None) -> int:
                         env={"MMKGREC_CACHE": cache})
                 features = feature_stores(Path(cache))
         else:
-            run_cmd(cmd, WORK / "reproduce" / f"{result['job']}.log")
+            try:
+                run_cmd(cmd, WORK / "reproduce" / f"{result['job']}.log")
+            except subprocess.CalledProcessError as e:
+                log = (WORK / "reproduce" / f"{result['job']}.log").relative_to(ROOT)
+                print(f"reproduce: {path}: the rerun failed (exit {e.returncode}); see {log}",
+                      file=sys.stderr)
+                return 1
         metrics = json.loads((run_dir / "metrics.json").read_text())
         check = compare(result["test"], metrics["test"])
         row = {"suite": result["suite"], "job": result["job"],

@@ -435,3 +435,35 @@ def test_retune_runs_a_tune_from_the_repository_root_with_a_relative_folder(monk
     out = seen["cmd"][seen["cmd"].index("--out") + 1]
     assert out == "benchmarks/tunes/retune/MultiKG4Rec"
     assert Path(seen["cwd"]) == common.ROOT
+
+
+def test_reproduce_skips_a_row_whose_config_file_is_gone_and_reads_one_that_is_here():
+    import reproduce
+
+    row = {"library": "mmkgrec", "job": "x", "test": {}, "config": {}, "command": (
+        "python -m mmkgrec.cli train --model MKGAT --config benchmarks/work/retune/gone/best.yaml "
+        "--set seed=1")}
+    assert "benchmarks/work/retune/gone/best.yaml, is not in this checkout" in reproduce.why_not(row)
+    row["command"] = ("python -m mmkgrec.cli train --model MMRACLKAL --config "
+                      "/elsewhere/repo/src/mmkgrec/configs/variant/MMRACLKAL-wo-cl.yaml")
+    assert reproduce.why_not(row) is None
+
+
+def test_reproduce_says_in_one_line_where_a_failed_rerun_logged(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    import reproduce
+
+    src = tmp_path / "row.json"
+    src.write_text(json.dumps({"library": "mmkgrec", "suite": "s", "job": "x", "test": {},
+                               "config": {}, "command": "python -m mmkgrec.cli train --set seed=1"}))
+
+    def fail(cmd, log, env=None, cwd=None):
+        raise subprocess.CalledProcessError(2, cmd)
+
+    monkeypatch.setattr(reproduce, "OUT", tmp_path / "out")
+    monkeypatch.setattr(reproduce, "run_cmd", fail)
+    assert reproduce.main([str(src)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the rerun failed (exit 2); see benchmarks/work/reproduce/x.log" in err[0]
+    assert not (tmp_path / "out").exists()
