@@ -92,12 +92,18 @@ def why_not(result: dict) -> str | None:
         return "a speed row (its timings are not expected to repeat)"
     if (result.get("config") or {}).get("device", "cpu") != "cpu":
         return "a GPU row (exempt)"
+    return None
+
+
+def missing_config(result: dict) -> str | None:
+    """Why this checkout cannot rerun the row: a ``--config`` file its command reads is not here
+    (e.g. a tune's best.yaml in the git-ignored work folder of the machine that ran it). Apart
+    from :func:`why_not`, which says what kind of row is rerun at all and so must not depend on
+    the files of one machine."""
     args = shlex.split(result["command"])
     configs = [args[k + 1] for k, a in enumerate(args[:-1]) if a == "--config"]
     gone = [c for c in configs if not (ROOT / _in_checkout(c)).exists()]
-    if gone:  # e.g. a tune's best.yaml in the git-ignored work folder of the machine that ran it
-        return f"the config file its command reads, {gone[0]}, is not in this checkout"
-    return None
+    return f"the config file its command reads, {gone[0]}, is not in this checkout" if gone else None
 
 
 def compare(old: dict, new: dict) -> dict:
@@ -164,7 +170,7 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as e:
             print(f"reproduce: {path}: unreadable result file ({e})", file=sys.stderr)
             return 2
-        reason = why_not(result)
+        reason = why_not(result) or missing_config(result)
         if reason:
             print(f"reproduce: {path}: skipped, {reason}")
             continue
