@@ -380,3 +380,25 @@ def test_fast_top_k_keeps_the_tie_rule():
         ties[torch.rand(b, n, generator=g) < 0.3] = -torch.inf
         for s in (ties, torch.randn(b, n, generator=g)):
             assert torch.equal(_topk(s, k), topk_with_ties(s, k)), (n, b, k)
+
+
+def test_the_fingerprint_names_the_item_features_a_run_was_built_from(tmp_path):
+    """Two runs alike but for one value of their item features record different feature
+    digests beside the same data and split digests; a model without features records none."""
+    from mmkgrec.data import load_dataset
+
+    ds = load_dataset("synthetic", {"data_format": "synthetic"})
+    mat = np.random.default_rng(0).normal(size=(ds.n_items, 12)).astype(np.float32)
+    fps = []
+    for k, value in enumerate([mat[3, 4], mat[3, 4] + 1e-3]):
+        mat[3, 4] = value
+        path = tmp_path / f"text{k}.npz"
+        np.savez(path, item_ids=np.asarray(ds.item_ids, dtype=str), features=mat)
+        run = api.train("VBPR", "synthetic", None, overrides={
+            **QUIET, "epochs": 0, "modalities": ["text"], "text_encoder": f"file:{path}"})
+        fps.append(run.metrics["fingerprint"])
+    assert set(fps[0]["features"]) == {"text"} and len(fps[0]["features"]["text"]) == 32
+    assert fps[0]["features"] != fps[1]["features"]
+    assert (fps[0]["data"], fps[0]["split"]) == (fps[1]["data"], fps[1]["split"])
+    bpr = api.train("BPR", "synthetic", None, overrides={**QUIET, "epochs": 0})
+    assert "features" not in bpr.metrics["fingerprint"]

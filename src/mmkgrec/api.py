@@ -204,6 +204,8 @@ def train(model: str, dataset: str, out: str | Path | None = None, config_file=N
             f"{config['dataset']}: every process needs users of its own; start at most "
             f"{split.n_users}")
     fingerprint = runs.fingerprint(ds, split)
+    if features:  # recorded, not checked: --resume and load compare the data and split only
+        fingerprint["features"] = runs.features_digest(features)
     if partial is not None and resume:
         runs.check_resume(partial, config, fingerprint)
     continued = partial is not None and resume and runs.resumable(partial)

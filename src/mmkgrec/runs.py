@@ -292,6 +292,24 @@ def fingerprint(dataset, split) -> dict:
             "split": split_digest(split)}
 
 
+def features_digest(features: dict | None) -> dict:
+    """``{modality: digest}`` of the raw item features a model was built from (each ``(matrix,
+    mask)`` as float32 and bool, shapes included), for the run's fingerprint: two runs with the
+    same data, split and seed that differ only in these vectors (a feature store built on another
+    machine, say) then say so. Empty without features."""
+    import hashlib
+
+    out = {}
+    for m, (mat, mask) in sorted((features or {}).items()):
+        h = hashlib.sha256()
+        for a in (np.asarray(mat, dtype=np.float32), np.asarray(mask, dtype=bool)):
+            a = np.ascontiguousarray(a)
+            h.update(str(a.shape).encode())
+            h.update(a.tobytes())
+        out[m] = h.hexdigest()[:32]
+    return out
+
+
 def file_sha256(path: Path) -> str:
     import hashlib
 
