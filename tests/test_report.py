@@ -527,3 +527,18 @@ def test_load_sentence_gives_the_recorded_range_and_counts_runs_without_a_record
                                    "after each run: 0.1 to 1.2 (1 of 3 runs predate the record).")
     assert load_sentence(runs[:2]).endswith("0.1 to 1.2.")
     assert load_sentence([{}, {}]) == "The machine's load during these 2 runs was not recorded."
+
+
+def test_retune_claims_name_their_stored_runs_that_a_rerun_did_not_repeat():
+    from reporting import retune as section
+
+    final = {"A": [{"job": "A-s1", "seed": 1}, {"job": "A-s2", "seed": 2}],
+             "B": [{"job": "B-s1", "seed": 1}]}
+    reruns = [{"suite": "retune", "job": "A-s2", "identical": False, "max_abs_diff": 0.0201},
+              {"suite": "retune", "job": "B-s1", "identical": True, "max_abs_diff": 0.0},
+              {"suite": "kg", "job": "A-s1", "identical": False, "max_abs_diff": 0.5}]
+    text = " ".join(section._rerun_lines(["A", "B"], final, reruns))
+    assert "1 of 2 repeat exactly; these do not" in text and "A seed 2 (max abs diff 0.0201)" in text
+    assert "0.5" not in text  # another suite's job of the same name is not this claim's
+    assert section._rerun_lines(["A", "B"], final, reruns[1:2])[-1].endswith("1 of 1 repeat exactly.")
+    assert section._rerun_lines(["A"], final, []) == []

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 
 from .stats import TESTS, claim, comparisons, holds, significance_rows
-from .tables import KG_KEYS, SEQ_KEYS, cells, fmt, header, suite_runs
+from .tables import KG_KEYS, SEQ_KEYS, cells, fmt, header, load, suite_runs
 
 
 def section() -> list[str]:
@@ -67,6 +67,7 @@ def section() -> list[str]:
         if said:
             L += ["", "Under one budget: " + "; ".join(said) + "."]
         L += _ablation_lines(c, final, shown) + _claim_lines(c, final)
+        L += _rerun_lines({**c["rows"], **c.get("ablations", {})}, final, load("reproduce"))
         L.append("")
     return L
 
@@ -134,3 +135,24 @@ def _claim_lines(c: dict, final: dict) -> list[str]:
     for (a, b, what), x in zip(c["claims"], cs):
         L.append(f"- {what}: " + (f"{holds(x)}. {claim(a, b, x, metric)}." if x else "not run."))
     return L
+
+
+def _rerun_lines(rows, final: dict, reruns: list[dict]) -> list[str]:
+    """A sentence on the stored runs of ``rows`` that ``benchmarks/reproduce.py`` ran again:
+    those that did not repeat (with the largest difference), then how many did, so a reader
+    of a claim sees which of its runs rest on inputs a rerun no longer gives."""
+    job_row = {r["job"]: (row, r["seed"]) for row in rows for r in final.get(row, [])}
+    seen = sorted(((job_row[x["job"]], x) for x in reruns
+                   if x.get("suite") == "retune" and x.get("job") in job_row),
+                  key=lambda t: t[0])
+    if not seen:
+        return []
+    moved = [f"{row} seed {seed} (max abs diff {x['max_abs_diff']:.3g})"
+             for (row, seed), x in seen if not x["identical"]]
+    same = len(seen) - len(moved)
+    text = (f"Stored runs of this claim rerun later (`benchmarks/reproduce.py`, section "
+            f"\"Reproduction of stored rows\"): {same} of {len(seen)} repeat exactly")
+    if moved:
+        text += ("; these do not, so their test metrics carry inputs a rerun here no longer "
+                 "gives: " + "; ".join(moved))
+    return ["", text + "."]
