@@ -251,12 +251,13 @@ def save_weights(path: Path, state: dict, meta: dict) -> None:
 
 # ---- fingerprints and checksums -----------------------------------------------------------
 
-def _digest(*arrays) -> str:
+def _digest(*arrays, dtype=np.int64) -> str:
+    """The first 32 hex digits of the SHA-256 of ``arrays``, each as ``dtype`` with its shape."""
     import hashlib
 
     h = hashlib.sha256()
     for a in arrays:
-        a = np.ascontiguousarray(np.asarray(a, dtype=np.int64))
+        a = np.ascontiguousarray(np.asarray(a, dtype=dtype))
         h.update(str(a.shape).encode())
         h.update(a.tobytes())
     return h.hexdigest()[:32]
@@ -294,20 +295,11 @@ def fingerprint(dataset, split) -> dict:
 
 def features_digest(features: dict | None) -> dict:
     """``{modality: digest}`` of the raw item features a model was built from (each ``(matrix,
-    mask)`` as float32 and bool, shapes included), for the run's fingerprint: two runs with the
+    mask)`` as float32, shapes included), for the run's fingerprint: two runs with the
     same data, split and seed that differ only in these vectors (a feature store built on another
     machine, say) then say so. Empty without features."""
-    import hashlib
-
-    out = {}
-    for m, (mat, mask) in sorted((features or {}).items()):
-        h = hashlib.sha256()
-        for a in (np.asarray(mat, dtype=np.float32), np.asarray(mask, dtype=bool)):
-            a = np.ascontiguousarray(a)
-            h.update(str(a.shape).encode())
-            h.update(a.tobytes())
-        out[m] = h.hexdigest()[:32]
-    return out
+    return {m: _digest(mat, np.asarray(mask, dtype=bool), dtype=np.float32)
+            for m, (mat, mask) in sorted((features or {}).items())}
 
 
 def file_sha256(path: Path) -> str:
