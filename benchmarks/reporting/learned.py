@@ -326,23 +326,21 @@ def _not_run(mm, final: dict) -> list[str]:
         return {row: f"{row} ({sum(i in have for i in ids)} of {len(ids)} seeds)"
                 for row, ids in planned.items() if not all(i in have for i in ids)}
 
-    def retune_runs(claim: str, rows) -> str | None:
-        """:func:`short_rows` in words with the claim that holds them; None when all have run."""
-        short = short_rows(rows)
-        return None if not short else (
-            ", ".join(short.values()) + f"; `benchmarks/retune.py`'s claim `{claim}` holds them")
+    def in_words(claim: str, short: dict[str, str]) -> str:
+        """:func:`short_rows`' result in words, with the claim that holds them."""
+        return ", ".join(short.values()) + f"; `benchmarks/retune.py`'s claim `{claim}` holds them"
 
     out = []
     mkg = retune.CLAIMS["multikg"]
-    if said := retune_runs("multikg", {**mkg["rows"], **mkg["ablations"]}):
-        short = short_rows({**mkg["rows"], **mkg["ablations"]})
+    if short := short_rows({**mkg["rows"], **mkg["ablations"]}):
         waiting = [text.split(" (")[0] for a, b, text in mkg["claims"] if a in short or b in short]
         out.append(f"Multi-KG4Rec's claim and Table 3/4 ablation rows still short of seeds "
-                   f"({said})" + (f", and the claims that wait on them: {'; '.join(waiting)}"
-                                  if waiting else ""))
+                   f"({in_words('multikg', short)})"
+                   + (f", and the claims that wait on them: {'; '.join(waiting)}" if waiting
+                      else ""))
     seq_learned = [r for r in retune.CLAIMS["seq"]["rows"] if r.endswith(f"-{mm.LEARNED_TAG}")]
-    if said := retune_runs("seq", seq_learned):
-        out.append(f"MM-RACL-KAL itself (content-only and +ID; {said})")
+    if short := short_rows(seq_learned):
+        out.append(f"MM-RACL-KAL itself (content-only and +ID; {in_words('seq', short)})")
     seq_have = learned_rows("sequential")
     rungs = [r for r in seq.LEARNED_RUNGS if f"{seq.slug(r)}-s2020" not in seq_have]
     if rungs:

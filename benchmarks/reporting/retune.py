@@ -25,6 +25,7 @@ def section() -> list[str]:
          f"cap and patience, chosen on the claim's validation metric with seed {suite.SEEDS[0]}; "
          f"the chosen configuration then trains with seeds {suite.SEEDS}. One torch thread per "
          "run.", ""]
+    reruns = load("reproduce")
     for name, c in suite.CLAIMS.items():
         metric = c["metric"]
         keys = list(c["grid"])
@@ -67,7 +68,7 @@ def section() -> list[str]:
         if said:
             L += ["", "Under one budget: " + "; ".join(said) + "."]
         L += _ablation_lines(c, final, shown) + _claim_lines(c, final)
-        L += _rerun_lines({**c["rows"], **c.get("ablations", {})}, final, load("reproduce"))
+        L += _rerun_lines({**c["rows"], **c.get("ablations", {})}, final, reruns)
         L.append("")
     return L
 
